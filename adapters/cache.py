@@ -1,0 +1,132 @@
+"""Result caches: Redis when REDIS_URL is set, an in-process TTL cache otherwise.
+
+Both never raise into a request: a cache that is down or slow is a miss (WARN log).
+Redis gets short socket timeouts and a circuit breaker, so an outage costs one short
+timeout every `breaker_s` seconds instead of a stall on every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class MemoryTTLCache:
+    """A bounded LRU with per-entry expiry. Values are stored serialized, so a caller
+    can never mutate a cached answer."""
+
+    def __init__(self, *, max_entries: int = 10_000, clock: Any = time.monotonic) -> None:
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max = max_entries
+        self._clock = clock
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, blob = item
+        if expires <= self._clock():
+            self._data.pop(key, None)
+            return None
+        self._data.move_to_end(key)
+        value: dict[str, Any] = orjson.loads(blob)
+        return value
+
+    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        if ttl_seconds <= 0:
+            return
+        self._data[key] = (self._clock() + ttl_seconds, orjson.dumps(value))
+        self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        self._data.clear()
+
+    def describe(self) -> str:
+        return "memory"
+
+
+class RedisCache:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "wdr:",
+        socket_timeout_s: float = 0.1,
+        breaker_s: float = 5.0,
+    ) -> None:
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self._prefix = prefix
+        self._timeout = socket_timeout_s
+        self._breaker_s = breaker_s
+        self._open_until = 0.0
+        self._url_for_logs = url.split("@")[-1]
+
+    def _tripped(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def _trip(self, op: str, exc: BaseException) -> None:
+        self._open_until = time.monotonic() + self._breaker_s
+        log.warning(
+            "cache %s failed (%s: %s); treating as a miss for %.0fs",
+            op, type(exc).__name__, exc, self._breaker_s,
+        )
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        if self._tripped():
+            return None
+        try:
+            blob = await asyncio.wait_for(self._client.get(self._prefix + key), self._timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._trip("get", exc)
+            return None
+        if blob is None:
+            return None
+        try:
+            value: dict[str, Any] = orjson.loads(blob)
+        except orjson.JSONDecodeError as exc:
+            log.warning("cache entry %s is corrupt (%s); treating as a miss", key, exc)
+            return None
+        return value
+
+    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        if ttl_seconds <= 0 or self._tripped():
+            return
+        try:
+            await asyncio.wait_for(
+                self._client.set(self._prefix + key, orjson.dumps(value), ex=ttl_seconds),
+                self._timeout * 2,
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._trip("set", exc)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self._client.ping(), self._timeout * 2))
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def describe(self) -> str:
+        return f"redis {self._url_for_logs}"

@@ -1,0 +1,88 @@
+"""The resolution graph.
+
+    route -> cache_lookup -> (hit) degrade_or_return
+                          -> postgres_query -> degrade_or_return
+                          -> sql_generate -> safety_check -> databricks_execute -> degrade_or_return
+    any failure -> mock_data -> degrade_or_return
+
+`build_graph()` returns the uncompiled builder (tests compile it with their own context);
+the service compiles it once at startup; `graph/studio.py` exports it for `langgraph dev`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.routing import (
+    route_after_cache_lookup,
+    route_after_databricks_execute,
+    route_after_postgres_query,
+    route_after_route,
+    route_after_safety_check,
+    route_after_sql_generate,
+)
+from graph.state import InputState, OutputState, State
+from nodes.cache_lookup import cache_lookup
+from nodes.databricks_execute import databricks_execute
+from nodes.degrade_or_return import degrade_or_return
+from nodes.mock_data import mock_data
+from nodes.postgres_query import postgres_query
+from nodes.route import route
+from nodes.safety_check import safety_check
+from nodes.sql_generate import sql_generate
+
+NODE_NAMES = (
+    "route",
+    "cache_lookup",
+    "postgres_query",
+    "sql_generate",
+    "safety_check",
+    "databricks_execute",
+    "mock_data",
+    "degrade_or_return",
+)
+
+
+def _bind(fn: Any, context: Context) -> Any:
+    """A node that runs `fn` with `context`, whatever context the caller passed (Studio)."""
+
+    @functools.wraps(fn)
+    async def node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        result: dict[str, Any] = await fn(state, runtime.override(context=context))
+        return result
+
+    return node
+
+
+def build_graph(bind_context: Context | None = None) -> StateGraph[State, Context, InputState, OutputState]:
+    """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
+    one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead."""
+    builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    nodes = {
+        "route": route,
+        "cache_lookup": cache_lookup,
+        "postgres_query": postgres_query,
+        "sql_generate": sql_generate,
+        "safety_check": safety_check,
+        "databricks_execute": databricks_execute,
+        "mock_data": mock_data,
+        "degrade_or_return": degrade_or_return,
+    }
+    for name, fn in nodes.items():
+        builder.add_node(name, _bind(fn, bind_context) if bind_context else fn)
+
+    builder.add_edge(START, "route")
+    builder.add_conditional_edges("route", route_after_route)
+    builder.add_conditional_edges("cache_lookup", route_after_cache_lookup)
+    builder.add_conditional_edges("postgres_query", route_after_postgres_query)
+    builder.add_conditional_edges("sql_generate", route_after_sql_generate)
+    builder.add_conditional_edges("safety_check", route_after_safety_check)
+    builder.add_conditional_edges("databricks_execute", route_after_databricks_execute)
+    builder.add_edge("mock_data", "degrade_or_return")
+    builder.add_edge("degrade_or_return", END)
+    return builder

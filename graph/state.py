@@ -1,0 +1,57 @@
+"""Graph state. Input is a widget id plus request flags; the output is `response`,
+the HTTP body the dashboard receives. Rows in state are capped by the row limit."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from domain.models import MetricDef, RoutingEntry, WidgetSpec
+
+
+class Failure(TypedDict):
+    kind: str
+    detail: str
+    node: str
+
+
+class TraceEntry(TypedDict):
+    node: str
+    ms: float
+    outcome: str
+
+
+class InputState(TypedDict, total=False):
+    widget_id: str
+    refresh: bool
+    dry_run: bool
+    spec: WidgetSpec  # optional: given inline (tests, evals); else looked up in the registry
+
+
+class OutputState(TypedDict, total=False):
+    response: dict[str, Any]
+    # observability: every node appends {node, ms, outcome}
+    trace: Annotated[list[TraceEntry], operator.add]
+
+
+class State(InputState, OutputState, total=False):
+    # route
+    metric: MetricDef
+    routing: RoutingEntry
+    backend: Literal["postgres", "databricks"]
+    generator: Literal["compiled", "llm"]
+    cache_key: str
+    # results
+    rows: list[dict[str, Any]]
+    schema: list[dict[str, str]]
+    generated_sql: str | None
+    executed: bool
+    cache_hit: bool
+    resolved_at: float
+    truncated: bool
+    # warehouse path
+    candidate_sql: str
+    generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log
+    safety: dict[str, Any]  # {allowed, rule, reason}
+    # failure
+    failure: Failure | None

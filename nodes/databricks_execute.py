@@ -1,0 +1,33 @@
+"""databricks_execute: run the checked SQL on the warehouse (Databricks, or embedded DuckDB)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from domain.failures import FailureKind, ResolverFailure
+from graph.context import Context
+from graph.state import State
+from nodes._common import fail, failed, traced
+
+
+@traced("databricks_execute")
+async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    if ctx.warehouse is None:
+        return fail("databricks_execute", FailureKind.databricks_unavailable, "no warehouse is configured")
+    sql = state["generated_sql"]
+    assert sql is not None, "safety_check must approve SQL before execution"
+    try:
+        result = await ctx.warehouse.execute(sql, max_rows=ctx.safety.max_rows)
+    except ResolverFailure as exc:
+        return failed("databricks_execute", exc)
+    return {
+        "rows": result.rows,
+        "schema": result.schema,
+        "executed": True,
+        "truncated": result.truncated,
+        "resolved_at": ctx.clock(),
+        "outcome": ctx.warehouse.name,
+    }

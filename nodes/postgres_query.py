@@ -1,0 +1,42 @@
+"""postgres_query: run the metric's allowlisted, parameterized query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from domain.failures import FailureKind, ResolverFailure
+from graph.context import Context
+from graph.state import State
+from nodes._common import fail, failed, traced
+
+
+@traced("postgres_query")
+async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    metric, intent = state["metric"], state["spec"].data_intent
+    if ctx.postgres is None:
+        return fail("postgres_query", FailureKind.postgres_unavailable, "no PostgreSQL is configured")
+    if not ctx.postgres.has_query(metric.name):
+        return fail(
+            "postgres_query",
+            FailureKind.postgres_unmapped,
+            f"metric {metric.name!r} is routed to postgres but has no allowlisted query",
+        )
+    try:
+        sql = ctx.postgres.render_sql(metric, intent)
+        if state.get("dry_run"):
+            return {"generated_sql": sql, "executed": False, "rows": [], "schema": [], "outcome": "dry_run"}
+        result = await ctx.postgres.run_metric(metric, intent, now=ctx.clock())
+    except ResolverFailure as exc:
+        return failed("postgres_query", exc)
+    return {
+        "rows": result.rows,
+        "schema": result.schema,
+        "generated_sql": sql,
+        "executed": True,
+        "truncated": result.truncated,
+        "resolved_at": ctx.clock(),
+        "outcome": "ok",
+    }

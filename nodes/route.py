@@ -1,0 +1,52 @@
+"""route: find the widget, its metric and the metric's routing entry (authoritative)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from domain.failures import FailureKind
+from domain.keys import result_cache_key
+from domain.models import validate_intent
+from graph.context import Context
+from graph.state import State
+from nodes._common import fail, traced
+
+
+class WidgetNotFound(LookupError):
+    """The widget id is not registered (the HTTP layer answers 404 before invoking)."""
+
+
+@traced("route")
+async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    spec = state.get("spec") or ctx.registry.widget(state["widget_id"])
+    if spec is None:
+        raise WidgetNotFound(state["widget_id"])
+    update: dict[str, Any] = {"spec": spec}
+    intent = spec.data_intent
+    metric = ctx.registry.metric(intent.metric_id)
+    if metric is None:
+        return update | fail("route", FailureKind.invalid_intent, f"unknown metric {intent.metric_id!r}")
+    update["metric"] = metric
+    routing = ctx.registry.routing(metric.name)
+    if routing is None:
+        return update | fail(
+            "route", FailureKind.routing_missing, f"metric {metric.name!r} has no routing entry"
+        )
+    if routing.backend not in ("postgres", "databricks"):
+        return update | fail(
+            "route", FailureKind.routing_missing, f"unknown backend {routing.backend!r} for {metric.name!r}"
+        )
+    update |= {
+        "routing": routing,
+        "backend": routing.backend,
+        "generator": "llm" if (intent.question or routing.generator == "llm") else "compiled",
+    }
+    problems = validate_intent(intent, {metric.name: metric})
+    if problems:
+        return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
+    update["cache_key"] = result_cache_key(state["widget_id"], intent, routing, metric)
+    update["outcome"] = routing.backend
+    return update

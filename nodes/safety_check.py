@@ -1,0 +1,42 @@
+"""safety_check: only one read-only SELECT on allowlisted tables gets through; the SQL
+re-rendered from the checked tree, not the candidate text, is what runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from domain.failures import FailureKind
+from graph.context import Context
+from graph.state import State
+from nodes._common import fail, traced
+from sqlsafety import SafetyViolation, check_sql
+
+APPROVED_SQL_TTL_S = 30 * 86_400
+
+
+@traced("safety_check")
+async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    policy = ctx.safety
+    try:
+        checked = check_sql(
+            state["candidate_sql"],
+            dialect=policy.dialect,
+            allowed_tables=policy.allowed_tables,
+            max_rows=policy.max_rows,
+        )
+    except SafetyViolation as exc:
+        verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}
+        return {"safety": verdict} | fail("safety_check", FailureKind.safety_violation, f"{exc.rule}: {exc.reason}")
+    generation = state.get("generation")
+    if generation and not generation.get("reused") and generation.get("approved_key"):
+        await ctx.cache.set(
+            generation["approved_key"], {"sql": checked.sql, "model_id": generation["model_id"]}, APPROVED_SQL_TTL_S
+        )
+    return {
+        "safety": {"allowed": True, "rule": None, "reason": None},
+        "generated_sql": checked.sql,
+        "outcome": "allowed",
+    }

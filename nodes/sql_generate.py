@@ -1,0 +1,93 @@
+"""sql_generate: Databricks SQL for a warehouse metric, compiled from its definition or,
+for a free-text question (or a metric whose routing says generator: llm), written by the
+LLM. A question whose SQL already passed the safety layer is reused without asking again."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from domain.failures import FailureKind, ResolverFailure
+from domain.keys import approved_sql_key
+from graph.context import Context, GenerationRequest, TableSchema
+from graph.state import State
+from metricsql import compile_intent
+from nodes._common import fail, failed, traced
+
+
+def schema_version(tables: tuple[TableSchema, ...]) -> str:
+    blob = repr(sorted((t.name, t.columns) for t in tables)).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@traced("sql_generate")
+async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    ctx = runtime.context
+    metric, intent = state["metric"], state["spec"].data_intent
+    now = datetime.fromtimestamp(ctx.clock(), UTC)
+    if state["generator"] == "compiled":
+        try:
+            sql = compile_intent(
+                metric, intent, now=now, max_rows=ctx.safety.max_rows, default_limit=ctx.default_row_limit
+            )
+        except ResolverFailure as exc:
+            return failed("sql_generate", exc)
+        return {"candidate_sql": sql, "outcome": "compiled"}
+
+    question = intent.question or metric.description
+    record: dict[str, Any] = {
+        "widget_id": state.get("widget_id"),
+        "metric_id": metric.name,
+        "question": question,
+        "generator": "llm",
+        "model_id": ctx.llm.model_id if ctx.llm else None,
+    }
+    if ctx.llm is None:
+        record["failure_kind"] = FailureKind.bedrock_unconfigured.value
+        return {"generation": record} | fail(
+            "sql_generate",
+            FailureKind.bedrock_unconfigured,
+            "this widget needs LLM-written SQL but no Bedrock model is configured (set BEDROCK_MODEL_ID)",
+        )
+    tables = tuple(t for t in ctx.table_schemas if t.name in ctx.safety.allowed_tables)
+    key = approved_sql_key(
+        question=question,
+        metric=metric,
+        schema_version=schema_version(tables),
+        model_id=ctx.llm.model_id,
+        policy_version=ctx.safety.version,
+    )
+    approved = await ctx.cache.get(key)
+    if approved is not None:
+        return {
+            "candidate_sql": approved["sql"],
+            "generation": record | {"approved_key": key, "reused": True},
+            "outcome": "reused_approved",
+        }
+    request = GenerationRequest(
+        question=question,
+        metric=metric,
+        intent=intent,
+        tables=tables,
+        dialect="databricks",
+        max_rows=min(intent.limit or ctx.default_row_limit, ctx.safety.max_rows),
+    )
+    try:
+        gen = await ctx.llm.generate(request)
+    except ResolverFailure as exc:
+        record["failure_kind"] = exc.kind.value
+        return {"generation": record} | failed("sql_generate", exc)
+    record |= {
+        "model_id": gen.model_id,
+        "prompt_hash": gen.prompt_hash,
+        "generated_sql": gen.sql,
+        "latency_ms": gen.latency_ms,
+        "input_tokens": gen.input_tokens,
+        "output_tokens": gen.output_tokens,
+        "approved_key": key,
+        "reused": False,
+    }
+    return {"candidate_sql": gen.sql, "generation": record, "outcome": "llm"}

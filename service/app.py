@@ -1,0 +1,135 @@
+"""The FastAPI service: it invokes the compiled resolution graph once per request."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Response
+
+from domain.models import WidgetSpec, validate_intent
+from service.deps import ResourcesDep, WidgetId
+from service.problems import PROBLEM_JSON, Problem, ProblemError, install_problem_handlers
+from service.resources import open_resources
+from service.schemas import (
+    GenerateBody,
+    GenerateResponse,
+    Health,
+    Readiness,
+    ResolveBody,
+    ResolveResponse,
+    WidgetList,
+    WidgetOut,
+)
+from service.settings import Settings
+
+log = logging.getLogger("resolver")
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not found"},
+    422: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Invalid request"},
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+
+    app = FastAPI(
+        title="Widget data resolver",
+        version="1.0.0",
+        description="Fills dashboard widgets with data: live from PostgreSQL or the Databricks "
+        "warehouse, cached, or flagged mock data when live data is unavailable.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+
+    @app.post(
+        "/v1/widgets/{widget_id}/data",
+        response_model=ResolveResponse,
+        responses=PROBLEMS,
+        tags=["data"],
+    )
+    async def resolve_widget_data(
+        widget_id: WidgetId,
+        res: ResourcesDep,
+        body: ResolveBody | None = None,
+        trace: bool = Query(default=False, description="Include the per-node trace."),
+    ) -> Response:
+        """Resolve a widget's data: live, from the cache, or its flagged mock data."""
+        spec = res.registry.widget(widget_id)
+        if spec is None:
+            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+        body = body or ResolveBody()
+        out = await res.graph.ainvoke(
+            {"widget_id": widget_id, "refresh": body.refresh, "dry_run": body.dry_run, "spec": spec},
+            context=res.context,
+        )
+        payload = out["response"]
+        if trace:
+            payload = payload | {"trace": out.get("trace", [])}
+        return Response(orjson.dumps(payload), media_type="application/json")
+
+    @app.post(
+        "/v1/widgets/sql/generate",
+        response_model=GenerateResponse,
+        responses={**PROBLEMS, 503: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+        tags=["sql"],
+    )
+    async def generate_sql(body: GenerateBody, res: ResourcesDep) -> GenerateResponse:
+        """Generate (without running) the checked Databricks SQL for a metric or a question."""
+        return await res.generate_sql(body)
+
+    @app.put("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"])
+    async def put_widget(widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response) -> WidgetOut:
+        """Create or replace a widget spec (validated against the metric catalog)."""
+        problems = validate_intent(spec.data_intent, res.registry.metrics())
+        if problems:
+            raise ProblemError(
+                422, "; ".join(problems), title="Invalid data_intent", type_="urn:problem:invalid-intent",
+                errors=[{"loc": ["body", "data_intent"], "msg": p} for p in problems],
+            )
+        created = await res.put_widget(widget_id, spec)
+        response.status_code = 201 if created else 200
+        return WidgetOut(id=widget_id, spec=spec)
+
+    @app.get("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"])
+    async def get_widget(widget_id: WidgetId, res: ResourcesDep) -> WidgetOut:
+        """Read one widget spec."""
+        spec = res.registry.widget(widget_id)
+        if spec is None:
+            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+        return WidgetOut(id=widget_id, spec=spec)
+
+    @app.get("/v1/widgets", response_model=WidgetList, tags=["widgets"])
+    async def list_widgets(res: ResourcesDep) -> WidgetList:
+        """List every registered widget."""
+        items = sorted(res.registry.widgets().items())
+        return WidgetList(widgets=[WidgetOut(id=k, spec=v) for k, v in items])
+
+    @app.delete("/v1/widgets/{widget_id}", status_code=204, responses=PROBLEMS, tags=["widgets"])
+    async def delete_widget(widget_id: WidgetId, res: ResourcesDep) -> Response:
+        """Delete a widget."""
+        if not await res.delete_widget(widget_id):
+            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+        return Response(status_code=204)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Health:
+        """Liveness: the process is up."""
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Readiness, tags=["ops"])
+    async def readyz(res: ResourcesDep) -> Readiness:
+        """Readiness, with the state of PostgreSQL, the cache and the warehouse."""
+        return Readiness.model_validate(await res.readiness())
+
+    return app

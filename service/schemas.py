@@ -1,0 +1,85 @@
+"""HTTP request and response bodies (the OpenAPI contract)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.models import DataIntent, WidgetSpec
+
+
+class ResolveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh: bool = Field(default=False, description="Skip the cache read; resolve live and rewrite the cache.")
+    dry_run: bool = Field(default=False, description="Return the SQL that would run, without running it.")
+
+
+class SchemaColumn(BaseModel):
+    name: str
+    type: str
+
+
+class TraceEntry(BaseModel):
+    node: str
+    ms: float
+    outcome: str
+
+
+class ResolveResponse(BaseModel):
+    widget_id: str
+    metric_id: str
+    backend: Literal["postgres", "databricks"] | None
+    source: str = Field(description="The backend on success; the failure kind when degraded.")
+    data: list[dict[str, Any]]
+    schema_: list[SchemaColumn] = Field(alias="schema")
+    row_count: int
+    cache_hit: bool
+    freshness_seconds: float
+    live_data_unavailable: bool
+    executed: bool
+    dry_run: bool
+    generated_sql: str | None
+    error_detail: str | None
+    resolved_at: str
+    trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
+
+
+class WidgetOut(BaseModel):
+    id: str
+    spec: WidgetSpec
+
+
+class WidgetList(BaseModel):
+    widgets: list[WidgetOut]
+
+
+class GenerateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric_id: str
+    question: str | None = Field(default=None, min_length=1, max_length=2000)
+    data_intent: DataIntent | None = None
+
+
+class SafetyVerdict(BaseModel):
+    allowed: bool
+    rule: str | None
+
+
+class GenerateResponse(BaseModel):
+    sql: str
+    dialect: str
+    generator: Literal["compiled", "llm"]
+    model_id: str | None
+    safety: SafetyVerdict
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded"]
+    components: dict[str, dict[str, Any]]
