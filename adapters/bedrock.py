@@ -1,0 +1,226 @@
+"""LLM SQL generation on AWS Bedrock (Converse API) through langchain-aws.
+
+One `ChatBedrockConverse` client is built per generator (the constructor does no I/O).
+`ChatBedrockConverse` has no native async path: its `ainvoke` runs the blocking boto3
+`converse` call in the default executor, so the event loop is never blocked. botocore
+timeouts bound the thread; an `asyncio.wait_for` guard bounds the caller.
+
+The answer must come through the single forced tool `submit_sql`
+(`adapters.prompting.TOOL_SPEC`); anything else is `llm_invalid_output`. The SQL is
+returned as written (only surrounding whitespace trimmed): the safety layer judges it.
+
+Error mapping (langchain-aws re-raises botocore's `ClientError` unchanged, except an
+`AccessDeniedException` mentioning InvokeTool, which it wraps in a `ValueError` whose
+`__cause__` is the `ClientError`):
+- `ClientError` (auth, throttling, 5xx, validation...) -> `bedrock_unavailable`,
+  except `ModelTimeoutException` -> `llm_timeout`; the detail names the AWS error code.
+- connection failures, connect timeouts, missing credentials -> `bedrock_unavailable`.
+- `ReadTimeoutError` or the overall deadline -> `llm_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    NoAuthTokenError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    SSOError,
+    TokenRetrievalError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from langchain_aws import ChatBedrockConverse
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import SecretStr
+
+from adapters.prompting import TOOL_NAME, TOOL_SPEC, build_messages, prompt_hash
+from domain.failures import FailureKind, GenerationFailure
+from graph.context import Generation, GenerationRequest
+
+_TIMEOUT_CODES = frozenset({"ModelTimeoutException"})
+_CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    NoAuthTokenError,
+    SSOError,
+)
+_MAX_DETAIL = 300
+
+
+@dataclass(frozen=True, slots=True)
+class AwsCredentials:
+    """Explicit static credentials (tests, or a secret store); else the standard AWS chain."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def client_error_failure(error: ClientError) -> GenerationFailure:
+    """Map an AWS API error to a failure whose detail names the upstream code."""
+    info = error.response.get("Error", {})
+    code = str(info.get("Code") or "UnknownError")
+    message = _short(str(info.get("Message") or error))
+    kind = FailureKind.llm_timeout if code in _TIMEOUT_CODES else FailureKind.bedrock_unavailable
+    return GenerationFailure(f"Bedrock {code}: {message}", kind=kind)
+
+
+def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
+    """(sql, rationale) from the model's `submit_sql` call; raises llm_invalid_output."""
+    calls = message.tool_calls
+    if not calls:
+        text = str(message.text).strip()
+        raise GenerationFailure(
+            f"model answered without calling {TOOL_NAME}: {_short(text) or '(empty)'}",
+            kind=FailureKind.llm_invalid_output,
+        )
+    if len(calls) != 1 or calls[0]["name"] != TOOL_NAME:
+        names = ", ".join(c["name"] for c in calls)
+        raise GenerationFailure(
+            f"expected one {TOOL_NAME} call, got: {names}", kind=FailureKind.llm_invalid_output
+        )
+    args = calls[0]["args"]
+    sql = args.get("sql")
+    rationale = args.get("rationale", "")
+    if not isinstance(sql, str) or not sql.strip():
+        raise GenerationFailure(
+            f"{TOOL_NAME} call has no SQL string", kind=FailureKind.llm_invalid_output
+        )
+    if not isinstance(rationale, str):
+        raise GenerationFailure(
+            f"{TOOL_NAME} rationale is not a string", kind=FailureKind.llm_invalid_output
+        )
+    return sql.strip(), rationale.strip()
+
+
+class BedrockSqlGenerator:
+    """`graph.context.SqlGenerator` backed by a Bedrock model via the Converse API.
+
+    `timeout_s` is botocore's read timeout (connect timeout: `min(connect_timeout_s,
+    timeout_s)`); `max_attempts` counts calls in total (1 = no retry, so an outage or
+    throttling fails fast and the widget degrades). Without `credentials` the standard
+    AWS chain applies (env, profile, SSO, container/instance role, or a Bedrock API key
+    in AWS_BEARER_TOKEN_BEDROCK). `provider` is needed only for a model ARN. `clock`
+    resolves relative time ranges into the explicit bounds the prompt carries.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_id: str,
+        region: str,
+        endpoint_url: str | None = None,
+        timeout_s: float = 20.0,
+        max_tokens: int = 1024,
+        credentials: AwsCredentials | None = None,
+        max_attempts: int = 1,
+        connect_timeout_s: float = 5.0,
+        provider: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model_id = model_id
+        self.timeout_s = timeout_s
+        self._clock = clock
+        config = Config(
+            connect_timeout=min(connect_timeout_s, timeout_s),
+            read_timeout=timeout_s,
+            # botocore's retries "max_attempts" counts retries; "total_max_attempts" counts calls.
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        )
+        kwargs: dict[str, Any] = {}
+        if credentials is not None:
+            kwargs["aws_access_key_id"] = SecretStr(credentials.access_key_id)
+            kwargs["aws_secret_access_key"] = SecretStr(credentials.secret_access_key)
+            if credentials.session_token:
+                kwargs["aws_session_token"] = SecretStr(credentials.session_token)
+        if provider:
+            kwargs["provider"] = provider
+        chat = ChatBedrockConverse(
+            model=model_id,
+            region_name=region,
+            base_url=endpoint_url,  # alias of endpoint_url
+            config=config,
+            temperature=0.0,
+            max_tokens=max_tokens,
+            disable_streaming=True,  # plain Converse even under a streaming LangGraph run
+            cache=False,
+            **kwargs,
+        )
+        tool_config = {
+            "tools": [{"toolSpec": TOOL_SPEC}],
+            "toolChoice": {"tool": {"name": TOOL_NAME}},
+        }
+        # The tool is forced through a raw toolConfig: langchain-aws' bind_tools refuses
+        # forced tool choice for models it does not know; Bedrock itself is the judge.
+        self._runnable = chat.bind(toolConfig=tool_config)
+        # Overall guard: botocore's read timeout should fire first and free the thread.
+        self._deadline_s = timeout_s * max_attempts + min(connect_timeout_s, timeout_s) + 1.0
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        now = datetime.fromtimestamp(self._clock(), tz=UTC)
+        system, user = build_messages(request, now)
+        digest = prompt_hash(system, user)
+        started = time.perf_counter()
+        message = await self._call([SystemMessage(content=system), HumanMessage(content=user)])
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        sql, rationale = parse_tool_answer(message)
+        usage = message.usage_metadata
+        return Generation(
+            sql=sql,
+            rationale=rationale,
+            model_id=self.model_id,
+            prompt_hash=digest,
+            input_tokens=usage["input_tokens"] if usage else None,
+            output_tokens=usage["output_tokens"] if usage else None,
+            latency_ms=latency_ms,
+        )
+
+    async def _call(self, messages: list[SystemMessage | HumanMessage]) -> AIMessage:
+        try:
+            result = await asyncio.wait_for(self._runnable.ainvoke(messages), self._deadline_s)
+        except TimeoutError as e:
+            raise GenerationFailure(
+                f"Bedrock did not answer within {self._deadline_s:.1f}s",
+                kind=FailureKind.llm_timeout,
+            ) from e
+        except ClientError as e:
+            raise client_error_failure(e) from e
+        except ValueError as e:
+            if isinstance(e.__cause__, ClientError):  # langchain-aws' InvokeTool hint
+                raise client_error_failure(e.__cause__) from e
+            raise
+        except ReadTimeoutError as e:
+            raise GenerationFailure(
+                f"Bedrock read timeout after {self.timeout_s:g}s", kind=FailureKind.llm_timeout
+            ) from e
+        except (BotoConnectionError, HTTPClientError) as e:
+            raise GenerationFailure(
+                f"Bedrock unreachable: {type(e).__name__}: {_short(str(e))}",
+                kind=FailureKind.bedrock_unavailable,
+            ) from e
+        except _CREDENTIAL_ERRORS as e:
+            raise GenerationFailure(
+                f"Bedrock credentials: {type(e).__name__}: {_short(str(e))}",
+                kind=FailureKind.bedrock_unavailable,
+            ) from e
+        if not isinstance(result, AIMessage):  # pragma: no cover - a chat model returns AIMessage
+            raise TypeError(f"unexpected result {type(result).__name__}")
+        return result

@@ -1,0 +1,55 @@
+"""Make driver values JSON-safe, and name column types portably."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+
+def json_safe(value: Any) -> Any:
+    """Decimal -> float (int when integral), date/datetime -> ISO 8601, NaN/inf -> None."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+_TYPE_WORDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("bool",), "boolean"),
+    (("timestamp", "datetime"), "timestamp"),
+    (("date",), "date"),
+    (("tinyint", "smallint", "bigint", "int", "long", "short", "byte", "hugeint", "integer"), "integer"),
+    (("decimal", "numeric", "double", "float", "real"), "number"),
+    (("json", "map", "struct", "array", "variant"), "json"),
+)
+
+
+def portable_type(native: str | None) -> str:
+    """Map a driver's type name (DuckDB, Databricks, PostgreSQL) to a portable one."""
+    t = (native or "").lower()
+    for words, name in _TYPE_WORDS:
+        if any(w in t for w in words):
+            return name
+    return "string"
