@@ -56,7 +56,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "schema": state.get("schema", []),
         "row_count": len(rows),
         "cache_hit": cache_hit,
-        "freshness_seconds": round(max(0.0, now - resolved_at), 3),
+        "freshness_seconds": round(max(0.0, now - resolved_at), 6),
         "live_data_unavailable": failure is not None,
         "executed": bool(state.get("executed")) and failure is None,
         "dry_run": dry_run,

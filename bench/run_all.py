@@ -1,0 +1,57 @@
+"""`make bench`: start the service on a free port (embedded defaults unless configured),
+run the HTTP benchmark against it, then the safety-layer and warehouse benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"service at {url} did not come up")
+
+
+def main() -> int:
+    port = free_port()
+    env = os.environ | {"PORT": str(port), "LOG_LEVEL": "WARNING"}
+    server = subprocess.Popen([str(Path(PY).parent / "resolver"), "serve"], cwd=ROOT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        print("== HTTP (bench/bench_http.py)")
+        subprocess.run([PY, str(ROOT / "bench/bench_http.py"), "--url", url], check=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+    for script in ("bench_safety.py", "bench_warehouse.py"):
+        if (ROOT / "bench" / script).exists():
+            print(f"== {script}")
+            subprocess.run([PY, str(ROOT / "bench" / script)], check=True, cwd=ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
