@@ -18,7 +18,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None
-        return int(value) if value == value.to_integral_value() and value.as_tuple().exponent >= 0 else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and value.as_tuple().exponent >= 0
+            else float(value)
+        )
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (date, time)):
@@ -40,7 +44,10 @@ _TYPE_WORDS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("bool",), "boolean"),
     (("timestamp", "datetime"), "timestamp"),
     (("date",), "date"),
-    (("tinyint", "smallint", "bigint", "int", "long", "short", "byte", "hugeint", "integer"), "integer"),
+    (
+        ("tinyint", "smallint", "bigint", "int", "long", "short", "byte", "hugeint", "integer"),
+        "integer",
+    ),
     (("decimal", "numeric", "double", "float", "real"), "number"),
     (("json", "map", "struct", "array", "variant"), "json"),
 )

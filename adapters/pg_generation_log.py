@@ -1,0 +1,77 @@
+"""Writes one `sql_generation_log` row per SQL generation (LLM or compiled).
+
+Logging is best effort: a write that fails or takes longer than `timeout_s` is dropped
+with a WARNING and never raises into the request that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+logger = logging.getLogger(__name__)
+
+LOG_COLUMNS: tuple[str, ...] = (
+    "widget_id",
+    "metric_id",
+    "question",
+    "model_id",
+    "prompt_hash",
+    "generated_sql",
+    "safety_allowed",
+    "safety_rule",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "failure_kind",
+    "generator",
+)
+
+_INSERT_SQL = (
+    "INSERT INTO sql_generation_log ("
+    + ", ".join(LOG_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f"%({c})s" for c in LOG_COLUMNS)
+    + ")"
+)
+
+
+def _as_text(value: Any) -> str | None:
+    """Enum-like values (e.g. a FailureKind) are stored as their value."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def log_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The insert parameters for a record: known keys only, missing ones NULL."""
+    row = {c: record.get(c) for c in LOG_COLUMNS}
+    for key in ("failure_kind", "generator", "safety_rule"):
+        row[key] = _as_text(row[key])
+    return row
+
+
+class PgGenerationLog:
+    """graph.context.GenerationLog over the shared pool."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, timeout_s: float = 1.0) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    async def write(self, record: dict[str, Any]) -> None:
+        row = log_row(record)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async with self._pool.connection(timeout=self._timeout_s) as conn:
+                    await conn.execute(_INSERT_SQL, row)  # type: ignore[arg-type]
+        except (psycopg.Error, TimeoutError) as exc:  # psycopg.Error includes PoolTimeout
+            logger.warning(
+                "sql_generation_log write dropped (metric %s): %s: %s",
+                row.get("metric_id"),
+                type(exc).__name__,
+                exc,
+            )

@@ -1,0 +1,342 @@
+"""The PostgreSQL gateway: allowlisted, parameterized KPI queries over kpi_metrics_history.
+
+Only metrics listed in `POSTGRES_QUERIES` can run. A query is assembled from fixed SQL
+fragments chosen by the metric's aggregation and the intent's shape (which allowlisted
+dimensions, whether a time bucket is wanted, which filter operators); every value coming
+from an intent (metric name, time range, grain, filter values, limit) reaches the server
+as a bound parameter only. No identifier is ever taken from input.
+
+Result columns follow the warehouse convention: the requested dimensions (named as the
+dimension), `bucket` (timestamptz) when grain != none, then `value`.
+
+Aggregations:
+- sum/avg/max/min: the aggregate of the points in range, per dimension (and bucket).
+- last: each series (one full `dimensions` combination) contributes its latest point in the
+  range (per bucket when grain is set); these snapshots are then summed per requested
+  dimension, so a KPI without dimensions is the current total over all series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, LiteralString, cast
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from adapters.jsonsafe import json_safe, portable_type
+from domain.failures import FailureKind, InvalidIntent, PostgresFailure
+from domain.models import DataIntent, Filter, MetricDef, resolve_time_range, validate_intent
+from domain.results import Column, QueryResult
+
+logger = logging.getLogger(__name__)
+
+HISTORY_TABLE = "kpi_metrics_history"
+
+# The only SQL a dimension can become: its key looked up in the `dimensions` jsonb.
+DIMENSION_SQL: Mapping[str, str] = {
+    "team": "dimensions->>'team'",
+    "severity": "dimensions->>'severity'",
+    "region": "dimensions->>'region'",
+    "service": "dimensions->>'service'",
+    "channel": "dimensions->>'channel'",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """The allowlist entry of one postgres metric: the dimension keys its SQL may use."""
+
+    dimensions: tuple[str, ...]
+
+
+POSTGRES_QUERIES: Mapping[str, MetricQuery] = {
+    "active_issues_count": MetricQuery(dimensions=("team", "severity")),
+    "claims_in_progress_count": MetricQuery(dimensions=("region",)),
+    "cost_avoided_mtd": MetricQuery(dimensions=("region",)),
+    "critical_alerts_count_15min": MetricQuery(dimensions=("service",)),
+    "nba_taken_pct": MetricQuery(dimensions=("channel",)),
+}
+
+_AGGREGATES: Mapping[str, str] = {"sum": "sum", "avg": "avg", "max": "max", "min": "min"}
+_FILTER_SQL: Mapping[str, str] = {
+    "=": "{col} = %({p})s",
+    "!=": "{col} <> %({p})s",
+    "in": "{col} = ANY(%({p})s)",
+    "not_in": "{col} <> ALL(%({p})s)",
+}
+_BUCKET_SQL = "date_trunc(%(grain)s, recorded_at, 'UTC')"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedQuery:
+    sql: str
+    params: dict[str, Any]
+    truncate_at: int | None  # rows beyond this are dropped and the result flagged truncated
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def _param_text(value: Any) -> str:
+    """Filter values compare with jsonb ->> text, so bind them as text (JSON spelling for bools)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_intent(metric: MetricDef, intent: DataIntent) -> MetricQuery:
+    entry = POSTGRES_QUERIES.get(metric.name)
+    if entry is None:
+        raise PostgresFailure(
+            f"metric {metric.name!r} has no allowlisted PostgreSQL query",
+            kind=FailureKind.postgres_unmapped,
+        )
+    d = metric.definition
+    if d.table != HISTORY_TABLE or d.aggregation is None:
+        raise PostgresFailure(
+            f"metric {metric.name!r} is not a {HISTORY_TABLE} metric with an aggregation",
+            kind=FailureKind.postgres_unmapped,
+        )
+    if intent.metric_id != metric.name:
+        raise InvalidIntent(f"intent is for metric {intent.metric_id!r}, not {metric.name!r}")
+    errors = validate_intent(intent, {metric.name: metric})
+    filters = [*d.default_filters, *intent.filters]
+    errors += [
+        f"dimension {dim!r} is not served by the PostgreSQL query of {metric.name!r}"
+        for dim in intent.dimensions
+        if dim not in entry.dimensions
+    ]
+    errors += [
+        f"filter column {f.column!r} is not served by the PostgreSQL query of {metric.name!r}"
+        for f in filters
+        if f.column not in entry.dimensions
+    ]
+    errors += [
+        f"filter operator {f.op!r} is not supported on PostgreSQL metrics (use =, !=, in, not_in)"
+        for f in filters
+        if f.op not in _FILTER_SQL
+    ]
+    if errors:
+        raise InvalidIntent("; ".join(errors))
+    return entry
+
+
+def _filter_clauses(filters: list[Filter], params: dict[str, Any]) -> list[str]:
+    clauses = []
+    for i, f in enumerate(filters):
+        name = f"f{i}"
+        col = DIMENSION_SQL[f.column]  # allowlisted by _check_intent
+        if isinstance(f.value, list):
+            params[name] = [_param_text(v) for v in f.value]
+        else:
+            params[name] = _param_text(f.value)
+        clauses.append(_FILTER_SQL[f.op].format(col=f"({col})", p=name))
+    return clauses
+
+
+def plan_query(
+    metric: MetricDef,
+    intent: DataIntent,
+    *,
+    now: datetime,
+    max_rows: int,
+) -> PlannedQuery:
+    """Validate the intent and build the fixed-shape SQL plus its bound parameters."""
+    _check_intent(metric, intent)
+    start, end = resolve_time_range(intent.time_range, now)
+    params: dict[str, Any] = {"metric": metric.name}
+    where = ["metric_name = %(metric)s"]
+    if start is not None:
+        params["start"] = start
+        where.append("recorded_at >= %(start)s")
+    params["end"] = end
+    where.append("recorded_at < %(end)s")
+    where += _filter_clauses([*metric.definition.default_filters, *intent.filters], params)
+
+    bucketed = intent.grain != "none"
+    if bucketed:
+        params["grain"] = intent.grain
+    if intent.limit is not None:
+        params["limit"] = min(intent.limit, max_rows)
+        truncate_at = None
+    else:
+        params["limit"] = max_rows + 1
+        truncate_at = max_rows
+
+    dims = [(name, DIMENSION_SQL[name]) for name in intent.dimensions]
+    group_cols = [f'{expr} AS "{name}"' for name, expr in dims]
+    if bucketed:
+        group_cols.append("bucket")
+    n_group = len(group_cols)
+    where_sql = "\n  AND ".join(where)
+
+    aggregation = metric.definition.aggregation
+    if aggregation == "last":
+        inner_bucket = f", {_BUCKET_SQL} AS bucket" if bucketed else ""
+        inner_key = "dimensions, bucket" if bucketed else "dimensions"
+        select = ", ".join([*group_cols, "sum(value) AS value"])
+        sql = (
+            "WITH latest AS (\n"
+            f"  SELECT DISTINCT ON ({inner_key}) dimensions{inner_bucket}, value\n"
+            f"  FROM {HISTORY_TABLE}\n"
+            f"  WHERE {where_sql}\n"
+            f"  ORDER BY {inner_key}, recorded_at DESC\n"
+            ")\n"
+            f"SELECT {select}\nFROM latest"
+        )
+    else:
+        func = _AGGREGATES[cast(str, aggregation)]
+        cols = [c if c != "bucket" else f"{_BUCKET_SQL} AS bucket" for c in group_cols]
+        select = ", ".join([*cols, f"{func}(value) AS value"])
+        sql = f"SELECT {select}\nFROM {HISTORY_TABLE}\nWHERE {where_sql}"
+
+    if n_group:
+        sql += "\nGROUP BY " + ", ".join(str(i) for i in range(1, n_group + 1))
+    order: list[str]
+    if bucketed:  # time series: by bucket, then by dimension
+        bucket_pos = n_group
+        order = [str(bucket_pos), *(str(i) for i in range(1, bucket_pos))]
+    else:  # categories: largest first
+        order = [f"{n_group + 1} DESC NULLS LAST", *(str(i) for i in range(1, n_group + 1))]
+    sql += "\nORDER BY " + ", ".join(order) + "\nLIMIT %(limit)s"
+    return PlannedQuery(sql=sql, params=params, truncate_at=truncate_at)
+
+
+# ------------------------------------------------------------------------------ gateway
+
+
+def error_text(exc: psycopg.Error) -> str:
+    """The server's one-line message (e.g. 'relation "x" does not exist'), with its SQLSTATE."""
+    lines = str(exc).strip().splitlines()
+    message = exc.diag.message_primary or (lines[0] if lines else "")
+    code = f" [{exc.sqlstate}]" if exc.sqlstate else ""
+    return f"{type(exc).__name__}{code}: {message}" if message else type(exc).__name__
+
+
+def _type_name(oid: int) -> str:
+    info = psycopg.adapters.types.get(oid)
+    return info.name if info is not None else "unknown"
+
+
+class PgGateway:
+    """Runs allowlisted metric queries on a pooled async connection (read-only, time-boxed).
+
+    The pool opens without waiting for PostgreSQL, checks each connection before handing
+    it out (a connection broken by a restart or network cut is replaced, never reused), and
+    keeps retrying in the background with a short give-up period so it recovers within a
+    few seconds of PostgreSQL coming back.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        statement_timeout_ms: int = 3000,
+        connect_timeout_s: float = 2.0,
+        pool_timeout_s: float = 2.0,
+        reconnect_timeout_s: float = 5.0,
+        max_rows: int = 10_000,
+    ) -> None:
+        self._statement_timeout_ms = int(statement_timeout_ms)
+        self._pool_timeout_s = pool_timeout_s
+        self._max_rows = max_rows
+        self._pool: AsyncConnectionPool = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(connect_timeout_s)),
+                "options": "-c TimeZone=UTC",
+            },
+            check=AsyncConnectionPool.check_connection,
+            timeout=pool_timeout_s,
+            reconnect_timeout=reconnect_timeout_s,
+            name="resolver-pg",
+        )
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        """The shared pool (generation log and registry store use it too)."""
+        return self._pool
+
+    async def open(self) -> None:
+        """Start the pool; never fails because PostgreSQL is down right now."""
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def has_query(self, metric_id: str) -> bool:
+        return metric_id in POSTGRES_QUERIES
+
+    def render_sql(self, metric: MetricDef, intent: DataIntent) -> str:
+        """The SQL text that would run, with %(name)s placeholders for the bound values."""
+        return plan_query(metric, intent, now=datetime.now(UTC), max_rows=self._max_rows).sql
+
+    async def run_metric(self, metric: MetricDef, intent: DataIntent, *, now: float) -> QueryResult:
+        plan = plan_query(
+            metric, intent, now=datetime.fromtimestamp(now, tz=UTC), max_rows=self._max_rows
+        )
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                # One round trip; the timeout is an int from our own settings, not input.
+                await conn.execute(
+                    cast(
+                        LiteralString,
+                        "SET TRANSACTION READ ONLY;"
+                        f" SET LOCAL statement_timeout = {self._statement_timeout_ms}",
+                    )
+                )
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await cur.execute(cast(LiteralString, plan.sql), plan.params)
+                    raw_rows = await cur.fetchall()
+                    description = cur.description or []
+        except psycopg.errors.QueryCanceled as exc:
+            raise PostgresFailure(
+                f"query exceeded the {self._statement_timeout_ms} ms statement timeout",
+                kind=FailureKind.postgres_timeout,
+            ) from exc
+        except PoolTimeout as exc:
+            raise PostgresFailure(
+                f"no PostgreSQL connection within {self._pool_timeout_s:g}s",
+                kind=FailureKind.postgres_unavailable,
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise PostgresFailure(
+                f"PostgreSQL unreachable: {error_text(exc)}", kind=FailureKind.postgres_unavailable
+            ) from exc
+        except psycopg.Error as exc:
+            raise PostgresFailure(
+                f"PostgreSQL error: {error_text(exc)}", kind=FailureKind.postgres_error
+            ) from exc
+
+        truncated = plan.truncate_at is not None and len(raw_rows) > plan.truncate_at
+        if truncated:
+            raw_rows = raw_rows[: plan.truncate_at]
+        columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
+        rows = [{k: json_safe(v) for k, v in r.items()} for r in raw_rows]
+        return QueryResult(
+            rows=rows,
+            columns=columns,
+            sql=plan.sql,
+            truncated=truncated,
+            meta={"backend": "postgres", "params": json_safe(plan.params)},
+        )
+
+    async def ping(self) -> bool:
+        try:
+            async with self._pool.connection(timeout=self._pool_timeout_s) as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.Error:  # includes PoolTimeout / PoolClosed
+            return False
+        return True
