@@ -1,0 +1,184 @@
+"""An embedded DuckDB warehouse holding the demo lakehouse (used when no Databricks is set).
+
+It takes the same (already safety-checked) Databricks SQL a real warehouse would, and
+translates it with `adapters.transpile.to_duckdb`. Guards beyond the safety layer:
+
+* the lakehouse is built into a DuckDB file, which is then opened READ-ONLY: no statement
+  can change the demo tables (only the session's own temp objects);
+* `enable_external_access` is off (no file/network reads or writes, COPY, ATTACH,
+  INSTALL) and the configuration is locked, so a statement cannot turn either back on;
+* the transpiler accepts only a single query.
+
+Every statement sent to DuckDB is logged (Databricks and DuckDB text) in a bounded,
+thread-safe log, and `table_checksums()` fingerprints the tables, so the eval suite can
+prove that nothing harmful ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from adapters.jsonsafe import json_safe, portable_type
+from adapters.lakehouse import TABLES, build_lakehouse
+from adapters.transpile import TranspileError, to_duckdb
+from domain.failures import FailureKind, WarehouseFailure
+from domain.results import Column, QueryResult
+
+STATEMENT_LOG_SIZE = 2000
+
+
+class DuckDBWarehouse:
+    """`graph.context.Warehouse` over an embedded, read-only DuckDB demo lakehouse."""
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        *,
+        now: datetime | None = None,
+        path: str | None = None,
+        statement_timeout_s: float = 10.0,
+        statement_log_size: int = STATEMENT_LOG_SIZE,
+    ) -> None:
+        """Build the lakehouse for `now` (default: the current time) into `path` (default:
+        a temporary file removed on close), then reopen it read-only."""
+        self.now = (now or datetime.now(UTC)).astimezone(UTC)
+        self.statement_timeout_s = statement_timeout_s
+        self._lock = threading.Lock()
+        self._log: deque[str] = deque(maxlen=statement_log_size)
+        tmpdir = None if path else tempfile.mkdtemp(prefix="wdr-lakehouse-")
+        self.path = path or str(Path(tmpdir or ".") / "lakehouse.duckdb")
+        with duckdb.connect(self.path) as builder:
+            build_lakehouse(builder, now=self.now)
+            builder.execute("CHECKPOINT")
+        self._con = _open_read_only(self.path)
+        if tmpdir:
+            # The open connection keeps the data; unlinking now leaves nothing behind even
+            # if the process is killed. The directory stays for DuckDB's spill files.
+            Path(self.path).unlink()
+        self._finalizer = weakref.finalize(self, _release, self._con, tmpdir)
+
+    # ------------------------------------------------------------------ protocol
+
+    async def execute(self, sql: str, *, max_rows: int) -> QueryResult:
+        """Run one Databricks query; at most `max_rows` rows (truncated flags more)."""
+        try:
+            duck_sql = to_duckdb(sql)
+        except TranspileError as e:
+            raise WarehouseFailure(f"could not translate the query for DuckDB: {e}") from e
+        return await asyncio.to_thread(self._run, sql, duck_sql, max_rows)
+
+    async def ping(self) -> bool:
+        def _ping() -> bool:
+            cur = self._cursor()
+            try:
+                return cur.execute("SELECT 1").fetchall() == [(1,)]
+            except duckdb.Error:
+                return False
+            finally:
+                cur.close()
+
+        if not self._finalizer.alive:
+            return False
+        return await asyncio.to_thread(_ping)
+
+    # ------------------------------------------------------------------ evidence
+
+    @property
+    def executed_statements(self) -> list[str]:
+        """Statements sent to DuckDB, oldest first: for each, the Databricks SQL as given,
+        then the DuckDB SQL that ran (bounded to the last `statement_log_size` entries)."""
+        with self._lock:
+            return list(self._log)
+
+    def table_checksums(self) -> dict[str, str]:
+        """`<row count>:<hash of contents>` per demo table (order-independent, stable)."""
+        cur = self._cursor()
+        try:
+            out = {}
+            for name in TABLES:
+                row = cur.execute(
+                    f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {name} AS t"
+                ).fetchone()
+                assert row is not None
+                out[name] = f"{row[0]}:{int(row[1]) % 2**64:016x}"
+            return out
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Close the connection and remove the temporary lakehouse file, if any."""
+        self._finalizer()
+
+    # ------------------------------------------------------------------ internals
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._con.cursor()
+
+    def _record(self, sql: str, duck_sql: str) -> None:
+        with self._lock:
+            self._log.append(sql)
+            self._log.append(duck_sql)
+
+    def _run(self, sql: str, duck_sql: str, max_rows: int) -> QueryResult:
+        cur = self._cursor()
+        timer = threading.Timer(self.statement_timeout_s, cur.interrupt)
+        timer.daemon = True
+        self._record(sql, duck_sql)
+        started = time.perf_counter()
+        try:
+            timer.start()
+            cur.execute(duck_sql)
+            description = cur.description or []
+            fetched = cur.fetchmany(max_rows + 1)
+        except duckdb.InterruptException as e:
+            raise WarehouseFailure(
+                f"query exceeded the {self.statement_timeout_s:g}s statement timeout",
+                kind=FailureKind.databricks_timeout,
+            ) from e
+        except duckdb.Error as e:
+            raise WarehouseFailure(f"DuckDB: {e}") from e
+        finally:
+            timer.cancel()
+            cur.close()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        names = [d[0] for d in description]
+        columns = [Column(name=d[0], type=portable_type(str(d[1]))) for d in description]
+        rows = [_row(names, r) for r in fetched[:max_rows]]
+        return QueryResult(
+            rows=rows,
+            columns=columns,
+            sql=sql,
+            truncated=len(fetched) > max_rows,
+            meta={"engine": "duckdb", "duckdb_sql": duck_sql, "elapsed_ms": round(elapsed_ms, 3)},
+        )
+
+
+def _row(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
+    return {name: json_safe(v) for name, v in zip(names, values, strict=True)}
+
+
+def _open_read_only(path: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(path, read_only=True)
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
+    con.execute("SET GLOBAL enable_external_access = false")
+    con.execute("SET GLOBAL lock_configuration = true")
+    return con
+
+
+def _release(con: duckdb.DuckDBPyConnection, tmpdir: str | None) -> None:
+    con.close()
+    if tmpdir:
+        shutil.rmtree(tmpdir, ignore_errors=True)
