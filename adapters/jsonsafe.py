@@ -41,6 +41,7 @@ def json_safe(value: Any) -> Any:
 
 
 _TYPE_WORDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("interval",), "string"),
     (("bool",), "boolean"),
     (("timestamp", "datetime"), "timestamp"),
     (("date",), "date"),
