@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
+from sqlsafety import POLICY_VERSION
 from domain.results import QueryResult
 
 
@@ -39,7 +40,9 @@ class PostgresGateway(Protocol):
 
     def has_query(self, metric_id: str) -> bool: ...
     def render_sql(self, metric: MetricDef, intent: DataIntent) -> str: ...
-    async def run_metric(self, metric: MetricDef, intent: DataIntent, *, now: float) -> QueryResult: ...
+    async def run_metric(
+        self, metric: MetricDef, intent: DataIntent, *, now: float
+    ) -> QueryResult: ...
     async def ping(self) -> bool: ...
 
 
@@ -96,7 +99,7 @@ class SafetyPolicy:
     dialect: str = "databricks"
     allowed_tables: frozenset[str] = frozenset()
     max_rows: int = 10_000
-    version: str = "1"
+    version: str = POLICY_VERSION
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 
+from metricsql.dialect import datediff_with_unit_as_timestampdiff, keep_two_argument_datediff
 from sqlsafety.errors import SafetyViolation, UnparseableSql
 from sqlsafety.names import DIALECTS, compile_allowlist, compile_schema, display, freeze
 from sqlsafety.rules import RULES, Check
@@ -63,7 +64,10 @@ def check_sql(
     if len(sql) > MAX_SQL_CHARS:
         raise SafetyViolation("parse", f"SQL longer than {MAX_SQL_CHARS} characters")
     try:
-        statements = engine.parse(sql)
+        tokens = engine.tokenize(sql)
+        if dialect == "databricks":
+            tokens = datediff_with_unit_as_timestampdiff(tokens)
+        statements = engine.parser().parse(tokens, sql)
     except (ParseError, TokenError) as exc:
         raise UnparseableSql(f"not valid {dialect} SQL: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:
@@ -81,7 +85,12 @@ def check_sql(
 
     generator = engine.generator(comments=False, unsupported_level=ErrorLevel.RAISE)
     try:
-        rendered = generator.generate(check.tree, copy=False)
+        tree = check.tree
+        if dialect == "databricks":
+            # sqlglot would print 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end),
+            # which counts whole 24-hour periods instead of calendar days: keep its meaning.
+            tree = keep_two_argument_datediff(tree)
+        rendered = generator.generate(tree, copy=False)
     except UnsupportedError as exc:
         raise SafetyViolation("render", f"cannot render faithfully in {dialect}: {exc}") from None
     except RecursionError:

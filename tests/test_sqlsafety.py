@@ -507,3 +507,15 @@ def test_default_allowlist_honours_config_dir(
     assert default_allowlist("postgres") == {"pg_table"}
     with pytest.raises(ValueError):
         default_allowlist("oracle")
+
+
+def test_two_argument_datediff_keeps_its_calendar_day_meaning() -> None:
+    """sqlglot alone would re-render DATEDIFF(end, start) as DATEDIFF(DAY, start, end)."""
+    checked = check_sql(
+        "SELECT datediff(resolved_at, created_at) AS d, datediff(HOUR, created_at, resolved_at) AS h "
+        "FROM main.ops.alerts",
+        dialect="databricks",
+        allowed_tables=["main.ops.alerts"],
+    )
+    assert "DATEDIFF(resolved_at, created_at)" in checked.sql
+    assert "TIMESTAMPDIFF(HOUR, created_at, resolved_at)" in checked.sql

@@ -266,6 +266,13 @@ class ConverseServer:
         with self._lock:
             self._queue.extend(replies)
 
+    def reset(self) -> None:
+        """Forget queued replies, recorded requests and the responder."""
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self.responder = None
+
     def _record_and_choose(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
