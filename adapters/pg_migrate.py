@@ -77,7 +77,7 @@ async def _apply_one(conn: psycopg.AsyncConnection, migration: Migration) -> boo
 
 async def migrate(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply pending migrations; returns the versions applied by this call."""
-    migrations = load_migrations(directory)
+    migrations = await asyncio.to_thread(load_migrations, directory)
     applied: list[str] = []
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         for migration in migrations:

@@ -362,8 +362,8 @@ async def seed(
     history_days: int = 90,
 ) -> SeedReport:
     """Upsert the catalog, insert missing demo widgets, top up demo history to `now`."""
-    metrics = load_catalog_config(config_dir / "metrics.yaml")
-    widgets = load_widgets_config(config_dir / "widgets.yaml")
+    metrics = await asyncio.to_thread(load_catalog_config, config_dir / "metrics.yaml")
+    widgets = await asyncio.to_thread(load_widgets_config, config_dir / "widgets.yaml")
     problems = [
         f"widget {wid!r}: {err}"
         for wid, spec in widgets.items()

@@ -224,7 +224,7 @@ class RegistryStore:
 
     async def load(self, pool: AsyncConnectionPool | None = None) -> RegistrySnapshot:
         """A fresh snapshot; `pool` defaults to the store's own."""
-        routing = load_routing(self.routing_path)
+        routing = await asyncio.to_thread(load_routing, self.routing_path)
         try:
             async with (pool or self.pool).connection(timeout=self.timeout_s) as conn:
                 return await self._read(conn, routing)
@@ -233,7 +233,7 @@ class RegistryStore:
 
     async def load_with(self, conn: psycopg.AsyncConnection[Any]) -> RegistrySnapshot:
         """A fresh snapshot read over a given connection (the listener's own)."""
-        routing = load_routing(self.routing_path)
+        routing = await asyncio.to_thread(load_routing, self.routing_path)
         try:
             return await self._read(conn, routing)
         except psycopg.Error as exc:

@@ -59,10 +59,18 @@ def _bind(fn: Any, context: Context) -> Any:
     return node
 
 
-def build_graph(bind_context: Context | None = None) -> StateGraph[State, Context, InputState, OutputState]:
+def build_graph(
+    bind_context: Context | None = None,
+) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
     one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead."""
-    builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
+    # A bound graph takes no per-run context: the host may still pass `{}` (langgraph dev).
+    builder = StateGraph(
+        State,
+        context_schema=None if bind_context else Context,
+        input_schema=InputState,
+        output_schema=OutputState,
+    )
     nodes = {
         "route": route,
         "cache_lookup": cache_lookup,

@@ -29,7 +29,7 @@ from domain.models import WidgetSpec
 from graph.builder import build_graph
 from graph.context import Context, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from service.problems import ProblemError
-from service.schemas import GenerateBody, GenerateResponse, SafetyVerdict
+from service.schemas import GenerateBody, GenerateResponse
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -40,7 +40,9 @@ class BootError(RuntimeError):
 
 
 def warehouse_tables(metrics: dict[str, Any]) -> frozenset[str]:
-    return frozenset(m.definition.table.lower() for m in metrics.values() if m.definition.table.count(".") == 2)
+    return frozenset(
+        m.definition.table.lower() for m in metrics.values() if m.definition.table.count(".") == 2
+    )
 
 
 def table_schemas(allowed: frozenset[str]) -> tuple[TableSchema, ...]:
@@ -55,7 +57,9 @@ async def _open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehous
     if settings.databricks_configured:
         from adapters.databricks import DatabricksWarehouse
 
-        assert settings.databricks_host and settings.databricks_http_path and settings.databricks_token
+        assert (
+            settings.databricks_host and settings.databricks_http_path and settings.databricks_token
+        )
         wh = DatabricksWarehouse(
             server_hostname=settings.databricks_host,
             http_path=settings.databricks_http_path,
@@ -67,7 +71,9 @@ async def _open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehous
     from adapters.duckdb_warehouse import DuckDBWarehouse
 
     return await asyncio.to_thread(
-        DuckDBWarehouse, now=datetime.now(UTC), statement_timeout_s=settings.duckdb_statement_timeout_s
+        DuckDBWarehouse,
+        now=datetime.now(UTC),
+        statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
 
 
@@ -89,7 +95,9 @@ async def database_url(settings: Settings) -> str:
         return settings.database_url
     from adapters.embedded_pg import start_embedded_postgres
 
-    log.info("DATABASE_URL not set: starting embedded PostgreSQL under %s", settings.data_dir / "pg")
+    log.info(
+        "DATABASE_URL not set: starting embedded PostgreSQL under %s", settings.data_dir / "pg"
+    )
     return await asyncio.to_thread(start_embedded_postgres, settings.data_dir / "pg")
 
 
@@ -107,13 +115,17 @@ class Resources:
         try:
             return await self.store.put_widget(widget_id, spec)
         except ResolverFailure as exc:
-            raise ProblemError(503, f"widget store unavailable: {exc.detail}", title="Service Unavailable") from exc
+            raise ProblemError(
+                503, f"widget store unavailable: {exc.detail}", title="Service Unavailable"
+            ) from exc
 
     async def delete_widget(self, widget_id: str) -> bool:
         try:
             return await self.store.delete_widget(widget_id)
         except ResolverFailure as exc:
-            raise ProblemError(503, f"widget store unavailable: {exc.detail}", title="Service Unavailable") from exc
+            raise ProblemError(
+                503, f"widget store unavailable: {exc.detail}", title="Service Unavailable"
+            ) from exc
 
     async def generate_sql(self, body: GenerateBody) -> GenerateResponse:
         from service.generate import generate_sql
@@ -153,7 +165,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         )
         await gateway.open()
         stack.push_async_callback(gateway.close)
-        store = RegistryStore(gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url)
+        store = RegistryStore(
+            gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url
+        )
         registry = await store.load_holder()
         problems = validate_boot(registry.current)
         if problems:
@@ -165,7 +179,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
 
         if settings.redis_url:
             cache: Any = RedisCache(
-                settings.redis_url, prefix=settings.cache_prefix, socket_timeout_s=settings.cache_socket_timeout_s
+                settings.redis_url,
+                prefix=settings.cache_prefix,
+                socket_timeout_s=settings.cache_socket_timeout_s,
             )
         else:
             cache = MemoryTTLCache()
@@ -179,7 +195,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             warehouse=warehouse,
             llm=_open_llm(settings),
             generation_log=PgGenerationLog(gateway.pool),
-            safety=SafetyPolicy(dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows),
+            safety=SafetyPolicy(
+                dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows
+            ),
             table_schemas=table_schemas(allowed),
             default_row_limit=settings.default_row_limit,
         )
@@ -193,5 +211,3 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             len(registry.widgets()),
         )
         yield Resources(settings, context, graph, registry, store, gateway)
-
-
