@@ -18,11 +18,8 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None
-        return (
-            int(value)
-            if value == value.to_integral_value() and value.as_tuple().exponent >= 0
-            else float(value)
-        )
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (date, time)):

@@ -82,7 +82,7 @@ def build_graph(
         "degrade_or_return": degrade_or_return,
     }
     for name, fn in nodes.items():
-        builder.add_node(name, _bind(fn, bind_context) if bind_context else fn)
+        builder.add_node(name, _bind(fn, bind_context) if bind_context else fn)  # type: ignore[arg-type]
 
     builder.add_edge(START, "route")
     builder.add_conditional_edges("route", route_after_route)

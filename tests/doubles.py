@@ -17,12 +17,18 @@ CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
 def load_config() -> tuple[dict[str, WidgetSpec], dict[str, MetricDef], dict[str, RoutingEntry]]:
-    metrics = {m["name"]: MetricDef(**m) for m in yaml.safe_load((CONFIG / "metrics.yaml").read_text())["metrics"]}
+    metrics = {
+        m["name"]: MetricDef(**m)
+        for m in yaml.safe_load((CONFIG / "metrics.yaml").read_text())["metrics"]
+    }
     routing = {
         k: RoutingEntry(**v)
         for k, v in yaml.safe_load((CONFIG / "metric_routing.yaml").read_text())["metrics"].items()
     }
-    widgets = {k: WidgetSpec(**v) for k, v in yaml.safe_load((CONFIG / "widgets.yaml").read_text())["widgets"].items()}
+    widgets = {
+        k: WidgetSpec(**v)
+        for k, v in yaml.safe_load((CONFIG / "widgets.yaml").read_text())["widgets"].items()
+    }
     return widgets, metrics, routing
 
 
@@ -67,7 +73,9 @@ class StubGateway:
         return self.mapped
 
     def render_sql(self, metric: MetricDef, intent: DataIntent) -> str:
-        return f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
+        return (
+            f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
+        )
 
     async def run_metric(self, metric: MetricDef, intent: DataIntent, *, now: float) -> QueryResult:
         self.calls.append(metric.name)
@@ -90,7 +98,11 @@ class StubWarehouse:
         self.executed.append(sql)
         if self.error:
             raise self.error
-        return QueryResult(rows=self.rows, columns=[Column("region", "string"), Column("value", "integer")], sql=sql)
+        return QueryResult(
+            rows=self.rows,
+            columns=[Column("region", "string"), Column("value", "integer")],
+            sql=sql,
+        )
 
     async def ping(self) -> bool:
         return True
@@ -107,7 +119,14 @@ class StubLLM:
         self.requests.append(request)
         if self.error:
             raise self.error
-        return Generation(sql=self.sql, rationale="stub", model_id=self.model_id, prompt_hash="h", input_tokens=10, output_tokens=5)
+        return Generation(
+            sql=self.sql,
+            rationale="stub",
+            model_id=self.model_id,
+            prompt_hash="h",
+            input_tokens=10,
+            output_tokens=5,
+        )
 
 
 @dataclass

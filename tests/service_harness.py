@@ -30,7 +30,9 @@ class Service:
 
     async def data(self, widget_id: str, *, trace: bool = False, **body: Any) -> httpx.Response:
         params = {"trace": "true"} if trace else None
-        return await self.client.post(f"/v1/widgets/{widget_id}/data", json=body or None, params=params)
+        return await self.client.post(
+            f"/v1/widgets/{widget_id}/data", json=body or None, params=params
+        )
 
 
 def copy_config(tmp: Path) -> Path:
@@ -45,5 +47,7 @@ async def running_service(**overrides: Any) -> AsyncIterator[Service]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://resolver.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://resolver.test"
+        ) as client:
             yield Service(app=app, client=client, settings=settings)

@@ -38,14 +38,30 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     assert r1.status_code == 200 and r1.headers["content-type"] == "application/json"
     b1 = r1.json()
     assert b1["source"] == "postgres" and b1["backend"] == "postgres" and b1["cache_hit"] is False
-    assert b1["live_data_unavailable"] is False and b1["executed"] is True and b1["error_detail"] is None
+    assert (
+        b1["live_data_unavailable"] is False
+        and b1["executed"] is True
+        and b1["error_detail"] is None
+    )
     assert b1["row_count"] == len(b1["data"]) > 0
     assert {c["name"] for c in b1["schema"]} == {"severity", "value"}
     assert "kpi_metrics_history" in b1["generated_sql"]
     assert set(b1) == {
-        "widget_id", "metric_id", "backend", "source", "data", "schema", "row_count", "cache_hit",
-        "freshness_seconds", "live_data_unavailable", "executed", "dry_run", "generated_sql",
-        "error_detail", "resolved_at",
+        "widget_id",
+        "metric_id",
+        "backend",
+        "source",
+        "data",
+        "schema",
+        "row_count",
+        "cache_hit",
+        "freshness_seconds",
+        "live_data_unavailable",
+        "executed",
+        "dry_run",
+        "generated_sql",
+        "error_detail",
+        "resolved_at",
     }
     await asyncio.sleep(0.01)
     b2 = (await svc.data("issues-by-severity")).json()
@@ -54,12 +70,21 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     b3 = (await svc.data("issues-by-severity", refresh=True)).json()
     assert b3["cache_hit"] is False and b3["source"] == "postgres"
     # the answer really lives in Redis, under the configured prefix
-    keys = await svc.res.context.cache._client.keys(svc.settings.cache_prefix + "r1:issues-by-severity:*")  # type: ignore[attr-defined]
+    keys = await svc.res.context.cache._client.keys(
+        svc.settings.cache_prefix + "r1:issues-by-severity:*"
+    )  # type: ignore[attr-defined]
     assert len(keys) == 1
 
 
 @pytest.mark.parametrize(
-    "widget_id", ["open-issues-kpi", "claims-in-progress-trend", "cost-avoided-mtd", "critical-alerts-15m", "nba-taken-by-channel"]
+    "widget_id",
+    [
+        "open-issues-kpi",
+        "claims-in-progress-trend",
+        "cost-avoided-mtd",
+        "critical-alerts-15m",
+        "nba-taken-by-channel",
+    ],
 )
 async def test_every_postgres_demo_widget_answers_live(svc: Service, widget_id: str) -> None:
     body = (await svc.data(widget_id, refresh=True)).json()
@@ -69,7 +94,12 @@ async def test_every_postgres_demo_widget_answers_live(svc: Service, widget_id: 
 
 async def test_trace_lists_the_nodes(svc: Service) -> None:
     body = (await svc.data("open-issues-kpi", refresh=True, trace=True)).json()
-    assert [t["node"] for t in body["trace"]] == ["route", "cache_lookup", "postgres_query", "degrade_or_return"]
+    assert [t["node"] for t in body["trace"]] == [
+        "route",
+        "cache_lookup",
+        "postgres_query",
+        "degrade_or_return",
+    ]
     body = (await svc.data("open-issues-kpi", trace=True)).json()
     assert [t["node"] for t in body["trace"]] == ["route", "cache_lookup", "degrade_or_return"]
     assert "trace" not in (await svc.data("open-issues-kpi")).json()
@@ -85,7 +115,9 @@ async def test_unknown_widget_is_a_404_problem(svc: Service) -> None:
     r = await svc.data("no-such-widget")
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
     p = r.json()
-    assert p["status"] == 404 and p["title"] == "Widget not found" and "no-such-widget" in p["detail"]
+    assert (
+        p["status"] == 404 and p["title"] == "Widget not found" and "no-such-widget" in p["detail"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,7 +128,9 @@ async def test_unknown_widget_is_a_404_problem(svc: Service) -> None:
         ("/v1/widgets/open-issues-kpi/data", {"refresh": True, "bogus": 1}),
     ],
 )
-async def test_malformed_requests_are_422_problems(svc: Service, path: str, body: dict | None) -> None:
+async def test_malformed_requests_are_422_problems(
+    svc: Service, path: str, body: dict | None
+) -> None:
     r = await svc.client.post(path, json=body)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["errors"]
@@ -104,7 +138,9 @@ async def test_malformed_requests_are_422_problems(svc: Service, path: str, body
 
 async def test_malformed_json_body_is_a_422_problem(svc: Service) -> None:
     r = await svc.client.post(
-        "/v1/widgets/open-issues-kpi/data", content=b"{not json", headers={"content-type": "application/json"}
+        "/v1/widgets/open-issues-kpi/data",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
 
@@ -113,7 +149,11 @@ async def test_widget_crud(svc: Service) -> None:
     spec = {
         "title": "Open issues by team",
         "kind": "bar",
-        "data_intent": {"metric_id": "active_issues_count", "dimensions": ["team"], "time_range": "last_24h"},
+        "data_intent": {
+            "metric_id": "active_issues_count",
+            "dimensions": ["team"],
+            "time_range": "last_24h",
+        },
         "mock_data": [{"team": "platform", "value": 1}],
     }
     r = await svc.client.put("/v1/widgets/issues-by-team", json=spec)
@@ -142,7 +182,9 @@ async def test_widget_crud(svc: Service) -> None:
         ({"metric_id": "active_issues_count", "filters": [{"column": "ssn", "value": "1"}]}, "ssn"),
     ],
 )
-async def test_put_widget_with_invalid_intent_is_422(svc: Service, intent: dict, needle: str) -> None:
+async def test_put_widget_with_invalid_intent_is_422(
+    svc: Service, intent: dict, needle: str
+) -> None:
     spec = {"title": "t", "kind": "kpi", "data_intent": intent, "mock_data": [{"value": 1}]}
     r = await svc.client.put("/v1/widgets/bad-widget", json=spec)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
@@ -204,7 +246,9 @@ async def test_stale_widget_in_the_database_degrades_as_invalid_intent(svc: Serv
     """A spec written behind the API's back (bad dimension) reaches every instance by NOTIFY."""
     url = svc.settings.database_url or ""
     spec = {
-        "title": "stale", "kind": "bar", "mock_data": [{"v": 1}],
+        "title": "stale",
+        "kind": "bar",
+        "mock_data": [{"v": 1}],
         "data_intent": {"metric_id": "active_issues_count", "dimensions": ["salary"]},
     }
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -220,15 +264,28 @@ async def test_stale_widget_in_the_database_degrades_as_invalid_intent(svc: Serv
 async def test_metric_added_without_routing_degrades_as_routing_missing(svc: Service) -> None:
     url = svc.settings.database_url or ""
     definition = {"table": "kpi_metrics_history", "aggregation": "sum", "dimensions": []}
-    spec = {"title": "new", "kind": "kpi", "mock_data": [{"value": 0}], "data_intent": {"metric_id": "brand_new_metric"}}
+    spec = {
+        "title": "new",
+        "kind": "kpi",
+        "mock_data": [{"value": 0}],
+        "data_intent": {"metric_id": "brand_new_metric"},
+    }
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(
             "INSERT INTO metrics_catalog (name, description, unit, owner, definition, governance_status) "
             "VALUES ('brand_new_metric', 'd', 'u', 'o', %s::jsonb, 'draft')",
             (json.dumps(definition),),
         )
-        await conn.execute("INSERT INTO widgets (id, spec) VALUES ('new-metric-widget', %s::jsonb)", (json.dumps(spec),))
-    await _wait_for(lambda: svc.res.registry.widget("new-metric-widget") is not None and svc.res.registry.metric("brand_new_metric") is not None)
+        await conn.execute(
+            "INSERT INTO widgets (id, spec) VALUES ('new-metric-widget', %s::jsonb)",
+            (json.dumps(spec),),
+        )
+    await _wait_for(
+        lambda: (
+            svc.res.registry.widget("new-metric-widget") is not None
+            and svc.res.registry.metric("brand_new_metric") is not None
+        )
+    )
     body = (await svc.data("new-metric-widget")).json()
     assert body["source"] == "routing_missing" and body["live_data_unavailable"] is True
 
@@ -240,8 +297,13 @@ async def test_postgres_unmapped_metric(tmp_path: Path) -> None:
     cfg = copy_config(tmp_path)
     metrics = yaml.safe_load((cfg / "metrics.yaml").read_text())
     metrics["metrics"].append(
-        {"name": "nps_score", "description": "Net promoter score", "unit": "points", "owner": "cx",
-         "definition": {"table": "kpi_metrics_history", "aggregation": "avg", "dimensions": []}}
+        {
+            "name": "nps_score",
+            "description": "Net promoter score",
+            "unit": "points",
+            "owner": "cx",
+            "definition": {"table": "kpi_metrics_history", "aggregation": "avg", "dimensions": []},
+        }
     )
     (cfg / "metrics.yaml").write_text(yaml.safe_dump(metrics))
     routing = yaml.safe_load((cfg / "metric_routing.yaml").read_text())
@@ -250,7 +312,12 @@ async def test_postgres_unmapped_metric(tmp_path: Path) -> None:
     url = create_database()
     try:
         async with running_service(database_url=url, config_dir=cfg, data_dir=tmp_path) as s:
-            spec = {"title": "NPS", "kind": "kpi", "data_intent": {"metric_id": "nps_score"}, "mock_data": [{"value": 31}]}
+            spec = {
+                "title": "NPS",
+                "kind": "kpi",
+                "data_intent": {"metric_id": "nps_score"},
+                "mock_data": [{"value": 31}],
+            }
             assert (await s.client.put("/v1/widgets/nps", json=spec)).status_code == 201
             body = (await s.data("nps")).json()
             assert body["source"] == "postgres_unmapped" and body["data"] == [{"value": 31}]
@@ -268,10 +335,16 @@ async def test_redis_down_still_serves_live_rows(tmp_path: Path) -> None:
     s0.close()
     url = create_database()
     try:
-        async with running_service(database_url=url, redis_url=f"redis://127.0.0.1:{port}/0", data_dir=tmp_path) as s:
+        async with running_service(
+            database_url=url, redis_url=f"redis://127.0.0.1:{port}/0", data_dir=tmp_path
+        ) as s:
             for _ in range(2):
                 body = (await s.data("open-issues-kpi")).json()
-                assert body["source"] == "postgres" and body["cache_hit"] is False and body["row_count"] > 0
+                assert (
+                    body["source"] == "postgres"
+                    and body["cache_hit"] is False
+                    and body["row_count"] > 0
+                )
             ready = (await s.client.get("/readyz")).json()
             assert ready["status"] == "degraded" and ready["components"]["cache"]["ok"] is False
     finally:
@@ -287,11 +360,15 @@ async def test_postgres_outage_degrades_then_recovers(tmp_path: Path) -> None:
     await proxy.start()
     try:
         proxied = f"postgresql://postgres@127.0.0.1:{proxy.port}/{dbname}"
-        async with running_service(database_url=proxied, data_dir=tmp_path, pg_connect_timeout_s=1.0) as s:
+        async with running_service(
+            database_url=proxied, data_dir=tmp_path, pg_connect_timeout_s=1.0
+        ) as s:
             assert (await s.data("open-issues-kpi", refresh=True)).json()["source"] == "postgres"
             await proxy.stop()
             body = (await s.data("open-issues-kpi", refresh=True)).json()
-            assert body["source"] == "postgres_unavailable" and body["live_data_unavailable"] is True
+            assert (
+                body["source"] == "postgres_unavailable" and body["live_data_unavailable"] is True
+            )
             assert body["data"] == [{"value": 42}] and body["error_detail"]
             # the widget registry survives the outage
             assert (await s.client.get("/v1/widgets/open-issues-kpi")).status_code == 200

@@ -50,8 +50,19 @@ async def test_postgres_path_then_cache_hit_path_is_short() -> None:
 async def test_warehouse_path() -> None:
     wh = StubWarehouse()
     r, nodes = await resolve(ctx(warehouse=wh), "claims-filed-by-region")
-    assert nodes == ["route", "cache_lookup", "sql_generate", "safety_check", "databricks_execute", "degrade_or_return"]
-    assert r["source"] == "databricks" and r["backend"] == "databricks" and r["generated_sql"] == wh.executed[0]
+    assert nodes == [
+        "route",
+        "cache_lookup",
+        "sql_generate",
+        "safety_check",
+        "databricks_execute",
+        "degrade_or_return",
+    ]
+    assert (
+        r["source"] == "databricks"
+        and r["backend"] == "databricks"
+        and r["generated_sql"] == wh.executed[0]
+    )
 
 
 async def test_dry_run_executes_nothing() -> None:
@@ -67,9 +78,29 @@ async def test_dry_run_executes_nothing() -> None:
 @pytest.mark.parametrize(
     "kw, widget, kind",
     [
-        ({"postgres": StubGateway(error=PostgresFailure("x", kind=FailureKind.postgres_unavailable))}, "open-issues-kpi", "postgres_unavailable"),
-        ({"warehouse": StubWarehouse(error=WarehouseFailure("x", kind=FailureKind.databricks_auth))}, "claims-filed-by-region", "databricks_auth"),
-        ({"llm": StubLLM(sql="DROP TABLE main.claims.devices")}, "top-claimed-models", "safety_violation"),
+        (
+            {
+                "postgres": StubGateway(
+                    error=PostgresFailure("x", kind=FailureKind.postgres_unavailable)
+                )
+            },
+            "open-issues-kpi",
+            "postgres_unavailable",
+        ),
+        (
+            {
+                "warehouse": StubWarehouse(
+                    error=WarehouseFailure("x", kind=FailureKind.databricks_auth)
+                )
+            },
+            "claims-filed-by-region",
+            "databricks_auth",
+        ),
+        (
+            {"llm": StubLLM(sql="DROP TABLE main.claims.devices")},
+            "top-claimed-models",
+            "safety_violation",
+        ),
         ({"llm": None}, "top-claimed-models", "bedrock_unconfigured"),
     ],
 )
@@ -80,7 +111,9 @@ async def test_failures_degrade_through_mock_data(kw: dict, widget: str, kind: s
     assert r["source"] == kind and r["live_data_unavailable"] is True
     assert r["data"] == c.registry.widget(widget).mock_data  # type: ignore[union-attr]
     r2, nodes2 = await resolve(c, widget)
-    assert "cache_lookup" in nodes2 and r2["cache_hit"] is False  # degraded answers are never cached
+    assert (
+        "cache_lookup" in nodes2 and r2["cache_hit"] is False
+    )  # degraded answers are never cached
 
 
 async def test_bound_context_graph_for_studio() -> None:

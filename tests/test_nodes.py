@@ -71,7 +71,9 @@ async def test_route_missing_routing_entry_fails_routing_missing() -> None:
 async def test_route_stale_spec_with_bad_dimension_is_invalid_intent() -> None:
     reg = DictRegistry.demo()
     spec = reg.widgets_["issues-by-severity"]
-    bad = spec.model_copy(update={"data_intent": spec.data_intent.model_copy(update={"dimensions": ["salary"]})})
+    bad = spec.model_copy(
+        update={"data_intent": spec.data_intent.model_copy(update={"dimensions": ["salary"]})}
+    )
     reg.widgets_["stale"] = bad
     out = await run_route(make_ctx(registry=reg), "stale")
     assert out["failure"]["kind"] == "invalid_intent"
@@ -94,7 +96,9 @@ async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     state = {"cache_key": "k1"}
     miss = await cache_lookup(state, Runtime(context=ctx))
     assert miss["cache_hit"] is False and miss["trace"][0]["outcome"] == "miss"
-    await ctx.cache.set("k1", {"rows": [{"v": 1}], "schema": [], "generated_sql": "S", "resolved_at": NOW - 5}, 60)
+    await ctx.cache.set(
+        "k1", {"rows": [{"v": 1}], "schema": [], "generated_sql": "S", "resolved_at": NOW - 5}, 60
+    )
     hit = await cache_lookup(state, Runtime(context=ctx))
     assert hit["cache_hit"] is True and hit["rows"] == [{"v": 1}] and hit["resolved_at"] == NOW - 5
     refresh = await cache_lookup(state | {"refresh": True}, Runtime(context=ctx))
@@ -121,8 +125,14 @@ async def test_postgres_query_ok() -> None:
     "gateway, kind",
     [
         (StubGateway(mapped=False), "postgres_unmapped"),
-        (StubGateway(error=PostgresFailure("down", kind=FailureKind.postgres_unavailable)), "postgres_unavailable"),
-        (StubGateway(error=PostgresFailure("slow", kind=FailureKind.postgres_timeout)), "postgres_timeout"),
+        (
+            StubGateway(error=PostgresFailure("down", kind=FailureKind.postgres_unavailable)),
+            "postgres_unavailable",
+        ),
+        (
+            StubGateway(error=PostgresFailure("slow", kind=FailureKind.postgres_timeout)),
+            "postgres_timeout",
+        ),
         (StubGateway(error=PostgresFailure("bad")), "postgres_error"),
         (None, "postgres_unavailable"),
     ],
@@ -177,15 +187,22 @@ async def test_sql_generate_llm_sends_schema_and_reuses_approved_sql() -> None:
 async def test_sql_generate_llm_failure_kind_recorded() -> None:
     from domain.failures import GenerationFailure
 
-    llm = StubLLM(error=GenerationFailure("ExpiredTokenException: gone", kind=FailureKind.bedrock_unavailable))
+    llm = StubLLM(
+        error=GenerationFailure("ExpiredTokenException: gone", kind=FailureKind.bedrock_unavailable)
+    )
     ctx = make_ctx(llm=llm)
     out = await sql_generate(await _wh_state(ctx, "top-claimed-models"), Runtime(context=ctx))
-    assert out["failure"]["kind"] == "bedrock_unavailable" and "ExpiredToken" in out["failure"]["detail"]
+    assert (
+        out["failure"]["kind"] == "bedrock_unavailable"
+        and "ExpiredToken" in out["failure"]["detail"]
+    )
 
 
 async def test_safety_check_rejects_and_rerenders() -> None:
     ctx = make_ctx()
-    bad = await safety_check({"candidate_sql": "SELECT 1; DROP TABLE main.claims.devices"}, Runtime(context=ctx))
+    bad = await safety_check(
+        {"candidate_sql": "SELECT 1; DROP TABLE main.claims.devices"}, Runtime(context=ctx)
+    )
     assert bad["failure"]["kind"] == "safety_violation" and bad["safety"]["allowed"] is False
     assert bad["safety"]["rule"]
     ok = await safety_check(
@@ -203,11 +220,18 @@ async def test_databricks_execute_ok_and_failures() -> None:
     ctx = make_ctx(warehouse=wh)
     out = await databricks_execute({"generated_sql": "SELECT 1"}, Runtime(context=ctx))
     assert out["rows"] and out["executed"] is True and wh.executed == ["SELECT 1"]
-    for kind in ("databricks_unavailable", "databricks_auth", "databricks_timeout", "databricks_error"):
+    for kind in (
+        "databricks_unavailable",
+        "databricks_auth",
+        "databricks_timeout",
+        "databricks_error",
+    ):
         ctx = make_ctx(warehouse=StubWarehouse(error=WarehouseFailure("x", kind=FailureKind(kind))))
         out = await databricks_execute({"generated_sql": "SELECT 1"}, Runtime(context=ctx))
         assert out["failure"]["kind"] == kind
-    out = await databricks_execute({"generated_sql": "SELECT 1"}, Runtime(context=make_ctx(warehouse=None)))
+    out = await databricks_execute(
+        {"generated_sql": "SELECT 1"}, Runtime(context=make_ctx(warehouse=None))
+    )
     assert out["failure"]["kind"] == "databricks_unavailable"
 
 
@@ -218,16 +242,28 @@ async def test_mock_data_uses_widget_mock_rows() -> None:
     ctx = make_ctx()
     state = await _pg_state(ctx)
     out = await mock_data(state, Runtime(context=ctx))
-    assert out["rows"] == [{"value": 42}] and out["schema"] == [{"name": "value", "type": "integer"}]
+    assert out["rows"] == [{"value": 42}] and out["schema"] == [
+        {"name": "value", "type": "integer"}
+    ]
 
 
 async def test_degrade_or_return_live_caches_and_degraded_does_not() -> None:
     ctx = make_ctx()
     state = await _pg_state(ctx)
-    live = state | {"rows": [{"value": 1}], "schema": [], "executed": True, "resolved_at": NOW, "generated_sql": "S"}
+    live = state | {
+        "rows": [{"value": 1}],
+        "schema": [],
+        "executed": True,
+        "resolved_at": NOW,
+        "generated_sql": "S",
+    }
     out = await degrade_or_return(live, Runtime(context=ctx))
     r = out["response"]
-    assert r["source"] == "postgres" and r["live_data_unavailable"] is False and r["cache_hit"] is False
+    assert (
+        r["source"] == "postgres"
+        and r["live_data_unavailable"] is False
+        and r["cache_hit"] is False
+    )
     assert await ctx.cache.get(state["cache_key"]) is not None
 
     ctx2 = make_ctx()
@@ -247,7 +283,12 @@ async def test_degrade_or_return_writes_generation_log() -> None:
     ctx = make_ctx(generation_log=log)
     state = await _wh_state(ctx, "top-claimed-models")
     state |= {
-        "generation": {"metric_id": "claims_insights", "question": "q", "model_id": "m", "reused": False},
+        "generation": {
+            "metric_id": "claims_insights",
+            "question": "q",
+            "model_id": "m",
+            "reused": False,
+        },
         "safety": {"allowed": False, "rule": "single_statement"},
         "failure": {"kind": "safety_violation", "detail": "x", "node": "safety_check"},
         "rows": [],

@@ -41,22 +41,36 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env.pop("REDIS_URL", None)
     log = (work / "studio.log").open("w")
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/langgraph"), "dev", "--no-browser", "--no-reload", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(ROOT / ".venv/bin/langgraph"),
+            "dev",
+            "--no-browser",
+            "--no-reload",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise AssertionError("langgraph dev exited:\n" + (work / "studio.log").read_text()[-4000:])
+                raise AssertionError(
+                    "langgraph dev exited:\n" + (work / "studio.log").read_text()[-4000:]
+                )
             try:
                 if httpx.get(url + "/ok", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
         else:
-            raise AssertionError("langgraph dev did not start:\n" + (work / "studio.log").read_text()[-4000:])
+            raise AssertionError(
+                "langgraph dev did not start:\n" + (work / "studio.log").read_text()[-4000:]
+            )
         yield url
     finally:
         proc.terminate()
@@ -77,13 +91,21 @@ def test_demo_widget_runs_through_langgraph_dev(studio: str) -> None:
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["response"]["source"] == "postgres" and out["response"]["row_count"] > 0
-    assert [t["node"] for t in out["trace"]] == ["route", "cache_lookup", "postgres_query", "degrade_or_return"]
+    assert [t["node"] for t in out["trace"]] == [
+        "route",
+        "cache_lookup",
+        "postgres_query",
+        "degrade_or_return",
+    ]
 
 
 def test_warehouse_widget_runs_through_langgraph_dev(studio: str) -> None:
     r = httpx.post(
         studio + "/runs/wait",
-        json={"assistant_id": "resolver", "input": {"widget_id": "claims-filed-by-region", "dry_run": True}},
+        json={
+            "assistant_id": "resolver",
+            "input": {"widget_id": "claims-filed-by-region", "dry_run": True},
+        },
         timeout=120,
     )
     assert r.status_code == 200, r.text
