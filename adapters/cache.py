@@ -88,7 +88,10 @@ class RedisCache:
         self._open_until = time.monotonic() + self._breaker_s
         log.warning(
             "cache %s failed (%s: %s); treating as a miss for %.0fs",
-            op, type(exc).__name__, exc, self._breaker_s,
+            op,
+            type(exc).__name__,
+            exc,
+            self._breaker_s,
         )
 
     async def get(self, key: str) -> dict[str, Any] | None:

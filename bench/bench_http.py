@@ -20,7 +20,9 @@ from urllib.parse import urlparse
 
 
 class Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str
+    ) -> None:
         self.r, self.w, self.host = reader, writer, host
 
     @classmethod
@@ -53,7 +55,7 @@ class Conn:
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
 async def sequential(conn: Conn, path: str, body: bytes, n: int, check: str) -> list[float]:
@@ -113,7 +115,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--widget", default="open-issues-kpi")
     p.add_argument("-n", type=int, default=300)
@@ -121,7 +125,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     args = p.parse_args()
     res = asyncio.run(main_async(args))
-    targets = {"cache_hit_median_ms": ("<=", 3.0), "postgres_median_ms": ("<=", 6.0), f"cache_hit_rps_c{args.concurrency}": (">=", 400.0)}
+    targets = {
+        "cache_hit_median_ms": ("<=", 3.0),
+        "postgres_median_ms": ("<=", 6.0),
+        f"cache_hit_rps_c{args.concurrency}": (">=", 400.0),
+    }
     for k, v in res.items():
         t = targets.get(k)
         mark = ""

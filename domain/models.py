@@ -69,7 +69,9 @@ class AbsoluteRange(_Strict):
         return self
 
 
-TimeRange = Annotated[str, Field(description="last_<N>m|h|d, mtd, qtd, ytd, today or all")] | AbsoluteRange
+TimeRange = (
+    Annotated[str, Field(description="last_<N>m|h|d, mtd, qtd, ytd, today or all")] | AbsoluteRange
+)
 
 
 class DataIntent(_Strict):
@@ -102,7 +104,9 @@ class DataIntent(_Strict):
     @classmethod
     def _time_range(cls, v: str | AbsoluteRange) -> str | AbsoluteRange:
         if isinstance(v, str) and not (RELATIVE_RE.match(v) or v in RELATIVE_NAMED):
-            raise ValueError("time_range must be last_<N>m|h|d, mtd, qtd, ytd, today, all or {start, end}")
+            raise ValueError(
+                "time_range must be last_<N>m|h|d, mtd, qtd, ytd, today, all or {start, end}"
+            )
         return v
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
-from sqlsafety import POLICY_VERSION
 from domain.results import QueryResult
+from sqlsafety import POLICY_VERSION
 
 
 class Registry(Protocol):

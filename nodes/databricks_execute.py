@@ -16,7 +16,9 @@ from nodes._common import fail, failed, traced
 async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     if ctx.warehouse is None:
-        return fail("databricks_execute", FailureKind.databricks_unavailable, "no warehouse is configured")
+        return fail(
+            "databricks_execute", FailureKind.databricks_unavailable, "no warehouse is configured"
+        )
     sql = state["generated_sql"]
     assert sql is not None, "safety_check must approve SQL before execution"
     try:

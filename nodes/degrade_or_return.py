@@ -64,7 +64,9 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
     }
-    outcome = "degraded" if failure else ("dry_run" if dry_run else ("cached" if cache_hit else "live"))
+    outcome = (
+        "degraded" if failure else ("dry_run" if dry_run else ("cached" if cache_hit else "live"))
+    )
     if outcome == "live" and routing is not None:
         await ctx.cache.set(
             state["cache_key"],

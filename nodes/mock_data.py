@@ -32,4 +32,10 @@ def infer_schema(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 @traced("mock_data")
 async def mock_data(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     rows = [json_safe(r) for r in state["spec"].mock_data]
-    return {"rows": rows, "schema": infer_schema(rows), "cache_hit": False, "executed": False, "outcome": "mock"}
+    return {
+        "rows": rows,
+        "schema": infer_schema(rows),
+        "cache_hit": False,
+        "executed": False,
+        "outcome": "mock",
+    }

@@ -17,7 +17,9 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
     ctx = runtime.context
     metric, intent = state["metric"], state["spec"].data_intent
     if ctx.postgres is None:
-        return fail("postgres_query", FailureKind.postgres_unavailable, "no PostgreSQL is configured")
+        return fail(
+            "postgres_query", FailureKind.postgres_unavailable, "no PostgreSQL is configured"
+        )
     if not ctx.postgres.has_query(metric.name):
         return fail(
             "postgres_query",
@@ -27,7 +29,13 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
     try:
         sql = ctx.postgres.render_sql(metric, intent)
         if state.get("dry_run"):
-            return {"generated_sql": sql, "executed": False, "rows": [], "schema": [], "outcome": "dry_run"}
+            return {
+                "generated_sql": sql,
+                "executed": False,
+                "rows": [],
+                "schema": [],
+                "outcome": "dry_run",
+            }
         result = await ctx.postgres.run_metric(metric, intent, now=ctx.clock())
     except ResolverFailure as exc:
         return failed("postgres_query", exc)

@@ -28,7 +28,9 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     intent = spec.data_intent
     metric = ctx.registry.metric(intent.metric_id)
     if metric is None:
-        return update | fail("route", FailureKind.invalid_intent, f"unknown metric {intent.metric_id!r}")
+        return update | fail(
+            "route", FailureKind.invalid_intent, f"unknown metric {intent.metric_id!r}"
+        )
     update["metric"] = metric
     routing = ctx.registry.routing(metric.name)
     if routing is None:
@@ -37,7 +39,9 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         )
     if routing.backend not in ("postgres", "databricks"):
         return update | fail(
-            "route", FailureKind.routing_missing, f"unknown backend {routing.backend!r} for {metric.name!r}"
+            "route",
+            FailureKind.routing_missing,
+            f"unknown backend {routing.backend!r} for {metric.name!r}",
         )
     update |= {
         "routing": routing,

@@ -29,11 +29,15 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
         )
     except SafetyViolation as exc:
         verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}
-        return {"safety": verdict} | fail("safety_check", FailureKind.safety_violation, f"{exc.rule}: {exc.reason}")
+        return {"safety": verdict} | fail(
+            "safety_check", FailureKind.safety_violation, f"{exc.rule}: {exc.reason}"
+        )
     generation = state.get("generation")
     if generation and not generation.get("reused") and generation.get("approved_key"):
         await ctx.cache.set(
-            generation["approved_key"], {"sql": checked.sql, "model_id": generation["model_id"]}, APPROVED_SQL_TTL_S
+            generation["approved_key"],
+            {"sql": checked.sql, "model_id": generation["model_id"]},
+            APPROVED_SQL_TTL_S,
         )
     return {
         "safety": {"allowed": True, "rule": None, "reason": None},

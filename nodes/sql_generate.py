@@ -31,7 +31,11 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if state["generator"] == "compiled":
         try:
             sql = compile_intent(
-                metric, intent, now=now, max_rows=ctx.safety.max_rows, default_limit=ctx.default_row_limit
+                metric,
+                intent,
+                now=now,
+                max_rows=ctx.safety.max_rows,
+                default_limit=ctx.default_row_limit,
             )
         except ResolverFailure as exc:
             return failed("sql_generate", exc)

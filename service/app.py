@@ -67,10 +67,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Resolve a widget's data: live, from the cache, or its flagged mock data."""
         spec = res.registry.widget(widget_id)
         if spec is None:
-            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+            raise ProblemError(
+                404, f"widget {widget_id!r} is not registered", title="Widget not found"
+            )
         body = body or ResolveBody()
         out = await res.graph.ainvoke(
-            {"widget_id": widget_id, "refresh": body.refresh, "dry_run": body.dry_run, "spec": spec},
+            {
+                "widget_id": widget_id,
+                "refresh": body.refresh,
+                "dry_run": body.dry_run,
+                "spec": spec,
+            },
             context=res.context,
         )
         payload = out["response"]
@@ -88,25 +95,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Generate (without running) the checked Databricks SQL for a metric or a question."""
         return await res.generate_sql(body)
 
-    @app.put("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"])
-    async def put_widget(widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response) -> WidgetOut:
+    @app.put(
+        "/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"]
+    )
+    async def put_widget(
+        widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
+    ) -> WidgetOut:
         """Create or replace a widget spec (validated against the metric catalog)."""
         problems = validate_intent(spec.data_intent, res.registry.metrics())
         if problems:
             raise ProblemError(
-                422, "; ".join(problems), title="Invalid data_intent", type_="urn:problem:invalid-intent",
+                422,
+                "; ".join(problems),
+                title="Invalid data_intent",
+                type_="urn:problem:invalid-intent",
                 errors=[{"loc": ["body", "data_intent"], "msg": p} for p in problems],
             )
         created = await res.put_widget(widget_id, spec)
         response.status_code = 201 if created else 200
         return WidgetOut(id=widget_id, spec=spec)
 
-    @app.get("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"])
+    @app.get(
+        "/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"]
+    )
     async def get_widget(widget_id: WidgetId, res: ResourcesDep) -> WidgetOut:
         """Read one widget spec."""
         spec = res.registry.widget(widget_id)
         if spec is None:
-            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+            raise ProblemError(
+                404, f"widget {widget_id!r} is not registered", title="Widget not found"
+            )
         return WidgetOut(id=widget_id, spec=spec)
 
     @app.get("/v1/widgets", response_model=WidgetList, tags=["widgets"])
@@ -119,7 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def delete_widget(widget_id: WidgetId, res: ResourcesDep) -> Response:
         """Delete a widget."""
         if not await res.delete_widget(widget_id):
-            raise ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+            raise ProblemError(
+                404, f"widget {widget_id!r} is not registered", title="Widget not found"
+            )
         return Response(status_code=204)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])

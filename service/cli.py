@@ -1,11 +1,11 @@
 """`resolver`: the service's command line.
 
-    resolver serve            run the HTTP service (PORT, default 8000)
-    resolver migrate          apply schema migrations to DATABASE_URL (or the embedded server)
-    resolver seed             load the demo catalog, widgets and metric history
-    resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
-    resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
-    resolver graph [PATH]     write the mermaid drawing of the compiled graph
+resolver serve            run the HTTP service (PORT, default 8000)
+resolver migrate          apply schema migrations to DATABASE_URL (or the embedded server)
+resolver seed             load the demo catalog, widgets and metric history
+resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
+resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
+resolver graph [PATH]     write the mermaid drawing of the compiled graph
 """
 
 from __future__ import annotations
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         from sqlsafety.cli import check_sql_main
 
         return check_sql_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="resolver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="resolver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("serve", help="run the HTTP service")
     sub.add_parser("migrate", help="apply schema migrations")
@@ -85,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p_gr.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/graph.md"))
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.cmd == "serve":
         return _serve(settings)
     if args.cmd in ("migrate", "seed"):

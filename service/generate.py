@@ -47,7 +47,8 @@ async def generate_sql(res: Resources, body: GenerateBody) -> GenerateResponse:
         raise ProblemError(422, f"unknown metric {intent.metric_id!r}", title="Unknown metric")
     if routing.backend != "databricks":
         raise ProblemError(
-            422, f"metric {metric.name!r} is served by {routing.backend}: SQL generation is for warehouse metrics"
+            422,
+            f"metric {metric.name!r} is served by {routing.backend}: SQL generation is for warehouse metrics",
         )
     problems = validate_intent(intent, {metric.name: metric})
     if problems:
@@ -69,12 +70,20 @@ async def generate_sql(res: Resources, body: GenerateBody) -> GenerateResponse:
         if failure["kind"] == FailureKind.safety_violation.value:
             verdict = state["safety"]
             raise ProblemError(
-                422, failure["detail"], title="SQL rejected by the safety layer",
-                type_="urn:problem:safety-violation", rule=verdict["rule"], sql=state.get("candidate_sql"),
+                422,
+                failure["detail"],
+                title="SQL rejected by the safety layer",
+                type_="urn:problem:safety-violation",
+                rule=verdict["rule"],
+                sql=state.get("candidate_sql"),
             )
         if failure["kind"] in UNAVAILABLE:
-            raise ProblemError(503, failure["detail"], title="LLM unavailable", kind=failure["kind"])
-        raise ProblemError(422, failure["detail"], title="SQL generation failed", kind=failure["kind"])
+            raise ProblemError(
+                503, failure["detail"], title="LLM unavailable", kind=failure["kind"]
+            )
+        raise ProblemError(
+            422, failure["detail"], title="SQL generation failed", kind=failure["kind"]
+        )
     generation = state.get("generation") or {}
     return GenerateResponse(
         sql=state["generated_sql"],

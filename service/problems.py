@@ -28,7 +28,13 @@ class Problem(BaseModel):
 
 class ProblemError(Exception):
     def __init__(
-        self, status: int, detail: str, *, title: str | None = None, type_: str | None = None, **extra: Any
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        type_: str | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -39,7 +45,12 @@ class ProblemError(Exception):
 
 
 def problem_response(
-    request: Request, status: int, detail: str | None, *, title: str | None = None, type_: str = "about:blank",
+    request: Request,
+    status: int,
+    detail: str | None,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
     **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -69,15 +80,21 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(request, exc.status, exc.detail, title=exc.title, type_=exc.type, **exc.extra)
+        return problem_response(
+            request, exc.status, exc.detail, title=exc.title, type_=exc.type, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _field_errors(exc)
         summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
         return problem_response(
-            request, 422, f"request failed validation: {summary}", title="Unprocessable Content",
-            type_="urn:problem:validation", errors=errors,
+            request,
+            422,
+            f"request failed validation: {summary}",
+            title="Unprocessable Content",
+            type_="urn:problem:validation",
+            errors=errors,
         )
 
     @app.exception_handler(StarletteHTTPException)

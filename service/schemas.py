@@ -12,8 +12,12 @@ from domain.models import DataIntent, WidgetSpec
 class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh: bool = Field(default=False, description="Skip the cache read; resolve live and rewrite the cache.")
-    dry_run: bool = Field(default=False, description="Return the SQL that would run, without running it.")
+    refresh: bool = Field(
+        default=False, description="Skip the cache read; resolve live and rewrite the cache."
+    )
+    dry_run: bool = Field(
+        default=False, description="Return the SQL that would run, without running it."
+    )
 
 
 class SchemaColumn(BaseModel):
