@@ -75,3 +75,22 @@ class PgGenerationLog:
                 type(exc).__name__,
                 exc,
             )
+
+    async def last_approved(self, *, metric_id: str, question: str, model_id: str) -> str | None:
+        """The newest SQL the model wrote for this question that passed the safety layer,
+        or None (also when PostgreSQL is unreachable: the caller then degrades)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async with self._pool.connection(timeout=self._timeout_s) as conn:
+                    cur = await conn.execute(
+                        "SELECT generated_sql FROM sql_generation_log "
+                        "WHERE metric_id = %s AND question = %s AND model_id = %s "
+                        "AND safety_allowed AND generated_sql IS NOT NULL "
+                        "ORDER BY id DESC LIMIT 1",
+                        (metric_id, question, model_id),
+                    )
+                    row = await cur.fetchone()
+        except (psycopg.Error, TimeoutError) as exc:
+            logger.warning("sql_generation_log lookup failed: %s: %s", type(exc).__name__, exc)
+            return None
+        return None if row is None else str(row[0])

@@ -17,6 +17,8 @@ from graph.state import State
 from metricsql import compile_intent
 from nodes._common import fail, failed, traced
 
+MODEL_UNREACHABLE = frozenset({FailureKind.bedrock_unavailable, FailureKind.llm_timeout})
+
 
 def schema_version(tables: tuple[TableSchema, ...]) -> str:
     blob = repr(sorted((t.name, t.columns) for t in tables)).encode()
@@ -82,6 +84,18 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
     try:
         gen = await ctx.llm.generate(request)
     except ResolverFailure as exc:
+        if exc.kind in MODEL_UNREACHABLE and ctx.generation_log is not None:
+            # The model is down: a question it answered before still runs live from the
+            # last SQL of its that passed the safety layer (checked again before it runs).
+            logged = await ctx.generation_log.last_approved(
+                metric_id=metric.name, question=question, model_id=ctx.llm.model_id
+            )
+            if logged is not None:
+                return {
+                    "candidate_sql": logged,
+                    "generation": record | {"approved_key": key, "reused": True},
+                    "outcome": "reused_logged",
+                }
         record["failure_kind"] = exc.kind.value
         return {"generation": record} | failed("sql_generate", exc)
     record |= {

@@ -135,3 +135,14 @@ class ListLog:
 
     async def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
+
+    async def last_approved(self, *, metric_id: str, question: str, model_id: str) -> str | None:
+        for r in reversed(self.records):
+            if (r.get("metric_id"), r.get("question"), r.get("model_id")) == (
+                metric_id,
+                question,
+                model_id,
+            ) and r.get("safety_allowed"):
+                sql: str | None = r.get("generated_sql")
+                return sql
+        return None

@@ -329,3 +329,27 @@ async def test_databricks_warehouse_path_and_failure_kinds(sea, tmp_path: Path) 
     finally:
         sea.reset_failures()
         drop_database(url)
+
+
+async def test_restarted_instance_runs_an_approved_question_from_the_log_when_bedrock_is_down(
+    converse: ConverseServer, tmp_path: Path
+) -> None:
+    url = create_database()
+    settings = {
+        "database_url": url,
+        "data_dir": tmp_path,
+        "bedrock_model_id": MODEL_ID,
+        "bedrock_endpoint_url": converse.url,
+        "bedrock_timeout_s": 2.0,
+    }
+    try:
+        async with running_service(**settings) as s:  # in-process cache: lost on restart
+            converse.script(ToolCall(sql=TOP_MODELS_SQL))
+            assert (await s.data("top-claimed-models")).json()["source"] == "databricks"
+        async with running_service(**settings) as s:
+            converse.script(EXPIRED_TOKEN)
+            body = (await s.data("top-claimed-models", trace=True)).json()
+            assert body["source"] == "databricks" and body["row_count"] > 0, body
+            assert "reused_logged" in [t["outcome"] for t in body["trace"]]
+    finally:
+        drop_database(url)

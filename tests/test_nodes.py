@@ -296,3 +296,30 @@ async def test_degrade_or_return_writes_generation_log() -> None:
     await degrade_or_return(state, Runtime(context=ctx))
     assert log.records and log.records[0]["safety_rule"] == "single_statement"
     assert log.records[0]["failure_kind"] == "safety_violation"
+
+
+async def test_sql_generate_falls_back_to_logged_approved_sql_when_model_is_down() -> None:
+    from domain.failures import GenerationFailure
+
+    log = ListLog()
+    ctx = make_ctx(llm=StubLLM(), generation_log=log)
+    state = await _wh_state(ctx, "top-claimed-models")
+    out = await sql_generate(state, Runtime(context=ctx))
+    log.records.append(out["generation"] | {"safety_allowed": True})
+    down = make_ctx(  # a restarted instance: empty cache, model unreachable
+        llm=StubLLM(
+            error=GenerationFailure("ThrottlingException", kind=FailureKind.bedrock_unavailable)
+        ),
+        generation_log=log,
+    )
+    again = await sql_generate(state, Runtime(context=down))
+    assert (
+        again["candidate_sql"] == StubLLM().sql and again["trace"][0]["outcome"] == "reused_logged"
+    )
+    bad = make_ctx(
+        llm=StubLLM(error=GenerationFailure("no", kind=FailureKind.llm_invalid_output)),
+        generation_log=log,
+    )
+    assert (await sql_generate(state, Runtime(context=bad)))["failure"][
+        "kind"
+    ] == "llm_invalid_output"
