@@ -35,6 +35,7 @@ import yaml
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from adapters.registry import CATALOG_COLUMNS, metric_from_row
 from domain.models import WIDGET_ID_RE, MetricDef, WidgetSpec, validate_intent
 
 logger = logging.getLogger(__name__)
@@ -331,26 +332,17 @@ def metric_row(metric: MetricDef) -> dict[str, Any]:
 async def _history_metrics(conn: psycopg.AsyncConnection) -> list[MetricDef]:
     """Catalog metrics (from the database, so user-added ones too) that read the history table."""
     cur = await conn.execute(
-        "SELECT name, description, unit, owner, definition, governance_status, last_validated_at"
-        " FROM metrics_catalog WHERE definition->>'table' = %s ORDER BY name",
+        f"SELECT {CATALOG_COLUMNS} FROM metrics_catalog WHERE definition->>'table' = %s ORDER BY name",
         (HISTORY_TABLE,),
     )
     out: list[MetricDef] = []
-    for name, description, unit, owner, definition, status, validated in await cur.fetchall():
+    for row in await cur.fetchall():
         try:
-            out.append(
-                MetricDef(
-                    name=name,
-                    description=description,
-                    unit=unit,
-                    owner=owner,
-                    definition=definition,
-                    governance_status=status,
-                    last_validated_at=validated,
-                )
-            )
+            out.append(metric_from_row(row))
         except ValidationError as exc:
-            logger.warning("not seeding history for catalog metric %r: %s", name, _first_error(exc))
+            logger.warning(
+                "not seeding history for catalog metric %r: %s", row[0], _first_error(exc)
+            )
     return out
 
 

@@ -122,6 +122,23 @@ class RegistrySnapshot:
 # ------------------------------------------------------------------------------ routing + boot checks
 
 
+CATALOG_COLUMNS = "name, description, unit, owner, definition, governance_status, last_validated_at"
+
+
+def metric_from_row(row: tuple[Any, ...]) -> MetricDef:
+    """A `metrics_catalog` row (CATALOG_COLUMNS order) as a MetricDef; ValidationError if bad."""
+    name, description, unit, owner, definition, status, validated = row
+    return MetricDef(
+        name=name,
+        description=description,
+        unit=unit,
+        owner=owner,
+        definition=definition,
+        governance_status=status,
+        last_validated_at=validated,
+    )
+
+
 def load_routing(path: Path) -> dict[str, RoutingEntry]:
     """config/metric_routing.yaml -> {metric: RoutingEntry}. ValueError names the bad entry."""
     try:
@@ -174,10 +191,7 @@ def validate_boot(snapshot: RegistrySnapshot) -> list[str]:
 
 
 _WIDGETS_SQL = "SELECT id, spec FROM widgets ORDER BY id"
-_METRICS_SQL = (
-    "SELECT name, description, unit, owner, definition, governance_status, last_validated_at"
-    " FROM metrics_catalog ORDER BY name"
-)
+_METRICS_SQL = f"SELECT {CATALOG_COLUMNS} FROM metrics_catalog ORDER BY name"
 
 
 def _unavailable(exc: psycopg.Error) -> PostgresFailure:
@@ -248,19 +262,11 @@ class RegistryStore:
             widget_rows = await (await conn.execute(_WIDGETS_SQL)).fetchall()
             metric_rows = await (await conn.execute(_METRICS_SQL)).fetchall()
         metrics: dict[str, MetricDef] = {}
-        for name, description, unit, owner, definition, status, validated in metric_rows:
+        for row in metric_rows:
             try:
-                metrics[name] = MetricDef(
-                    name=name,
-                    description=description,
-                    unit=unit,
-                    owner=owner,
-                    definition=definition,
-                    governance_status=status,
-                    last_validated_at=validated,
-                )
+                metrics[row[0]] = metric_from_row(row)
             except ValidationError as exc:
-                errors.append(f"catalog metric {name!r} is invalid: {exc.errors()[0]['msg']}")
+                errors.append(f"catalog metric {row[0]!r} is invalid: {exc.errors()[0]['msg']}")
         widgets: dict[str, WidgetSpec] = {}
         for wid, spec in widget_rows:
             try:

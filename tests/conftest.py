@@ -58,3 +58,14 @@ def redis_url() -> str:
 def cache_namespace() -> str:
     """A unique key prefix so tests sharing the Redis server never see each other's keys."""
     return f"wdr-test:{uuid.uuid4().hex[:8]}:"
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it (for servers, or a closed port)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from tests.conftest import REDIS_URL, create_database, drop_database
+from tests.conftest import REDIS_URL, create_database, drop_database, free_port
 from tests.service_harness import Service, copy_config, running_service
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -327,12 +327,7 @@ async def test_postgres_unmapped_metric(tmp_path: Path) -> None:
 
 
 async def test_redis_down_still_serves_live_rows(tmp_path: Path) -> None:
-    import socket
-
-    s0 = socket.socket()
-    s0.bind(("127.0.0.1", 0))
-    port = s0.getsockname()[1]
-    s0.close()
+    port = free_port()
     url = create_database()
     try:
         async with running_service(

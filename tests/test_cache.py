@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from adapters.cache import MemoryTTLCache, RedisCache
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from tests.conftest import free_port
 
 
 async def test_memory_cache_ttl_and_isolation() -> None:
@@ -52,7 +43,7 @@ async def test_redis_round_trip_with_ttl(redis_url: str, cache_namespace: str) -
 
 
 async def test_redis_down_is_a_fast_miss_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    cache = RedisCache(f"redis://127.0.0.1:{closed_port()}/0", breaker_s=30)
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", breaker_s=30)
     try:
         assert await cache.get("k") is None
         assert cache._tripped()  # later calls skip Redis instead of stalling on each request

@@ -4,13 +4,14 @@ in-process cache, embedded DuckDB) answers a Postgres widget and a warehouse wid
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -25,10 +26,7 @@ CONFIG_VARS = (
 
 
 def test_embedded_defaults_serve_live_data(tmp_path: Path) -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
         "PORT": str(port),
         "DATA_DIR": str(tmp_path),

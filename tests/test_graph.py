@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.cache import MemoryTTLCache
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from graph.builder import NODE_NAMES, build_graph
-from graph.context import Context, SafetyPolicy
-from tests.doubles import DictRegistry, StubGateway, StubLLM, StubWarehouse
-from tests.test_nodes import WAREHOUSE_TABLES
+from graph.context import Context
+from tests.doubles import StubGateway, StubLLM, StubWarehouse
+from tests.test_nodes import make_ctx as ctx
 
 GRAPH = build_graph().compile()
-
-
-def ctx(**kw: object) -> Context:
-    base: dict[str, object] = {
-        "registry": DictRegistry.demo(),
-        "cache": MemoryTTLCache(),
-        "postgres": StubGateway(),
-        "warehouse": StubWarehouse(),
-        "safety": SafetyPolicy(allowed_tables=WAREHOUSE_TABLES, max_rows=500),
-    }
-    base.update(kw)
-    return Context(**base)  # type: ignore[arg-type]
 
 
 async def resolve(c: Context, widget_id: str, **flags: bool) -> tuple[dict, list[str]]:

@@ -4,7 +4,6 @@ its REST API. Uses a fresh database on the real PostgreSQL server."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,18 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
