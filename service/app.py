@@ -71,15 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 404, f"widget {widget_id!r} is not registered", title="Widget not found"
             )
         body = body or ResolveBody()
-        out = await res.graph.ainvoke(
-            {
-                "widget_id": widget_id,
-                "refresh": body.refresh,
-                "dry_run": body.dry_run,
-                "spec": spec,
-            },
-            context=res.context,
-        )
+        out = await res.resolve(widget_id, spec, refresh=body.refresh, dry_run=body.dry_run)
         payload = out["response"]
         if trace:
             payload = payload | {"trace": out.get("trace", [])}

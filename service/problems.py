@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("resolver")
 
 
 class Problem(BaseModel):
@@ -95,6 +97,14 @@ def install_problem_handlers(app: FastAPI) -> None:
             title="Unprocessable Content",
             type_="urn:problem:validation",
             errors=errors,
+        )
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not a degrade kind: logged with its traceback, answered as a problem.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            request, 500, "internal error (logged)", title="Internal Server Error"
         )
 
     @app.exception_handler(StarletteHTTPException)

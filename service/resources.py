@@ -109,7 +109,36 @@ class Resources:
     registry: RegistryHolder
     store: RegistryStore
     gateway: PgGateway
-    extra: dict[str, Any] = field(default_factory=dict)
+    inflight: dict[tuple[str, int, bool, bool], asyncio.Future[dict[str, Any]]] = field(
+        default_factory=dict
+    )
+
+    async def resolve(
+        self, widget_id: str, spec: WidgetSpec, *, refresh: bool, dry_run: bool
+    ) -> dict[str, Any]:
+        """Run the graph for one widget. Identical resolutions already in flight in this
+        process are shared (single flight), so an expired tile on many open dashboards
+        costs one backend query, not one per viewer."""
+        key = (widget_id, id(spec), refresh, dry_run)
+        pending = self.inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.inflight[key] = future
+        try:
+            out: dict[str, Any] = await self.graph.ainvoke(
+                {"widget_id": widget_id, "refresh": refresh, "dry_run": dry_run, "spec": spec},
+                context=self.context,
+            )
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: followers, if any, re-raise it
+            raise
+        else:
+            future.set_result(out)
+            return out
+        finally:
+            del self.inflight[key]
 
     async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
         try:

@@ -377,3 +377,17 @@ async def test_postgres_outage_degrades_then_recovers(tmp_path: Path) -> None:
     finally:
         await proxy.stop()
         drop_database(url)
+
+
+async def test_a_bug_is_a_500_problem_not_a_stack_trace(svc: Service) -> None:
+    import httpx
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    svc.app.add_api_route("/test-only/broken", broken)
+    transport = httpx.ASGITransport(app=svc.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/test-only/broken")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert "boom" not in r.text
