@@ -358,8 +358,14 @@ async def test_restarted_instance_runs_an_approved_question_from_the_log_when_be
 async def test_concurrent_identical_misses_share_one_warehouse_query(svc: Service) -> None:
     wh = svc.res.context.warehouse
     spec = {
-        "title": "stampede", "kind": "bar", "mock_data": [{"region": "x", "value": 0}],
-        "data_intent": {"metric_id": "claims_filed_count", "dimensions": ["channel"], "time_range": "last_7d"},
+        "title": "stampede",
+        "kind": "bar",
+        "mock_data": [{"region": "x", "value": 0}],
+        "data_intent": {
+            "metric_id": "claims_filed_count",
+            "dimensions": ["channel"],
+            "time_range": "last_7d",
+        },
     }
     assert (await svc.client.put("/v1/widgets/stampede", json=spec)).status_code in (200, 201)
     before = len(wh.executed_statements)  # type: ignore[union-attr]
@@ -367,4 +373,6 @@ async def test_concurrent_identical_misses_share_one_warehouse_query(svc: Servic
     assert all(b["source"] == "databricks" and b["row_count"] > 0 for b in bodies)
     assert {b["resolved_at"] for b in bodies} == {bodies[0]["resolved_at"]}
     ran = wh.executed_statements[before:]  # type: ignore[union-attr]
-    assert len([s for s in ran if "claim_events" in s]) == 2  # one query: its Databricks and DuckDB text
+    assert (
+        len([s for s in ran if "claim_events" in s]) == 2
+    )  # one query: its Databricks and DuckDB text
