@@ -70,11 +70,13 @@ async def _open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehous
         return wh
     from adapters.duckdb_warehouse import DuckDBWarehouse
 
-    return await asyncio.to_thread(
+    duck = await asyncio.to_thread(
         DuckDBWarehouse,
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
+    stack.callback(duck.close)
+    return duck
 
 
 def _open_llm(settings: Settings) -> SqlGenerator | None:
@@ -90,15 +92,18 @@ def _open_llm(settings: Settings) -> SqlGenerator | None:
     )
 
 
-async def database_url(settings: Settings) -> str:
+async def database_url(settings: Settings, stack: AsyncExitStack | None = None) -> str:
+    """DATABASE_URL, or the embedded server's (stopped when `stack` closes, if given)."""
     if settings.database_url:
         return settings.database_url
-    from adapters.embedded_pg import start_embedded_postgres
+    from adapters.embedded_pg import start_embedded_postgres, stop_embedded_postgres
 
-    log.info(
-        "DATABASE_URL not set: starting embedded PostgreSQL under %s", settings.data_dir / "pg"
-    )
-    return await asyncio.to_thread(start_embedded_postgres, settings.data_dir / "pg")
+    data = settings.data_dir / "pg"
+    log.info("DATABASE_URL not set: starting embedded PostgreSQL under %s", data)
+    url = await asyncio.to_thread(start_embedded_postgres, data)
+    if stack is not None:
+        stack.push_async_callback(asyncio.to_thread, stop_embedded_postgres, data)
+    return url
 
 
 @dataclass
@@ -179,7 +184,7 @@ class Resources:
 @asynccontextmanager
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     async with AsyncExitStack() as stack:
-        url = await database_url(settings)
+        url = await database_url(settings, stack)
         if settings.auto_migrate:
             applied = await migrate(url)
             if applied:

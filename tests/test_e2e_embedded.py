@@ -62,6 +62,13 @@ def test_embedded_defaults_serve_live_data(tmp_path: Path) -> None:
         wh = httpx.post(base + "/v1/widgets/claims-filed-by-region/data").json()
         assert wh["source"] == "databricks" and wh["row_count"] > 0
         assert (tmp_path / "pg").exists()  # the embedded server's data lives under DATA_DIR
+        proc.terminate()
+        assert proc.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM after a graceful shutdown
+        # a clean shutdown stops the embedded PostgreSQL it started
+        left = subprocess.run(
+            ["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"], capture_output=True, text=True
+        )
+        assert left.stdout.strip() == "", left.stdout
     finally:
         proc.terminate()
         try:
