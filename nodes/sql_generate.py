@@ -29,7 +29,8 @@ def schema_version(tables: tuple[TableSchema, ...]) -> str:
 async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     metric, intent = state["metric"], state["spec"].data_intent
-    now = datetime.fromtimestamp(ctx.clock(), UTC)
+    # whole seconds: the same SQL text within a second (friendlier to the warehouse result cache)
+    now = datetime.fromtimestamp(int(ctx.clock()), UTC)
     if state["generator"] == "compiled":
         try:
             sql = compile_intent(
