@@ -170,9 +170,15 @@ def _row(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
     return {name: json_safe(v) for name, v in zip(names, values, strict=True)}
 
 
+MEMORY_LIMIT = "1GB"  # a runaway query fails with an out-of-memory error, not the host
+THREADS = 2
+
+
 def _open_read_only(path: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path, read_only=True)
     con.execute("SET GLOBAL TimeZone = 'UTC'")
+    con.execute(f"SET GLOBAL memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET GLOBAL threads = {THREADS}")
     con.execute("SET GLOBAL enable_external_access = false")
     con.execute("SET GLOBAL lock_configuration = true")
     return con

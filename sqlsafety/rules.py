@@ -280,6 +280,34 @@ def allowed_functions(check: Check) -> None:
                 raise SafetyViolation(*verdict)
 
 
+MAX_GENERATED_CHARS = 1000
+# function class -> the argument that sets how much text it generates
+GROWTH_ARGS: tuple[tuple[type[exp.Func], str], ...] = (
+    (exp.Repeat, "times"),
+    (exp.Pad, "expression"),
+)
+
+
+def bounded_growth(check: Check) -> None:
+    """Functions that manufacture text (repeat, lpad/rpad) take a literal size of at most
+    MAX_GENERATED_CHARS: otherwise a query under the row limit can still return gigabytes
+    (``SELECT repeat(x, 100000000) ... LIMIT 5``)."""
+    for cls, arg in GROWTH_ARGS:
+        for node in check.of(cls):
+            size = node.args.get(arg)
+            if not (isinstance(size, exp.Literal) and not size.is_string and size.is_int):
+                raise SafetyViolation(
+                    "resource_limit",
+                    f"{_show(node, check.dialect, 40)}: the size must be a literal integer",
+                )
+            if int(size.this) > MAX_GENERATED_CHARS:
+                raise SafetyViolation(
+                    "resource_limit",
+                    f"{_show(node, check.dialect, 40)} generates more than "
+                    f"{MAX_GENERATED_CHARS} characters",
+                )
+
+
 # ----------------------------------------------------------------------------- columns
 
 
@@ -447,6 +475,7 @@ RULES: tuple[Rule, ...] = (
     allowed_tables,
     no_qualified_functions,
     allowed_functions,
+    bounded_growth,
     known_columns,
     row_limit,
 )

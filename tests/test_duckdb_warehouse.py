@@ -315,3 +315,24 @@ async def test_file_path_build(tmp_path: Path) -> None:
     finally:
         wh.close()
     assert path.exists()  # a given path is kept
+
+
+def test_resource_limits_are_set_and_locked() -> None:
+    import duckdb as _duckdb
+
+    from adapters.duckdb_warehouse import DuckDBWarehouse
+
+    wh = DuckDBWarehouse()
+    try:
+        con = wh._con
+        assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 2  # type: ignore[index]
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
+        assert (
+            limit.replace(" ", "")
+            .upper()
+            .startswith(("1.0GIB", "953.6MIB", "1GB", "1000.0MB", "953.6MB"))
+        ), limit
+        with pytest.raises(_duckdb.Error):
+            con.execute("SET memory_limit = '100GB'")
+    finally:
+        wh.close()
