@@ -23,7 +23,7 @@ run: install
 	PORT=$(PORT) $(VENV)/bin/resolver serve
 
 ## test: lint, the test suite (real PostgreSQL and Redis on this machine), and the eval replay
-test: install lint pytest eval
+test: install lint eval pytest
 
 pytest: install
 	$(PY) -m pytest -q -p no:cacheprovider
