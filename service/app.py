@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from service.deps import ResourcesDep, WidgetId
 from service.problems import PROBLEM_JSON, Problem, ProblemError, install_problem_handlers
 from service.resources import open_resources
 from service.schemas import (
+    BatchBody,
+    BatchResponse,
     GenerateBody,
     GenerateResponse,
     Health,
@@ -32,6 +35,23 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not found"},
     422: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Invalid request"},
 }
+
+
+def server_timing(steps: list[dict[str, Any]]) -> str:
+    """The per-node trace as a Server-Timing header (shown by browser dev tools)."""
+    return ", ".join(f'{t["node"]};dur={t["ms"]};desc="{t["outcome"]}"' for t in steps)
+
+
+def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "resolved widget=%s source=%s cache_hit=%s rows=%d ms=%.2f",
+            payload["widget_id"],
+            payload["source"],
+            payload["cache_hit"],
+            payload["row_count"],
+            sum(t["ms"] for t in steps),
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,8 +93,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = body or ResolveBody()
         out = await res.resolve(widget_id, spec, refresh=body.refresh, dry_run=body.dry_run)
         payload = out["response"]
+        steps = out.get("trace", [])
+        log_resolution(payload, steps)
         if trace:
-            payload = payload | {"trace": out.get("trace", [])}
+            payload = payload | {"trace": steps}
+        return Response(
+            orjson.dumps(payload),
+            media_type="application/json",
+            headers={"Server-Timing": server_timing(steps)},
+        )
+
+    @app.post("/v1/widgets/data", response_model=BatchResponse, responses=PROBLEMS, tags=["data"])
+    async def resolve_many(body: BatchBody, res: ResourcesDep) -> Response:
+        """Resolve several widgets concurrently (one round trip for a whole dashboard)."""
+        specs = {wid: res.registry.widget(wid) for wid in body.widget_ids}
+        found = [wid for wid, spec in specs.items() if spec is not None]
+        outs = await asyncio.gather(
+            *(
+                res.resolve(wid, specs[wid], refresh=body.refresh, dry_run=body.dry_run)  # type: ignore[arg-type]
+                for wid in found
+            )
+        )
+        for out in outs:
+            log_resolution(out["response"], out.get("trace", []))
+        payload = {
+            "results": [out["response"] for out in outs],
+            "not_found": [wid for wid, spec in specs.items() if spec is None],
+        }
         return Response(orjson.dumps(payload), media_type="application/json")
 
     @app.post(

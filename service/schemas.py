@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from domain.models import DataIntent, WidgetSpec
+from domain.models import WIDGET_ID_RE, DataIntent, WidgetSpec
 
 
 class ResolveBody(BaseModel):
@@ -48,6 +48,30 @@ class ResolveResponse(BaseModel):
     error_detail: str | None
     resolved_at: str
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    widget_ids: list[Annotated[str, Field(pattern=WIDGET_ID_RE)]] = Field(
+        min_length=1, max_length=50
+    )
+    refresh: bool = False
+    dry_run: bool = False
+
+    @field_validator("widget_ids")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("widget_ids must be distinct")
+        return v
+
+
+class BatchResponse(BaseModel):
+    results: list[ResolveResponse] = Field(
+        description="One answer per registered widget, in request order."
+    )
+    not_found: list[str] = Field(description="Requested ids that are not registered.")
 
 
 class WidgetOut(BaseModel):

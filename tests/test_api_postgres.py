@@ -391,3 +391,41 @@ async def test_a_bug_is_a_500_problem_not_a_stack_trace(svc: Service) -> None:
         r = await client.get("/test-only/broken")
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "boom" not in r.text
+
+
+async def test_server_timing_header_carries_the_trace(svc: Service) -> None:
+    r = await svc.data("open-issues-kpi", refresh=True)
+    timing = r.headers["server-timing"]
+    assert [part.split(";")[0].strip() for part in timing.split(",")] == [
+        "route",
+        "cache_lookup",
+        "postgres_query",
+        "degrade_or_return",
+    ]
+    assert 'desc="live"' in timing
+
+
+async def test_batch_resolves_several_widgets_in_one_round_trip(svc: Service) -> None:
+    r = await svc.client.post(
+        "/v1/widgets/data",
+        json={"widget_ids": ["open-issues-kpi", "nope", "claims-filed-by-region"], "refresh": True},
+    )
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert [x["widget_id"] for x in doc["results"]] == ["open-issues-kpi", "claims-filed-by-region"]
+    assert [x["source"] for x in doc["results"]] == ["postgres", "databricks"]
+    assert doc["not_found"] == ["nope"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"widget_ids": []},
+        {"widget_ids": ["a", "a"]},
+        {"widget_ids": ["bad id"]},
+        {"widget_ids": [str(i) for i in range(51)]},
+    ],
+)
+async def test_batch_validation_is_a_422_problem(svc: Service, body: dict) -> None:
+    r = await svc.client.post("/v1/widgets/data", json=body)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
