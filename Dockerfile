@@ -12,7 +12,8 @@ COPY adapters adapters
 COPY evals evals
 COPY config config
 RUN pip install --no-cache-dir .
-ENV HOST=0.0.0.0 PORT=8000
+# installed (not editable): point the service at the copied config
+ENV HOST=0.0.0.0 PORT=8000 CONFIG_DIR=/app/config DATA_DIR=/tmp/resolver-data
 EXPOSE 8000
 USER nobody
 CMD ["resolver", "serve"]

@@ -2,7 +2,7 @@
 
 Three-part ``definition.table`` names are the Databricks allowlist, the others (e.g.
 ``kpi_metrics_history``) the Postgres one. The config directory is `RESOLVER_CONFIG_DIR`
-when set, else ``<repo root>/config``.
+(or the service's `CONFIG_DIR`) when set, else ``<repo root>/config``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def config_dir() -> Path:
-    override = os.environ.get("RESOLVER_CONFIG_DIR")
+    override = os.environ.get("RESOLVER_CONFIG_DIR") or os.environ.get("CONFIG_DIR")
     return Path(override) if override else REPO_ROOT / "config"
 
 
