@@ -280,6 +280,22 @@ def allowed_functions(check: Check) -> None:
                 raise SafetyViolation(*verdict)
 
 
+def no_cartesian_joins(check: Check) -> None:
+    """Every join has a condition that names a column: CROSS JOIN, comma joins and
+    ``ON 1=1`` multiply row counts (a row limit caps the output, not the work)."""
+    for join in check.of(exp.Join):
+        if str(join.args.get("kind") or "").upper() == "CROSS" or (
+            (join.args.get("on") is None and not join.args.get("using"))
+            or (join.args.get("on") is not None and join.args["on"].find(exp.Column) is None)
+        ):
+            if isinstance(join.this, (exp.Unnest, exp.Lateral)):
+                continue  # row expansions are judged by the table-function rules
+            raise SafetyViolation(
+                "cartesian_join",
+                f"join without a column condition: {_show(join, check.dialect, 60)}",
+            )
+
+
 MAX_GENERATED_CHARS = 1000
 # function class -> the argument that sets how much text it generates
 GROWTH_ARGS: tuple[tuple[type[exp.Func], str], ...] = (
@@ -475,6 +491,7 @@ RULES: tuple[Rule, ...] = (
     allowed_tables,
     no_qualified_functions,
     allowed_functions,
+    no_cartesian_joins,
     bounded_growth,
     known_columns,
     row_limit,

@@ -450,7 +450,11 @@ SCHEMA = {
             False,
         ),
         ("SELECT anything FROM main.ops.alerts", True),  # no schema known: not checked
-        ("SELECT region FROM main.claims.claim_events CROSS JOIN main.ops.alerts", True),
+        (
+            "SELECT region FROM main.claims.claim_events AS e "
+            "JOIN main.ops.alerts AS a ON e.claim_id = a.alert_id",
+            True,
+        ),
         ("SELECT x FROM (SELECT region AS x FROM main.claims.claim_events) AS s", True),
         ("WITH c AS (SELECT region FROM main.claims.claim_events) SELECT region FROM c", True),
         ("WITH c AS (SELECT nope FROM main.claims.claim_events) SELECT * FROM c", False),
