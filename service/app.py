@@ -21,6 +21,8 @@ from service.schemas import (
     GenerateBody,
     GenerateResponse,
     Health,
+    MetricList,
+    MetricOut,
     Readiness,
     ResolveBody,
     ResolveResponse,
@@ -178,6 +180,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 404, f"widget {widget_id!r} is not registered", title="Widget not found"
             )
         return Response(status_code=204)
+
+    @app.get("/v1/metrics", response_model=MetricList, tags=["metrics"])
+    async def list_metrics(res: ResourcesDep) -> MetricList:
+        """List the metric catalog with each metric's routing, dimensions and filter columns."""
+        out = []
+        for name, m in sorted(res.registry.metrics().items()):
+            r = res.registry.routing(name)
+            d = m.definition
+            out.append(
+                MetricOut(
+                    name=name,
+                    description=m.description,
+                    unit=m.unit,
+                    owner=m.owner,
+                    backend=r.backend if r else None,
+                    generator=r.generator if r else None,
+                    ttl_seconds=r.ttl_seconds if r else None,
+                    dimensions=list(d.dimensions),
+                    filter_columns=sorted(d.allowed_filter_columns),
+                    governance_status=m.governance_status,
+                    last_validated_at=m.last_validated_at.isoformat()
+                    if m.last_validated_at
+                    else None,
+                )
+            )
+        return MetricList(metrics=out)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:

@@ -74,6 +74,24 @@ class BatchResponse(BaseModel):
     not_found: list[str] = Field(description="Requested ids that are not registered.")
 
 
+class MetricOut(BaseModel):
+    name: str
+    description: str
+    unit: str
+    owner: str
+    backend: str | None = Field(description="From config/metric_routing.yaml (authoritative).")
+    generator: str | None
+    ttl_seconds: int | None
+    dimensions: list[str]
+    filter_columns: list[str]
+    governance_status: str
+    last_validated_at: str | None
+
+
+class MetricList(BaseModel):
+    metrics: list[MetricOut]
+
+
 class WidgetOut(BaseModel):
     id: str
     spec: WidgetSpec

@@ -429,3 +429,12 @@ async def test_batch_resolves_several_widgets_in_one_round_trip(svc: Service) ->
 async def test_batch_validation_is_a_422_problem(svc: Service, body: dict) -> None:
     r = await svc.client.post("/v1/widgets/data", json=body)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_metric_catalog_lists_routing_and_dimensions(svc: Service) -> None:
+    doc = (await svc.client.get("/v1/metrics")).json()
+    by_name = {m["name"]: m for m in doc["metrics"]}
+    assert by_name["active_issues_count"]["backend"] == "postgres"
+    assert by_name["active_issues_count"]["dimensions"] == ["team", "severity"]
+    assert by_name["claims_insights"]["generator"] == "llm"
+    assert "region" in by_name["alert_mttr_minutes"]["filter_columns"]
