@@ -20,6 +20,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 
+def _encode(key: str, value: dict[str, Any]) -> bytes | None:
+    """Serialized value, or None (with a warning) when it cannot be encoded: not cached."""
+    try:
+        return orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        log.warning("not caching %s: %s", key, exc)
+        return None
+
+
 class MemoryTTLCache:
     """A bounded LRU with per-entry expiry. Values are stored serialized, so a caller
     can never mutate a cached answer."""
@@ -44,7 +53,10 @@ class MemoryTTLCache:
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
         if ttl_seconds <= 0:
             return
-        self._data[key] = (self._clock() + ttl_seconds, orjson.dumps(value))
+        blob = _encode(key, value)
+        if blob is None:
+            return
+        self._data[key] = (self._clock() + ttl_seconds, blob)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
@@ -114,9 +126,12 @@ class RedisCache:
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
         if ttl_seconds <= 0 or self._tripped():
             return
+        blob = _encode(key, value)
+        if blob is None:
+            return
         try:
             await asyncio.wait_for(
-                self._client.set(self._prefix + key, orjson.dumps(value), ex=ttl_seconds),
+                self._client.set(self._prefix + key, blob, ex=ttl_seconds),
                 self._timeout * 2,
             )
         except (RedisError, OSError, TimeoutError) as exc:

@@ -11,15 +11,20 @@ from typing import Any
 
 def json_safe(value: Any) -> Any:
     """Decimal -> float (int when integral), date/datetime -> ISO 8601, NaN/inf -> None."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, str)):
         return value
+    if isinstance(value, int):
+        # JSON encoders (orjson) stop at 64 bits: wider integers travel as floats
+        return value if -(2**63) <= value < 2**63 else float(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Decimal):
         if not value.is_finite():
             return None
         exponent = value.as_tuple().exponent
-        return int(value) if isinstance(exponent, int) and exponent >= 0 else float(value)
+        if isinstance(exponent, int) and exponent >= 0:
+            return json_safe(int(value))
+        return float(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (date, time)):
@@ -38,7 +43,7 @@ def json_safe(value: Any) -> Any:
 
 
 _TYPE_WORDS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("interval",), "string"),
+    (("interval",), "number"),  # json_safe turns intervals into seconds
     (("bool",), "boolean"),
     (("timestamp", "datetime"), "timestamp"),
     (("date",), "date"),

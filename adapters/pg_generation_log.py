@@ -29,6 +29,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "failure_kind",
     "generator",
+    "approved_key",
 )
 
 _INSERT_SQL = (
@@ -76,18 +77,18 @@ class PgGenerationLog:
                 exc,
             )
 
-    async def last_approved(self, *, metric_id: str, question: str, model_id: str) -> str | None:
-        """The newest SQL the model wrote for this question that passed the safety layer,
-        or None (also when PostgreSQL is unreachable: the caller then degrades)."""
+    async def last_approved(self, *, approved_key: str) -> str | None:
+        """The newest model SQL logged under this approved-SQL key (same question, intent,
+        metric, schema, model and safety policy) that passed the safety layer, or None (also
+        when PostgreSQL is unreachable: the caller then degrades)."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with self._pool.connection(timeout=self._timeout_s) as conn:
                     cur = await conn.execute(
                         "SELECT generated_sql FROM sql_generation_log "
-                        "WHERE metric_id = %s AND question = %s AND model_id = %s "
-                        "AND safety_allowed AND generated_sql IS NOT NULL "
+                        "WHERE approved_key = %s AND safety_allowed AND generated_sql IS NOT NULL "
                         "ORDER BY id DESC LIMIT 1",
-                        (metric_id, question, model_id),
+                        (approved_key,),
                     )
                     row = await cur.fetchone()
         except (psycopg.Error, TimeoutError) as exc:

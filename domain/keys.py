@@ -32,12 +32,21 @@ def result_cache_key(
 
 
 def approved_sql_key(
-    *, question: str, metric: MetricDef, schema_version: str, model_id: str, policy_version: str
+    *,
+    question: str,
+    metric: MetricDef,
+    intent: DataIntent,
+    schema_version: str,
+    model_id: str,
+    policy_version: str,
 ) -> str:
-    """Key of an LLM answer that passed the safety layer (reused instead of asking again)."""
+    """Key of an LLM answer that passed the safety layer (reused instead of asking again).
+    It covers the whole intent: the same question with other dimensions, filters, limit or
+    time range is a different query."""
     digest = _digest(
         {
             "question": " ".join(question.split()).lower(),
+            "intent": intent.model_dump(mode="json", exclude={"question"}),
             "metric": metric.name,
             "definition": metric.definition.model_dump(mode="json"),
             "schema": schema_version,

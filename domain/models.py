@@ -7,6 +7,7 @@ resolution time (`invalid_intent`) in case a stale spec slips through.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -23,7 +24,48 @@ Scalar = str | int | float | bool
 
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 WIDGET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-RELATIVE_RE = re.compile(r"^last_(\d{1,4})(m|h|d)$")
+RELATIVE_RE = re.compile(r"last_([0-9]{1,4})(m|h|d)")  # used with fullmatch
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MIN_YEAR, MAX_YEAR = 1900, 2200
+MAX_JSON_DEPTH = 8
+
+
+def check_json_value(value: Any, where: str, depth: int = 0) -> None:
+    """Reject what cannot round-trip through PostgreSQL jsonb and JSON encoders: NUL
+    characters and lone surrogates in strings, integers beyond 64 bits, NaN/Infinity,
+    and deep nesting. Raises ValueError naming `where`."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{where}: integer {value} is outside the 64-bit range")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value} is not a finite number")
+        if abs(value) >= 2.0**63:  # jsonb would hand it back as an integer beyond 64 bits
+            raise ValueError(f"{where}: {value} is too large")
+    elif isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(str(k), where)
+            check_json_value(v, f"{where}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_json_value(v, f"{where}[{i}]", depth + 1)
+
+
+def check_text(text: str, where: str) -> None:
+    if "\x00" in text:
+        raise ValueError(f"{where}: NUL characters are not allowed")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where}: invalid Unicode (lone surrogate)") from None
+
+
 RELATIVE_NAMED = ("mtd", "qtd", "ytd", "all", "today")
 
 
@@ -45,6 +87,7 @@ class Filter(_Strict):
 
     @model_validator(mode="after")
     def _value_shape(self) -> Filter:
+        check_json_value(self.value, "filter value")
         is_list = isinstance(self.value, list)
         if self.op in ("in", "not_in"):
             if not is_list or not self.value:
@@ -64,6 +107,13 @@ class AbsoluteRange(_Strict):
     def _ordered(self) -> AbsoluteRange:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("start and end need a timezone offset")
+        for name, ts in (("start", self.start), ("end", self.end)):
+            try:
+                year = ts.astimezone(UTC).year
+            except OverflowError:
+                raise ValueError(f"{name} is out of range") from None
+            if not MIN_YEAR <= year <= MAX_YEAR:
+                raise ValueError(f"{name} must be between the years {MIN_YEAR} and {MAX_YEAR}")
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
@@ -103,7 +153,7 @@ class DataIntent(_Strict):
     @field_validator("time_range")
     @classmethod
     def _time_range(cls, v: str | AbsoluteRange) -> str | AbsoluteRange:
-        if isinstance(v, str) and not (RELATIVE_RE.match(v) or v in RELATIVE_NAMED):
+        if isinstance(v, str) and not (RELATIVE_RE.fullmatch(v) or v in RELATIVE_NAMED):
             raise ValueError(
                 "time_range must be last_<N>m|h|d, mtd, qtd, ytd, today, all or {start, end}"
             )
@@ -116,6 +166,16 @@ class WidgetSpec(_Strict):
     description: str | None = Field(default=None, max_length=2000)
     data_intent: DataIntent
     mock_data: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _storable(self) -> WidgetSpec:
+        check_text(self.title, "title")
+        if self.description:
+            check_text(self.description, "description")
+        if self.data_intent.question:
+            check_text(self.data_intent.question, "data_intent.question")
+        check_json_value(self.mock_data, "mock_data")
+        return self
 
 
 def resolve_time_range(tr: str | AbsoluteRange, now: datetime) -> tuple[datetime | None, datetime]:
@@ -134,7 +194,7 @@ def resolve_time_range(tr: str | AbsoluteRange, now: datetime) -> tuple[datetime
         return now.replace(month=q_month, day=1, hour=0, minute=0, second=0, microsecond=0), now
     if tr == "ytd":
         return now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0), now
-    m = RELATIVE_RE.match(tr)
+    m = RELATIVE_RE.fullmatch(tr)
     if not m:
         raise ValueError(f"bad time_range {tr!r}")
     n, unit = int(m.group(1)), m.group(2)
@@ -182,6 +242,9 @@ class RoutingEntry(_Strict):
     generator: Generator = "compiled"
 
 
+POSTGRES_FILTER_OPS = ("=", "!=", "in", "not_in")
+
+
 def validate_intent(intent: DataIntent, metrics: dict[str, MetricDef]) -> list[str]:
     """Problems with an intent against the catalog; empty when it is valid."""
     metric = metrics.get(intent.metric_id)
@@ -199,4 +262,11 @@ def validate_intent(intent: DataIntent, metrics: dict[str, MetricDef]) -> list[s
         for f in intent.filters
         if f.column not in allowed
     ]
+    if d.aggregation is not None:  # kpi_metrics_history: dimensions are jsonb text values
+        errors += [
+            f"filter operator {f.op!r} is not supported on metric {metric.name!r} "
+            f"(PostgreSQL metrics take {', '.join(POSTGRES_FILTER_OPS)})"
+            for f in intent.filters
+            if f.op not in POSTGRES_FILTER_OPS
+        ]
     return errors

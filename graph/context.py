@@ -67,9 +67,7 @@ class GenerationLog(Protocol):
     """sql_generation_log: written after each answer is decided; never raises."""
 
     async def write(self, record: dict[str, Any]) -> None: ...
-    async def last_approved(
-        self, *, metric_id: str, question: str, model_id: str
-    ) -> str | None: ...
+    async def last_approved(self, *, approved_key: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ async def write_generation_log(ctx: Context, state: State) -> None:
         return
     safety = state.get("safety") or {}
     failure = state.get("failure")
-    record = {k: v for k, v in generation.items() if k not in ("approved_key", "reused")}
+    record = {k: v for k, v in generation.items() if k != "reused"}
     record |= {
         "safety_allowed": safety.get("allowed"),
         "safety_rule": safety.get("rule"),

@@ -12,21 +12,32 @@ from graph.state import State
 from nodes._common import traced
 
 
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, (dict, list)):
+        return "json"
+    return "string"
+
+
 def infer_schema(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    names: dict[str, str] = {}
+    """Every column of the mock rows, in first-seen order, with one type that fits all its
+    values (integer and number make number; anything else mixed makes string)."""
+    types: dict[str, str | None] = {}
     for row in rows:
         for name, value in row.items():
-            if name in names and names[name] != "string":
-                continue
-            if isinstance(value, bool):
-                names[name] = "boolean"
-            elif isinstance(value, int):
-                names[name] = "integer"
-            elif isinstance(value, float):
-                names[name] = "number"
-            else:
-                names[name] = "string"
-    return [{"name": n, "type": t} for n, t in names.items()]
+            kind, seen = _kind(value), types.get(name)
+            if name not in types or seen is None:
+                types[name] = kind
+            elif kind is not None and kind != seen:
+                types[name] = "number" if {kind, seen} == {"integer", "number"} else "string"
+    return [{"name": n, "type": t or "string"} for n, t in types.items()]
 
 
 @traced("mock_data")

@@ -20,12 +20,15 @@ APPROVED_SQL_TTL_S = 30 * 86_400
 async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     policy = ctx.safety
+    spec = state.get("spec")
+    # the widget's own limit binds LLM-written SQL too (the compiler already applies it)
+    limit = spec.data_intent.limit if spec is not None else None
     try:
         checked = check_sql(
             state["candidate_sql"],
             dialect=policy.dialect,
             allowed_tables=policy.allowed_tables,
-            max_rows=policy.max_rows,
+            max_rows=min(limit or policy.max_rows, policy.max_rows),
         )
     except SafetyViolation as exc:
         verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}
@@ -33,7 +36,8 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
             "safety_check", FailureKind.safety_violation, f"{exc.rule}: {exc.reason}"
         )
     generation = state.get("generation")
-    if generation and not generation.get("reused") and generation.get("approved_key"):
+    cacheable = generation and not generation.get("reused") and not state.get("dry_run")
+    if cacheable and generation and generation.get("approved_key"):  # a dry run caches nothing
         await ctx.cache.set(
             generation["approved_key"],
             {"sql": checked.sql, "model_id": generation["model_id"]},

@@ -63,6 +63,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
     key = approved_sql_key(
         question=question,
         metric=metric,
+        intent=intent,
         schema_version=schema_version(tables),
         model_id=ctx.llm.model_id,
         policy_version=ctx.safety.version,
@@ -88,9 +89,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         if exc.kind in MODEL_UNREACHABLE and ctx.generation_log is not None:
             # The model is down: a question it answered before still runs live from the
             # last SQL of its that passed the safety layer (checked again before it runs).
-            logged = await ctx.generation_log.last_approved(
-                metric_id=metric.name, question=question, model_id=ctx.llm.model_id
-            )
+            logged = await ctx.generation_log.last_approved(approved_key=key)
             if logged is not None:
                 return {
                     "candidate_sql": logged,

@@ -142,6 +142,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> WidgetOut:
         """Create or replace a widget spec (validated against the metric catalog)."""
         problems = validate_intent(spec.data_intent, res.registry.metrics())
+        routing = res.registry.routing(spec.data_intent.metric_id)
+        if spec.data_intent.question and routing is not None and routing.backend != "databricks":
+            problems.append(
+                f"a question needs a warehouse metric: {spec.data_intent.metric_id!r} is served "
+                f"by {routing.backend}"
+            )
         if problems:
             raise ProblemError(
                 422,

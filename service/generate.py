@@ -29,6 +29,11 @@ UNAVAILABLE = {
 
 def _intent(body: GenerateBody) -> DataIntent:
     base = body.data_intent.model_dump() if body.data_intent else {}
+    if base.get("metric_id", body.metric_id) != body.metric_id:
+        raise ProblemError(
+            422,
+            f"metric_id {body.metric_id!r} and data_intent.metric_id {base['metric_id']!r} differ",
+        )
     base["metric_id"] = body.metric_id
     if body.question is not None:
         base["question"] = body.question

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from domain.models import WIDGET_ID_RE, DataIntent, WidgetSpec
 
@@ -12,10 +12,10 @@ from domain.models import WIDGET_ID_RE, DataIntent, WidgetSpec
 class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh: bool = Field(
+    refresh: StrictBool = Field(
         default=False, description="Skip the cache read; resolve live and rewrite the cache."
     )
-    dry_run: bool = Field(
+    dry_run: StrictBool = Field(
         default=False, description="Return the SQL that would run, without running it."
     )
 
@@ -56,8 +56,8 @@ class BatchBody(BaseModel):
     widget_ids: list[Annotated[str, Field(pattern=WIDGET_ID_RE)]] = Field(
         min_length=1, max_length=50
     )
-    refresh: bool = False
-    dry_run: bool = False
+    refresh: StrictBool = False
+    dry_run: StrictBool = False
 
     @field_validator("widget_ids")
     @classmethod

@@ -136,13 +136,9 @@ class ListLog:
     async def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
 
-    async def last_approved(self, *, metric_id: str, question: str, model_id: str) -> str | None:
+    async def last_approved(self, *, approved_key: str) -> str | None:
         for r in reversed(self.records):
-            if (r.get("metric_id"), r.get("question"), r.get("model_id")) == (
-                metric_id,
-                question,
-                model_id,
-            ) and r.get("safety_allowed"):
+            if r.get("approved_key") == approved_key and r.get("safety_allowed"):
                 sql: str | None = r.get("generated_sql")
                 return sql
         return None

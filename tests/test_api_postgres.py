@@ -438,3 +438,84 @@ async def test_metric_catalog_lists_routing_and_dimensions(svc: Service) -> None
     assert by_name["active_issues_count"]["dimensions"] == ["team", "severity"]
     assert by_name["claims_insights"]["generator"] == "llm"
     assert "region" in by_name["alert_mttr_minutes"]["filter_columns"]
+
+
+def _spec(intent: dict, mock: list | None = None) -> dict:
+    return {"title": "t", "kind": "kpi", "data_intent": intent, "mock_data": mock or [{"value": 1}]}
+
+
+@pytest.mark.parametrize(
+    "spec, needle",
+    [
+        (
+            _spec(
+                {
+                    "metric_id": "claims_filed_count",
+                    "filters": [{"column": "region", "value": 10**30}],
+                }
+            ),
+            "64-bit",
+        ),
+        (_spec({"metric_id": "claims_insights"}, [{"value": 10**30}]), "64-bit"),
+        (_spec({"metric_id": "claims_insights"}, [{"value": 1e20}]), "too large"),
+        (_spec({"metric_id": "claims_insights"}, [{"value": "a\u0000b"}]), "NUL"),
+        (
+            _spec(
+                {
+                    "metric_id": "active_issues_count",
+                    "time_range": {
+                        "start": "0001-01-01T00:00:00+05:00",
+                        "end": "2026-01-01T00:00:00Z",
+                    },
+                }
+            ),
+            "out of range",
+        ),
+        (
+            _spec(
+                {
+                    "metric_id": "active_issues_count",
+                    "time_range": {"start": "1850-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"},
+                }
+            ),
+            "between the years",
+        ),
+        (_spec({"metric_id": "active_issues_count", "time_range": "last_1d\n"}), "time_range"),
+        (
+            _spec(
+                {
+                    "metric_id": "active_issues_count",
+                    "filters": [{"column": "team", "op": ">", "value": "a"}],
+                }
+            ),
+            "not supported",
+        ),
+        (_spec({"metric_id": "active_issues_count", "question": "how many?"}), "warehouse metric"),
+    ],
+)
+async def test_put_rejects_specs_that_could_not_be_stored_or_served(
+    svc: Service, spec: dict, needle: str
+) -> None:
+    r = await svc.client.put("/v1/widgets/qa-bad", json=spec)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json" and needle in r.text
+    assert (await svc.client.get("/v1/widgets/qa-bad")).status_code == 404
+
+
+async def test_put_rejects_nan_in_raw_json(svc: Service) -> None:
+    body = b'{"title":"t","kind":"kpi","data_intent":{"metric_id":"claims_insights"},"mock_data":[{"value":NaN}]}'
+    r = await svc.client.put(
+        "/v1/widgets/qa-nan", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_flags_must_be_real_booleans(svc: Service) -> None:
+    r = await svc.client.post("/v1/widgets/open-issues-kpi/data", json={"refresh": "yes"})
+    assert r.status_code == 422
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(svc: Service) -> None:
+    r = await svc.client.get("/v1/widgets/open-issues-kpi/data")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    assert "POST" in r.headers["allow"]

@@ -253,6 +253,11 @@ async def test_sql_generate_endpoint(svc: Service, converse: ConverseServer) -> 
     assert r.status_code == 503 and "ExpiredTokenException" in r.json()["detail"]
     r = await svc.client.post("/v1/widgets/sql/generate", json={"metric_id": "active_issues_count"})
     assert r.status_code == 422
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate",
+        json={"metric_id": "claims_filed_count", "data_intent": {"metric_id": "avg_claim_amount"}},
+    )
+    assert r.status_code == 422 and "differ" in r.json()["detail"]
     r = await svc.client.post("/v1/widgets/sql/generate", json={"question": "no metric"})
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
 

@@ -169,7 +169,8 @@ async def test_request_on_the_wire(server: ConverseServer, make_generator) -> No
     assert "LIMIT of at most 1000" in system
     assert "databricks" in system
     assert "event_type = 'filed'" in system  # the metric's default filter
-    assert "2025-02-13T12:00:00Z" in system and "2025-03-15T12:00:00Z" in system  # last_30d
+    # last_30d is relative to the query's run time, so reused approved SQL stays right
+    assert "current_timestamp() - INTERVAL 30 DAYS" in system and "2025-02-13" not in system
     assert "limit: 50 rows" in system
     # the tables section lists names and columns only: no data rows reach the model
     tables_section = system.split("Tables (")[1].split("\n\n")[0].splitlines()[1:]
@@ -381,4 +382,6 @@ def test_prompt_renders_intent_with_explicit_utc_bounds() -> None:
     assert "limit: 1000 rows" in system  # capped at the row cap
 
     all_time, _ = build_messages(make_request(time_range="all"), NOW)
-    assert "no start, before 2025-03-15T12:00:00Z" in all_time
+    assert "all time (no time restriction)" in all_time
+    mtd, _ = build_messages(make_request(time_range="mtd"), NOW)
+    assert "date_trunc('MONTH', current_timestamp())" in mtd

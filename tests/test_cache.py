@@ -53,3 +53,18 @@ async def test_redis_down_is_a_fast_miss_with_a_warning(caplog: pytest.LogCaptur
         assert any("treating as a miss" in r.message for r in caplog.records)
     finally:
         await cache.aclose()
+
+
+async def test_unencodable_values_are_not_cached_and_never_raise(
+    redis_url: str, cache_namespace: str
+) -> None:
+    value = {"rows": [{"x": 10**30}]}  # beyond orjson's 64-bit integers
+    mem = MemoryTTLCache()
+    await mem.set("k", value, 60)
+    assert await mem.get("k") is None
+    cache = RedisCache(redis_url, prefix=cache_namespace)
+    try:
+        await cache.set("k", value, 60)
+        assert await cache.get("k") is None and not cache._tripped()
+    finally:
+        await cache.aclose()

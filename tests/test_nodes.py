@@ -323,3 +323,34 @@ async def test_sql_generate_falls_back_to_logged_approved_sql_when_model_is_down
     assert (await sql_generate(state, Runtime(context=bad)))["failure"][
         "kind"
     ] == "llm_invalid_output"
+
+
+async def test_safety_check_binds_the_widgets_own_limit_and_dry_runs_cache_nothing() -> None:
+    ctx = make_ctx(llm=StubLLM(sql="SELECT region FROM main.claims.claim_events LIMIT 50"))
+    state = await _wh_state(ctx, "top-claimed-models")  # its intent has limit 5
+    out = await sql_generate(state, Runtime(context=ctx))
+    checked = await safety_check(state | out, Runtime(context=ctx))
+    assert (
+        checked["failure"]["kind"] == "safety_violation"
+        and checked["safety"]["rule"] == "row_limit"
+    )
+
+    ok_ctx = make_ctx(llm=StubLLM())  # no LIMIT: the widget's limit is added
+    out = await sql_generate(state, Runtime(context=ok_ctx))
+    dry = await safety_check(state | out | {"dry_run": True}, Runtime(context=ok_ctx))
+    assert dry["generated_sql"].endswith("LIMIT 5")
+    assert await ok_ctx.cache.get(out["generation"]["approved_key"]) is None
+
+
+async def test_approved_sql_is_keyed_by_the_whole_intent() -> None:
+    llm = StubLLM()
+    ctx = make_ctx(llm=llm)
+    state = await _wh_state(ctx, "top-claimed-models")
+    out = await sql_generate(state, Runtime(context=ctx))
+    await safety_check(state | out, Runtime(context=ctx))
+    spec = state["spec"]
+    other = spec.model_copy(
+        update={"data_intent": spec.data_intent.model_copy(update={"dimensions": ["channel"]})}
+    )
+    again = await sql_generate(state | {"spec": other}, Runtime(context=ctx))
+    assert again["generation"]["reused"] is False and len(llm.requests) == 2
