@@ -46,7 +46,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from adapters.jsonsafe import json_safe, portable_type
+from adapters.jsonsafe import json_safe, portable_type, unique_names
 from domain.failures import FailureKind, WarehouseFailure
 from domain.results import Column, QueryResult
 
@@ -212,7 +212,8 @@ def to_result(
     meta: dict[str, Any] | None = None,
 ) -> QueryResult:
     """Rows fetched with `fetchmany(max_rows + 1)` -> a JSON-safe, capped QueryResult."""
-    columns = [Column(str(d[0]), column_type(d[1])) for d in description or ()]
+    names = unique_names([str(d[0]) for d in description or ()])
+    columns = [Column(n, column_type(d[1])) for n, d in zip(names, description or (), strict=True)]
     rows = [
         {c.name: _cell(v, c.type) for c, v in zip(columns, row, strict=False)}
         for row in fetched[:max_rows]

@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from adapters.jsonsafe import json_safe, portable_type
+from adapters.jsonsafe import json_safe, portable_type, unique_names
 from adapters.lakehouse import TABLES, build_lakehouse
 from adapters.transpile import TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
@@ -154,8 +154,11 @@ class DuckDBWarehouse:
             timer.cancel()
             cur.close()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        names = [d[0] for d in description]
-        columns = [Column(name=d[0], type=portable_type(str(d[1]))) for d in description]
+        names = unique_names([d[0] for d in description])
+        columns = [
+            Column(name=n, type=portable_type(str(d[1])))
+            for n, d in zip(names, description, strict=True)
+        ]
         rows = [_row(names, r) for r in fetched[:max_rows]]
         return QueryResult(
             rows=rows,

@@ -63,3 +63,18 @@ def portable_type(native: str | None) -> str:
         if any(w in t for w in words):
             return name
     return "string"
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Result column names made distinct (`a, a` -> `a, a_2`), so row objects keep every
+    column and match the schema."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out

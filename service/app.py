@@ -9,11 +9,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Response
+from fastapi import FastAPI, Query, Request, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from domain.models import WidgetSpec, validate_intent
 from service.deps import ResourcesDep, WidgetId
-from service.problems import PROBLEM_JSON, Problem, ProblemError, install_problem_handlers
+from service.problems import (
+    PROBLEM_JSON,
+    Problem,
+    ProblemError,
+    install_problem_handlers,
+    problem_response,
+)
 from service.resources import open_resources
 from service.schemas import (
     BatchBody,
@@ -56,6 +63,28 @@ def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None
         )
 
 
+class BodyLimit:
+    """Refuse a request whose declared body is over `max_bytes` with a 413 problem
+    (plain ASGI: no per-request cost beyond a header lookup)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    response = problem_response(
+                        Request(scope),
+                        413,
+                        f"request body over {self.max_bytes} bytes",
+                        title="Content Too Large",
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -73,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     @app.post(
         "/v1/widgets/{widget_id}/data",
@@ -135,7 +166,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await res.generate_sql(body)
 
     @app.put(
-        "/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS, tags=["widgets"]
+        "/v1/widgets/{widget_id}",
+        response_model=WidgetOut,
+        responses={
+            **PROBLEMS,
+            201: {"model": WidgetOut, "description": "Created"},
+            503: {
+                "model": Problem,
+                "content": {PROBLEM_JSON: {}},
+                "description": "Store unavailable",
+            },
+        },
+        tags=["widgets"],
     )
     async def put_widget(
         widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     bedrock_timeout_s: float = 20.0
 
     # Safety and limits
+    max_body_bytes: int = 1_048_576
     max_rows: int = 10_000
     default_row_limit: int = 1000
 

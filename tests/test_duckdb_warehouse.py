@@ -336,3 +336,15 @@ def test_resource_limits_are_set_and_locked() -> None:
             con.execute("SET memory_limit = '100GB'")
     finally:
         wh.close()
+
+
+async def test_duplicate_result_column_names_keep_every_column() -> None:
+    from adapters.duckdb_warehouse import DuckDBWarehouse
+
+    wh = DuckDBWarehouse()
+    try:
+        result = await wh.execute("SELECT 1 AS a, 2 AS a, 3 AS a_2", max_rows=5)
+    finally:
+        wh.close()
+    assert [c.name for c in result.columns] == ["a", "a_2", "a_2_2"]
+    assert result.rows == [{"a": 1, "a_2": 2, "a_2_2": 3}]
