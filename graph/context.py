@@ -116,4 +116,5 @@ class Context:
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)
     table_schemas: tuple[TableSchema, ...] = ()
     default_row_limit: int = 1000
+    max_result_bytes: int = 8 * 1024 * 1024  # a bigger answer is refused, not shipped
     clock: Callable[[], float] = time.time

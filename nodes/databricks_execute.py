@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from langgraph.runtime import Runtime
 
 from domain.failures import FailureKind, ResolverFailure
@@ -25,6 +26,13 @@ async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[st
         result = await ctx.warehouse.execute(sql, max_rows=ctx.safety.max_rows)
     except ResolverFailure as exc:
         return failed("databricks_execute", exc)
+    size = len(orjson.dumps(result.rows))
+    if size > ctx.max_result_bytes:
+        return fail(
+            "databricks_execute",
+            FailureKind.databricks_error,
+            f"result of {size} bytes is over the {ctx.max_result_bytes}-byte limit for a widget",
+        )
     return {
         "rows": result.rows,
         "schema": result.schema,

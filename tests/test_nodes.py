@@ -354,3 +354,14 @@ async def test_approved_sql_is_keyed_by_the_whole_intent() -> None:
     )
     again = await sql_generate(state | {"spec": other}, Runtime(context=ctx))
     assert again["generation"]["reused"] is False and len(llm.requests) == 2
+
+
+async def test_databricks_execute_refuses_oversized_results() -> None:
+    wh = StubWarehouse(rows=[{"padding": "x" * 2000}] * 10)
+    ctx = make_ctx(warehouse=wh, max_result_bytes=10_000)
+    out = await databricks_execute({"generated_sql": "SELECT 1"}, Runtime(context=ctx))
+    assert out["failure"]["kind"] == "databricks_error" and "limit" in out["failure"]["detail"]
+    ok = await databricks_execute(
+        {"generated_sql": "SELECT 1"}, Runtime(context=make_ctx(warehouse=wh))
+    )
+    assert "failure" not in ok
