@@ -9,6 +9,11 @@
   The listener has its own connection, reconnects with backoff, and reloads in full after
   reconnecting (notifications sent while it was away are lost). While PostgreSQL is down
   the last snapshot stays in service.
+
+Read-your-writes: a reload installs its snapshot only if nothing else was installed while
+it was loading (a local write, or another reload); otherwise its view may predate that
+change, so it loads again. A write is thus never undone by a reload that began before it
+committed, and the next request on this instance always sees it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -226,11 +231,16 @@ class RegistryStore:
         pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else None
         self.conninfo = conninfo if conninfo is not None else pool_conninfo
         self._holders: list[RegistryHolder] = []
+        self._writes = 0  # local writes committed so far
 
     async def load_holder(self, **holder_kwargs: Any) -> RegistryHolder:
         """Load a snapshot and wrap it in a holder attached to this store (not yet listening:
         call `start()`). Raises PostgresFailure when PostgreSQL is down."""
-        return RegistryHolder(self, await self.load(), **holder_kwargs)
+        while True:  # a write committed during the load may be missing from it: load again
+            writes = self._writes
+            snapshot = await self.load()
+            if self._writes == writes:
+                return RegistryHolder(self, snapshot, **holder_kwargs)
 
     def attach(self, holder: RegistryHolder) -> None:
         if holder not in self._holders:
@@ -290,6 +300,7 @@ class RegistryStore:
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
+        self._writes += 1
         for holder in self._holders:
             holder._apply(holder.snapshot.with_widget(widget_id, spec))
         return bool(row and row[0])
@@ -301,6 +312,7 @@ class RegistryStore:
                 cur = await conn.execute("DELETE FROM widgets WHERE id = %s", (widget_id,))
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
+        self._writes += 1
         for holder in self._holders:
             holder._apply(holder.snapshot.without_widget(widget_id))
         return cur.rowcount > 0
@@ -318,6 +330,12 @@ class RegistryHolder:
     exponential backoff (`backoff_min_s` .. `backoff_max_s`) and reloads in full after
     each (re)connect; every `ping_interval_s` without notifications it checks its
     connection so a silently dead link is noticed.
+
+    Every install of a snapshot bumps a generation counter. A reload (listener or
+    `refresh()`) notes the generation when it starts; if another install happened while
+    it was loading, its snapshot may be older than what is in service, so it is dropped
+    and the load repeated (a load started after a commit sees that commit). Writes are
+    rare admin operations, so the repeat loop settles at once in practice.
     """
 
     def __init__(
@@ -344,7 +362,9 @@ class RegistryHolder:
         self._ping_interval_s = ping_interval_s
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._generation = 0  # bumped on every snapshot install
         self.reloads = 0  # full reloads done by the listener (observability / tests)
+        self.stale_loads = 0  # loads dropped because something newer was installed meanwhile
 
     @classmethod
     async def create(cls, store: RegistryStore, **kwargs: Any) -> RegistryHolder:
@@ -363,7 +383,26 @@ class RegistryHolder:
         return self._snapshot
 
     def _apply(self, snapshot: RegistrySnapshot) -> None:
+        """Install `snapshot` (a local write's result, or a reload that is known fresh)."""
         self._snapshot = snapshot  # a single reference swap: readers see old or new, whole
+        self._generation += 1
+
+    async def _load_latest(
+        self, load: Callable[[], Awaitable[RegistrySnapshot]]
+    ) -> RegistrySnapshot:
+        """Run `load` until nothing else was installed while it ran, then install its result.
+
+        No await between the generation check and the install, so nothing slips in between.
+        Raises what `load` raises (the snapshot in service stays).
+        """
+        while True:
+            generation = self._generation
+            snapshot = await load()
+            if self._generation == generation:
+                self._apply(snapshot)
+                return snapshot
+            self.stale_loads += 1
+            logger.debug("registry: a newer snapshot was installed during a reload; reloading")
 
     def widget(self, widget_id: str) -> WidgetSpec | None:
         return self._snapshot.widget(widget_id)
@@ -391,8 +430,7 @@ class RegistryHolder:
 
     async def refresh(self) -> RegistrySnapshot:
         """Reload from PostgreSQL now (raises PostgresFailure; the old snapshot stays)."""
-        self._snapshot = await self.store.load()
-        return self._snapshot
+        return await self._load_latest(self.store.load)
 
     async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
         """Validate against the catalog (InvalidIntent), store, apply locally. True if created."""
@@ -463,6 +501,6 @@ class RegistryHolder:
                     await conn.execute("SELECT 1")
 
     async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._snapshot = await self.store.load_with(conn)
+        snapshot = await self._load_latest(lambda: self.store.load_with(conn))
         self.reloads += 1
-        logger.info("registry reloaded (version %s)", self._snapshot.version)
+        logger.info("registry reloaded (version %s)", snapshot.version)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -242,3 +243,143 @@ async def test_snapshot_survives_pg_outage_and_reloads_after(proxy: TcpProxy, db
     finally:
         await holder.stop()
         await gw.close()
+
+
+# ------------------------------------------------------------------------------ read-your-writes
+
+
+class GatedStore(RegistryStore):
+    """A real store whose next snapshot read, once `arm()`ed, is held back after it was read
+    (so it predates anything committed meanwhile) until `release` is set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._armed = False
+        self.read_done = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def arm(self) -> None:
+        self._armed = True
+        self.read_done.clear()
+        self.release.clear()
+
+    async def _read(
+        self, conn: psycopg.AsyncConnection[Any], routing: dict[str, RoutingEntry]
+    ) -> RegistrySnapshot:
+        snap = await super()._read(conn, routing)
+        if self._armed:
+            self._armed = False
+            self.read_done.set()
+            await self.release.wait()
+        return snap
+
+
+@pytest.fixture
+async def gated(db_url: str) -> AsyncIterator[GatedStore]:
+    gw = PgGateway(db_url)
+    await gw.open()
+    yield GatedStore(gw.pool, ROUTING)
+    await gw.close()
+
+
+async def _stale_reload(holder: RegistryHolder, path: str, db_url: str) -> asyncio.Task[Any]:
+    """Start a reload the way `path` does it: the listener's (over its own connection)
+    or `refresh()` (over the pool)."""
+    if path == "refresh":
+        return asyncio.create_task(holder.refresh())
+    conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+
+    async def listener_reload() -> None:
+        async with conn:
+            await holder._reload(conn)
+
+    return asyncio.create_task(listener_reload())
+
+
+@pytest.mark.parametrize("path", ["listener", "refresh"])
+@pytest.mark.parametrize("write", ["create", "replace", "delete"])
+async def test_stale_reload_never_undoes_a_local_write(
+    gated: GatedStore, db_url: str, path: str, write: str
+) -> None:
+    holder = await gated.load_holder()
+    if write != "create":
+        await holder.put_widget("race-tile", spec("Old"))
+    gated.arm()
+    reload = await _stale_reload(holder, path, db_url)
+    await gated.read_done.wait()  # the reload now holds a snapshot from before the write
+    if write == "delete":
+        assert await holder.delete_widget("race-tile") is True
+        expected = None
+    else:
+        assert await holder.put_widget("race-tile", spec("New")) is (write == "create")
+        expected = spec("New")
+    assert holder.widget("race-tile") == expected
+    gated.release.set()
+    await reload
+    assert holder.widget("race-tile") == expected  # the stale result was not installed
+    assert holder.stale_loads == 1  # it was dropped and loaded again
+    assert holder.current == holder.snapshot
+    assert holder.version == (await gated.load()).version  # and it matches PostgreSQL
+
+
+async def test_older_of_two_overlapping_reloads_never_wins(gated: GatedStore, db_url: str) -> None:
+    holder = await gated.load_holder()
+    gated.arm()
+    first = await _stale_reload(holder, "listener", db_url)
+    await gated.read_done.wait()
+    with psycopg.connect(db_url, autocommit=True) as conn:  # another instance's write
+        conn.execute(
+            "INSERT INTO widgets (id, spec) VALUES ('remote-tile', %s)",
+            (Jsonb(spec("Remote").model_dump(mode="json")),),
+        )
+    await holder.refresh()  # a second reload, started later, sees it
+    assert holder.widget("remote-tile") == spec("Remote")
+    gated.release.set()
+    await first
+    assert holder.widget("remote-tile") == spec("Remote")
+    assert holder.stale_loads == 1
+
+
+async def test_every_read_sees_the_write_with_listeners_running(
+    store: RegistryStore, db_url: str
+) -> None:
+    other_gw = PgGateway(db_url)
+    await other_gw.open()
+    holder = await RegistryHolder.create(store)
+    other = await RegistryHolder.create(RegistryStore(other_gw.pool, ROUTING))
+    await holder.start()
+    await other.start()
+    stop = asyncio.Event()
+
+    async def remote_churn() -> None:  # another instance writing: more notifications
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await other.put_widget("churn-tile", spec(f"Churn {n}"))
+            await asyncio.sleep(0.003)
+
+    churn = asyncio.create_task(remote_churn())
+    stale: list[str] = []
+    try:
+        await holder.wait_listening(10)
+        await other.wait_listening(10)
+        for i in range(100):
+            want = spec(f"Cycle {i}")
+            await holder.put_widget("cycle-tile", want)
+            for pause in (0, 0.002, 0.01):  # a later request on this instance
+                await asyncio.sleep(pause)
+                if holder.widget("cycle-tile") != want:
+                    stale.append(f"cycle {i}: put not visible after {pause}s")
+            await holder.delete_widget("cycle-tile")
+            for pause in (0, 0.002, 0.01):
+                await asyncio.sleep(pause)
+                if holder.widget("cycle-tile") is not None:
+                    stale.append(f"cycle {i}: delete undone after {pause}s")
+        assert holder.reloads > 1  # the listener really was reloading meanwhile
+    finally:
+        stop.set()
+        await churn
+        await holder.stop()
+        await other.stop()
+        await other_gw.close()
+    assert stale == []
