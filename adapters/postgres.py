@@ -19,6 +19,7 @@ Aggregations:
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -78,6 +79,7 @@ class PlannedQuery:
     sql: str
     params: dict[str, Any]
     truncate_at: int | None  # rows beyond this are dropped and the result flagged truncated
+    keep_last: bool = False  # truncating keeps the last rows (a time series' newest buckets)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -198,14 +200,40 @@ def plan_query(
 
     if n_group:
         sql += "\nGROUP BY " + ", ".join(str(i) for i in range(1, n_group + 1))
-    order: list[str]
-    if bucketed:  # time series: by bucket, then by dimension
-        bucket_pos = n_group
-        order = [str(bucket_pos), *(str(i) for i in range(1, bucket_pos))]
+    if bucketed:
+        sql = _newest_buckets(sql, [name for name, _ in dims])
     else:  # categories: largest first
         order = [f"{n_group + 1} DESC NULLS LAST", *(str(i) for i in range(1, n_group + 1))]
-    sql += "\nORDER BY " + ", ".join(order) + "\nLIMIT %(limit)s"
-    return PlannedQuery(sql=sql, params=params, truncate_at=truncate_at)
+        sql += "\nORDER BY " + ", ".join(order) + "\nLIMIT %(limit)s"
+    return PlannedQuery(sql=sql, params=params, truncate_at=truncate_at, keep_last=bucketed)
+
+
+def _newest_buckets(grouped_sql: str, dimensions: list[str]) -> str:
+    """A time series limited to %(limit)s rows keeps its NEWEST rows, in ascending order.
+
+    The inner query takes the first rows in exactly the reverse of the output order
+    (bucket DESC, dimensions DESC: the tail of the full ascending series); the outer one
+    puts them back in order (bucket, then the dimensions, each ASC). Dimension names are
+    allowlisted keys of DIMENSION_SQL, never input.
+    """
+    columns = [f'"{name}"' for name in dimensions]
+    bucket_pos = len(dimensions) + 1  # select list: dimensions, bucket, value
+    newest = ", ".join(f"{i} DESC" for i in [bucket_pos, *range(1, bucket_pos)])
+    oldest = ", ".join(["bucket", *columns])
+    select = ", ".join([*columns, "bucket", "value"])
+    return (
+        f"SELECT {select}\nFROM (\n"
+        + textwrap.indent(f"{grouped_sql}\nORDER BY {newest}\nLIMIT %(limit)s", "  ")
+        + f"\n) AS series\nORDER BY {oldest}"
+    )
+
+
+def _truncate(rows: list[dict[str, Any]], plan: PlannedQuery) -> tuple[list[dict[str, Any]], bool]:
+    """At most `plan.truncate_at` rows (the last ones for a time series), and whether any went."""
+    keep = plan.truncate_at
+    if keep is None or len(rows) <= keep:
+        return rows, False
+    return (rows[len(rows) - keep :] if plan.keep_last else rows[:keep]), True
 
 
 # ------------------------------------------------------------------------------ gateway
@@ -320,9 +348,7 @@ class PgGateway:
                 f"PostgreSQL error: {error_text(exc)}", kind=FailureKind.postgres_error
             ) from exc
 
-        truncated = plan.truncate_at is not None and len(raw_rows) > plan.truncate_at
-        if truncated:
-            raw_rows = raw_rows[: plan.truncate_at]
+        raw_rows, truncated = _truncate(raw_rows, plan)
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
         rows = [{k: json_safe(v) for k, v in r.items()} for r in raw_rows]
         return QueryResult(

@@ -9,7 +9,15 @@ text. The output shape is fixed:
     WHERE <time_col> >= CAST('<start>' AS TIMESTAMP) AND <time_col> < CAST('<end>' AS TIMESTAMP)
       AND <default filters> AND <intent filters>
     GROUP BY <dimensions...>, DATE_TRUNC(...)
-    ORDER BY bucket | value DESC, <dimensions...>
+    ORDER BY value DESC, <dimensions...>
+    LIMIT <n>
+
+(no bucket without a grain; no ORDER BY without a grain or dimensions). A time series
+(grain set) that hits the limit keeps its newest buckets, still returned oldest first:
+
+    SELECT <dimensions...>, bucket, value
+    FROM (<the query above> ORDER BY bucket DESC, <dimensions...> DESC LIMIT <n>) AS series
+    ORDER BY bucket ASC, <dimensions...> ASC
     LIMIT <n>
 
 Timestamps are UTC wall-clock literals: the warehouse session time zone must be UTC
@@ -29,6 +37,7 @@ from domain.models import DataIntent, Filter, MetricDef, Scalar, resolve_time_ra
 from metricsql import dialect
 
 DIALECT = "databricks"
+SERIES_ALIAS = "series"  # the derived table of a time series' newest buckets
 GRAIN_UNITS: dict[str, str] = {
     "minute": "MINUTE",
     "hour": "HOUR",
@@ -79,11 +88,32 @@ def compile_intent(
     group_by = [dim.copy() for dim in dims] + ([bucket.copy()] if bucket is not None else [])
     if group_by:
         query = query.group_by(*group_by)
-    order_by = _order_by(dims, has_bucket=bucket is not None)
+    limit = min(intent.limit or default_limit, max_rows)
+    if bucket is not None:
+        return _newest_buckets(query, intent.dimensions, limit).sql(dialect=DIALECT)
+    order_by = _order_by(dims, has_bucket=False)
     if order_by:
         query = query.order_by(*order_by)
-    query = query.limit(min(intent.limit or default_limit, max_rows))
-    return query.sql(dialect=DIALECT)
+    return query.limit(limit).sql(dialect=DIALECT)
+
+
+def _newest_buckets(grouped: exp.Select, dimensions: list[str], limit: int) -> exp.Select:
+    """A time series capped at `limit` rows keeps its NEWEST rows, in ascending order.
+
+    The inner query takes the first `limit` rows in exactly the reverse of the output order
+    (bucket DESC, dimensions DESC), i.e. the tail of the full ascending series; the outer
+    query puts them back in ascending order (bucket, then the dimensions).
+    """
+    dims: list[exp.Expr] = [exp.column(name) for name in dimensions]
+    newest = [_ordered(e, desc=True) for e in (exp.column("bucket"), *dims)]
+    inner = grouped.order_by(*newest).limit(limit)
+    columns = [*(dim.copy() for dim in dims), exp.column("bucket"), exp.column("value")]
+    return (
+        exp.select(*columns)
+        .from_(inner.subquery(SERIES_ALIAS))
+        .order_by(*_order_by(dims, has_bucket=True))
+        .limit(limit)
+    )
 
 
 def _measure(metric: MetricDef) -> exp.Expr:

@@ -19,7 +19,7 @@ from sqlsafety.names import DIALECTS, compile_allowlist, compile_schema, display
 from sqlsafety.rules import RULES, Check
 
 # Bump whenever a rule, list or rendering choice changes: approved SQL is cached under it.
-POLICY_VERSION = "sqlsafety-3"
+POLICY_VERSION = "sqlsafety-4"
 MAX_SQL_CHARS = 100_000
 
 

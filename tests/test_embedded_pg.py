@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from adapters.embedded_pg import start_embedded_postgres, stop_embedded_postgres
-from adapters.pg_migrate import migrate
+from adapters.pg_migrate import load_migrations, migrate
 from adapters.pg_seed import load_catalog_config, load_widgets_config, seed
 from adapters.postgres import PgGateway
 
@@ -29,7 +29,7 @@ async def test_embedded_pg_start_migrate_seed_query_restart(data_dir: Path) -> N
     assert uri.startswith("postgresql://") and "/resolver" in uri
     assert (data_dir / "PG_VERSION").read_text().strip() == "16"
 
-    assert await migrate(uri) == ["0001_init"]
+    assert await migrate(uri) == [m.version for m in load_migrations()]
     report = await seed(uri, CONFIG_DIR, history_days=2)
     assert report.widgets_inserted == len(load_widgets_config(CONFIG_DIR / "widgets.yaml"))
 

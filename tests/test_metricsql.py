@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
+from adapters.duckdb_warehouse import DuckDBWarehouse
 from domain.failures import FailureKind, InvalidIntent
-from domain.models import AbsoluteRange, DataIntent, MetricDef, WidgetSpec
+from domain.models import AbsoluteRange, DataIntent, Filter, MetricDef, WidgetSpec
 from metricsql import compile_intent
+from sqlsafety import check_sql, default_allowlist
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 NOW = datetime(2026, 11, 26, 17, 45, 24, 654321, tzinfo=UTC)
@@ -76,12 +79,28 @@ def test_dimensional_widget_golden() -> None:
 def test_time_series_golden() -> None:
     sql = _compile("claims_paid_amount", time_range="last_90d", grain="week")
     assert sql == (
+        "SELECT bucket, value FROM ("
         "SELECT DATE_TRUNC('WEEK', event_ts) AS bucket, SUM(amount) AS value "
         "FROM main.claims.claim_events "
         "WHERE event_ts >= CAST('2026-08-28 17:45:24.654321' AS TIMESTAMP) "
         "AND event_ts < CAST('2026-11-26 17:45:24.654321' AS TIMESTAMP) "
         "AND event_type = 'paid' "
-        "GROUP BY DATE_TRUNC('WEEK', event_ts) ORDER BY bucket ASC LIMIT 1000"
+        "GROUP BY DATE_TRUNC('WEEK', event_ts) ORDER BY bucket DESC LIMIT 1000"
+        ") AS series ORDER BY bucket ASC LIMIT 1000"
+    )
+
+
+def test_time_series_with_dimensions_golden() -> None:
+    sql = _compile("alerts_raised_count", dimensions=["severity", "region"], grain="hour", limit=50)
+    assert sql == (
+        "SELECT severity, region, bucket, value FROM ("
+        "SELECT severity, region, DATE_TRUNC('HOUR', created_at) AS bucket, COUNT(*) AS value "
+        "FROM main.ops.alerts "
+        "WHERE created_at >= CAST('2026-10-27 17:45:24.654321' AS TIMESTAMP) "
+        "AND created_at < CAST('2026-11-26 17:45:24.654321' AS TIMESTAMP) "
+        "GROUP BY severity, region, DATE_TRUNC('HOUR', created_at) "
+        "ORDER BY bucket DESC, severity DESC, region DESC LIMIT 50"
+        ") AS series ORDER BY bucket ASC, severity ASC, region ASC LIMIT 50"
     )
 
 
@@ -129,18 +148,28 @@ def test_filters_all_ops_golden() -> None:
     [("minute", "MINUTE"), ("hour", "HOUR"), ("day", "DAY"), ("week", "WEEK"), ("month", "MONTH")],
 )
 def test_grain_buckets_group_and_order(grain: str, unit: str) -> None:
+    """Inner: grouped by bucket, newest first, limited; outer: the same rows oldest first."""
     sql = _compile("alerts_raised_count", dimensions=["severity", "region"], grain=grain)
-    tree = _parse(sql)
-    names = [s.alias_or_name for s in tree.selects]
-    assert names == ["severity", "region", "bucket", "value"]
+    outer = _parse(sql)
+    names = ["severity", "region", "bucket", "value"]
+    assert [s.alias_or_name for s in outer.selects] == names
+    assert all(isinstance(s, exp.Column) for s in outer.selects)
+    assert outer.args["from_"].this.alias == "series"
+    tree = outer.args["from_"].this.this
+    assert isinstance(tree, exp.Select)
+    assert [s.alias_or_name for s in tree.selects] == names
     bucket = tree.selects[2].this
     assert isinstance(bucket, exp.TimestampTrunc)
     assert bucket.unit is not None and bucket.unit.name == unit
     assert bucket.this.name == "created_at"
     group = [g.sql("databricks") for g in tree.args["group"].expressions]
     assert group == ["severity", "region", f"DATE_TRUNC('{unit}', created_at)"]
-    order = [(o.this.name, bool(o.args.get("desc"))) for o in tree.args["order"].expressions]
+    inner_order = [(o.this.name, bool(o.args.get("desc"))) for o in tree.args["order"].expressions]
+    assert inner_order == [("bucket", True), ("severity", True), ("region", True)]
+    order = [(o.this.name, bool(o.args.get("desc"))) for o in outer.args["order"].expressions]
     assert order == [("bucket", False), ("severity", False), ("region", False)]
+    limits = [q.args["limit"].expression.to_py() for q in (tree, outer)]
+    assert limits == [1000, 1000]
 
 
 def test_measure_expression_is_parsed_from_the_definition() -> None:
@@ -216,11 +245,21 @@ def test_hostile_filter_values_stay_single_literals(value: str) -> None:
     assert not list(tree.find_all(exp.Drop))
 
 
-def test_non_finite_numbers_are_rejected() -> None:
-    with pytest.raises(InvalidIntent):
-        _compile(
-            "claims_filed_count", filters=[{"column": "region", "op": "=", "value": float("nan")}]
-        )
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [1.0, float("-inf")]])
+def test_non_finite_numbers_are_rejected(value: float | list[float]) -> None:
+    """DataIntent refuses them; the compiler refuses them too when validation was skipped."""
+    with pytest.raises(ValueError, match="finite"):
+        _intent("claims_filed_count", filters=[{"column": "region", "op": "in", "value": value}])
+    unchecked = DataIntent.model_construct(
+        metric_id="claims_filed_count",
+        filters=[Filter.model_construct(column="region", op="in", value=value)],
+        dimensions=[],
+        grain="none",
+        time_range="last_30d",
+        limit=None,
+    )
+    with pytest.raises(InvalidIntent, match="finite"):
+        compile_intent(METRICS["claims_filed_count"], unchecked, now=NOW)
 
 
 # ------------------------------------------------------------------ validation
@@ -293,3 +332,49 @@ def test_same_inputs_same_text() -> None:
     assert later != compile_intent(
         METRICS["claims_filed_count"], _intent("claims_filed_count"), now=NOW + timedelta(seconds=1)
     )
+
+
+# ------------------------------------------------------------------ newest buckets, run
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> Iterator[DuckDBWarehouse]:
+    wh = DuckDBWarehouse(now=NOW)
+    yield wh
+    wh.close()
+
+
+async def _series(wh: DuckDBWarehouse, metric_id: str, **kw: Any) -> list[dict[str, Any]]:
+    sql = compile_intent(METRICS[metric_id], _intent(metric_id, **kw), now=NOW, max_rows=10_000)
+    checked = check_sql(
+        sql, dialect="databricks", allowed_tables=default_allowlist("databricks"), max_rows=10_000
+    )
+    assert checked.sql == sql  # passes the safety layer as compiled (its LIMIT is kept)
+    result = await wh.execute(sql, max_rows=10_000)
+    assert not result.truncated
+    return result.rows
+
+
+@pytest.mark.parametrize(
+    ("metric_id", "kw"),
+    [
+        ("claims_filed_count", {"grain": "minute", "time_range": "last_9999d"}),
+        (
+            "alerts_raised_count",
+            {"dimensions": ["severity", "region"], "grain": "hour", "time_range": "last_30d"},
+        ),
+    ],
+)
+async def test_limited_time_series_keeps_the_newest_buckets_in_ascending_order(
+    warehouse: DuckDBWarehouse, metric_id: str, kw: dict[str, Any]
+) -> None:
+    """Before: ORDER BY bucket ASC LIMIT n returned the n OLDEST rows."""
+    full = await _series(warehouse, metric_id, limit=10_000, **kw)
+    limited = await _series(warehouse, metric_id, limit=1000, **kw)
+    assert len(full) > 2000  # the limit really cuts
+    assert limited == full[-1000:]
+    dims = kw.get("dimensions", [])
+    keys = [(r["bucket"], *(r[d] for d in dims)) for r in limited]
+    assert keys == sorted(keys)
+    assert limited[-1]["bucket"] == max(r["bucket"] for r in full)
+    assert limited[0]["bucket"] > min(r["bucket"] for r in full)

@@ -223,6 +223,35 @@ async def test_limit_and_truncation(seeded_url: str) -> None:
         await gw.close()
 
 
+async def test_limited_time_series_keeps_the_newest_buckets(seeded_url: str) -> None:
+    """A bucketed result cut by the intent's limit or by max_rows is the tail of the full
+    ascending series (before: its head, i.e. the oldest buckets)."""
+    series = intent(
+        "active_issues_count", dimensions=["team", "severity"], time_range="last_7d", grain="hour"
+    )
+    now = time.time()
+    metric = CATALOG["active_issues_count"]
+    full_gw, small_gw = PgGateway(seeded_url), PgGateway(seeded_url, max_rows=50)
+    await full_gw.open()
+    await small_gw.open()
+    try:
+        full = await full_gw.run_metric(metric, series, now=now)
+        assert not full.truncated and len(full.rows) > 100
+        keys = [(r["bucket"], r["team"], r["severity"]) for r in full.rows]
+        assert keys == sorted(keys)
+
+        limited = await full_gw.run_metric(metric, series.model_copy(update={"limit": 30}), now=now)
+        assert limited.rows == full.rows[-30:] and not limited.truncated
+
+        capped = await small_gw.run_metric(metric, series, now=now)
+        assert capped.rows == full.rows[-50:] and capped.truncated
+        assert capped.rows[-1]["bucket"] == full.rows[-1]["bucket"]
+        assert capped.rows[0]["bucket"] > full.rows[0]["bucket"]
+    finally:
+        await full_gw.close()
+        await small_gw.close()
+
+
 async def test_bogus_dimension_filter_or_operator_is_invalid_intent(gateway: PgGateway) -> None:
     bad = [
         intent("active_issues_count", dimensions=["region"]),
