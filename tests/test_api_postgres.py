@@ -523,5 +523,7 @@ async def test_wrong_method_is_a_405_problem_with_allow(svc: Service) -> None:
 
 async def test_oversized_body_is_a_413_problem(svc: Service) -> None:
     big = b'{"title": "' + b"x" * (svc.settings.max_body_bytes + 10) + b'"}'
-    r = await svc.client.put("/v1/widgets/too-big", content=big, headers={"content-type": "application/json"})
+    r = await svc.client.put(
+        "/v1/widgets/too-big", content=big, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
