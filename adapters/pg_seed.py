@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 import yaml
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from pydantic import ValidationError
 
 from adapters.registry import CATALOG_COLUMNS, metric_from_row
@@ -378,7 +378,7 @@ async def seed(
         for wid, spec in widgets.items():
             cur = await conn.execute(
                 "INSERT INTO widgets (id, spec) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                (wid, Jsonb(spec.model_dump(mode="json"))),
+                (wid, Json(spec.model_dump(mode="json"))),
             )
             inserted += cur.rowcount
         history = {

@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 import yaml
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
@@ -295,7 +295,7 @@ class RegistryStore:
                     "INSERT INTO widgets (id, spec) VALUES (%s, %s)"
                     " ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()"
                     " RETURNING (xmax = 0) AS created",
-                    (widget_id, Jsonb(spec.model_dump(mode="json"))),
+                    (widget_id, Json(spec.model_dump(mode="json"))),
                 )
                 row = await cur.fetchone()
         except psycopg.Error as exc:

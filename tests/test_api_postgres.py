@@ -527,3 +527,13 @@ async def test_oversized_body_is_a_413_problem(svc: Service) -> None:
         "/v1/widgets/too-big", content=big, headers={"content-type": "application/json"}
     )
     assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_mock_column_order_survives_a_reload(svc: Service) -> None:
+    spec = _spec({"metric_id": "claims_insights"}, [{"zeta": 1, "alpha": "a", "mid": 2.5}])
+    assert (await svc.client.put("/v1/widgets/ordered", json=spec)).status_code in (200, 201)
+    await svc.res.registry.refresh()  # as every other instance would: read back from PostgreSQL
+    body = (await svc.data("ordered")).json()
+    assert body["source"] == "bedrock_unconfigured"
+    assert list(body["data"][0]) == ["zeta", "alpha", "mid"]
+    assert [c["name"] for c in body["schema"]] == ["zeta", "alpha", "mid"]

@@ -191,7 +191,7 @@ async def test_seed_keeps_user_edits_and_restores_catalog(fresh_pg_url: str) -> 
     await seed(fresh_pg_url, CONFIG_DIR, now=NOW)
     with psycopg.connect(fresh_pg_url, autocommit=True) as conn:
         conn.execute(
-            "UPDATE widgets SET spec = jsonb_set(spec, '{title}', '\"Edited\"')"
+            "UPDATE widgets SET spec = jsonb_set(spec::jsonb, '{title}', '\"Edited\"')::json"
             " WHERE id = 'open-issues-kpi'"
         )
         conn.execute("DELETE FROM widgets WHERE id = 'cost-avoided-mtd'")
