@@ -150,6 +150,13 @@ class DataIntent(_Strict):
             raise ValueError("dimensions must be distinct")
         return v
 
+    @field_validator("question")
+    @classmethod
+    def _question_text(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_text(v, "question")
+        return v
+
     @field_validator("time_range")
     @classmethod
     def _time_range(cls, v: str | AbsoluteRange) -> str | AbsoluteRange:

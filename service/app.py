@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.models import WidgetSpec, validate_intent
 from service.deps import ResourcesDep, WidgetId
@@ -63,26 +63,44 @@ def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None
         )
 
 
+class BodyTooLarge(HTTPException):
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body over {max_bytes} bytes")
+
+
 class BodyLimit:
-    """Refuse a request whose declared body is over `max_bytes` with a 413 problem
-    (plain ASGI: no per-request cost beyond a header lookup)."""
+    """Refuse a request body over `max_bytes` with a 413 problem: at once when the declared
+    Content-Length says so, else while reading (chunked bodies are counted as they arrive)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    response = problem_response(
-                        Request(scope),
-                        413,
-                        f"request body over {self.max_bytes} bytes",
-                        title="Content Too Large",
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                response = problem_response(
+                    Request(scope),
+                    413,
+                    f"request body over {self.max_bytes} bytes",
+                    title="Content Too Large",
+                )
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)  # answered as a 413 problem
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

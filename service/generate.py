@@ -60,7 +60,9 @@ async def generate_sql(res: Resources, body: GenerateBody) -> GenerateResponse:
         raise ProblemError(422, "; ".join(problems), title="Invalid data_intent")
     state: dict[str, Any] = {
         "widget_id": None,
-        "spec": WidgetSpec(title="sql/generate", kind="table", data_intent=intent, mock_data=[{}]),
+        "spec": WidgetSpec.model_construct(
+            title="sql/generate", kind="table", data_intent=intent, mock_data=[{}]
+        ),
         "metric": metric,
         "routing": routing,
         "generator": "llm" if (intent.question or routing.generator == "llm") else "compiled",

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("resolver")
@@ -110,5 +111,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = problem_response(request, exc.status_code, str(exc.detail))
-        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method any route allows on this path
+            allowed = {
+                m
+                for route in request.app.routes
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for m in (route.methods or ())
+            }
+            response.headers["Allow"] = ", ".join(sorted(allowed))
         return response

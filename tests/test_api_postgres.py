@@ -537,3 +537,26 @@ async def test_mock_column_order_survives_a_reload(svc: Service) -> None:
     assert body["source"] == "bedrock_unconfigured"
     assert list(body["data"][0]) == ["zeta", "alpha", "mid"]
     assert [c["name"] for c in body["schema"]] == ["zeta", "alpha", "mid"]
+
+
+async def test_chunked_oversized_body_is_a_413_problem(svc: Service) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(3):
+            yield b"x" * svc.settings.max_body_bytes
+
+    r = await svc.client.put(
+        "/v1/widgets/too-big", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_405_allow_lists_every_method_of_the_path(svc: Service) -> None:
+    r = await svc.client.patch("/v1/widgets/open-issues-kpi")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PUT"
+
+
+async def test_nul_in_a_question_is_a_422_not_a_500(svc: Service) -> None:
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate", json={"metric_id": "claims_filed_count", "question": "a\u0000b"}
+    )
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
