@@ -8,7 +8,7 @@ the checked tree.
 """
 
 from sqlsafety.catalog import default_allowlist
-from sqlsafety.errors import SafetyViolation, UnparseableSql
+from sqlsafety.errors import PolicyError, SafetyError, SafetyViolation, UnparseableSql
 from sqlsafety.names import DIALECTS
 from sqlsafety.policy import MAX_SQL_CHARS, POLICY_VERSION, CheckedSql, check_sql
 from sqlsafety.rules import RULES
@@ -19,6 +19,8 @@ __all__ = [
     "POLICY_VERSION",
     "RULES",
     "CheckedSql",
+    "PolicyError",
+    "SafetyError",
     "SafetyViolation",
     "UnparseableSql",
     "check_sql",

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from sqlsafety.errors import PolicyError
 from sqlsafety.names import DIALECTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,6 @@ def catalog_tables(path: Path | None = None) -> list[str]:
 def default_allowlist(dialect: str, path: Path | None = None) -> frozenset[str]:
     """The catalog's tables for `dialect`: three-part names for databricks, the rest for postgres."""
     if dialect not in DIALECTS:
-        raise ValueError(f"unsupported dialect {dialect!r}")
+        raise PolicyError(f"unsupported dialect {dialect!r}")
     three_part = dialect == "databricks"
     return frozenset(t for t in catalog_tables(path) if (t.count(".") == 2) == three_part)

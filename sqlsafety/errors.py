@@ -1,20 +1,25 @@
-"""The safety layer's exceptions: every rejection is a `SafetyViolation` naming its rule.
+"""The safety layer's own exceptions (it imports nothing from the application).
 
-`SafetyViolation` is a `ResolverFailure` of kind `safety_violation`, so code that maps
-failures to a degrade `source` needs no special case; `str()` is ``"rule: reason"``.
+    SafetyError                  anything this library raises on purpose
+    ├── SafetyViolation          the SQL was rejected: `rule` names the rule, `reason` says why
+    │   └── UnparseableSql       the text does not parse (rule ``parse``): fail closed
+    └── PolicyError (ValueError) bad arguments: unknown dialect, malformed allowlist, max_rows < 1
+
+`str(SafetyViolation)` is ``"rule: reason"``. The application maps `SafetyViolation` to
+its own failure kind (nodes/safety_check.py: ``safety_violation``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from domain.failures import FailureKind, ResolverFailure
+
+class SafetyError(Exception):
+    """Base of every exception the safety layer raises deliberately."""
 
 
-class SafetyViolation(ResolverFailure):
+class SafetyViolation(SafetyError):
     """The SQL was rejected. `rule` is a short stable identifier, `reason` a sentence."""
-
-    kind = FailureKind.safety_violation
 
     def __init__(self, rule: str, reason: str) -> None:
         super().__init__(f"{rule}: {reason}")
@@ -36,3 +41,7 @@ class UnparseableSql(SafetyViolation):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.reason,)
+
+
+class PolicyError(SafetyError, ValueError):
+    """A bad argument to the checker itself (not a verdict on the SQL)."""

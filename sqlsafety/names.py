@@ -20,7 +20,7 @@ from functools import lru_cache
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from sqlsafety.errors import SafetyViolation
+from sqlsafety.errors import PolicyError, SafetyViolation
 
 DIALECTS: tuple[str, ...] = ("databricks", "postgres")
 TableName = tuple[str, ...]
@@ -71,14 +71,14 @@ def parse_entry(entry: str, dialect: str) -> TableName:
     try:
         table = exp.to_table(entry, dialect=dialect)
     except (ParseError, TokenError) as exc:
-        raise ValueError(f"bad table name {entry!r} for {dialect}: {exc}") from exc
+        raise PolicyError(f"bad table name {entry!r} for {dialect}: {exc}") from exc
     parts = table_parts(table, dialect)
     if parts is None:
-        raise ValueError(f"bad table name {entry!r} for {dialect}")
+        raise PolicyError(f"bad table name {entry!r} for {dialect}")
     try:
         return qualify(parts, dialect)
     except SafetyViolation as exc:
-        raise ValueError(f"bad table name {entry!r} for {dialect}: {exc.reason}") from exc
+        raise PolicyError(f"bad table name {entry!r} for {dialect}: {exc.reason}") from exc
 
 
 @lru_cache(maxsize=128)

@@ -1,4 +1,4 @@
-"""`check_sql`: parse once in an explicit dialect, run every rule, re-render.
+"""`check_sql`: prepare (parse + index), run every rule, render.
 
 The returned `CheckedSql.sql` is generated from the checked tree (comments dropped, the
 row limit applied), never the candidate text: whatever the text hid from the parser
@@ -7,20 +7,22 @@ row limit applied), never the candidate text: whatever the text hid from the par
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel, UnsupportedError
 
-from metricsql.dialect import datediff_with_unit_as_timestampdiff, keep_two_argument_datediff
-from sqlsafety.errors import SafetyViolation, UnparseableSql
-from sqlsafety.names import DIALECTS, compile_allowlist, compile_schema, display, freeze
-from sqlsafety.rules import RULES, Check
+from sqlsafety.dialect import keep_two_argument_datediff
+from sqlsafety.errors import PolicyError, SafetyViolation
+from sqlsafety.names import compile_allowlist, compile_schema, display, freeze
+from sqlsafety.prepare import MAX_SQL_CHARS, Check, engine, prepare
+from sqlsafety.rules import RULES, Rule
 
 # Bump whenever a rule, list or rendering choice changes: approved SQL is cached under it.
 POLICY_VERSION = "sqlsafety-4"
-MAX_SQL_CHARS = 100_000
+
+__all__ = ["MAX_SQL_CHARS", "POLICY_VERSION", "CheckedSql", "check_sql"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +32,6 @@ class CheckedSql:
     limit: int  # the effective row limit of the outermost query
 
 
-# Built once: Dialect.get_or_raise(str) constructs a new instance on every call (~35 µs).
-_ENGINES: dict[str, Dialect] = {name: Dialect.get_or_raise(name) for name in DIALECTS}
-
-
-def _dialect(name: str) -> Dialect:
-    engine = _ENGINES.get(name)
-    if engine is None:
-        raise ValueError(f"unsupported dialect {name!r}: expected one of {', '.join(DIALECTS)}")
-    return engine
-
-
 def check_sql(
     sql: str,
     *,
@@ -48,53 +39,52 @@ def check_sql(
     allowed_tables: Iterable[str],
     max_rows: int = 10_000,
     schema: Mapping[str, Mapping[str, str]] | None = None,
+    rules: Sequence[Rule] = RULES,
 ) -> CheckedSql:
     """Check one candidate query; raise `SafetyViolation` (attrs `rule`, `reason`) if unsafe.
 
     `allowed_tables` holds names like ``main.claims.claim_events`` (databricks, three-part)
     or ``kpi_metrics_history`` / ``public.kpi_metrics_history`` (postgres). `schema`
     ({table: {column: type}}), when given, also rejects unknown columns of those tables.
-    Raises ValueError for bad arguments (unknown dialect, malformed allowlist, max_rows < 1).
+    `rules` is for tests and tools (any order gives the same verdicts); the default is all.
+    Raises PolicyError (a ValueError) for bad arguments (unknown dialect, malformed
+    allowlist, max_rows < 1).
     """
-    engine = _dialect(dialect)
+    engine(dialect)
     if max_rows < 1:
-        raise ValueError("max_rows must be at least 1")
+        raise PolicyError("max_rows must be at least 1")
     allowed = compile_allowlist(dialect, freeze(allowed_tables))
     compiled_schema = compile_schema(schema, dialect) if schema is not None else None
-    if len(sql) > MAX_SQL_CHARS:
-        raise SafetyViolation("parse", f"SQL longer than {MAX_SQL_CHARS} characters")
-    try:
-        tokens = engine.tokenize(sql)
-        if dialect == "databricks":
-            tokens = datediff_with_unit_as_timestampdiff(tokens)
-        statements = engine.parser().parse(tokens, sql)
-    except (ParseError, TokenError) as exc:
-        raise UnparseableSql(f"not valid {dialect} SQL: {str(exc).splitlines()[0][:200]}") from None
-    except RecursionError:
-        raise UnparseableSql("SQL nested too deeply") from None
-
-    check = Check(
-        dialect=dialect,
-        allowed=allowed,
-        max_rows=max_rows,
-        schema=compiled_schema,
-        statements=statements,
+    check = prepare(
+        sql, dialect=dialect, allowed=allowed, max_rows=max_rows, schema=compiled_schema
     )
-    for rule in RULES:
+    for rule in rules:
         rule(check)
+    return render(check)
 
-    generator = engine.generator(comments=False, unsupported_level=ErrorLevel.RAISE)
+
+def render(check: Check) -> CheckedSql:
+    """The final step, after every rule passed: apply the row limit and print the tree."""
+    if len(check.statements) != 1:  # only reachable with a rule list lacking single_statement
+        raise SafetyViolation("single_statement", "expected exactly one statement")
+    tree = check.statements[0]  # every rule has run: the tree is ours to finish
+    limit = check.limit
+    if tree.args.get("limit") is None:
+        tree.set("limit", exp.Limit(expression=exp.Literal.number(check.max_rows)))
+        limit = check.max_rows
+    elif limit is None:  # only reachable with a rule list lacking row_limit
+        raise SafetyViolation("row_limit", "the row limit was not checked")
+    generator = engine(check.dialect).generator(comments=False, unsupported_level=ErrorLevel.RAISE)
     try:
-        tree = check.tree
-        if dialect == "databricks":
+        if check.dialect == "databricks":
             # sqlglot would print 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end),
             # which counts whole 24-hour periods instead of calendar days: keep its meaning.
             tree = keep_two_argument_datediff(tree)
         rendered = generator.generate(tree, copy=False)
     except UnsupportedError as exc:
-        raise SafetyViolation("render", f"cannot render faithfully in {dialect}: {exc}") from None
+        raise SafetyViolation(
+            "render", f"cannot render faithfully in {check.dialect}: {exc}"
+        ) from None
     except RecursionError:
         raise SafetyViolation("render", "SQL nested too deeply to render") from None
-    return CheckedSql(
-        sql=rendered, tables=frozenset(display(t) for t in check.tables), limit=check.limit
-    )
+    return CheckedSql(sql=rendered, tables=frozenset(display(t) for t in check.tables), limit=limit)

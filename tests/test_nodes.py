@@ -204,7 +204,8 @@ async def test_safety_check_rejects_and_rerenders() -> None:
         {"candidate_sql": "SELECT 1; DROP TABLE main.claims.devices"}, Runtime(context=ctx)
     )
     assert bad["failure"]["kind"] == "safety_violation" and bad["safety"]["allowed"] is False
-    assert bad["safety"]["rule"]
+    assert bad["safety"]["rule"] == "single_statement"
+    assert bad["failure"]["detail"].startswith("single_statement: ")
     ok = await safety_check(
         {"candidate_sql": "select region from main.claims.claim_events"}, Runtime(context=ctx)
     )

@@ -15,11 +15,13 @@ import sqlglot
 import sqlglot.tokens
 from sqlglot import exp
 
-from domain.failures import FailureKind, ResolverFailure
+from domain.failures import ResolverFailure
 from sqlsafety import (
     POLICY_VERSION,
     RULES,
     CheckedSql,
+    PolicyError,
+    SafetyError,
     SafetyViolation,
     UnparseableSql,
     check_sql,
@@ -149,7 +151,8 @@ def test_kpi_query_allowed_and_rendered() -> None:
 def test_violation_shape() -> None:
     exc = rejected(db, "SELECT 1; DROP TABLE main.claims.devices")
     assert (exc.rule, str(exc)) == ("single_statement", f"single_statement: {exc.reason}")
-    assert isinstance(exc, ResolverFailure) and exc.kind is FailureKind.safety_violation
+    # the library's own hierarchy: the application maps it to a failure kind (safety_check)
+    assert isinstance(exc, SafetyError) and not isinstance(exc, ResolverFailure)
     again = pickle.loads(pickle.dumps(exc))
     assert (type(again), again.rule, again.reason) == (SafetyViolation, exc.rule, exc.reason)
     parse = rejected(db, "SELECT * FROM (")
@@ -165,7 +168,7 @@ def test_policy_version_and_rules() -> None:
 
 
 def test_bad_arguments_are_value_errors() -> None:
-    with pytest.raises(ValueError, match="dialect"):
+    with pytest.raises(PolicyError, match="dialect"):
         check_sql("SELECT 1", dialect="mysql", allowed_tables=[])
     with pytest.raises(ValueError, match="three-part"):
         check_sql("SELECT 1", dialect="databricks", allowed_tables=["claims.claim_events"])

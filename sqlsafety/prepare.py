@@ -1,0 +1,107 @@
+"""The setup step every rule relies on: parse once, in an explicit dialect, and index the
+tree. It is not a rule: it runs before all of them, and no rule changes what it built.
+
+`prepare` raises only `UnparseableSql` (rule ``parse``). Every statement the text holds is
+indexed, so a rule judges all of them whether or not `single_statement` has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, TokenError
+
+from sqlsafety.dialect import datediff_with_unit_as_timestampdiff
+from sqlsafety.errors import PolicyError, SafetyViolation, UnparseableSql
+from sqlsafety.names import DIALECTS, TableName
+
+MAX_SQL_CHARS = 100_000
+
+# Built once: Dialect.get_or_raise(str) constructs a new instance on every call (~35 µs).
+ENGINES: dict[str, Dialect] = {name: Dialect.get_or_raise(name) for name in DIALECTS}
+
+
+def engine(name: str) -> Dialect:
+    found = ENGINES.get(name)
+    if found is None:
+        raise PolicyError(f"unsupported dialect {name!r}: expected one of {', '.join(DIALECTS)}")
+    return found
+
+
+@dataclass(slots=True)
+class Check:
+    """One check in progress: the inputs, the parsed statements and their shared index.
+
+    Rules read `statements` and `by_type`; they may record what they found (`tables`,
+    `limit`) for the final rendering step, but never read what another rule recorded.
+    """
+
+    dialect: str
+    allowed: frozenset[TableName]
+    max_rows: int
+    schema: dict[TableName, frozenset[str]] | None
+    statements: list[exp.Expr]  # every non-empty statement, in text order
+    by_type: dict[type[exp.Expr], list[exp.Expr]] = field(default_factory=dict)
+    tables: set[TableName] = field(default_factory=set)  # recorded by table_not_allowed
+    limit: int | None = None  # recorded by row_limit: None means "add max_rows"
+
+    def of(self, *classes: type[exp.Expr]) -> Iterator[exp.Expr]:
+        """Every node that is an instance of one of `classes`."""
+        for cls, nodes in self.by_type.items():
+            if issubclass(cls, classes):
+                yield from nodes
+
+
+def prepare(
+    sql: str,
+    *,
+    dialect: str,
+    allowed: frozenset[TableName],
+    max_rows: int,
+    schema: Mapping[TableName, frozenset[str]] | None = None,
+) -> Check:
+    """Parse `sql` and index every node by its exact type (one walk for all rules)."""
+    parser = engine(dialect)
+    if len(sql) > MAX_SQL_CHARS:
+        raise SafetyViolation("parse", f"SQL longer than {MAX_SQL_CHARS} characters")
+    try:
+        tokens = parser.tokenize(sql)
+        if dialect == "databricks":
+            tokens = datediff_with_unit_as_timestampdiff(tokens)
+        parsed = parser.parser().parse(tokens, sql)
+    except (ParseError, TokenError) as exc:
+        raise UnparseableSql(f"not valid {dialect} SQL: {str(exc).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise UnparseableSql("SQL nested too deeply") from None
+    # empty and comment-only statements (e.g. after a trailing `;`) do not count
+    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    by_type: dict[type[exp.Expr], list[exp.Expr]] = {}
+    for statement in statements:
+        for node in statement.walk():
+            by_type.setdefault(type(node), []).append(node)
+    return Check(
+        dialect=dialect,
+        allowed=allowed,
+        max_rows=max_rows,
+        schema=dict(schema) if schema is not None else None,
+        statements=statements,
+        by_type=by_type,
+    )
+
+
+def show(node: object, dialect: str, width: int = 60) -> str:
+    """A short SQL rendering of `node` for a rejection reason."""
+    if not isinstance(node, exp.Expr):
+        return type(node).__name__
+    try:
+        return node.sql(dialect)[:width]
+    except RecursionError:
+        return type(node).__name__
+
+
+def node_types(names: str) -> tuple[type[exp.Expr], ...]:
+    """sqlglot classes by name (an AttributeError means sqlglot renamed one: fix the list)."""
+    return tuple(getattr(exp, n) for n in names.split())

@@ -1,0 +1,96 @@
+"""Rules about what kind of statement this is: one read-only query, nothing else."""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from sqlsafety.errors import SafetyViolation
+from sqlsafety.prepare import Check, node_types, show
+
+
+def single_statement(check: Check) -> None:
+    """Exactly one statement (empty and comment-only ones, e.g. after a trailing `;`, ignored)."""
+    if len(check.statements) != 1:
+        raise SafetyViolation(
+            "single_statement", f"expected exactly one statement, got {len(check.statements)}"
+        )
+
+
+def command(check: Check) -> None:
+    """Anything sqlglot could only keep as raw text (OPTIMIZE, VACUUM, CALL, DO, EXPLAIN...)."""
+    for node in check.of(exp.Command):
+        raise SafetyViolation(
+            "command", f"{node.name.upper() or 'command'} statements are not allowed"
+        )
+
+
+WRITE_OR_SESSION = node_types(
+    """Insert Update Delete Merge Create Drop Alter AlterColumn AlterRename AlterSet AlterSession
+    TruncateTable Grant Revoke Copy Set Use Cache Uncache Refresh Pragma Transaction Commit
+    Rollback LoadData Describe Show Analyze Kill Export Attach Detach Install Comment Execute
+    ExecuteSql Declare Summarize Put Get Undrop SwapTable MultitableInserts Returning
+    OnConflict LockingStatement UserDefinedFunction StoredProcedure"""
+)
+
+
+def read_only(check: Check) -> None:
+    """No DML, DDL, privilege or session statement anywhere in the tree (data-modifying CTEs too)."""
+    for node in check.of(*WRITE_OR_SESSION):
+        raise SafetyViolation(
+            "read_only", f"{type(node).__name__.upper()} is not allowed: read-only SELECT only"
+        )
+
+
+def select_into(check: Check) -> None:
+    """SELECT ... INTO creates a table."""
+    for _ in check.of(exp.Into):
+        raise SafetyViolation("select_into", "SELECT ... INTO creates a table and is not allowed")
+
+
+def locking(check: Check) -> None:
+    """FOR UPDATE / FOR SHARE take locks a dashboard read never needs."""
+    for _ in check.of(exp.Lock):
+        raise SafetyViolation("locking", "locking clauses (FOR UPDATE / FOR SHARE) are not allowed")
+
+
+def query_root(check: Check) -> None:
+    """Every statement is a query: SELECT or a set operation (either may carry CTEs)."""
+    for statement in check.statements:
+        if not isinstance(statement, (exp.Select, exp.SetOperation)):
+            raise SafetyViolation(
+                "query_root", f"the statement must be a SELECT, got {type(statement).__name__}"
+            )
+
+
+def recursive_cte(check: Check) -> None:
+    """WITH RECURSIVE can run away; KPI queries never need it."""
+    for node in check.of(exp.With):
+        if node.args.get("recursive"):
+            raise SafetyViolation("recursive_cte", "WITH RECURSIVE is not allowed")
+
+
+# Every non-function node type a checked query may contain. Anything else (PIVOT, time
+# travel, hints, session parameters, positional parameters, dialect oddities) is rejected:
+# the list grows only when a real query needs it.
+ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
+    node_types(
+        """Select Union Intersect Except Subquery With CTE TableAlias From Join Where Group Having
+        Qualify Order Ordered Limit Offset Fetch LimitOptions Distinct Window WindowSpec Table
+        Column Identifier Star Alias Tuple Values Lateral Cube Rollup GroupingSets TableSample
+        Lambda Filter WithinGroup IgnoreNulls RespectNulls Bracket Dot JSONPath JSONPathRoot
+        JSONPathKey JSONPathSubscript JSONPathWildcard JSONPathSlice Interval IntervalSpan
+        DataType DataTypeParam Literal Boolean Null Var Paren Neg Not Add Sub Mul Div IntDiv Mod
+        DPipe EQ NEQ GT GTE LT LTE NullSafeEQ NullSafeNEQ Is In Between Like ILike SimilarTo
+        Escape Any All AtTimeZone FromTimeZone Kwarg PropertyEQ Placeholder HexString RawString
+        BitwiseAnd BitwiseOr BitwiseXor BitwiseNot Slice"""
+    )
+)
+
+
+def syntax(check: Check) -> None:
+    """Only node types on `ALLOWED_NODES` (functions are judged by the function rules)."""
+    for cls, nodes in check.by_type.items():
+        if cls not in ALLOWED_NODES and not issubclass(cls, exp.Func):
+            raise SafetyViolation(
+                "syntax", f"{cls.__name__} ({show(nodes[0], check.dialect)}) is not allowed"
+            )
