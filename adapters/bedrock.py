@@ -46,7 +46,7 @@ from pydantic import SecretStr
 
 from adapters.prompting import TOOL_NAME, TOOL_SPEC, build_messages, prompt_hash
 from domain.failures import FailureKind, GenerationFailure
-from graph.context import Generation, GenerationRequest
+from domain.ports import Generation, GenerationRequest
 
 _TIMEOUT_CODES = frozenset({"ModelTimeoutException"})
 _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
@@ -112,7 +112,7 @@ def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
 
 
 class BedrockSqlGenerator:
-    """`graph.context.SqlGenerator` backed by a Bedrock model via the Converse API.
+    """`domain.ports.SqlGenerator` backed by a Bedrock model via the Converse API.
 
     `timeout_s` is botocore's read timeout (connect timeout: `min(connect_timeout_s,
     timeout_s)`); `max_attempts` counts calls in total (1 = no retry, so an outage or

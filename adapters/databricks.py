@@ -1,6 +1,6 @@
 """The Databricks SQL warehouse, through the real `databricks-sql-connector`.
 
-`DatabricksWarehouse` implements `graph.context.Warehouse`. The connector is blocking,
+`DatabricksWarehouse` implements `domain.ports.Warehouse`. The connector is blocking,
 so every call runs on a small dedicated thread pool, never on the event loop. Sessions
 (connections) are pooled and reused across calls; one that fails at the transport level
 is discarded and a fresh one is opened on the next call.
@@ -46,8 +46,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from adapters.jsonsafe import json_safe, portable_type, unique_names
 from domain.failures import FailureKind, WarehouseFailure
+from domain.jsonsafe import json_safe, portable_type, unique_names
 from domain.results import Column, QueryResult
 
 log = logging.getLogger(__name__)

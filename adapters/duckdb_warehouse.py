@@ -29,17 +29,17 @@ from typing import Any
 
 import duckdb
 
-from adapters.jsonsafe import json_safe, portable_type, unique_names
 from adapters.lakehouse import TABLES, build_lakehouse
 from adapters.transpile import TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
+from domain.jsonsafe import json_safe, portable_type, unique_names
 from domain.results import Column, QueryResult
 
 STATEMENT_LOG_SIZE = 2000
 
 
 class DuckDBWarehouse:
-    """`graph.context.Warehouse` over an embedded, read-only DuckDB demo lakehouse."""
+    """`domain.ports.Warehouse` over an embedded, read-only DuckDB demo lakehouse."""
 
     name = "duckdb"
 

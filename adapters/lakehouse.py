@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from graph.context import TableSchema
+from domain.ports import TableSchema
 
 CLAIM_EVENTS = "main.claims.claim_events"
 DEVICES = "main.claims.devices"
@@ -69,7 +69,7 @@ _DUCKDB_TYPES = {"STRING": "VARCHAR", "TIMESTAMP": "TIMESTAMPTZ"}
 
 
 def table_schemas() -> tuple[TableSchema, ...]:
-    """The demo tables as `graph.context.TableSchema`s (for the LLM prompt and checks)."""
+    """The demo tables as `domain.ports.TableSchema`s (for the LLM prompt and checks)."""
     return tuple(TableSchema(name=name, columns=tuple(cols)) for name, cols in TABLES.items())
 
 

@@ -57,7 +57,7 @@ def log_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class PgGenerationLog:
-    """graph.context.GenerationLog over the shared pool."""
+    """domain.ports.GenerationLog over the shared pool."""
 
     def __init__(self, pool: AsyncConnectionPool, *, timeout_s: float = 1.0) -> None:
         self._pool = pool

@@ -30,8 +30,8 @@ import psycopg.errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from adapters.jsonsafe import json_safe, portable_type
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
+from domain.jsonsafe import json_safe, portable_type
 from domain.models import DataIntent, Filter, MetricDef, resolve_time_range, validate_intent
 from domain.results import Column, QueryResult
 

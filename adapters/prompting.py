@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.models import RELATIVE_RE, DataIntent, Filter, MetricDef, Scalar, resolve_time_range
-from graph.context import GenerationRequest, TableSchema
+from domain.ports import GenerationRequest, TableSchema
 
 TOOL_NAME = "submit_sql"
 

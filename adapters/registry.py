@@ -63,7 +63,7 @@ def _content_version(
 
 @dataclass(frozen=True, eq=False)
 class RegistrySnapshot:
-    """An immutable view of widgets, catalog and routing. Implements graph.context.Registry.
+    """An immutable view of widgets, catalog and routing. Implements domain.ports.Registry.
 
     `load_errors` names stored rows that failed validation (they are left out); boot
     validation reports them.

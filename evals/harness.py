@@ -40,16 +40,12 @@ from sqlglot.tokens import TokenType
 from adapters.bedrock import BedrockSqlGenerator
 from adapters.cache import MemoryTTLCache
 from adapters.duckdb_warehouse import DuckDBWarehouse
-from adapters.pg_generation_log import PgGenerationLog
-from adapters.pg_migrate import migrate
-from adapters.pg_seed import seed
-from adapters.postgres import PgGateway
-from adapters.registry import RegistryStore
 from domain.models import DataIntent, WidgetSpec
+from domain.ports import SqlGenerator
 from graph.builder import build_graph
-from graph.context import Context, SafetyPolicy, SqlGenerator
-from service.resources import table_schemas, warehouse_tables
+from graph.context import Context
 from service.settings import Settings
+from service.wiring import open_resources
 from sqlsafety import SafetyViolation, check_sql
 
 DATASETS_DIR = Path(__file__).parent / "datasets"
@@ -615,7 +611,7 @@ def case_result(case: Case, obs: Observation, verdict: Verdict, sample: int = 3)
 
 def converse_reply(response: dict[str, Any] | None) -> Any:
     """A recorded model answer as a reply of the local Converse server."""
-    from tests.fakes.bedrock_converse import Text, ToolCall
+    from fakes.bedrock_converse import Text, ToolCall
 
     if response is None:
         return ToolCall(sql="SELECT 'no recording for this case' AS error LIMIT 1")
@@ -764,17 +760,6 @@ class Harness:
         settings = settings or Settings()
         async with AsyncExitStack() as stack:
             url = await stack.enter_async_context(eval_database(settings.database_url))
-            await migrate(url)
-            await seed(url, settings.config_dir)
-            gateway = PgGateway(
-                url, max_size=4, statement_timeout_ms=settings.pg_statement_timeout_ms
-            )
-            await gateway.open()
-            stack.push_async_callback(gateway.close)
-            store = RegistryStore(
-                gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url
-            )
-            registry = await store.load_holder()
             warehouse = await asyncio.to_thread(
                 DuckDBWarehouse,
                 now=datetime.now(UTC),
@@ -783,20 +768,21 @@ class Harness:
             )
             stack.callback(warehouse.close)
             llm, server = cls._open_model(mode, settings, stack)
-            allowed = warehouse_tables(registry.metrics())
-            context = Context(
-                registry=registry,
-                cache=MemoryTTLCache(),
-                postgres=gateway,
-                warehouse=warehouse,
-                llm=llm,
-                generation_log=PgGenerationLog(gateway.pool),
-                safety=SafetyPolicy(
-                    dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows
-                ),
-                table_schemas=table_schemas(allowed),
-                default_row_limit=settings.default_row_limit,
+            # The service's own wiring, over the eval database, with an in-process cache,
+            # this warehouse (it keeps every statement) and the replaying model.
+            run_settings = settings.model_copy(
+                update={
+                    "database_url": url,
+                    "redis_url": None,
+                    "auto_migrate": True,
+                    "seed_demo": True,
+                    "pg_pool_max": 4,
+                }
             )
+            resources = await stack.enter_async_context(
+                open_resources(run_settings, llm=llm, warehouse=warehouse)
+            )
+            context = resources.context
             harness = cls(
                 context=context,
                 warehouse=warehouse,
@@ -827,7 +813,7 @@ class Harness:
                 ),
                 None,
             )
-        from tests.fakes.bedrock_converse import DUMMY_CREDENTIALS, MODEL_ID, REGION, ConverseServer
+        from fakes.bedrock_converse import DUMMY_CREDENTIALS, MODEL_ID, REGION, ConverseServer
 
         server = ConverseServer().start()
         stack.callback(server.stop)

@@ -1,8 +1,8 @@
 """The runtime context: every client a node needs, frozen, built once per process.
 
-Nodes reach the outside world only through these protocols (never state or module
-globals). The service builds a Context from Settings in its lifespan; tests build one
-with real local servers or fakes at the wire.
+Nodes reach the outside world only through the ports of `domain.ports` held here (never
+state or module globals). `service.wiring.open_resources` builds the Context from
+Settings; node and graph tests build one with doubles (tests/helpers.py::make_ctx).
 """
 
 from __future__ import annotations
@@ -10,99 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
-from domain.results import QueryResult
-from sqlsafety import POLICY_VERSION
-
-
-class Registry(Protocol):
-    """An in-process snapshot of widgets, catalog and routing (refreshed on writes)."""
-
-    def widget(self, widget_id: str) -> WidgetSpec | None: ...
-    def metric(self, metric_id: str) -> MetricDef | None: ...
-    def routing(self, metric_id: str) -> RoutingEntry | None: ...
-    @property
-    def version(self) -> str: ...
-
-
-class Cache(Protocol):
-    """Never raises: a cache that is down is a miss (get -> None) and a no-op set."""
-
-    async def get(self, key: str) -> dict[str, Any] | None: ...
-    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
-    async def ping(self) -> bool: ...
-
-
-class PostgresGateway(Protocol):
-    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure."""
-
-    def has_query(self, metric_id: str) -> bool: ...
-    def render_sql(self, metric: MetricDef, intent: DataIntent) -> str: ...
-    async def run_metric(
-        self, metric: MetricDef, intent: DataIntent, *, now: float
-    ) -> QueryResult: ...
-    async def ping(self) -> bool: ...
-
-
-class Warehouse(Protocol):
-    """Runs one checked SELECT written in the Databricks dialect. Raises WarehouseFailure."""
-
-    name: str  # "databricks" or "duckdb"
-
-    async def execute(self, sql: str, *, max_rows: int) -> QueryResult: ...
-    async def ping(self) -> bool: ...
-
-
-class SqlGenerator(Protocol):
-    """Writes Databricks SQL for a free-text question (the LLM). Raises GenerationFailure."""
-
-    model_id: str
-
-    async def generate(self, request: GenerationRequest) -> Generation: ...
-
-
-class GenerationLog(Protocol):
-    """sql_generation_log: written after each answer is decided; never raises."""
-
-    async def write(self, record: dict[str, Any]) -> None: ...
-    async def last_approved(self, *, approved_key: str) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TableSchema:
-    name: str  # three-part name
-    columns: tuple[tuple[str, str], ...]  # (column, type)
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationRequest:
-    question: str
-    metric: MetricDef
-    intent: DataIntent
-    tables: tuple[TableSchema, ...]
-    dialect: str
-    max_rows: int
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    sql: str
-    rationale: str
-    model_id: str
-    prompt_hash: str
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    latency_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SafetyPolicy:
-    dialect: str = "databricks"
-    allowed_tables: frozenset[str] = frozenset()
-    max_rows: int = 10_000
-    version: str = POLICY_VERSION
+from domain.ports import (
+    Cache,
+    GenerationLog,
+    PostgresGateway,
+    Registry,
+    SafetyPolicy,
+    SqlGenerator,
+    TableSchema,
+    Warehouse,
+)
 
 
 @dataclass(frozen=True)

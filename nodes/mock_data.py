@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from adapters.jsonsafe import json_safe
+from domain.jsonsafe import json_safe
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced

@@ -12,7 +12,8 @@ from langgraph.runtime import Runtime
 
 from domain.failures import FailureKind, ResolverFailure
 from domain.keys import approved_sql_key
-from graph.context import Context, GenerationRequest, TableSchema
+from domain.ports import GenerationRequest, TableSchema
+from graph.context import Context
 from graph.state import State
 from metricsql import compile_intent
 from nodes._common import fail, failed, traced

@@ -37,7 +37,7 @@ def _serve(settings: Settings) -> int:
 def _migrate(settings: Settings, *, seed_too: bool) -> int:
     from adapters.pg_migrate import migrate
     from adapters.pg_seed import seed
-    from service.resources import database_url
+    from service.wiring import database_url
 
     async def run() -> None:
         url = await database_url(settings)

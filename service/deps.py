@@ -1,13 +1,17 @@
-"""Dependency aliases for the handlers."""
+"""Dependency aliases for the routes: the open resources, the resolver, and the
+widget named in the path (or a 404 problem)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from domain.models import WIDGET_ID_RE
-from service.resources import Resources
+from domain.models import WIDGET_ID_RE, WidgetSpec
+from service.problems import ProblemError
+from service.resolution import Resolver
+from service.wiring import Resources
 
 
 def get_resources(request: Request) -> Resources:
@@ -15,5 +19,32 @@ def get_resources(request: Request) -> Resources:
     return resources
 
 
+def get_resolver(request: Request) -> Resolver:
+    resolver: Resolver = request.app.state.resolver
+    return resolver
+
+
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
+ResolverDep = Annotated[Resolver, Depends(get_resolver)]
 WidgetId = Annotated[str, Path(pattern=WIDGET_ID_RE, description="The widget's id.")]
+
+
+@dataclass(frozen=True, slots=True)
+class Widget:
+    id: str
+    spec: WidgetSpec
+
+
+def widget_not_found(widget_id: str) -> ProblemError:
+    return ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
+
+
+def get_widget(widget_id: WidgetId, res: ResourcesDep) -> Widget:
+    """The registered widget named in the path, or a 404 problem."""
+    spec = res.registry.widget(widget_id)
+    if spec is None:
+        raise widget_not_found(widget_id)
+    return Widget(widget_id, spec)
+
+
+WidgetDep = Annotated[Widget, Depends(get_widget)]

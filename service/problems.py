@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -12,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
+
+from domain.failures import FailureKind, ResolverFailure
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("resolver")
@@ -27,6 +30,12 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not found"},
+    422: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Invalid request"},
+}
 
 
 class ProblemError(Exception):
@@ -67,6 +76,16 @@ def problem_response(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
 
 
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """Every endpoint route, including those of included routers (no prefixes here)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        nested = getattr(getattr(route, "original_router", None), "routes", None)
+        if nested is not None:
+            yield from _routes(nested)
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -85,6 +104,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
             request, exc.status, exc.detail, title=exc.title, type_=exc.type, **exc.extra
+        )
+
+    @app.exception_handler(ResolverFailure)
+    async def _failure(request: Request, exc: ResolverFailure) -> JSONResponse:
+        # A domain failure reaching HTTP (a store write): the intent is the caller's
+        # fault (422); anything else is a dependency that is down or failing (503).
+        if exc.kind == FailureKind.invalid_intent:
+            return problem_response(
+                request, 422, exc.detail, title="Invalid data_intent", kind=exc.kind.value
+            )
+        return problem_response(
+            request, 503, exc.detail, title="Service Unavailable", kind=exc.kind.value
         )
 
     @app.exception_handler(RequestValidationError)
@@ -115,8 +146,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # every method any route allows on this path
             allowed = {
                 m
-                for route in request.app.routes
-                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for route in _routes(request.app.routes)
+                if route.matches(request.scope)[0] != Match.NONE
                 for m in (route.methods or ())
             }
             response.headers["Allow"] = ", ".join(sorted(allowed))

@@ -1,0 +1,93 @@
+"""POST /v1/widgets/sql/generate: the checked Databricks SQL for a metric or a question,
+from the graph's dry-run path. A safety rejection is a 422 problem naming the rule; an
+unreachable or unconfigured model is a 503 problem."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+
+from domain.failures import FailureKind
+from domain.models import DataIntent
+from service.deps import ResolverDep, ResourcesDep
+from service.problems import PROBLEM_JSON, PROBLEMS, Problem, ProblemError
+from service.schemas import GenerateBody, GenerateResponse, SafetyVerdict
+
+router = APIRouter(tags=["sql"])
+
+UNAVAILABLE = {
+    FailureKind.bedrock_unconfigured.value,
+    FailureKind.bedrock_unavailable.value,
+    FailureKind.llm_timeout.value,
+}
+TITLES = {
+    FailureKind.invalid_intent.value: "Invalid data_intent",
+    FailureKind.routing_missing.value: "Unknown metric",
+}
+
+
+def _intent(body: GenerateBody) -> DataIntent:
+    base = body.data_intent.model_dump() if body.data_intent else {}
+    if base.get("metric_id", body.metric_id) != body.metric_id:
+        raise ProblemError(
+            422,
+            f"metric_id {body.metric_id!r} and data_intent.metric_id {base['metric_id']!r} differ",
+        )
+    base["metric_id"] = body.metric_id
+    if body.question is not None:
+        base["question"] = body.question
+    try:
+        return DataIntent.model_validate(base)
+    except ValidationError as exc:
+        raise ProblemError(422, f"invalid data_intent: {exc.errors()[0]['msg']}") from exc
+
+
+@router.post(
+    "/v1/widgets/sql/generate",
+    response_model=GenerateResponse,
+    responses={**PROBLEMS, 503: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+)
+async def generate_sql(
+    body: GenerateBody, res: ResourcesDep, resolver: ResolverDep
+) -> GenerateResponse:
+    """Generate (without running) the checked Databricks SQL for a metric or a question."""
+    intent = _intent(body)
+    routing = res.registry.routing(intent.metric_id)
+    if res.registry.metric(intent.metric_id) is None or routing is None:
+        raise ProblemError(422, f"unknown metric {intent.metric_id!r}", title="Unknown metric")
+    if routing.backend != "databricks":
+        raise ProblemError(
+            422,
+            f"metric {intent.metric_id!r} is served by {routing.backend}: "
+            "SQL generation is for warehouse metrics",
+        )
+    out = await resolver.generate(intent)
+    failure = out.get("failure")
+    if failure:
+        if failure["kind"] == FailureKind.safety_violation.value:
+            raise ProblemError(
+                422,
+                failure["detail"],
+                title="SQL rejected by the safety layer",
+                type_="urn:problem:safety-violation",
+                rule=out["safety"]["rule"],
+                sql=out.get("candidate_sql"),
+            )
+        if failure["kind"] in UNAVAILABLE:
+            raise ProblemError(
+                503, failure["detail"], title="LLM unavailable", kind=failure["kind"]
+            )
+        raise ProblemError(
+            422,
+            failure["detail"],
+            title=TITLES.get(failure["kind"], "SQL generation failed"),
+            kind=failure["kind"],
+        )
+    generation = out.get("generation") or {}
+    return GenerateResponse(
+        sql=out["response"]["generated_sql"],
+        dialect="databricks",
+        generator=out["generator"],
+        model_id=generation.get("model_id"),
+        safety=SafetyVerdict(allowed=True, rule=None),
+    )

@@ -1,0 +1,70 @@
+"""/v1/widgets and /v1/widgets/{widget_id}: list, read, create or replace, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from domain.models import WidgetSpec, validate_intent
+from service.deps import ResourcesDep, WidgetDep, WidgetId, widget_not_found
+from service.problems import PROBLEM_JSON, PROBLEMS, Problem, ProblemError
+from service.schemas import WidgetList, WidgetOut
+
+router = APIRouter(tags=["widgets"])
+
+
+@router.put(
+    "/v1/widgets/{widget_id}",
+    response_model=WidgetOut,
+    responses={
+        **PROBLEMS,
+        201: {"model": WidgetOut, "description": "Created"},
+        503: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": "Store unavailable",
+        },
+    },
+)
+async def put_widget(
+    widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
+) -> WidgetOut:
+    """Create or replace a widget spec (validated against the metric catalog)."""
+    problems = validate_intent(spec.data_intent, res.registry.metrics())
+    routing = res.registry.routing(spec.data_intent.metric_id)
+    if spec.data_intent.question and routing is not None and routing.backend != "databricks":
+        problems.append(
+            f"a question needs a warehouse metric: {spec.data_intent.metric_id!r} is served "
+            f"by {routing.backend}"
+        )
+    if problems:
+        raise ProblemError(
+            422,
+            "; ".join(problems),
+            title="Invalid data_intent",
+            type_="urn:problem:invalid-intent",
+            errors=[{"loc": ["body", "data_intent"], "msg": p} for p in problems],
+        )
+    created = await res.store.put_widget(widget_id, spec)  # PostgresFailure: a 503 problem
+    response.status_code = 201 if created else 200
+    return WidgetOut(id=widget_id, spec=spec)
+
+
+@router.get("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS)
+async def get_widget(widget: WidgetDep) -> WidgetOut:
+    """Read one widget spec."""
+    return WidgetOut(id=widget.id, spec=widget.spec)
+
+
+@router.get("/v1/widgets", response_model=WidgetList)
+async def list_widgets(res: ResourcesDep) -> WidgetList:
+    """List every registered widget."""
+    items = sorted(res.registry.widgets().items())
+    return WidgetList(widgets=[WidgetOut(id=k, spec=v) for k, v in items])
+
+
+@router.delete("/v1/widgets/{widget_id}", status_code=204, responses=PROBLEMS)
+async def delete_widget(widget_id: WidgetId, res: ResourcesDep) -> Response:
+    """Delete a widget."""
+    if not await res.store.delete_widget(widget_id):  # PostgresFailure: a 503 problem
+        raise widget_not_found(widget_id)
+    return Response(status_code=204)

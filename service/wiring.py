@@ -1,0 +1,214 @@
+"""The one wiring: everything a resolver process holds open, built from Settings.
+
+`open_resources(settings)` is used by the HTTP service's lifespan, by `graph/studio.py`
+(LangGraph Studio) and by `evals/harness.py`, so the three run the same parts. With no
+configuration: embedded PostgreSQL (pgserver) under data_dir, an in-process TTL cache,
+the embedded DuckDB lakehouse, and no LLM. DATABASE_URL, REDIS_URL, DATABRICKS_* and
+BEDROCK_MODEL_ID switch each part to the real thing. A caller that must hold a part of
+its own (the evals' replaying model, a warehouse with a long statement log) passes it
+in; `open_resources` then opens everything else around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.cache import MemoryTTLCache, RedisCache
+from adapters.lakehouse import TABLES as LAKEHOUSE_TABLES
+from adapters.pg_generation_log import PgGenerationLog
+from adapters.pg_migrate import migrate
+from adapters.pg_seed import seed
+from adapters.postgres import PgGateway
+from adapters.registry import RegistryHolder, RegistryStore, validate_boot
+from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
+from graph.context import Context
+from service.settings import Settings
+
+log = logging.getLogger("resolver")
+
+
+class BootError(RuntimeError):
+    """The configuration is inconsistent; the service refuses to start."""
+
+
+def warehouse_tables(metrics: dict[str, Any]) -> frozenset[str]:
+    return frozenset(
+        m.definition.table.lower() for m in metrics.values() if m.definition.table.count(".") == 2
+    )
+
+
+def table_schemas(allowed: frozenset[str]) -> tuple[TableSchema, ...]:
+    return tuple(
+        TableSchema(name=name, columns=tuple((c, t) for c, t in cols))
+        for name, cols in sorted(LAKEHOUSE_TABLES.items())
+        if name.lower() in allowed
+    )
+
+
+async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse:
+    """Databricks when DATABRICKS_* are set, else the embedded DuckDB lakehouse."""
+    if settings.databricks_configured:
+        from adapters.databricks import DatabricksWarehouse
+
+        assert (
+            settings.databricks_host and settings.databricks_http_path and settings.databricks_token
+        )
+        wh = DatabricksWarehouse(
+            server_hostname=settings.databricks_host,
+            http_path=settings.databricks_http_path,
+            access_token=settings.databricks_token,
+            query_timeout_s=settings.databricks_query_timeout_s,
+        )
+        stack.push_async_callback(wh.aclose)
+        return wh
+    from adapters.duckdb_warehouse import DuckDBWarehouse
+
+    duck = await asyncio.to_thread(
+        DuckDBWarehouse,
+        now=datetime.now(UTC),
+        statement_timeout_s=settings.duckdb_statement_timeout_s,
+    )
+    stack.callback(duck.close)
+    return duck
+
+
+def open_llm(settings: Settings) -> SqlGenerator | None:
+    """The Bedrock generator when BEDROCK_MODEL_ID is set, else None (bedrock_unconfigured)."""
+    if not settings.bedrock_model_id:
+        return None
+    from adapters.bedrock import BedrockSqlGenerator
+
+    return BedrockSqlGenerator(
+        model_id=settings.bedrock_model_id,
+        region=settings.aws_region,
+        endpoint_url=settings.bedrock_endpoint_url,
+        timeout_s=settings.bedrock_timeout_s,
+    )
+
+
+def open_cache(settings: Settings) -> Cache:
+    if settings.redis_url:
+        return RedisCache(
+            settings.redis_url,
+            prefix=settings.cache_prefix,
+            socket_timeout_s=settings.cache_socket_timeout_s,
+        )
+    return MemoryTTLCache()
+
+
+async def database_url(settings: Settings, stack: AsyncExitStack | None = None) -> str:
+    """DATABASE_URL, or the embedded server's (stopped when `stack` closes, if given)."""
+    if settings.database_url:
+        return settings.database_url
+    from adapters.embedded_pg import start_embedded_postgres, stop_embedded_postgres
+
+    data = settings.data_dir / "pg"
+    log.info("DATABASE_URL not set: starting embedded PostgreSQL under %s", data)
+    url = await asyncio.to_thread(start_embedded_postgres, data)
+    if stack is not None:
+        stack.push_async_callback(asyncio.to_thread, stop_embedded_postgres, data)
+    return url
+
+
+@dataclass
+class Resources:
+    """What `open_resources` holds open. `context` is what every graph run gets."""
+
+    settings: Settings
+    context: Context
+    registry: RegistryHolder
+    store: RegistryStore
+    gateway: PgGateway
+    database_url: str
+
+    async def readiness(self) -> dict[str, Any]:
+        ctx = self.context
+        pg_ok, cache_ok = await asyncio.gather(self.gateway.ping(), ctx.cache.ping())
+        wh_ok = await ctx.warehouse.ping() if ctx.warehouse else False
+        components = {
+            "postgres": {"ok": pg_ok},
+            "cache": {"ok": cache_ok, "kind": getattr(ctx.cache, "describe", lambda: "?")()},
+            "warehouse": {"ok": wh_ok, "kind": ctx.warehouse.name if ctx.warehouse else None},
+            "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
+            "registry": {"widgets": len(self.registry.widgets()), "version": self.registry.version},
+        }
+        status = "ok" if pg_ok and cache_ok and wh_ok else "degraded"
+        return {"status": status, "components": components}
+
+
+@asynccontextmanager
+async def open_resources(
+    settings: Settings,
+    *,
+    llm: SqlGenerator | None = None,
+    warehouse: Warehouse | None = None,
+    cache: Cache | None = None,
+) -> AsyncIterator[Resources]:
+    """Open (and on exit close) PostgreSQL, the registry and its listener, the cache, the
+    warehouse and the model, and build the runtime Context. Raises BootError when the
+    configuration is inconsistent. `llm`, `warehouse` and `cache` replace the part the
+    settings would open (the caller owns and closes what it passes)."""
+    async with AsyncExitStack() as stack:
+        url = await database_url(settings, stack)
+        if settings.auto_migrate:
+            applied = await migrate(url)
+            if applied:
+                log.info("applied migrations %s", applied)
+        if settings.seed_demo:
+            await seed(url, settings.config_dir)
+        gateway = PgGateway(
+            url,
+            max_size=settings.pg_pool_max,
+            statement_timeout_ms=settings.pg_statement_timeout_ms,
+            connect_timeout_s=settings.pg_connect_timeout_s,
+        )
+        await gateway.open()
+        stack.push_async_callback(gateway.close)
+        store = RegistryStore(
+            gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url
+        )
+        registry = await store.load_holder()
+        problems = validate_boot(registry.current)
+        if problems:
+            for p in problems:
+                log.error("boot validation: %s", p)
+            raise BootError("refusing to start: " + "; ".join(problems))
+        await registry.start()
+        stack.push_async_callback(registry.stop)
+
+        if cache is None:
+            cache = open_cache(settings)
+            stack.push_async_callback(cache.aclose)  # type: ignore[attr-defined]
+        if warehouse is None:
+            warehouse = await open_warehouse(settings, stack)
+        if llm is None:
+            llm = open_llm(settings)
+        allowed = warehouse_tables(registry.metrics())
+        context = Context(
+            registry=registry,
+            cache=cache,
+            postgres=gateway,
+            warehouse=warehouse,
+            llm=llm,
+            generation_log=PgGenerationLog(gateway.pool),
+            safety=SafetyPolicy(
+                dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows
+            ),
+            table_schemas=table_schemas(allowed),
+            default_row_limit=settings.default_row_limit,
+        )
+        log.info(
+            "resolver ready: postgres=%s cache=%s warehouse=%s llm=%s widgets=%d",
+            "DATABASE_URL" if settings.database_url else "embedded",
+            getattr(cache, "describe", lambda: "?")(),
+            warehouse.name,
+            llm.model_id if llm else "none",
+            len(registry.widgets()),
+        )
+        yield Resources(settings, context, registry, store, gateway, url)

@@ -1,0 +1,382 @@
+"""Integration: the warehouse path over HTTP, on real PostgreSQL and Redis, with embedded
+DuckDB, a local Databricks Statement Execution server (the real connector) and a local
+Bedrock Converse server (the real langchain-aws client)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import duckdb
+import psycopg
+import pytest
+import pytest_asyncio
+
+from fakes.bedrock_converse import (
+    DROP_SQL,
+    EXPIRED_TOKEN,
+    MODEL_ID,
+    THROTTLED,
+    ConverseServer,
+    Slow,
+    Text,
+    ToolCall,
+)
+from tests.helpers import REDIS_URL, Service, create_database, drop_database, running_service
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+WAREHOUSE_WIDGETS = [
+    "claims-filed-by-region",
+    "claims-paid-weekly",
+    "avg-claim-amount-by-channel",
+    "critical-alerts-by-service",
+    "alert-mttr-by-severity",
+    "devices-by-manufacturer",
+]
+TOP_MODELS_SQL = (
+    "SELECT d.model, count(DISTINCT e.claim_id) AS claims FROM main.claims.claim_events e "
+    "JOIN main.claims.devices d ON e.device_id = d.device_id WHERE e.event_type = 'filed' "
+    "AND e.event_ts >= current_timestamp() - INTERVAL 30 DAYS GROUP BY d.model ORDER BY claims DESC LIMIT 5"
+)
+
+
+@pytest.fixture(scope="module")
+def converse() -> Iterator[ConverseServer]:
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="AKIDTESTFAKE00000000",
+        AWS_SECRET_ACCESS_KEY="fake-secret",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    with ConverseServer() as srv:
+        yield srv
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def db_url() -> AsyncIterator[str]:
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def svc(
+    db_url: str, converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Service]:
+    async with running_service(
+        database_url=db_url,
+        redis_url=REDIS_URL,
+        cache_prefix=f"wdr-test:{Path(db_url).name}:",
+        data_dir=tmp_path_factory.mktemp("data"),
+        bedrock_model_id=MODEL_ID,
+        bedrock_endpoint_url=converse.url,
+        bedrock_timeout_s=2.0,
+    ) as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def _reset(converse: ConverseServer) -> None:
+    converse.reset()
+
+
+async def log_rows(url: str) -> list[dict]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+        await cur.execute("SELECT * FROM sql_generation_log ORDER BY id")
+        return await cur.fetchall()
+
+
+@pytest.mark.parametrize("widget_id", WAREHOUSE_WIDGETS)
+async def test_every_demo_warehouse_widget_answers_live_from_duckdb(
+    svc: Service, widget_id: str
+) -> None:
+    body = (await svc.data(widget_id, refresh=True)).json()
+    assert body["source"] == "databricks" and body["backend"] == "databricks", body
+    assert body["live_data_unavailable"] is False and body["executed"] is True
+    assert body["row_count"] > 0 and body["generated_sql"].upper().startswith("SELECT")
+    assert body["schema"][-1]["name"] == "value"
+
+
+async def test_warehouse_answer_is_cached(svc: Service) -> None:
+    await svc.data("claims-filed-by-region", refresh=True)
+    body = (await svc.data("claims-filed-by-region", trace=True)).json()
+    assert body["cache_hit"] is True and [t["node"] for t in body["trace"]] == [
+        "route",
+        "cache_lookup",
+        "degrade_or_return",
+    ]
+
+
+async def test_dry_run_shows_checked_sql_and_runs_nothing(svc: Service) -> None:
+    wh = svc.res.context.warehouse
+    before = len(wh.executed_statements)  # type: ignore[union-attr]
+    body = (await svc.data("claims-paid-weekly", dry_run=True, trace=True)).json()
+    assert body["executed"] is False and body["dry_run"] is True and body["data"] == []
+    assert (
+        "main.claims.claim_events" in body["generated_sql"]
+        and "LIMIT" in body["generated_sql"].upper()
+    )
+    assert "databricks_execute" not in [t["node"] for t in body["trace"]]
+    assert len(wh.executed_statements) == before  # type: ignore[union-attr]
+
+
+async def test_question_widget_answers_live_with_llm_sql_and_logs_it(
+    svc: Service, converse: ConverseServer, db_url: str
+) -> None:
+    converse.script(ToolCall(sql=TOP_MODELS_SQL, rationale="top models"))
+    body = (await svc.data("top-claimed-models", refresh=True)).json()
+    assert body["source"] == "databricks" and body["row_count"] > 0, body
+    assert "main.claims.devices" in body["generated_sql"]
+    req = converse.requests[-1]
+    assert (
+        "main.claims.claim_events" in req.system_text and "Which 5 device models" in req.user_text
+    )
+    rows = [r for r in await log_rows(db_url) if r["widget_id"] == "top-claimed-models"]
+    assert rows and rows[-1]["safety_allowed"] is True and rows[-1]["model_id"] == MODEL_ID
+    assert rows[-1]["generated_sql"].startswith("SELECT d.model") and rows[-1]["input_tokens"] > 0
+
+
+async def test_approved_question_still_answers_when_bedrock_is_down(
+    svc: Service, converse: ConverseServer
+) -> None:
+    converse.script(ToolCall(sql=TOP_MODELS_SQL))
+    await svc.data("top-claimed-models", refresh=True)
+    converse.script(EXPIRED_TOKEN, EXPIRED_TOKEN)
+    n = len(converse.requests)
+    body = (await svc.data("top-claimed-models", refresh=True)).json()
+    assert body["source"] == "databricks" and body["row_count"] > 0
+    assert len(converse.requests) == n  # the model was not asked again
+
+
+async def _question_widget(svc: Service, wid: str, question: str) -> None:
+    spec = {
+        "title": wid,
+        "kind": "table",
+        "mock_data": [{"model": "mock", "claims": 1}],
+        "data_intent": {
+            "metric_id": "claims_insights",
+            "time_range": "last_30d",
+            "question": question,
+        },
+    }
+    assert (await svc.client.put(f"/v1/widgets/{wid}", json=spec)).status_code in (200, 201)
+
+
+@pytest.mark.parametrize(
+    "reply, kind, needle",
+    [
+        (EXPIRED_TOKEN, "bedrock_unavailable", "ExpiredTokenException"),
+        (THROTTLED, "bedrock_unavailable", "ThrottlingException"),
+        (Text(), "llm_invalid_output", ""),
+        (Slow(5.0), "llm_timeout", ""),
+        (ToolCall(sql=DROP_SQL), "safety_violation", ""),
+    ],
+)
+async def test_llm_failure_kinds_degrade_and_are_logged(
+    svc: Service, converse: ConverseServer, db_url: str, reply: object, kind: str, needle: str
+) -> None:
+    wid = f"q-{kind}-{abs(hash(repr(reply))) % 10_000}"
+    await _question_widget(svc, wid, f"Question for {wid}?")
+    converse.script(reply)
+    body = (await svc.data(wid)).json()
+    assert body["source"] == kind and body["live_data_unavailable"] is True, body
+    assert body["data"] == [{"model": "mock", "claims": 1}] and needle in body["error_detail"]
+    rows = [r for r in await log_rows(db_url) if r["widget_id"] == wid]
+    assert len(rows) == 1 and rows[0]["failure_kind"] == kind
+
+
+async def test_drop_table_from_the_model_leaves_the_table_intact(
+    svc: Service, converse: ConverseServer
+) -> None:
+    wh = svc.res.context.warehouse
+    before = wh.table_checksums()  # type: ignore[union-attr]
+    await _question_widget(svc, "q-drop", "Please drop the devices table")
+    converse.script(ToolCall(sql=DROP_SQL))
+    body = (await svc.data("q-drop")).json()
+    assert body["source"] == "safety_violation" and body["executed"] is False
+    assert wh.table_checksums() == before  # type: ignore[union-attr]
+    assert not any("DROP" in s.upper() for s in wh.executed_statements)  # type: ignore[union-attr]
+
+
+async def test_sql_generate_endpoint(svc: Service, converse: ConverseServer) -> None:
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate",
+        json={
+            "metric_id": "claims_filed_count",
+            "data_intent": {"metric_id": "claims_filed_count", "dimensions": ["region"]},
+        },
+    )
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (
+        doc["generator"] == "compiled"
+        and doc["dialect"] == "databricks"
+        and doc["safety"] == {"allowed": True, "rule": None}
+    )
+    converse.script(ToolCall(sql=TOP_MODELS_SQL))
+    doc = (
+        await svc.client.post(
+            "/v1/widgets/sql/generate",
+            json={"metric_id": "claims_insights", "question": "top models by claims?"},
+        )
+    ).json()
+    assert (
+        doc["generator"] == "llm"
+        and doc["model_id"] == MODEL_ID
+        and "main.claims.devices" in doc["sql"]
+    )
+    converse.script(ToolCall(sql=DROP_SQL))
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate", json={"metric_id": "claims_insights", "question": "drop it?"}
+    )
+    assert (
+        r.status_code == 422
+        and r.headers["content-type"] == "application/problem+json"
+        and r.json()["rule"]
+    )
+    converse.script(EXPIRED_TOKEN)
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate",
+        json={"metric_id": "claims_insights", "question": "anything new?"},
+    )
+    assert r.status_code == 503 and "ExpiredTokenException" in r.json()["detail"]
+    r = await svc.client.post("/v1/widgets/sql/generate", json={"metric_id": "active_issues_count"})
+    assert r.status_code == 422
+    r = await svc.client.post(
+        "/v1/widgets/sql/generate",
+        json={"metric_id": "claims_filed_count", "data_intent": {"metric_id": "avg_claim_amount"}},
+    )
+    assert r.status_code == 422 and "differ" in r.json()["detail"]
+    r = await svc.client.post("/v1/widgets/sql/generate", json={"question": "no metric"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+# ------------------------------------------------------------------ no model configured
+
+
+async def test_question_widget_without_a_model_is_bedrock_unconfigured(tmp_path: Path) -> None:
+    url = create_database()
+    try:
+        async with running_service(database_url=url, data_dir=tmp_path) as s:
+            body = (await s.data("top-claimed-models")).json()
+            assert (
+                body["source"] == "bedrock_unconfigured" and body["live_data_unavailable"] is True
+            )
+            assert "BEDROCK_MODEL_ID" in body["error_detail"]
+            assert body["data"] == [{"model": "Acme X1", "claims": 120}]
+            r = await s.client.post(
+                "/v1/widgets/sql/generate", json={"metric_id": "claims_insights", "question": "q?"}
+            )
+            assert r.status_code == 503
+    finally:
+        drop_database(url)
+
+
+# ------------------------------------------------------------------ Databricks through the real connector
+
+
+@pytest.fixture(scope="module")
+def sea() -> Iterator[object]:
+    from datetime import UTC, datetime
+
+    from adapters.lakehouse import build_lakehouse
+    from fakes.databricks_sea import FakeSeaServer
+
+    con = duckdb.connect()
+    build_lakehouse(con, now=datetime.now(UTC))
+    with FakeSeaServer(con, token="dapi-test") as srv:
+        yield srv
+
+
+async def test_databricks_warehouse_path_and_failure_kinds(sea, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = create_database()
+    try:
+        async with running_service(
+            database_url=url,
+            data_dir=tmp_path,
+            databricks_host=f"{sea.server_hostname}:{sea.port}",
+            databricks_http_path=sea.http_path,
+            databricks_token="dapi-test",
+            databricks_query_timeout_s=1.5,
+        ) as s:
+            body = (await s.data("claims-filed-by-region", refresh=True)).json()
+            assert body["source"] == "databricks" and body["row_count"] > 0, body
+            assert sea.statement_texts[-1] == body["generated_sql"]
+            cases = [
+                ("fail_message", "[TABLE_OR_VIEW_NOT_FOUND] boom", "databricks_error"),
+                ("http_status", 401, "databricks_auth"),
+                ("http_status", 503, "databricks_unavailable"),
+                ("statement_delay_s", 5.0, "databricks_timeout"),
+            ]
+            for attr, value, kind in cases:
+                sea.reset_failures()
+                setattr(sea, attr, value)
+                body = (await s.data("alert-mttr-by-severity", refresh=True)).json()
+                assert body["source"] == kind, (kind, body)
+                assert body["live_data_unavailable"] is True and body["data"] == [
+                    {"severity": "critical", "value": 38.0}
+                ]
+            sea.reset_failures()
+            await asyncio.sleep(0)
+            body = (await s.data("alert-mttr-by-severity", refresh=True)).json()
+            assert body["source"] == "databricks"
+    finally:
+        sea.reset_failures()
+        drop_database(url)
+
+
+async def test_restarted_instance_runs_an_approved_question_from_the_log_when_bedrock_is_down(
+    converse: ConverseServer, tmp_path: Path
+) -> None:
+    url = create_database()
+    settings = {
+        "database_url": url,
+        "data_dir": tmp_path,
+        "bedrock_model_id": MODEL_ID,
+        "bedrock_endpoint_url": converse.url,
+        "bedrock_timeout_s": 2.0,
+    }
+    try:
+        async with running_service(**settings) as s:  # in-process cache: lost on restart
+            converse.script(ToolCall(sql=TOP_MODELS_SQL))
+            assert (await s.data("top-claimed-models")).json()["source"] == "databricks"
+        async with running_service(**settings) as s:
+            converse.script(EXPIRED_TOKEN)
+            body = (await s.data("top-claimed-models", trace=True)).json()
+            assert body["source"] == "databricks" and body["row_count"] > 0, body
+            assert "reused_logged" in [t["outcome"] for t in body["trace"]]
+    finally:
+        drop_database(url)
+
+
+async def test_concurrent_identical_misses_share_one_warehouse_query(svc: Service) -> None:
+    wh = svc.res.context.warehouse
+    spec = {
+        "title": "stampede",
+        "kind": "bar",
+        "mock_data": [{"region": "x", "value": 0}],
+        "data_intent": {
+            "metric_id": "claims_filed_count",
+            "dimensions": ["channel"],
+            "time_range": "last_7d",
+        },
+    }
+    assert (await svc.client.put("/v1/widgets/stampede", json=spec)).status_code in (200, 201)
+    before = len(wh.executed_statements)  # type: ignore[union-attr]
+    bodies = [r.json() for r in await asyncio.gather(*(svc.data("stampede") for _ in range(10)))]
+    assert all(b["source"] == "databricks" and b["row_count"] > 0 for b in bodies)
+    assert {b["resolved_at"] for b in bodies} == {bodies[0]["resolved_at"]}
+    ran = wh.executed_statements[before:]  # type: ignore[union-attr]
+    assert (
+        len([s for s in ran if "claim_events" in s]) == 2
+    )  # one query: its Databricks and DuckDB text

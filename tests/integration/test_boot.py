@@ -1,0 +1,60 @@
+"""Boot validation: the service refuses to start on inconsistent config, naming each entry."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.wiring import BootError
+from tests.helpers import copy_config, create_database, drop_database, entry_point, running_service
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def broken_config(tmp_path: Path) -> Path:
+    cfg = copy_config(tmp_path)
+    routing = yaml.safe_load((cfg / "metric_routing.yaml").read_text())
+    del routing["metrics"]["nba_taken_pct"]
+    routing["metrics"]["claims_paid_amount"]["backend"] = "snowflake"
+    (cfg / "metric_routing.yaml").write_text(yaml.safe_dump(routing))
+    return cfg
+
+
+async def test_boot_refuses_missing_routing_and_unknown_backend(tmp_path: Path) -> None:
+    url = create_database()
+    try:
+        with pytest.raises(BootError) as err:
+            async with running_service(
+                database_url=url, config_dir=broken_config(tmp_path), data_dir=tmp_path
+            ):
+                pass
+        assert "nba_taken_pct" in str(err.value) and "snowflake" in str(err.value)
+    finally:
+        drop_database(url)
+
+
+def test_resolver_serve_exits_non_zero_naming_each_entry(tmp_path: Path) -> None:
+    url = create_database()
+    try:
+        env = os.environ | {
+            "DATABASE_URL": url,
+            "CONFIG_DIR": str(broken_config(tmp_path)),
+            "DATA_DIR": str(tmp_path),
+            "PORT": "0",
+        }
+        proc = subprocess.run(
+            [entry_point("resolver"), "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode != 0
+        out = proc.stdout + proc.stderr
+        assert "nba_taken_pct" in out and "snowflake" in out and "claims_paid_amount" in out
+    finally:
+        drop_database(url)

@@ -1,0 +1,70 @@
+"""Both caches; Redis tests use the real server, and a closed port for an outage."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.cache import MemoryTTLCache, RedisCache
+from tests.helpers import free_port
+
+
+async def test_memory_cache_ttl_and_isolation() -> None:
+    now = [100.0]
+    cache = MemoryTTLCache(clock=lambda: now[0])
+    value = {"rows": [{"a": 1}]}
+    await cache.set("k", value, 10)
+    got = await cache.get("k")
+    assert got == value
+    got["rows"].append({"a": 2})  # callers cannot mutate the cached answer
+    assert await cache.get("k") == value
+    now[0] += 11
+    assert await cache.get("k") is None
+
+
+async def test_memory_cache_bounded() -> None:
+    cache = MemoryTTLCache(max_entries=2)
+    for k in "abc":
+        await cache.set(k, {"k": k}, 60)
+    assert await cache.get("a") is None and await cache.get("c") == {"k": "c"}
+
+
+async def test_redis_round_trip_with_ttl(redis_url: str, cache_namespace: str) -> None:
+    cache = RedisCache(redis_url, prefix=cache_namespace)
+    try:
+        assert await cache.ping()
+        await cache.set("k", {"rows": [1, 2]}, 1)
+        assert await cache.get("k") == {"rows": [1, 2]}
+        assert await cache.get("missing") is None
+        # the TTL is Redis's own
+        raw = await cache._client.ttl(cache_namespace + "k")
+        assert 0 < raw <= 1
+    finally:
+        await cache.aclose()
+
+
+async def test_redis_down_is_a_fast_miss_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", breaker_s=30)
+    try:
+        assert await cache.get("k") is None
+        assert cache._tripped()  # later calls skip Redis instead of stalling on each request
+        await cache.set("k", {"a": 1}, 60)  # no raise
+        assert await cache.get("k") is None
+        assert not await cache.ping()
+        assert any("treating as a miss" in r.message for r in caplog.records)
+    finally:
+        await cache.aclose()
+
+
+async def test_unencodable_values_are_not_cached_and_never_raise(
+    redis_url: str, cache_namespace: str
+) -> None:
+    value = {"rows": [{"x": 10**30}]}  # beyond orjson's 64-bit integers
+    mem = MemoryTTLCache()
+    await mem.set("k", value, 60)
+    assert await mem.get("k") is None
+    cache = RedisCache(redis_url, prefix=cache_namespace)
+    try:
+        await cache.set("k", value, 60)
+        assert await cache.get("k") is None and not cache._tripped()
+    finally:
+        await cache.aclose()

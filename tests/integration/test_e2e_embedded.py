@@ -1,0 +1,78 @@
+"""As a new user: `resolver serve` with no configuration at all (embedded PostgreSQL,
+in-process cache, embedded DuckDB) answers a Postgres widget and a warehouse widget live."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import entry_point, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+CONFIG_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DATABRICKS_HOST",
+    "DATABRICKS_HTTP_PATH",
+    "DATABRICKS_TOKEN",
+    "BEDROCK_MODEL_ID",
+)
+
+
+def test_embedded_defaults_serve_live_data(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
+        "PORT": str(port),
+        "DATA_DIR": str(tmp_path),
+    }
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [entry_point("resolver"), "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                break
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
+        ready = httpx.get(base + "/readyz").json()
+        assert (
+            ready["components"]["cache"]["kind"] == "memory"
+            and ready["components"]["warehouse"]["kind"] == "duckdb"
+        )
+        pg = httpx.post(base + "/v1/widgets/open-issues-kpi/data").json()
+        assert pg["source"] == "postgres" and pg["row_count"] > 0
+        hit = httpx.post(base + "/v1/widgets/open-issues-kpi/data").json()
+        assert hit["cache_hit"] is True and hit["freshness_seconds"] > 0
+        wh = httpx.post(base + "/v1/widgets/claims-filed-by-region/data").json()
+        assert wh["source"] == "databricks" and wh["row_count"] > 0
+        assert (tmp_path / "pg").exists()  # the embedded server's data lives under DATA_DIR
+        proc.terminate()
+        assert proc.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM after a graceful shutdown
+        # a clean shutdown stops the embedded PostgreSQL it started
+        left = subprocess.run(
+            ["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"], capture_output=True, text=True
+        )
+        assert left.stdout.strip() == "", left.stdout
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

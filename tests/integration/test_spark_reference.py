@@ -1,0 +1,414 @@
+"""Reference check: the same Databricks SQL gives the same rows on real Spark and on DuckDB.
+
+One local Spark session (local[1], ANSI mode, session time zone UTC, loopback only) per
+module. The demo lakehouse is generated once in DuckDB for a fixed `now`, written to
+parquet, and read by Spark, so both engines see identical data.
+
+Three-part names: Spark has no catalog called `main` (a catalog plugin would need a
+Databricks/Unity or test-only jar), so for Spark only the table references are rewritten
+with sqlglot: `main.claims.claim_events` -> temp view `main__claims__claim_events`.
+The `col:path` syntax is Databricks-only (open-source Spark parses `:` as a parameter
+marker), so for Spark only it becomes `get_json_object(col, '$.path')`, which is what
+Databricks documents it to mean on a JSON string. Both edits are made on the text at
+sqlglot token boundaries; everything else runs on Spark exactly as written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+from sqlglot.tokens import TokenType
+
+from adapters.duckdb_warehouse import DuckDBWarehouse
+from adapters.lakehouse import TABLES, build_lakehouse
+from domain.failures import WarehouseFailure
+from domain.jsonsafe import json_safe
+from domain.models import AbsoluteRange, DataIntent, MetricDef, WidgetSpec
+from metricsql import compile_intent, dialect
+
+pytestmark = pytest.mark.slow
+
+pyspark_sql = pytest.importorskip("pyspark.sql")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("no Java runtime for Spark", allow_module_level=True)
+
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+NOW = datetime(2026, 11, 26, 17, 45, 24, 654321, tzinfo=UTC)  # sub-second on purpose
+
+
+def _metrics() -> dict[str, MetricDef]:
+    data = yaml.safe_load((CONFIG / "metrics.yaml").read_text())
+    return {m["name"]: MetricDef(**m) for m in data["metrics"]}
+
+
+def _databricks_widgets() -> dict[str, WidgetSpec]:
+    routing = yaml.safe_load((CONFIG / "metric_routing.yaml").read_text())["metrics"]
+    widgets = yaml.safe_load((CONFIG / "widgets.yaml").read_text())["widgets"]
+    return {
+        wid: WidgetSpec(**w)
+        for wid, w in widgets.items()
+        if routing[w["data_intent"]["metric_id"]]["backend"] == "databricks"
+    }
+
+
+METRICS = _metrics()
+
+
+def _compiled(metric_id: str, **kw: Any) -> str:
+    return compile_intent(METRICS[metric_id], DataIntent(metric_id=metric_id, **kw), now=NOW)
+
+
+def _view_name(table: str) -> str:
+    return table.replace(".", "__")
+
+
+# ------------------------------------------------------------------ the SQL under test
+
+WIDGET_CASES = {
+    f"widget:{wid}": compile_intent(METRICS[w.data_intent.metric_id], w.data_intent, now=NOW)
+    for wid, w in _databricks_widgets().items()
+}
+
+SPREAD_CASES = {
+    "filed-daily": _compiled("claims_filed_count", grain="day"),
+    "filed-region-channel": _compiled(
+        "claims_filed_count", dimensions=["region", "channel"], time_range="last_90d"
+    ),
+    "filed-weekly-not-app": _compiled(
+        "claims_filed_count",
+        grain="week",
+        time_range="last_180d",
+        filters=[{"column": "channel", "op": "!=", "value": "app"}],
+    ),
+    "filed-mtd-channel-daily": _compiled(
+        "claims_filed_count", dimensions=["channel"], grain="day", time_range="mtd"
+    ),
+    "filed-ytd-monthly-not-in": _compiled(
+        "claims_filed_count",
+        grain="month",
+        time_range="ytd",
+        filters=[{"column": "region", "op": "not_in", "value": ["west", "midwest"]}],
+    ),
+    "filed-hostile-values": _compiled(
+        "claims_filed_count",
+        dimensions=["region"],
+        filters=[
+            {
+                "column": "region",
+                "op": "in",
+                "value": [
+                    "northeast",
+                    "x' OR '1'='1",
+                    "'; DROP TABLE main.claims.claim_events; --",
+                    "a\\'b\\",
+                ],
+            }
+        ],
+    ),
+    "paid-monthly-all": _compiled("claims_paid_amount", grain="month", time_range="all"),
+    "paid-region-in": _compiled(
+        "claims_paid_amount",
+        dimensions=["region"],
+        time_range="last_90d",
+        filters=[{"column": "channel", "op": "in", "value": ["app", "web"]}],
+        limit=3,
+    ),
+    "avg-amount-weekly-channel": _compiled(
+        "avg_claim_amount", dimensions=["channel"], grain="week", time_range="last_180d"
+    ),
+    "avg-amount-absolute-range": _compiled(
+        "avg_claim_amount",
+        dimensions=["region"],
+        time_range=AbsoluteRange(
+            start=datetime(2026, 9, 1, 2, 0, tzinfo=UTC), end=datetime(2026, 10, 15, tzinfo=UTC)
+        ),
+    ),
+    "alerts-hourly-severity": _compiled(
+        "alerts_raised_count", dimensions=["severity"], grain="hour", time_range="last_24h"
+    ),
+    "alerts-minutely": _compiled("alerts_raised_count", grain="minute", time_range="last_1h"),
+    "alerts-service-region-top": _compiled(
+        "alerts_raised_count",
+        dimensions=["service", "region"],
+        time_range="last_30d",
+        filters=[{"column": "severity", "op": "in", "value": ["critical", "high"]}],
+        limit=7,
+    ),
+    "alerts-today": _compiled("alerts_raised_count", dimensions=["region"], time_range="today"),
+    "mttr-service-west": _compiled(
+        "alert_mttr_minutes",
+        dimensions=["service"],
+        filters=[{"column": "region", "op": "=", "value": "west"}],
+    ),
+    "mttr-daily": _compiled("alert_mttr_minutes", grain="day", time_range="last_14d"),
+    "mttr-qtd": _compiled(
+        "alert_mttr_minutes", dimensions=["severity", "service"], time_range="qtd"
+    ),
+    "devices-category-monthly": _compiled(
+        "devices_enrolled_count", dimensions=["category"], grain="month", time_range="ytd"
+    ),
+    "devices-maker-category": _compiled(
+        "devices_enrolled_count", dimensions=["manufacturer", "category"], time_range="all"
+    ),
+    "insights-event-type-weekly": _compiled(
+        "claims_insights", dimensions=["event_type"], grain="week", time_range="last_60d"
+    ),
+}
+
+FIX_CASES = {
+    "timestampdiff-time-units": """
+        SELECT alert_id,
+               TIMESTAMPDIFF(SECOND, created_at, resolved_at) AS s,
+               TIMESTAMPDIFF(MINUTE, created_at, resolved_at) AS m,
+               TIMESTAMPDIFF(HOUR, created_at, resolved_at) AS h,
+               TIMESTAMPDIFF(DAY, created_at, resolved_at) AS d,
+               TIMESTAMPDIFF(MINUTE, resolved_at, created_at) AS neg,
+               datediff(MINUTE, created_at, resolved_at) AS dm,
+               datediff(resolved_at, created_at) AS days
+        FROM main.ops.alerts WHERE resolved_at IS NOT NULL ORDER BY alert_id LIMIT 3000""",
+    "timestampdiff-date-units": """
+        SELECT device_id,
+               TIMESTAMPDIFF(WEEK, purchase_date, enrolled_at) AS w,
+               TIMESTAMPDIFF(MONTH, purchase_date, enrolled_at) AS mo,
+               TIMESTAMPDIFF(MONTH, enrolled_at, TIMESTAMP '2026-11-26 12:00:00') AS mo_now,
+               TIMESTAMPDIFF(MONTH, TIMESTAMP '2026-11-26 12:00:00', enrolled_at) AS mo_neg,
+               TIMESTAMPDIFF(QUARTER, purchase_date, DATE '2026-11-30') AS q,
+               TIMESTAMPDIFF(YEAR, purchase_date, DATE '2026-11-30') AS y
+        FROM main.claims.devices ORDER BY device_id""",
+    "timestampdiff-aggregate": """
+        SELECT severity, avg(TIMESTAMPDIFF(MINUTE, created_at, resolved_at)) AS mttr,
+               sum(TIMESTAMPDIFF(HOUR, created_at, resolved_at)) AS hours
+        FROM main.ops.alerts GROUP BY severity""",
+    "unix-timestamp": """
+        SELECT alert_id, unix_timestamp(created_at) AS c, unix_timestamp(resolved_at) AS r,
+               unix_timestamp('2026-01-01 00:00:00') AS lit
+        FROM main.ops.alerts ORDER BY alert_id LIMIT 2000""",
+    "unix-timestamp-date": """
+        SELECT device_id, unix_timestamp(purchase_date) AS p, unix_timestamp(enrolled_at) AS e
+        FROM main.claims.devices ORDER BY device_id LIMIT 500""",
+    "trunc": """
+        SELECT trunc(event_ts, 'MM') AS mm, trunc(event_ts, 'YEAR') AS y,
+               trunc(event_ts, 'WEEK') AS w, trunc(event_ts, 'QUARTER') AS q, count(*) AS n
+        FROM main.claims.claim_events
+        GROUP BY trunc(event_ts, 'MM'), trunc(event_ts, 'YEAR'), trunc(event_ts, 'WEEK'),
+                 trunc(event_ts, 'QUARTER')""",
+    "trunc-date-and-date-trunc": """
+        SELECT trunc(purchase_date, 'MON') AS m, date_trunc('MM', enrolled_at) AS dm,
+               trunc(purchase_date, 'bogus') AS none, count(*) AS n
+        FROM main.claims.devices
+        GROUP BY trunc(purchase_date, 'MON'), date_trunc('MM', enrolled_at), trunc(purchase_date, 'bogus')""",
+    "colon-path": """
+        SELECT attributes:damage AS damage, attributes:carrier AS carrier, count(*) AS n,
+               count(attributes:missing) AS missing
+        FROM main.claims.claim_events WHERE attributes:damage <> 'other'
+        GROUP BY attributes:damage, attributes:carrier""",
+    "division": """
+        SELECT region, sum(amount) / count(*) AS per_event,
+               count(*) / sum(CASE WHEN event_type = 'paid' THEN 1 ELSE 0 END) AS ratio,
+               count(*) div 7 AS weeks, count(*) % 7 AS rest, sum(amount) / NULL AS nothing,
+               try_divide(count(*), 0) AS safe
+        FROM main.claims.claim_events GROUP BY region""",
+}
+
+ZERO_DIVISOR_CASES = {
+    "/": "SELECT count(*) / sum(CASE WHEN region = 'nowhere' THEN 1 ELSE 0 END) AS r FROM main.ops.alerts",
+    "div": "SELECT count(*) div sum(CASE WHEN region = 'nowhere' THEN 1 ELSE 0 END) AS r FROM main.ops.alerts",
+    "%": "SELECT count(*) % sum(CASE WHEN region = 'nowhere' THEN 1 ELSE 0 END) AS r FROM main.ops.alerts",
+}
+
+ALL_CASES = {**WIDGET_CASES, **SPREAD_CASES, **FIX_CASES}
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def lakehouse_parquet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The demo tables for NOW, written to parquet: three-part name -> file."""
+    out = tmp_path_factory.mktemp("lakehouse")
+    con = duckdb.connect()
+    build_lakehouse(con, now=NOW)
+    files = {}
+    for name in TABLES:
+        path = out / f"{_view_name(name)}.parquet"
+        con.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
+        files[name] = str(path)
+    con.close()
+    return files
+
+
+@pytest.fixture(scope="module")
+def spark(
+    lakehouse_parquet: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    scratch = tmp_path_factory.mktemp("spark")
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[1]")
+        .appName("wdr-spark-reference")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.ansi.enabled", "true")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
+        .config("spark.local.dir", str(scratch / "local"))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    for name, path in lakehouse_parquet.items():
+        session.read.parquet(path).createOrReplaceTempView(_view_name(name))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def warehouse() -> Iterator[DuckDBWarehouse]:
+    wh = DuckDBWarehouse(now=NOW)
+    yield wh
+    wh.close()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def for_spark(sql: str) -> str:
+    """The Databricks SQL text with demo tables as temp views and `col:key` as
+    get_json_object(col, '$.key'); every other character is left as written.
+
+    Edits are made at sqlglot token boundaries rather than by printing a sqlglot tree,
+    because printing changes meaning (2-argument DATEDIFF becomes DATEDIFF(DAY, ...), see
+    metricsql/dialect.py) and Spark must run what Databricks would run.
+    """
+    tokens = dialect.DATABRICKS.tokenize(sql)
+    edits: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(tokens):
+        window = tokens[i : i + 5]
+        name = ".".join(t.text for t in window[0::2])
+        if (
+            len(window) == 5
+            and all(t.token_type == TokenType.DOT for t in window[1::2])
+            and name in TABLES
+        ):
+            edits.append((window[0].start, window[4].end, _view_name(name)))
+            i += 5
+            continue
+        if i + 2 < len(tokens) and tokens[i + 1].token_type == TokenType.COLON:
+            col, key = tokens[i].text, tokens[i + 2].text
+            edits.append((tokens[i].start, tokens[i + 2].end, f"get_json_object({col}, '$.{key}')"))
+            i += 3
+            continue
+        i += 1
+    for start, end, text in reversed(edits):
+        sql = sql[:start] + text + sql[end + 1 :]
+    return sql
+
+
+def _spark_value(v: Any) -> Any:
+    # pyspark turns TIMESTAMP values into naive datetimes in the Python process's local zone
+    if isinstance(v, datetime) and v.tzinfo is None:
+        v = v.astimezone(UTC)
+    return json_safe(v)
+
+
+def _spark_rows(spark: Any, sql: str) -> tuple[list[str], list[dict[str, Any]]]:
+    df = spark.sql(for_spark(sql))
+    names = list(df.columns)
+    return names, [
+        {n: _spark_value(v) for n, v in zip(names, row, strict=True)} for row in df.collect()
+    ]
+
+
+def _sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        (0, "")
+        if v is None
+        else (1, round(float(v), 4))
+        if isinstance(v, int | float)
+        else (2, str(v))
+        for v in row.values()
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    return bool(a == b)
+
+
+def assert_same_rows(duck: list[dict[str, Any]], spark: list[dict[str, Any]], case: str) -> None:
+    assert len(duck) == len(spark), f"{case}: {len(duck)} DuckDB rows vs {len(spark)} Spark rows"
+    for d, s in zip(sorted(duck, key=_sort_key), sorted(spark, key=_sort_key), strict=True):
+        assert list(d) == list(s), case
+        mismatched = {k: (d[k], s[k]) for k in d if not _same(d[k], s[k])}
+        assert not mismatched, f"{case}: DuckDB vs Spark differ on {mismatched} in {d}"
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_cases_cover_every_databricks_widget_and_fix() -> None:
+    assert len(WIDGET_CASES) == len(_databricks_widgets()) >= 6
+    joined = " ".join(FIX_CASES.values()).upper()
+    for needle in (
+        "TIMESTAMPDIFF",
+        "UNIX_TIMESTAMP",
+        "TRUNC(",
+        "ATTRIBUTES:",
+        " / ",
+        " DIV ",
+        " % ",
+    ):
+        assert needle in joined
+
+
+@pytest.mark.parametrize("case", sorted(ALL_CASES))
+async def test_duckdb_matches_spark(case: str, spark: Any, warehouse: DuckDBWarehouse) -> None:
+    sql = ALL_CASES[case]
+    duck = await warehouse.execute(sql, max_rows=10_000)
+    names, spark_rows = _spark_rows(spark, sql)
+    assert [c.name for c in duck.columns] == names
+    assert not duck.truncated
+    if not case.startswith("filed-hostile") and case != "alerts-minutely":
+        assert spark_rows, f"{case}: no rows, the comparison would prove little"
+    assert_same_rows(duck.rows, spark_rows, case)
+
+
+async def test_hostile_values_only_match_the_real_region(
+    spark: Any, warehouse: DuckDBWarehouse
+) -> None:
+    duck = await warehouse.execute(SPREAD_CASES["filed-hostile-values"], max_rows=100)
+    assert [r["region"] for r in duck.rows] == ["northeast"]
+
+
+@pytest.mark.parametrize("op", sorted(ZERO_DIVISOR_CASES))
+async def test_zero_divisor_raises_on_both(op: str, spark: Any, warehouse: DuckDBWarehouse) -> None:
+    sql = ZERO_DIVISOR_CASES[op]
+    expected = "REMAINDER_BY_ZERO" if op == "%" else "DIVIDE_BY_ZERO"
+    with pytest.raises(Exception, match=expected):
+        spark.sql(for_spark(sql)).collect()
+    with pytest.raises(WarehouseFailure, match=expected):
+        await warehouse.execute(sql, max_rows=1)
+
+
+def test_for_spark_rewrites_only_tables_and_colon_paths() -> None:
+    sql = (
+        "SELECT attributes:damage AS d, datediff(b, a) FROM main.claims.claim_events "
+        "WHERE region = 'main.claims.claim_events'"
+    )
+    assert for_spark(sql) == (
+        "SELECT get_json_object(attributes, '$.damage') AS d, datediff(b, a) "
+        "FROM main__claims__claim_events WHERE region = 'main.claims.claim_events'"
+    )

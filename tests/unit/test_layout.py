@@ -1,0 +1,139 @@
+"""The layout's import rules (README "Layout"): dependencies point one way, pure packages
+import no framework, nothing outside tests/ imports tests, and no import cycle."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = (
+    "adapters",
+    "domain",
+    "evals",
+    "fakes",
+    "graph",
+    "metricsql",
+    "nodes",
+    "service",
+    "sqlsafety",
+)
+HTTP_MODULES = (
+    "service.app",
+    "service.deps",
+    "service.middleware",
+    "service.problems",
+    "service.routes",
+    "service.schemas",
+    "service.cli",
+)
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg in (*PACKAGES, "bench"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+def imports(path: Path, *, top_level_only: bool = False) -> Iterator[str]:
+    """Imported module names (`from a.b import c` yields a.b and a.b.c)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def _under(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in roots)
+
+
+MODULES = modules()
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("adapters", ("fastapi", "starlette", "service", "graph", "nodes")),
+        ("domain", ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph")),
+        (
+            "sqlsafety",
+            ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph"),
+        ),
+        (
+            "metricsql",
+            ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph"),
+        ),
+        ("nodes", ("fastapi", "starlette", "service", "adapters")),
+        ("graph", ("fastapi", "service.schemas", "service.problems", "service.routes")),
+        ("fakes", ("service", "graph", "nodes", "tests")),
+        ("evals", ("tests",)),
+        ("bench", ("tests",)),
+    ],
+)
+def test_dependencies_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:
+    bad = [
+        f"{name} imports {imp}"
+        for name, path in MODULES.items()
+        if _under(name, (package,))
+        for imp in imports(path)
+        if _under(imp, forbidden)
+    ]
+    assert bad == []
+
+
+def test_only_the_http_layer_speaks_http() -> None:
+    bad = [
+        f"{name} imports {imp}"
+        for name, path in MODULES.items()
+        if _under(name, ("service",)) and not _under(name, HTTP_MODULES)
+        for imp in imports(path)
+        if _under(imp, ("fastapi", "service.schemas", "service.problems", "service.routes"))
+    ]
+    assert bad == []
+
+
+def test_no_import_cycle_among_modules() -> None:
+    graph = {
+        name: {imp for imp in imports(path, top_level_only=True) if imp in MODULES and imp != name}
+        for name, path in MODULES.items()
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*stack[stack.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    # a package's __init__ re-exporting its own modules is not a cycle between modules
+    real = [
+        c
+        for c in cycles
+        if len({m.split(".")[0] for m in c}) > 1 or not any(m in PACKAGES for m in c)
+    ]
+    assert real == []
+
+
+def test_the_layout_test_sees_the_project() -> None:
+    assert {"service.wiring", "domain.ports", "fakes.tcp_proxy", "service.routes.data"} <= set(
+        MODULES
+    )
+    assert "fastapi" in set(imports(MODULES["service.app"])) | set(imports(MODULES["service.deps"]))
