@@ -17,7 +17,7 @@ from sqlsafety.names import compile_allowlist, compile_schema
 from sqlsafety.prepare import Check, prepare
 from sqlsafety.rules import Rule
 
-FIXTURES = Path(__file__).parent / "fixtures" / "safety"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "safety"
 RULE_FIXTURES = FIXTURES / "rules"
 ALLOW: dict[str, frozenset[str]] = {
     "databricks": frozenset({"main.claims.claim_events", "main.ops.alerts", "main.claims.devices"}),
