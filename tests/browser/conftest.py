@@ -1,0 +1,216 @@
+"""The browser suite's fixtures: the real service (`resolver serve` in a subprocess, its
+PostgreSQL reached through a TCP proxy the tests can cut, its cache on the real Redis under a
+prefix of its own) and Debian's Chromium, headless, driven by Selenium through Debian's
+chromedriver. A missing browser FAILS the suite (run `make browser-deps`); it never skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import redis
+
+from tests.helpers import PG_ADMIN_URL, REDIS_URL, create_database, drop_database, entry_point, free_port
+from fakes.tcp_proxy import TcpProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS_DIR", ROOT / "tests/browser/artifacts"))
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
+CONFIG_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DATABRICKS_HOST",
+    "DATABRICKS_HTTP_PATH",
+    "DATABRICKS_TOKEN",
+    "BEDROCK_MODEL_ID",
+)
+# Flags for a browser that talks to loopback only (see the team guide).
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    "--lang=en-US",
+)
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class DashService:
+    base: str
+    proxy: TcpProxy
+    cache_prefix: str
+    redis: redis.Redis
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+
+    def widgets(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = httpx.get(self.base + "/v1/widgets", timeout=10).json()[
+            "widgets"
+        ]
+        return out
+
+    def forget_cached(self, widget_id: str) -> int:
+        """Delete this widget's cached answers (as if they had expired): keys of this
+        service's own prefix only."""
+        keys = list(self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500))
+        return int(self.redis.delete(*keys)) if keys else 0
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture(scope="session")
+def browser_binaries() -> tuple[str, str]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    if missing:
+        pytest.fail(
+            f"the browser suite needs Debian's chromium and chromium-driver; missing: {missing}. "
+            "Run `make browser-deps` (apt-get install chromium chromium-driver) — "
+            "this suite never skips.",
+            pytrace=False,
+        )
+    return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture(scope="session")
+def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashService]:
+    """`resolver serve` over a fresh database on the real PostgreSQL (through a TCP proxy)
+    and the real Redis (a prefix of its own); embedded DuckDB warehouse, no LLM."""
+    tmp = tmp_path_factory.mktemp("dash")
+    db_url = create_database("wdr_browser")
+    pg = urlsplit(PG_ADMIN_URL)
+    proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
+    proxy.start()
+    prefix = f"wdr-browser:{uuid.uuid4().hex[:8]}:"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
+        "PORT": str(port),
+        "DATA_DIR": str(tmp),
+        "DATABASE_URL": proxy.url_for(db_url),
+        "REDIS_URL": REDIS_URL,
+        "CACHE_PREFIX": prefix,
+        "LOG_LEVEL": "WARNING",
+        "PG_CONNECT_TIMEOUT_S": "1",
+    }
+    log_path = tmp / "serve.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [entry_point("resolver"), "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    r = redis.Redis.from_url(REDIS_URL)
+    service = DashService(base, proxy, prefix, r, log_path, proc)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            pytest.fail(f"the service did not start:\n{service.log_tail()}", pytrace=False)
+        yield service
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        proxy.close()
+        keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)
+        r.close()
+        drop_database(db_url)
+
+
+@pytest.fixture(scope="session")
+def driver(browser_binaries: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = browser_binaries
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument("--window-size=1440,1000")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    service = Service(executable_path=chromedriver, log_output=subprocess.DEVNULL)
+    drv = webdriver.Chrome(options=options, service=service)
+    drv.set_page_load_timeout(30)
+    drv.set_script_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+
+
+def console_errors(drv: Any) -> list[dict[str, Any]]:
+    return [e for e in drv.get_log("browser") if e.get("level") in ("SEVERE", "ERROR")]
+
+
+def network_requests(drv: Any) -> list[dict[str, Any]]:
+    """Requests the page sent since the last call (Network.requestWillBeSent events)."""
+    out = []
+    for entry in drv.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            out.append(msg["params"]["request"])
+    return out
+
+
+@pytest.fixture
+def page(driver: Any, dash_service: DashService, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The driver with fresh logs; after the test: no console errors, and a screenshot
+    saved as an artifact when the test failed."""
+    driver.set_window_size(1440, 1000)
+    driver.get(dash_service.base + "/static/favicon.svg")  # leave the previous page
+    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get_log("browser")
+    driver.get_log("performance")
+    yield driver
+    errors = console_errors(driver)
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"failed-{request.node.name}.png"))
+    assert not errors, f"console errors: {errors}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep  # type: ignore[attr-defined]
+    return rep
