@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 STUDIO_PORT ?= 2124
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest lint format studio openapi graph eval bench clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -25,8 +27,24 @@ run: install
 ## test: lint, the test suite (real PostgreSQL and Redis on this machine), and the eval replay
 test: install lint eval pytest
 
-pytest: install
+pytest: install browser-deps
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## browser-deps: Debian's chromium + chromium-driver for tests/browser (apt-get, only when missing).
+## Never a tool's own browser download. If this fails, make test fails: the suite never skips.
+browser-deps:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; else \
+	  echo "tests/browser needs Debian's chromium and chromium-driver: installing them (apt-get)"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  { $$SUDO apt-get update -q && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } \
+	  || { echo "could not install chromium + chromium-driver: the browser tests cannot run" >&2; exit 1; }; \
+	fi
+
+## screenshot: run the browser suite and copy its screenshot to docs/dashboard.png
+screenshot: install browser-deps
+	$(PY) -m pytest -q -p no:cacheprovider tests/browser
+	cp tests/browser/artifacts/dashboard.png docs/dashboard.png
 
 lint: install
 	$(VENV)/bin/ruff check .

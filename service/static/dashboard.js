@@ -69,7 +69,7 @@
   }
 
   function formatClock(date) {
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   }
 
   function numberFormatter(unit, { compact = false } = {}) {

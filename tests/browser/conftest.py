@@ -21,8 +21,15 @@ import httpx
 import pytest
 import redis
 
-from tests.helpers import PG_ADMIN_URL, REDIS_URL, create_database, drop_database, entry_point, free_port
 from fakes.tcp_proxy import TcpProxy
+from tests.helpers import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    create_database,
+    drop_database,
+    entry_point,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS_DIR", ROOT / "tests/browser/artifacts"))

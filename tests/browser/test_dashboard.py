@@ -308,7 +308,14 @@ def save_full_page(drv: Any, path: Any, width: int) -> None:
 
 
 def test_screenshot_of_the_page_is_saved(page: Any, dash_service: DashService) -> None:
+    """The page as a viewer sees it: most tiles cached, a few just refreshed live, the question
+    widget a flagged mock (no LLM here). Saved under tests/browser/artifacts/ (`make
+    screenshot` copies it to docs/dashboard.png)."""
     open_dashboard(page, dash_service)
+    for wid in (PG_KPI, "claims-paid-weekly", WAREHOUSE_BAR):
+        click(page, tile(page, wid).find_element(By.CSS_SELECTOR, ".refresh-btn"))
+        wait_badge(page, wid, "live")
+    page.execute_script("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / "dashboard.png"
     save_full_page(page, path, 1440)
