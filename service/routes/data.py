@@ -57,7 +57,12 @@ async def resolve_widget_data(
 
 
 @router.post("/v1/widgets/data", response_model=BatchResponse, responses=PROBLEMS)
-async def resolve_many(body: BatchBody, res: ResourcesDep, resolver: ResolverDep) -> Response:
+async def resolve_many(
+    body: BatchBody,
+    res: ResourcesDep,
+    resolver: ResolverDep,
+    trace: bool = Query(default=False, description="Include each answer's per-node trace."),
+) -> Response:
     """Resolve several widgets concurrently (one round trip for a whole dashboard)."""
     specs = {wid: res.registry.widget(wid) for wid in body.widget_ids}
     found = [(wid, spec) for wid, spec in specs.items() if spec is not None]
@@ -70,7 +75,10 @@ async def resolve_many(body: BatchBody, res: ResourcesDep, resolver: ResolverDep
     for out in outs:
         log_resolution(out["response"], out.get("trace", []))
     payload = {
-        "results": [out["response"] for out in outs],
+        "results": [
+            out["response"] | {"trace": out.get("trace", [])} if trace else out["response"]
+            for out in outs
+        ],
         "not_found": [wid for wid, spec in specs.items() if spec is None],
     }
     return Response(orjson.dumps(payload), media_type="application/json")
