@@ -268,7 +268,8 @@
       const prev = out.length ? out[out.length - 1] : null;
       if (prev && !(prev.t === "ws") && !(prev.t === "punct" && prev.v === "(")) out.push({ t: "ws", v: " " });
       out.push(tok);
-      if (!(tok.t === "word" && next === "(")) out.push({ t: "ws", v: " " });
+      const call = (tok.t === "word" || (tok.t === "kw" && up === "CAST")) && next === "(";
+      if (!call) out.push({ t: "ws", v: " " });
     }
     while (out.length && out[out.length - 1].t === "ws") out.pop();
     return out;
@@ -636,7 +637,7 @@
       const backend = BACKEND_NAMES[r.backend] || r.backend;
       if (backend) parts.push(backend);
       parts.push(`${r.row_count} ${r.row_count === 1 ? "row" : "rows"}`);
-      if (this.lastMs) parts.push(`${this.lastMs < 10 ? this.lastMs.toFixed(1) : Math.round(this.lastMs)} ms`);
+      if (this.lastMs) parts.push(`${this.lastMs < 1 ? this.lastMs.toFixed(2) : this.lastMs < 10 ? this.lastMs.toFixed(1) : Math.round(this.lastMs)} ms`);
       parts.push(`at ${formatClock(new Date(r.resolved_at))}`);
       this.meta.textContent = parts.join(" · ");
       this.meta.title = `Resolved at ${r.resolved_at}`;
@@ -829,7 +830,7 @@
         if (msg && msg.widget_id && "source" in msg) final = msg;
         else if (msg && msg.node) {
           steps.push(msg);
-          tile.setProgressStep(`${msg.node} ✓ · `);
+          tile.setProgressStep(`${steps.length} ${steps.length === 1 ? "step" : "steps"} · ${msg.node} ✓ ·`);
         }
       }
       if (done) break;

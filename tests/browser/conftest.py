@@ -121,6 +121,7 @@ def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServi
         "CACHE_PREFIX": prefix,
         "LOG_LEVEL": "WARNING",
         "PG_CONNECT_TIMEOUT_S": "1",
+        "REFRESH_MIN_INTERVAL_S": "0",  # a forced refresh is never debounced here
     }
     log_path = tmp / "serve.log"
     log = log_path.open("wb")
