@@ -338,7 +338,7 @@
         return { status, icon: "◇", text: "Dry run · not executed", kind: null, tip: "The SQL was prepared and checked but not run; no data." };
       case "error":
         return {
-          status, icon: "✕", text: tile.error.status === 401 || tile.error.status === 403 ? "Sign-in needed" : "Error · no answer",
+          status, icon: "✕", text: tile.error.status === 401 ? "Sign-in needed" : tile.error.status === 403 ? "Not allowed" : "Error · no answer",
           kind: tile.error.status ? String(tile.error.status) : null,
           tip: tile.error.status === 401 || tile.error.status === 403 ? explainAuth(tile.error) : tile.error.message,
         };

@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,11 @@ class DashService:
     redis: redis.Redis
     log_path: Path
     proc: subprocess.Popen[bytes]
+    env: dict[str, str]
 
-    def widgets(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = httpx.get(self.base + "/v1/widgets", timeout=10).json()[
-            "widgets"
-        ]
+    def widgets(self, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        r = httpx.get(self.base + "/v1/widgets", headers=headers, timeout=10)
+        out: list[dict[str, Any]] = r.json()["widgets"]
         return out
 
     def forget_cached(self, widget_id: str) -> int:
@@ -84,6 +85,14 @@ class DashService:
         service's own prefix only."""
         keys = list(self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500))
         return int(self.redis.delete(*keys)) if keys else 0
+
+    def mint(self, scope: str, *claims: str, tenant: str = "default") -> str:
+        """A token from `resolver token`, signed with this service's secret."""
+        args = [entry_point("resolver"), "token", "--tenant", tenant, "--scope", scope]
+        for claim in claims:
+            args += ["--claim", claim]
+        out = subprocess.run(args, env=self.env, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -102,27 +111,31 @@ def browser_binaries() -> tuple[str, str]:
     return CHROMIUM, CHROMEDRIVER
 
 
-@pytest.fixture(scope="session")
-def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashService]:
-    """`resolver serve` over a fresh database on the real PostgreSQL (through a TCP proxy)
-    and the real Redis (a prefix of its own); embedded DuckDB warehouse, no LLM."""
-    tmp = tmp_path_factory.mktemp("dash")
+@contextmanager
+def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
+    """`resolver serve` over a fresh database on the real PostgreSQL (through a TCP proxy
+    the test can cut) and the real Redis (a prefix of its own); embedded DuckDB warehouse,
+    no LLM. `settings` are extra environment variables."""
     db_url = create_database("wdr_browser")
     pg = urlsplit(PG_ADMIN_URL)
     proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
     proxy.start()
     prefix = f"wdr-browser:{uuid.uuid4().hex[:8]}:"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
-        "PORT": str(port),
-        "DATA_DIR": str(tmp),
-        "DATABASE_URL": proxy.url_for(db_url),
-        "REDIS_URL": REDIS_URL,
-        "CACHE_PREFIX": prefix,
-        "LOG_LEVEL": "WARNING",
-        "PG_CONNECT_TIMEOUT_S": "1",
-        "REFRESH_MIN_INTERVAL_S": "0",  # a forced refresh is never debounced here
-    }
+    env = (
+        {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+        | {
+            "PORT": str(port),
+            "DATA_DIR": str(tmp),
+            "DATABASE_URL": proxy.url_for(db_url),
+            "REDIS_URL": REDIS_URL,
+            "CACHE_PREFIX": prefix,
+            "LOG_LEVEL": "WARNING",
+            "PG_CONNECT_TIMEOUT_S": "1",
+            "REFRESH_MIN_INTERVAL_S": "0",  # a forced refresh is never debounced here
+        }
+        | settings
+    )
     log_path = tmp / "serve.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -134,7 +147,7 @@ def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServi
     )
     base = f"http://127.0.0.1:{port}"
     r = redis.Redis.from_url(REDIS_URL)
-    service = DashService(base, proxy, prefix, r, log_path, proc)
+    service = DashService(base, proxy, prefix, r, log_path, proc, env)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -159,6 +172,13 @@ def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServi
             r.delete(*keys)
         r.close()
         drop_database(db_url)
+
+
+@pytest.fixture(scope="session")
+def dash_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashService]:
+    """The service on its defaults (dev mode: loopback callers need no token)."""
+    with serving(tmp_path_factory.mktemp("dash")) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="session")
@@ -198,22 +218,36 @@ def network_requests(drv: Any) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.fixture
-def page(driver: Any, dash_service: DashService, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The driver with fresh logs; after the test: no console errors, and a screenshot
-    saved as an artifact when the test failed."""
-    driver.set_window_size(1440, 1000)
-    driver.get(dash_service.base + "/static/favicon.svg")  # leave the previous page
-    driver.execute_script("localStorage.clear(); sessionStorage.clear();")
-    driver.get_log("browser")
-    driver.get_log("performance")
-    yield driver
-    errors = console_errors(driver)
+def fresh_tab(drv: Any) -> None:
+    """A new tab (so a fresh sessionStorage), the others closed, the logs emptied."""
+    old = drv.current_window_handle
+    drv.switch_to.new_window("tab")
+    new = drv.current_window_handle
+    drv.switch_to.window(old)
+    drv.close()
+    drv.switch_to.window(new)
+    drv.set_window_size(1440, 1000)
+    drv.get_log("browser")
+    drv.get_log("performance")
+
+
+def after_test(drv: Any, request: pytest.FixtureRequest, allowed: tuple[str, ...] = ()) -> None:
+    """No console errors (bar `allowed` substrings); a screenshot when the test failed."""
+    errors = [e for e in console_errors(drv) if not any(a in e["message"] for a in allowed)]
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(ARTIFACTS / f"failed-{request.node.name}.png"))
+        drv.save_screenshot(str(ARTIFACTS / f"failed-{request.node.name}.png"))
     assert not errors, f"console errors: {errors}"
+
+
+@pytest.fixture
+def page(driver: Any, dash_service: DashService, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The driver in a fresh tab; after the test: no console errors at all, and a screenshot
+    saved as an artifact when the test failed."""
+    fresh_tab(driver)
+    yield driver
+    after_test(driver, request)
 
 
 @pytest.hookimpl(wrapper=True)
