@@ -22,7 +22,6 @@ import itertools
 import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg.types.json import Json, Jsonb
 from pydantic import ValidationError
 
-from adapters.registry import CATALOG_COLUMNS, metric_from_row
-from domain.models import WIDGET_ID_RE, MetricDef, WidgetSpec, validate_intent
+from adapters.postgres import HISTORY_TABLE
+from adapters.registry.store import CATALOG_COLUMNS, metric_from_row
+from domain.config import METRICS_FILE, WIDGETS_FILE, first_error, load_catalog, load_widgets
+from domain.models import MetricDef, validate_intent
 
 logger = logging.getLogger(__name__)
 
-HISTORY_TABLE = "kpi_metrics_history"
 SEED_LOCK_KEY = 0x5744525F53454544  # "WDR_SEED"
 
 # The demo values of each dimension key (the keys of kpi_metrics_history.dimensions).
@@ -163,55 +162,6 @@ class SeedReport:
 
 
 # ------------------------------------------------------------------------------ config
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
-
-
-def load_catalog_config(path: Path) -> dict[str, MetricDef]:
-    """config/metrics.yaml -> {name: MetricDef}. Raises ValueError naming the bad entry."""
-    data = _read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("metrics"), list):
-        raise ValueError(f"{path}: expected a top-level 'metrics' list")
-    metrics: dict[str, MetricDef] = {}
-    for i, raw in enumerate(data["metrics"]):
-        label = raw.get("name", f"#{i}") if isinstance(raw, dict) else f"#{i}"
-        try:
-            metric = MetricDef.model_validate(raw)
-        except ValidationError as exc:
-            raise ValueError(f"{path}: metric {label!r}: {_first_error(exc)}") from None
-        if metric.name in metrics:
-            raise ValueError(f"{path}: metric {metric.name!r} is defined twice")
-        metrics[metric.name] = metric
-    return metrics
-
-
-def load_widgets_config(path: Path) -> dict[str, WidgetSpec]:
-    """config/widgets.yaml -> {id: WidgetSpec}. Raises ValueError naming the bad widget."""
-    data = _read_yaml(path)
-    if not isinstance(data, dict) or not isinstance(data.get("widgets"), dict):
-        raise ValueError(f"{path}: expected a top-level 'widgets' mapping")
-    widgets: dict[str, WidgetSpec] = {}
-    for widget_id, raw in data["widgets"].items():
-        if not isinstance(widget_id, str) or not re.match(WIDGET_ID_RE, widget_id):
-            raise ValueError(f"{path}: widget id {widget_id!r} is not a valid id")
-        try:
-            widgets[widget_id] = WidgetSpec.model_validate(raw)
-        except ValidationError as exc:
-            raise ValueError(f"{path}: widget {widget_id!r}: {_first_error(exc)}") from None
-    return widgets
 
 
 # ------------------------------------------------------------------------------ history
@@ -341,7 +291,7 @@ async def _history_metrics(conn: psycopg.AsyncConnection) -> list[MetricDef]:
             out.append(metric_from_row(row))
         except ValidationError as exc:
             logger.warning(
-                "not seeding history for catalog metric %r: %s", row[0], _first_error(exc)
+                "not seeding history for catalog metric %r: %s", row[0], first_error(exc)
             )
     return out
 
@@ -354,8 +304,8 @@ async def seed(
     history_days: int = 90,
 ) -> SeedReport:
     """Upsert the catalog, insert missing demo widgets, top up demo history to `now`."""
-    metrics = await asyncio.to_thread(load_catalog_config, config_dir / "metrics.yaml")
-    widgets = await asyncio.to_thread(load_widgets_config, config_dir / "widgets.yaml")
+    metrics = await asyncio.to_thread(load_catalog, config_dir / METRICS_FILE)
+    widgets = await asyncio.to_thread(load_widgets, config_dir / WIDGETS_FILE)
     problems = [
         f"widget {wid!r}: {err}"
         for wid, spec in widgets.items()

@@ -28,8 +28,9 @@ from typing import Any, LiteralString, cast
 import psycopg
 import psycopg.errors
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
+from adapters.pg_errors import postgres_failure
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.models import DataIntent, Filter, MetricDef, resolve_time_range, validate_intent
@@ -239,14 +240,6 @@ def _truncate(rows: list[dict[str, Any]], plan: PlannedQuery) -> tuple[list[dict
 # ------------------------------------------------------------------------------ gateway
 
 
-def error_text(exc: psycopg.Error) -> str:
-    """The server's one-line message (e.g. 'relation "x" does not exist'), with its SQLSTATE."""
-    lines = str(exc).strip().splitlines()
-    message = exc.diag.message_primary or (lines[0] if lines else "")
-    code = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-    return f"{type(exc).__name__}{code}: {message}" if message else type(exc).__name__
-
-
 def _type_name(oid: int) -> str:
     info = psycopg.adapters.types.get(oid)
     return info.name if info is not None else "unknown"
@@ -329,23 +322,11 @@ class PgGateway:
                     await cur.execute(cast(LiteralString, plan.sql), plan.params)
                     raw_rows = await cur.fetchall()
                     description = cur.description or []
-        except psycopg.errors.QueryCanceled as exc:
-            raise PostgresFailure(
-                f"query exceeded the {self._statement_timeout_ms} ms statement timeout",
-                kind=FailureKind.postgres_timeout,
-            ) from exc
-        except PoolTimeout as exc:
-            raise PostgresFailure(
-                f"no PostgreSQL connection within {self._pool_timeout_s:g}s",
-                kind=FailureKind.postgres_unavailable,
-            ) from exc
-        except psycopg.OperationalError as exc:
-            raise PostgresFailure(
-                f"PostgreSQL unreachable: {error_text(exc)}", kind=FailureKind.postgres_unavailable
-            ) from exc
-        except psycopg.Error as exc:
-            raise PostgresFailure(
-                f"PostgreSQL error: {error_text(exc)}", kind=FailureKind.postgres_error
+        except psycopg.Error as exc:  # includes PoolTimeout
+            raise postgres_failure(
+                exc,
+                statement_timeout_ms=self._statement_timeout_ms,
+                pool_timeout_s=self._pool_timeout_s,
             ) from exc
 
         raw_rows, truncated = _truncate(raw_rows, plan)
@@ -356,7 +337,6 @@ class PgGateway:
             columns=columns,
             sql=plan.sql,
             truncated=truncated,
-            meta={"backend": "postgres", "params": json_safe(plan.params)},
         )
 
     async def ping(self) -> bool:

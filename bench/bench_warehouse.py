@@ -22,29 +22,24 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adapters.duckdb_warehouse import DuckDBWarehouse  # noqa: E402
 from adapters.transpile import to_duckdb  # noqa: E402
+from domain.config import load_config  # noqa: E402
 from domain.models import MetricDef, WidgetSpec  # noqa: E402
 from metricsql import compile_intent  # noqa: E402
 
 
 def load() -> tuple[dict[str, MetricDef], dict[str, WidgetSpec]]:
-    metrics = {
-        m["name"]: MetricDef(**m)
-        for m in yaml.safe_load((ROOT / "config/metrics.yaml").read_text())["metrics"]
-    }
-    routing = yaml.safe_load((ROOT / "config/metric_routing.yaml").read_text())["metrics"]
+    cfg = load_config(ROOT / "config")
     widgets = {
-        wid: WidgetSpec(**w)
-        for wid, w in yaml.safe_load((ROOT / "config/widgets.yaml").read_text())["widgets"].items()
-        if routing[w["data_intent"]["metric_id"]]["backend"] == "databricks"
+        wid: w
+        for wid, w in cfg.widgets.items()
+        if cfg.routing[w.data_intent.metric_id].backend == "databricks"
     }
-    return metrics, widgets
+    return cfg.metrics, widgets
 
 
 def pct(xs: list[float], p: float) -> float:

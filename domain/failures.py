@@ -49,6 +49,10 @@ class ResolverFailure(Exception):
 class InvalidIntent(ResolverFailure):
     kind = FailureKind.invalid_intent
 
+    def __init__(self, detail: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(detail)
+        self.problems: tuple[str, ...] = tuple(problems or (detail,))
+
 
 class PostgresFailure(ResolverFailure):
     kind = FailureKind.postgres_error
@@ -60,7 +64,3 @@ class WarehouseFailure(ResolverFailure):
 
 class GenerationFailure(ResolverFailure):
     kind = FailureKind.llm_invalid_output
-
-
-# Kinds whose answer may come from a cache or the warehouse: used by the docs and tests.
-ALL_KINDS: tuple[FailureKind, ...] = tuple(FailureKind)

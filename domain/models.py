@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Backend = Literal["postgres", "databricks"]
-BACKENDS: tuple[str, ...] = ("postgres", "databricks")
+Backend = Literal["postgres", "databricks"]  # the one spelling: routing, state, schemas
 Grain = Literal["none", "minute", "hour", "day", "week", "month"]
 ChartKind = Literal["kpi", "line", "bar", "area", "pie", "table"]
 FilterOp = Literal["=", "!=", "in", "not_in", ">", ">=", "<", "<="]
@@ -244,7 +243,7 @@ class MetricDef(_Strict):
 
 
 class RoutingEntry(_Strict):
-    backend: str  # validated against BACKENDS at boot so a typo names itself
+    backend: Backend  # a typo is refused at boot, naming the metric and the value
     ttl_seconds: int = Field(default=300, ge=0, le=86_400)
     generator: Generator = "compiled"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal, TypedDict
 
-from domain.models import MetricDef, RoutingEntry, WidgetSpec
+from domain.models import Backend, MetricDef, RoutingEntry, WidgetSpec
 
 
 class Failure(TypedDict):
@@ -38,7 +38,7 @@ class State(InputState, OutputState, total=False):
     # route
     metric: MetricDef
     routing: RoutingEntry
-    backend: Literal["postgres", "databricks"]
+    backend: Backend
     generator: Literal["compiled", "llm"]
     cache_key: str
     # results

@@ -37,12 +37,6 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         return update | fail(
             "route", FailureKind.routing_missing, f"metric {metric.name!r} has no routing entry"
         )
-    if routing.backend not in ("postgres", "databricks"):
-        return update | fail(
-            "route",
-            FailureKind.routing_missing,
-            f"unknown backend {routing.backend!r} for {metric.name!r}",
-        )
     update |= {
         "routing": routing,
         "backend": routing.backend,

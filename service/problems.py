@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 
-from domain.failures import FailureKind, ResolverFailure
+from domain.failures import InvalidIntent, ResolverFailure
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("resolver")
@@ -110,9 +110,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _failure(request: Request, exc: ResolverFailure) -> JSONResponse:
         # A domain failure reaching HTTP (a store write): the intent is the caller's
         # fault (422); anything else is a dependency that is down or failing (503).
-        if exc.kind == FailureKind.invalid_intent:
+        if isinstance(exc, InvalidIntent):
             return problem_response(
-                request, 422, exc.detail, title="Invalid data_intent", kind=exc.kind.value
+                request,
+                422,
+                exc.detail,
+                title="Invalid data_intent",
+                type_="urn:problem:invalid-intent",
+                errors=[{"loc": ["body", "data_intent"], "msg": p} for p in exc.problems],
             )
         return problem_response(
             request, 503, exc.detail, title="Service Unavailable", kind=exc.kind.value

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from domain.models import WIDGET_ID_RE, DataIntent, WidgetSpec
+from domain.models import WIDGET_ID_RE, Backend, DataIntent, WidgetSpec
 
 
 class ResolveBody(BaseModel):
@@ -34,7 +34,7 @@ class TraceEntry(BaseModel):
 class ResolveResponse(BaseModel):
     widget_id: str
     metric_id: str
-    backend: Literal["postgres", "databricks"] | None
+    backend: Backend | None
     source: str = Field(description="The backend on success; the failure kind when degraded.")
     data: list[dict[str, Any]]
     schema_: list[SchemaColumn] = Field(alias="schema")

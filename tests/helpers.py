@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import psycopg
-import yaml
 from fastapi import FastAPI
 
+from domain.config import load_config
 from domain.failures import ResolverFailure
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.ports import Generation, GenerationRequest, SafetyPolicy
@@ -117,22 +117,9 @@ async def running_service(**overrides: Any) -> AsyncIterator[Service]:
 # ---------------------------------------------------------------- doubles and demo config
 
 
-def load_config() -> tuple[dict[str, WidgetSpec], dict[str, MetricDef], dict[str, RoutingEntry]]:
-    metrics = {
-        m["name"]: MetricDef(**m)
-        for m in yaml.safe_load((CONFIG_DIR / "metrics.yaml").read_text())["metrics"]
-    }
-    routing = {
-        k: RoutingEntry(**v)
-        for k, v in yaml.safe_load((CONFIG_DIR / "metric_routing.yaml").read_text())[
-            "metrics"
-        ].items()
-    }
-    widgets = {
-        k: WidgetSpec(**v)
-        for k, v in yaml.safe_load((CONFIG_DIR / "widgets.yaml").read_text())["widgets"].items()
-    }
-    return widgets, metrics, routing
+def demo_config() -> tuple[dict[str, WidgetSpec], dict[str, MetricDef], dict[str, RoutingEntry]]:
+    cfg = load_config(CONFIG_DIR)
+    return cfg.widgets, cfg.metrics, cfg.routing
 
 
 @dataclass
@@ -143,7 +130,7 @@ class DictRegistry:
 
     @classmethod
     def demo(cls) -> DictRegistry:
-        return cls(*load_config())
+        return cls(*demo_config())
 
     def widget(self, widget_id: str) -> WidgetSpec | None:
         return self.widgets_.get(widget_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from domain.models import WidgetSpec, validate_intent
+from domain.models import WidgetSpec
 from service.deps import ResourcesDep, WidgetDep, WidgetId, widget_not_found
-from service.problems import PROBLEM_JSON, PROBLEMS, Problem, ProblemError
+from service.problems import PROBLEM_JSON, PROBLEMS, Problem
 from service.schemas import WidgetList, WidgetOut
 
 router = APIRouter(tags=["widgets"])
@@ -29,22 +29,8 @@ async def put_widget(
     widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
 ) -> WidgetOut:
     """Create or replace a widget spec (validated against the metric catalog)."""
-    problems = validate_intent(spec.data_intent, res.registry.metrics())
-    routing = res.registry.routing(spec.data_intent.metric_id)
-    if spec.data_intent.question and routing is not None and routing.backend != "databricks":
-        problems.append(
-            f"a question needs a warehouse metric: {spec.data_intent.metric_id!r} is served "
-            f"by {routing.backend}"
-        )
-    if problems:
-        raise ProblemError(
-            422,
-            "; ".join(problems),
-            title="Invalid data_intent",
-            type_="urn:problem:invalid-intent",
-            errors=[{"loc": ["body", "data_intent"], "msg": p} for p in problems],
-        )
-    created = await res.store.put_widget(widget_id, spec)  # PostgresFailure: a 503 problem
+    # the registry's one write path: InvalidIntent is a 422, PostgresFailure a 503 problem
+    created = await res.registry.put_widget(widget_id, spec)
     response.status_code = 201 if created else 200
     return WidgetOut(id=widget_id, spec=spec)
 
@@ -65,6 +51,6 @@ async def list_widgets(res: ResourcesDep) -> WidgetList:
 @router.delete("/v1/widgets/{widget_id}", status_code=204, responses=PROBLEMS)
 async def delete_widget(widget_id: WidgetId, res: ResourcesDep) -> Response:
     """Delete a widget."""
-    if not await res.store.delete_widget(widget_id):  # PostgresFailure: a 503 problem
+    if not await res.registry.delete_widget(widget_id):  # PostgresFailure: a 503 problem
         raise widget_not_found(widget_id)
     return Response(status_code=204)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import TABLES, build_lakehouse, duckdb_type, table_schemas
+from domain.config import load_config
 from domain.failures import FailureKind, WarehouseFailure
 from domain.models import DataIntent, MetricDef, WidgetSpec
 from metricsql import compile_intent
@@ -22,17 +22,15 @@ FIXED_NOW = datetime(2026, 11, 26, 17, 45, 24, 654321, tzinfo=UTC)
 
 
 def _metrics() -> dict[str, MetricDef]:
-    data = yaml.safe_load((CONFIG / "metrics.yaml").read_text())
-    return {m["name"]: MetricDef(**m) for m in data["metrics"]}
+    return load_config(CONFIG).metrics
 
 
 def _databricks_widgets() -> dict[str, WidgetSpec]:
-    routing = yaml.safe_load((CONFIG / "metric_routing.yaml").read_text())["metrics"]
-    widgets = yaml.safe_load((CONFIG / "widgets.yaml").read_text())["widgets"]
+    cfg = load_config(CONFIG)
     return {
-        wid: WidgetSpec(**w)
-        for wid, w in widgets.items()
-        if routing[w["data_intent"]["metric_id"]]["backend"] == "databricks"
+        wid: w
+        for wid, w in cfg.widgets.items()
+        if cfg.routing[w.data_intent.metric_id].backend == "databricks"
     }
 
 

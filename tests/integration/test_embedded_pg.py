@@ -11,7 +11,7 @@ import pytest
 
 from adapters.embedded_pg import start_embedded_postgres, stop_embedded_postgres
 from adapters.pg_migrate import load_migrations, migrate
-from adapters.pg_seed import load_catalog_config, load_widgets_config, seed
+from adapters.pg_seed import load_catalog, load_widgets, seed
 from adapters.postgres import PgGateway
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -31,13 +31,13 @@ async def test_embedded_pg_start_migrate_seed_query_restart(data_dir: Path) -> N
 
     assert await migrate(uri) == [m.version for m in load_migrations()]
     report = await seed(uri, CONFIG_DIR, history_days=2)
-    assert report.widgets_inserted == len(load_widgets_config(CONFIG_DIR / "widgets.yaml"))
+    assert report.widgets_inserted == len(load_widgets(CONFIG_DIR / "widgets.yaml"))
 
     gw = PgGateway(uri)
     await gw.open()
     try:
-        widgets = load_widgets_config(CONFIG_DIR / "widgets.yaml")
-        catalog = load_catalog_config(CONFIG_DIR / "metrics.yaml")
+        widgets = load_widgets(CONFIG_DIR / "widgets.yaml")
+        catalog = load_catalog(CONFIG_DIR / "metrics.yaml")
         di = widgets["issues-by-severity"].data_intent
         result = await gw.run_metric(catalog[di.metric_id], di, now=time.time())
         assert {r["severity"] for r in result.rows} == {"critical", "high", "medium", "low"}

@@ -15,8 +15,8 @@ from adapters.pg_seed import (
     PROFILES,
     align_down,
     history_window,
-    load_catalog_config,
-    load_widgets_config,
+    load_catalog,
+    load_widgets,
     seed,
 )
 
@@ -106,8 +106,8 @@ def test_history_window_tops_up_from_last_point() -> None:
 
 async def test_seed_counts_and_idempotence(fresh_pg_url: str) -> None:
     await migrate(fresh_pg_url)
-    catalog = load_catalog_config(CONFIG_DIR / "metrics.yaml")
-    widgets = load_widgets_config(CONFIG_DIR / "widgets.yaml")
+    catalog = load_catalog(CONFIG_DIR / "metrics.yaml")
+    widgets = load_widgets(CONFIG_DIR / "widgets.yaml")
     history_metrics = {m for m, d in catalog.items() if d.definition.table == "kpi_metrics_history"}
 
     first = await seed(fresh_pg_url, CONFIG_DIR, now=NOW)
@@ -209,7 +209,7 @@ async def test_seed_keeps_user_edits_and_restores_catalog(fresh_pg_url: str) -> 
         _scalar(
             fresh_pg_url, "SELECT description FROM metrics_catalog WHERE name = 'nba_taken_pct'"
         )
-        == load_catalog_config(CONFIG_DIR / "metrics.yaml")["nba_taken_pct"].description
+        == load_catalog(CONFIG_DIR / "metrics.yaml")["nba_taken_pct"].description
     )
 
 
@@ -241,10 +241,10 @@ def test_config_loaders_name_the_bad_entry(tmp_path: Path) -> None:
     bad_metrics = tmp_path / "metrics.yaml"
     bad_metrics.write_text(yaml.safe_dump({"metrics": [{"name": "broken_metric", "unit": "x"}]}))
     with pytest.raises(ValueError, match="broken_metric"):
-        load_catalog_config(bad_metrics)
+        load_catalog(bad_metrics)
     bad_widgets = tmp_path / "widgets.yaml"
     bad_widgets.write_text(
         yaml.safe_dump({"widgets": {"bad-kind": {"title": "t", "kind": "donut"}}})
     )
     with pytest.raises(ValueError, match="bad-kind"):
-        load_widgets_config(bad_widgets)
+        load_widgets(bad_widgets)

@@ -16,15 +16,15 @@ import pytest
 import adapters.postgres as pg_module
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
-from adapters.pg_seed import load_catalog_config, load_widgets_config, seed
+from adapters.pg_seed import load_catalog, load_widgets, seed
 from adapters.postgres import POSTGRES_QUERIES, PgGateway, PlannedQuery
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.models import DataIntent, Filter, MetricDef, MetricDefinition
 from fakes.tcp_proxy import TcpProxy
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-CATALOG = load_catalog_config(CONFIG_DIR / "metrics.yaml")
-WIDGETS = load_widgets_config(CONFIG_DIR / "widgets.yaml")
+CATALOG = load_catalog(CONFIG_DIR / "metrics.yaml")
+WIDGETS = load_widgets(CONFIG_DIR / "widgets.yaml")
 HOSTILE = "x' OR 1=1 --"
 
 

@@ -14,7 +14,7 @@ import yaml
 from psycopg.types.json import Jsonb
 
 from adapters.pg_migrate import migrate
-from adapters.pg_seed import load_catalog_config, load_widgets_config, seed
+from adapters.pg_seed import load_catalog, load_widgets, seed
 from adapters.postgres import PgGateway
 from adapters.registry import (
     RegistryHolder,
@@ -23,14 +23,15 @@ from adapters.registry import (
     load_routing,
     validate_boot,
 )
+from domain.config import read_routing
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.models import DataIntent, RoutingEntry, WidgetSpec
 from fakes.tcp_proxy import TcpProxy
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ROUTING = CONFIG_DIR / "metric_routing.yaml"
-CATALOG = load_catalog_config(CONFIG_DIR / "metrics.yaml")
-WIDGETS = load_widgets_config(CONFIG_DIR / "widgets.yaml")
+CATALOG = load_catalog(CONFIG_DIR / "metrics.yaml")
+WIDGETS = load_widgets(CONFIG_DIR / "widgets.yaml")
 
 
 def spec(title: str = "Test tile", metric_id: str = "nba_taken_pct") -> WidgetSpec:
@@ -99,11 +100,14 @@ def test_snapshot_is_immutable() -> None:
         snap._version = "x"  # type: ignore[misc]
 
 
-def test_validate_boot_names_each_offending_entry() -> None:
-    routing = {name: RoutingEntry(backend="postgres") for name in CATALOG}
-    del routing["claims_paid_amount"]
-    routing["nba_taken_pct"] = RoutingEntry(backend="postgress")
-    routing["retired_metric"] = RoutingEntry(backend="databricks")
+def test_validate_boot_names_each_offending_entry(tmp_path: Path) -> None:
+    entries = {name: {"backend": "postgres"} for name in CATALOG}
+    del entries["claims_paid_amount"]
+    entries["nba_taken_pct"] = {"backend": "postgress"}
+    entries["retired_metric"] = {"backend": "databricks"}
+    path = tmp_path / "metric_routing.yaml"
+    path.write_text(yaml.safe_dump({"metrics": entries}))
+    routing, routing_errors = read_routing(path)
     widgets = {
         "ok-widget": spec(),
         "ghost-widget": spec(metric_id="no_such_metric"),
@@ -114,11 +118,17 @@ def test_validate_boot_names_each_offending_entry() -> None:
             mock_data=[{"value": 1}],
         ),
     }
-    problems = validate_boot(RegistrySnapshot.build(widgets, CATALOG, routing))
+    problems = validate_boot(
+        RegistrySnapshot.build(widgets, CATALOG, routing, tuple(routing_errors))
+    )
     text = "\n".join(problems)
     assert len(problems) == 5, text
     assert "'claims_paid_amount' has no entry" in text
-    assert "'nba_taken_pct': unknown backend 'postgress'" in text
+    assert (
+        "'nba_taken_pct': backend: Input should be 'postgres' or 'databricks', not 'postgress'"
+        in text
+    )
+    assert "'nba_taken_pct' has no entry" not in text  # named once, as the invalid entry
     assert "'retired_metric': metric is not in the catalog" in text
     assert "'ghost-widget'" in text and "no_such_metric" in text
     assert "'bad-dim-widget'" in text and "'region'" in text

@@ -25,11 +25,11 @@ from typing import Any
 
 import duckdb
 import pytest
-import yaml
 from sqlglot.tokens import TokenType
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import TABLES, build_lakehouse
+from domain.config import load_config
 from domain.failures import WarehouseFailure
 from domain.jsonsafe import json_safe
 from domain.models import AbsoluteRange, DataIntent, MetricDef, WidgetSpec
@@ -46,17 +46,15 @@ NOW = datetime(2026, 11, 26, 17, 45, 24, 654321, tzinfo=UTC)  # sub-second on pu
 
 
 def _metrics() -> dict[str, MetricDef]:
-    data = yaml.safe_load((CONFIG / "metrics.yaml").read_text())
-    return {m["name"]: MetricDef(**m) for m in data["metrics"]}
+    return load_config(CONFIG).metrics
 
 
 def _databricks_widgets() -> dict[str, WidgetSpec]:
-    routing = yaml.safe_load((CONFIG / "metric_routing.yaml").read_text())["metrics"]
-    widgets = yaml.safe_load((CONFIG / "widgets.yaml").read_text())["widgets"]
+    cfg = load_config(CONFIG)
     return {
-        wid: WidgetSpec(**w)
-        for wid, w in widgets.items()
-        if routing[w["data_intent"]["metric_id"]]["backend"] == "databricks"
+        wid: w
+        for wid, w in cfg.widgets.items()
+        if cfg.routing[w.data_intent.metric_id].backend == "databricks"
     }
 
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import sqlglot
-import yaml
 from sqlglot import exp
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
+from domain.config import load_config
 from domain.failures import FailureKind, InvalidIntent
 from domain.models import AbsoluteRange, DataIntent, Filter, MetricDef, WidgetSpec
 from metricsql import compile_intent
@@ -31,13 +31,11 @@ HOSTILE = [
 
 
 def _metrics() -> dict[str, MetricDef]:
-    data = yaml.safe_load((CONFIG / "metrics.yaml").read_text())
-    return {m["name"]: MetricDef(**m) for m in data["metrics"]}
+    return load_config(CONFIG).metrics
 
 
 def _widgets() -> dict[str, WidgetSpec]:
-    data = yaml.safe_load((CONFIG / "widgets.yaml").read_text())
-    return {wid: WidgetSpec(**w) for wid, w in data["widgets"].items()}
+    return load_config(CONFIG).widgets
 
 
 METRICS = _metrics()

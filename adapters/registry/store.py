@@ -1,0 +1,169 @@
+"""`RegistryStore`: reads registry snapshots from PostgreSQL (+ the routing YAML) and writes
+widgets. A write is applied at once to every RegistryHolder attached to the store, so an
+instance sees its own writes immediately; other instances learn of them by NOTIFY on
+`CHANNEL` (fed by the tables' triggers, see adapters/migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.types.json import Json
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+
+from adapters.pg_errors import postgres_failure
+from adapters.registry.snapshot import RegistrySnapshot
+from domain.config import read_routing
+from domain.failures import PostgresFailure
+from domain.models import MetricDef, RoutingEntry, WidgetSpec
+
+if TYPE_CHECKING:
+    from adapters.registry.holder import RegistryHolder
+
+logger = logging.getLogger("adapters.registry")
+
+CHANNEL = "resolver_registry"  # the NOTIFY channel of the widgets/metrics_catalog triggers
+
+CATALOG_COLUMNS = "name, description, unit, owner, definition, governance_status, last_validated_at"
+
+
+def metric_from_row(row: tuple[Any, ...]) -> MetricDef:
+    """A `metrics_catalog` row (CATALOG_COLUMNS order) as a MetricDef; ValidationError if bad."""
+    name, description, unit, owner, definition, status, validated = row
+    return MetricDef(
+        name=name,
+        description=description,
+        unit=unit,
+        owner=owner,
+        definition=definition,
+        governance_status=status,
+        last_validated_at=validated,
+    )
+
+
+_WIDGETS_SQL = "SELECT id, spec FROM widgets ORDER BY id"
+_METRICS_SQL = f"SELECT {CATALOG_COLUMNS} FROM metrics_catalog ORDER BY name"
+
+
+def _unavailable(exc: psycopg.Error) -> PostgresFailure:
+    return postgres_failure(exc, what="registry store")
+
+
+class RegistryStore:
+    """Reads snapshots from PostgreSQL (+ routing YAML) and writes widgets.
+
+    A write is applied at once to every RegistryHolder attached to this store (see
+    `load_holder`), so this instance sees its own writes immediately; other instances
+    learn of them by NOTIFY. `conninfo` is what holders LISTEN with (default: the pool's).
+    Raises PostgresFailure (postgres_unavailable / postgres_error) when PostgreSQL fails.
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        routing_path: Path,
+        *,
+        conninfo: str | None = None,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self.pool = pool
+        self.routing_path = routing_path
+        self.timeout_s = timeout_s
+        pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else None
+        self.conninfo = conninfo if conninfo is not None else pool_conninfo
+        self._holders: list[RegistryHolder] = []
+        self._writes = 0  # local writes committed so far
+
+    async def load_holder(self, **holder_kwargs: Any) -> RegistryHolder:
+        """Load a snapshot and wrap it in a holder attached to this store (not yet listening:
+        call `start()`). Raises PostgresFailure when PostgreSQL is down."""
+        from adapters.registry.holder import RegistryHolder  # the holder module imports this one
+
+        while True:  # a write committed during the load may be missing from it: load again
+            writes = self._writes
+            snapshot = await self.load()
+            if self._writes == writes:
+                return RegistryHolder(self, snapshot, **holder_kwargs)
+
+    def attach(self, holder: RegistryHolder) -> None:
+        if holder not in self._holders:
+            self._holders.append(holder)
+
+    async def load(self, pool: AsyncConnectionPool | None = None) -> RegistrySnapshot:
+        """A fresh snapshot; `pool` defaults to the store's own."""
+        routing = await asyncio.to_thread(read_routing, self.routing_path)
+        try:
+            async with (pool or self.pool).connection(timeout=self.timeout_s) as conn:
+                return await self._read(conn, routing)
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+
+    async def load_with(self, conn: psycopg.AsyncConnection[Any]) -> RegistrySnapshot:
+        """A fresh snapshot read over a given connection (the listener's own)."""
+        routing = await asyncio.to_thread(read_routing, self.routing_path)
+        try:
+            return await self._read(conn, routing)
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+
+    async def _read(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        routing_file: tuple[dict[str, RoutingEntry], list[str]],
+    ) -> RegistrySnapshot:
+        routing, routing_errors = routing_file  # invalid entries are left out, and named
+        errors: list[str] = list(routing_errors)
+        async with conn.transaction():  # one consistent view of both tables
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            widget_rows = await (await conn.execute(_WIDGETS_SQL)).fetchall()
+            metric_rows = await (await conn.execute(_METRICS_SQL)).fetchall()
+        metrics: dict[str, MetricDef] = {}
+        for row in metric_rows:
+            try:
+                metrics[row[0]] = metric_from_row(row)
+            except ValidationError as exc:
+                errors.append(f"catalog metric {row[0]!r} is invalid: {exc.errors()[0]['msg']}")
+        widgets: dict[str, WidgetSpec] = {}
+        for wid, spec in widget_rows:
+            try:
+                widgets[wid] = WidgetSpec.model_validate(spec)
+            except ValidationError as exc:
+                errors.append(f"stored widget {wid!r} is invalid: {exc.errors()[0]['msg']}")
+        for err in errors:
+            logger.warning("registry: %s (left out)", err)
+        return RegistrySnapshot.build(widgets, metrics, routing, tuple(errors))
+
+    async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
+        """Insert or replace a widget (unvalidated: write through `RegistryHolder.put_widget`,
+        the one write path). True when it was created."""
+        try:
+            async with self.pool.connection(timeout=self.timeout_s) as conn:
+                cur = await conn.execute(
+                    "INSERT INTO widgets (id, spec) VALUES (%s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()"
+                    " RETURNING (xmax = 0) AS created",
+                    (widget_id, Json(spec.model_dump(mode="json"))),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        self._writes += 1
+        for holder in self._holders:
+            holder._apply(holder.snapshot.with_widget(widget_id, spec))
+        return bool(row and row[0])
+
+    async def delete_widget(self, widget_id: str) -> bool:
+        """Delete a widget. True when it existed."""
+        try:
+            async with self.pool.connection(timeout=self.timeout_s) as conn:
+                cur = await conn.execute("DELETE FROM widgets WHERE id = %s", (widget_id,))
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        self._writes += 1
+        for holder in self._holders:
+            holder._apply(holder.snapshot.without_widget(widget_id))
+        return cur.rowcount > 0
