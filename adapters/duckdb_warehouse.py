@@ -23,16 +23,20 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 
 from adapters.lakehouse import TABLES, build_lakehouse
 from adapters.transpile import TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type, unique_names
+from domain.ports import TableSchema
 from domain.results import Column, QueryResult
 
 STATEMENT_LOG_SIZE = 2000
@@ -92,6 +96,29 @@ class DuckDBWarehouse:
         if not self._finalizer.alive:
             return False
         return await asyncio.to_thread(_ping)
+
+    async def describe(self, tables: Sequence[str]) -> tuple[TableSchema, ...]:
+        """The columns of `tables` as DuckDB's own catalog reports them, in Databricks type
+        names (the dialect the model writes); a table it does not hold is left out."""
+        return await asyncio.to_thread(self._describe, tuple(tables))
+
+    def _describe(self, tables: tuple[str, ...]) -> tuple[TableSchema, ...]:
+        cur = self._cursor()
+        try:
+            out = []
+            for name in tables:
+                parts = name.split(".")
+                rows = cur.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                    parts[-2:],
+                ).fetchall()
+                if rows and len(parts) == 3:
+                    cols = tuple((str(c), databricks_type(str(t))) for c, t in rows)
+                    out.append(TableSchema(name=name, columns=cols))
+            return tuple(out)
+        finally:
+            cur.close()
 
     # ------------------------------------------------------------------ evidence
 
@@ -167,6 +194,15 @@ class DuckDBWarehouse:
             truncated=len(fetched) > max_rows,
             meta={"engine": "duckdb", "duckdb_sql": duck_sql, "elapsed_ms": round(elapsed_ms, 3)},
         )
+
+
+def databricks_type(duckdb_type: str) -> str:
+    """A DuckDB column type spelled as Databricks names it (VARCHAR -> STRING)."""
+    try:
+        spelled = exp.DataType.build(duckdb_type, dialect="duckdb").sql("databricks")
+    except sqlglot.errors.ParseError:
+        return duckdb_type
+    return spelled.replace(", ", ",")
 
 
 def _row(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ adapters implement them without importing the graph. Pure: no framework imports.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,6 +55,10 @@ class Warehouse(Protocol):
     name: str  # "databricks" or "duckdb"
 
     async def execute(self, sql: str, *, max_rows: int) -> QueryResult: ...
+    async def describe(self, tables: Sequence[str]) -> tuple[TableSchema, ...]:
+        """The tables' columns from the warehouse's own catalog (unknown ones left out)."""
+        ...
+
     async def ping(self) -> bool: ...
 
 
@@ -76,6 +81,22 @@ class GenerationLog(Protocol):
 class TableSchema:
     name: str  # three-part name
     columns: tuple[tuple[str, str], ...]  # (column, type)
+
+
+class TableSchemas(Protocol):
+    """The allowlisted tables' columns the LLM prompt shows (refreshed with the registry)."""
+
+    def current(self) -> tuple[TableSchema, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedTableSchemas:
+    """TableSchemas that never change (tests, or a host without a warehouse catalog)."""
+
+    tables: tuple[TableSchema, ...] = ()
+
+    def current(self) -> tuple[TableSchema, ...]:
+        return self.tables
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,16 +36,17 @@ from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 
-NODE_NAMES = (
-    "route",
-    "cache_lookup",
-    "postgres_query",
-    "sql_generate",
-    "safety_check",
-    "databricks_execute",
-    "mock_data",
-    "degrade_or_return",
-)
+# Every node, by name, in the order they are added.
+NODES: dict[str, Any] = {
+    "route": route,
+    "cache_lookup": cache_lookup,
+    "postgres_query": postgres_query,
+    "sql_generate": sql_generate,
+    "safety_check": safety_check,
+    "databricks_execute": databricks_execute,
+    "mock_data": mock_data,
+    "degrade_or_return": degrade_or_return,
+}
 
 
 def _bind(fn: Any, context: Context) -> Any:
@@ -71,17 +72,7 @@ def build_graph(
         input_schema=InputState,
         output_schema=OutputState,
     )
-    nodes = {
-        "route": route,
-        "cache_lookup": cache_lookup,
-        "postgres_query": postgres_query,
-        "sql_generate": sql_generate,
-        "safety_check": safety_check,
-        "databricks_execute": databricks_execute,
-        "mock_data": mock_data,
-        "degrade_or_return": degrade_or_return,
-    }
-    for name, fn in nodes.items():
+    for name, fn in NODES.items():
         builder.add_node(name, _bind(fn, bind_context) if bind_context else fn)  # type: ignore[arg-type]
 
     builder.add_edge(START, "route")

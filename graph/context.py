@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 from domain.ports import (
     Cache,
+    FixedTableSchemas,
     GenerationLog,
     PostgresGateway,
     Registry,
     SafetyPolicy,
     SqlGenerator,
-    TableSchema,
+    TableSchemas,
     Warehouse,
 )
 
@@ -32,7 +33,7 @@ class Context:
     llm: SqlGenerator | None = None
     generation_log: GenerationLog | None = None
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)
-    table_schemas: tuple[TableSchema, ...] = ()
+    table_schemas: TableSchemas = field(default_factory=FixedTableSchemas)
     default_row_limit: int = 1000
     max_result_bytes: int = 8 * 1024 * 1024  # a bigger answer is refused, not shipped
     clock: Callable[[], float] = time.time

@@ -60,7 +60,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
             FailureKind.bedrock_unconfigured,
             "this widget needs LLM-written SQL but no Bedrock model is configured (set BEDROCK_MODEL_ID)",
         )
-    tables = tuple(t for t in ctx.table_schemas if t.name in ctx.safety.allowed_tables)
+    tables = tuple(t for t in ctx.table_schemas.current() if t.name in ctx.safety.allowed_tables)
     key = approved_sql_key(
         question=question,
         metric=metric,

@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.cache import MemoryTTLCache, RedisCache
-from adapters.lakehouse import TABLES as LAKEHOUSE_TABLES
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
 from adapters.postgres import PgGateway
 from adapters.registry import RegistryHolder, RegistryStore, validate_boot
-from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
+from adapters.table_schemas import WarehouseTableSchemas
+from domain.ports import Cache, SafetyPolicy, SqlGenerator, Warehouse
 from graph.context import Context
 from service.settings import Settings
 
@@ -40,14 +40,6 @@ class BootError(RuntimeError):
 def warehouse_tables(metrics: dict[str, Any]) -> frozenset[str]:
     return frozenset(
         m.definition.table.lower() for m in metrics.values() if m.definition.table.count(".") == 2
-    )
-
-
-def table_schemas(allowed: frozenset[str]) -> tuple[TableSchema, ...]:
-    return tuple(
-        TableSchema(name=name, columns=tuple((c, t) for c, t in cols))
-        for name, cols in sorted(LAKEHOUSE_TABLES.items())
-        if name.lower() in allowed
     )
 
 
@@ -190,6 +182,16 @@ async def open_resources(
         if llm is None:
             llm = open_llm(settings)
         allowed = warehouse_tables(registry.metrics())
+        # the prompt's columns come from the warehouse's own catalog, refreshed on reloads
+        schemas = WarehouseTableSchemas(
+            warehouse, lambda: warehouse_tables(registry.metrics()) & allowed
+        )
+        await schemas.refresh()
+
+        async def refresh_schemas(_snapshot: object) -> None:
+            await schemas.refresh()
+
+        registry.subscribe(refresh_schemas)
         context = Context(
             registry=registry,
             cache=cache,
@@ -200,7 +202,7 @@ async def open_resources(
             safety=SafetyPolicy(
                 dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows
             ),
-            table_schemas=table_schemas(allowed),
+            table_schemas=schemas,
             default_row_limit=settings.default_row_limit,
         )
         log.info(

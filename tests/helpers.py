@@ -24,10 +24,11 @@ from fastapi import FastAPI
 from domain.config import load_config
 from domain.failures import ResolverFailure
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
-from domain.ports import Generation, GenerationRequest, SafetyPolicy
+from domain.ports import Generation, GenerationRequest, SafetyPolicy, TableSchema
 from domain.results import Column, QueryResult
 from graph.context import Context
 from service.app import create_app
+from service.schemas import ResolveResponse
 from service.settings import REPO_ROOT, Settings
 from service.wiring import Resources
 
@@ -77,6 +78,12 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- the service in-process
 
+# The answer's fields, taken from the response model (the one definition), without the
+# optional `trace`.
+RESPONSE_FIELDS = frozenset(
+    f.alias or name for name, f in ResolveResponse.model_fields.items() if name != "trace"
+)
+
 
 @dataclass
 class Service:
@@ -90,10 +97,15 @@ class Service:
         return resources
 
     async def data(self, widget_id: str, *, trace: bool = False, **body: Any) -> httpx.Response:
+        """POST /v1/widgets/{id}/data; a 200 body is checked against ResolveResponse."""
         params = {"trace": "true"} if trace else None
-        return await self.client.post(
+        r = await self.client.post(
             f"/v1/widgets/{widget_id}/data", json=body or None, params=params
         )
+        if r.status_code == 200:
+            assert set(r.json()) == RESPONSE_FIELDS | ({"trace"} if trace else set()), r.text
+            ResolveResponse.model_validate(r.json())
+        return r
 
 
 def copy_config(tmp: Path) -> Path:
@@ -193,6 +205,9 @@ class StubWarehouse:
             columns=[Column("region", "string"), Column("value", "integer")],
             sql=sql,
         )
+
+    async def describe(self, tables: Any) -> tuple[TableSchema, ...]:
+        return ()
 
     async def ping(self) -> bool:
         return True

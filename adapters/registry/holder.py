@@ -65,6 +65,7 @@ class RegistryHolder:
             backoff_max_s=backoff_max_s,
             ping_interval_s=ping_interval_s,
         )
+        self._subscribers: list[Callable[[RegistrySnapshot], Awaitable[None]]] = []
         self._generation = 0  # bumped on every snapshot install
         self.reloads = 0  # full reloads done by the listener (observability / tests)
         self.stale_loads = 0  # loads dropped because something newer was installed meanwhile
@@ -133,7 +134,9 @@ class RegistryHolder:
 
     async def refresh(self) -> RegistrySnapshot:
         """Reload from PostgreSQL now (raises PostgresFailure; the old snapshot stays)."""
-        return await self._load_latest(self.store.load)
+        snapshot = await self._load_latest(self.store.load)
+        await self._notify(snapshot)
+        return snapshot
 
     def widget_problems(self, spec: WidgetSpec) -> list[str]:
         """Why `spec` cannot be registered (empty when it can): its intent against the
@@ -175,7 +178,17 @@ class RegistryHolder:
     async def stop(self) -> None:
         await self._listener.stop()
 
+    def subscribe(self, on_reload: Callable[[RegistrySnapshot], Awaitable[None]]) -> None:
+        """Call `on_reload(snapshot)` after every reload from PostgreSQL (listener or
+        `refresh()`), e.g. to refresh what is derived from the catalog. It must not raise."""
+        self._subscribers.append(on_reload)
+
+    async def _notify(self, snapshot: RegistrySnapshot) -> None:
+        for on_reload in self._subscribers:
+            await on_reload(snapshot)
+
     async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
         snapshot = await self._load_latest(lambda: self.store.load_with(conn))
         self.reloads += 1
         logger.info("registry reloaded (version %s)", snapshot.version)
+        await self._notify(snapshot)

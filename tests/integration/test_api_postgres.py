@@ -14,6 +14,7 @@ import yaml
 
 from tests.helpers import (
     REDIS_URL,
+    RESPONSE_FIELDS,
     Service,
     copy_config,
     create_database,
@@ -53,23 +54,7 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     assert b1["row_count"] == len(b1["data"]) > 0
     assert {c["name"] for c in b1["schema"]} == {"severity", "value"}
     assert "kpi_metrics_history" in b1["generated_sql"]
-    assert set(b1) == {
-        "widget_id",
-        "metric_id",
-        "backend",
-        "source",
-        "data",
-        "schema",
-        "row_count",
-        "cache_hit",
-        "freshness_seconds",
-        "live_data_unavailable",
-        "executed",
-        "dry_run",
-        "generated_sql",
-        "error_detail",
-        "resolved_at",
-    }
+    assert set(b1) == RESPONSE_FIELDS
     await asyncio.sleep(0.01)
     b2 = (await svc.data("issues-by-severity")).json()
     assert b2["cache_hit"] is True and b2["freshness_seconds"] > 0 and b2["data"] == b1["data"]

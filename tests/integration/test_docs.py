@@ -9,6 +9,7 @@ import yaml
 from service.app import create_app
 from service.cli import graph_mermaid
 from service.settings import Settings
+from tests.helpers import RESPONSE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,21 +32,4 @@ def test_openapi_documents_the_contract() -> None:
     op = doc["paths"]["/v1/widgets/{widget_id}/data"]["post"]
     assert "application/problem+json" in op["responses"]["404"]["content"]
     props = doc["components"]["schemas"]["ResolveResponse"]["properties"]
-    assert {
-        "widget_id",
-        "metric_id",
-        "backend",
-        "source",
-        "data",
-        "schema",
-        "row_count",
-        "cache_hit",
-        "freshness_seconds",
-        "live_data_unavailable",
-        "executed",
-        "dry_run",
-        "generated_sql",
-        "error_detail",
-        "resolved_at",
-        "trace",
-    } == set(props)
+    assert set(props) == RESPONSE_FIELDS | {"trace"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
-from graph.builder import NODE_NAMES, build_graph
+from graph.builder import NODES, build_graph
 from graph.context import Context
 from tests.helpers import StubGateway, StubLLM, StubWarehouse
 from tests.helpers import make_ctx as ctx
@@ -19,7 +19,7 @@ async def resolve(c: Context, widget_id: str, **flags: bool) -> tuple[dict, list
 
 
 def test_graph_has_the_named_nodes() -> None:
-    assert set(NODE_NAMES) <= set(GRAPH.get_graph().nodes)
+    assert set(NODES) <= set(GRAPH.get_graph().nodes)
 
 
 async def test_postgres_path_then_cache_hit_path_is_short() -> None:

@@ -16,8 +16,10 @@ from nodes.postgres_query import postgres_query
 from nodes.route import WidgetNotFound, route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
+from service.schemas import ResolveResponse
 from tests.helpers import (
     NOW,
+    RESPONSE_FIELDS,
     DictRegistry,
     ListLog,
     StubGateway,
@@ -268,6 +270,18 @@ async def test_degrade_or_return_live_caches_and_degraded_does_not() -> None:
     assert r["source"] == "postgres_timeout" and r["live_data_unavailable"] is True
     assert r["error_detail"] == "slow" and r["data"] == [{"value": 42}] and r["executed"] is False
     assert await ctx2.cache.get(state["cache_key"]) is None
+
+
+async def test_degrade_or_return_answers_exactly_the_response_model() -> None:
+    ctx = make_ctx()
+    state = await _pg_state(ctx)
+    for extra in (
+        {"rows": [{"value": 1}], "executed": True, "resolved_at": NOW},
+        {"failure": {"kind": "postgres_error", "detail": "x", "node": "postgres_query"}},
+    ):
+        r = (await degrade_or_return(state | extra, Runtime(context=ctx)))["response"]
+        assert set(r) == RESPONSE_FIELDS
+        ResolveResponse.model_validate(r)
 
 
 async def test_degrade_or_return_writes_generation_log() -> None:

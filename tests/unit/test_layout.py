@@ -137,3 +137,17 @@ def test_the_layout_test_sees_the_project() -> None:
         MODULES
     )
     assert "fastapi" in set(imports(MODULES["service.app"])) | set(imports(MODULES["service.deps"]))
+
+
+MAX_LINES = 420
+# Data-heavy modules (profiles, datasets) may be longer; nothing else.
+DATA_HEAVY: frozenset[str] = frozenset()
+
+
+def test_modules_stay_small() -> None:
+    long = {
+        name: n
+        for name, path in MODULES.items()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES and name not in DATA_HEAVY
+    }
+    assert long == {}
