@@ -4,8 +4,11 @@ freshly created database so parallel runs never collide. Helpers: tests/helpers.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,17 @@ def fresh_pg_url() -> Iterator[str]:
     url = create_database()
     yield url
     drop_database(url)
+
+
+@pytest.fixture
+def embedded_tmp() -> Iterator[Path]:
+    """A fresh directory for an embedded PostgreSQL. Not under pytest's tmp_path: pgserver
+    runs initdb as its own user and opens the parent folders to it, and a concurrent pytest
+    session resets /tmp/pytest-of-<user> to 0700 at startup."""
+    path = Path(tempfile.mkdtemp(prefix="wdr-embedded-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

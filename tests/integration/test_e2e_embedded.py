@@ -25,7 +25,8 @@ CONFIG_VARS = (
 )
 
 
-def test_embedded_defaults_serve_live_data(tmp_path: Path) -> None:
+def test_embedded_defaults_serve_live_data(embedded_tmp: Path) -> None:
+    tmp_path = embedded_tmp
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
         "PORT": str(port),

@@ -18,8 +18,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "pg"
+def data_dir(embedded_tmp: Path) -> Iterator[Path]:
+    path = embedded_tmp / "pg"
     yield path
     stop_embedded_postgres(path)
 
