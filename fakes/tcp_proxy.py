@@ -6,6 +6,7 @@
     proxy.stop()                  # closes the listener AND every live connection
     proxy.start()                 # listens again on the same port
     proxy.close()                 # stop and end the proxy's thread
+    proxy.latency_s = 0.2         # delay every chunk relayed, both ways (a slow link)
 
 It runs its own event loop in a daemon thread. `start()` and `stop()` do their work at
 once (blocking for a few milliseconds) and return an already-finished awaitable, so both
@@ -56,6 +57,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.latency_s = 0.0  # added before relaying each chunk, both ways (a slow link)
 
     # ---------------------------------------------------------------- public, blocking
 
@@ -159,9 +161,10 @@ class TcpProxy:
                 self._writers.discard(w)
                 w.transport.abort()
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if self.latency_s > 0:
+                    await asyncio.sleep(self.latency_s)
                 writer.write(data)
                 await writer.drain()

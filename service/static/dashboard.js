@@ -796,7 +796,7 @@
   }
 
   async function streamTile(tile, body) {
-    const resp = await api(`/v1/widgets/${encodeURIComponent(tile.id)}/data/stream`, {
+    const resp = await api(`/v1/widgets/${encodeURIComponent(tile.id)}/data/stream?trace=true`, {
       method: "POST", body, accept: "text/event-stream",
     });
     const reader = resp.body.getReader();
