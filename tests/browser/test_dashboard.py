@@ -322,3 +322,36 @@ def test_screenshot_of_the_page_is_saved(page: Any, dash_service: DashService) -
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
     assert not console_errors(page)
+
+
+CONTRAST_JS = """
+function lum(rgb) {
+  const [r, g, b] = rgb.match(/[\\d.]+/g).slice(0, 3).map(Number).map((c) => {
+    c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+function bg(el) {
+  for (; el; el = el.parentElement) {
+    const c = getComputedStyle(el).backgroundColor;
+    if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return c;
+  }
+  return 'rgb(255, 255, 255)';
+}
+return [...document.querySelectorAll(arguments[0])].filter((el) => el.offsetParent).map((el) => {
+  const a = lum(getComputedStyle(el).color), b = lum(bg(el));
+  return [el.className || el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+});
+"""
+
+
+def test_badges_and_text_have_readable_contrast(page: Any, dash_service: DashService) -> None:
+    """WCAG AA: 4.5:1 for the badges, failure kinds, titles, footers and summary."""
+    open_dashboard(page, dash_service)
+    selectors = (
+        ".badge-text, .badge-kind, .tile-title, .meta, .kpi-value, .kpi-unit, .kpi-range, "
+        "#summary .sum, .updated, .subtitle, .btn, .legend"
+    )
+    ratios = page.execute_script(CONTRAST_JS, selectors)
+    assert len(ratios) > 50
+    low = [(name, round(r, 2)) for name, r in ratios if r < 4.5]
+    assert not low, low
