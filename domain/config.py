@@ -10,7 +10,6 @@ one mapping is refused with its name and both lines (YAML would silently keep th
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from domain.models import WIDGET_ID_RE, MetricDef, RoutingEntry, WidgetSpec
+from domain.models import MetricDef, RoutingEntry, WidgetSpec, widget_id_problem
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 METRICS_FILE, ROUTING_FILE, WIDGETS_FILE = "metrics.yaml", "metric_routing.yaml", "widgets.yaml"
@@ -147,7 +146,7 @@ def load_widgets(path: Path) -> dict[str, WidgetSpec]:
         raise ConfigError(f"{path}: expected a top-level 'widgets' mapping")
     widgets: dict[str, WidgetSpec] = {}
     for widget_id, raw in data["widgets"].items():
-        if not isinstance(widget_id, str) or not re.match(WIDGET_ID_RE, widget_id):
+        if not isinstance(widget_id, str) or widget_id_problem(widget_id):
             raise ConfigError(f"{path}: widget id {widget_id!r} is not a valid id")
         try:
             widgets[widget_id] = WidgetSpec.model_validate(raw)

@@ -45,7 +45,7 @@ def approved_sql_key(
     time range is a different query."""
     digest = _digest(
         {
-            "question": " ".join(question.split()).lower(),
+            "question": " ".join(question.split()),  # values in a question are case-sensitive
             "intent": intent.model_dump(mode="json", exclude={"question"}),
             "metric": metric.name,
             "definition": metric.definition.model_dump(mode="json"),

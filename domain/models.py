@@ -23,6 +23,21 @@ Scalar = str | int | float | bool
 
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 WIDGET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+# Path segments the API itself uses after /v1/widgets/: never widget ids (a widget named
+# `data` would shadow POST /v1/widgets/data). tests/integration/test_api_postgres.py checks
+# that every such segment of the app's routes is listed.
+RESERVED_WIDGET_IDS = frozenset({"data", "sql", "stream", "batch", "events"})
+
+
+def widget_id_problem(widget_id: str) -> str | None:
+    """Why `widget_id` cannot name a widget (None when it can)."""
+    if not re.match(WIDGET_ID_RE, widget_id):
+        return f"widget id {widget_id!r} must match {WIDGET_ID_RE}"
+    if widget_id in RESERVED_WIDGET_IDS:
+        return f"widget id {widget_id!r} is reserved for the API's own paths"
+    return None
+
+
 RELATIVE_RE = re.compile(r"last_([0-9]{1,4})(m|h|d)")  # used with fullmatch
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MIN_YEAR, MAX_YEAR = 1900, 2200

@@ -32,6 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Fills dashboard widgets with data: live from PostgreSQL or the Databricks "
         "warehouse, cached, or flagged mock data when live data is unavailable.",
         lifespan=lifespan,
+        # no redirect to a Location built from the request's Host: `/x/` is a 404 problem
+        redirect_slashes=False,
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

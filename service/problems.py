@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 
 from domain.failures import InvalidIntent, ResolverFailure
+from domain.models import RESERVED_WIDGET_IDS
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("resolver")
@@ -152,7 +153,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             allowed = {
                 m
                 for route in _routes(request.app.routes)
-                if route.matches(request.scope)[0] != Match.NONE
+                for match, child in [route.matches(request.scope)]
+                if match != Match.NONE
+                # `/v1/widgets/data` is the batch route, not a widget named "data"
+                and child.get("path_params", {}).get("widget_id") not in RESERVED_WIDGET_IDS
                 for m in (route.methods or ())
             }
             response.headers["Allow"] = ", ".join(sorted(allowed))

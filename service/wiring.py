@@ -23,7 +23,7 @@ from adapters.cache import MemoryTTLCache, RedisCache
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
-from adapters.postgres import PgGateway
+from adapters.postgres import POSTGRES_QUERIES, PgGateway
 from adapters.registry import RegistryHolder, RegistryStore, validate_boot
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, Warehouse
@@ -166,7 +166,7 @@ async def open_resources(
             gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url
         )
         registry = await store.load_holder()
-        problems = validate_boot(registry.current)
+        problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
         if problems:
             for p in problems:
                 log.error("boot validation: %s", p)

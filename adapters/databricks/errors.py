@@ -16,6 +16,7 @@ from urllib3.exceptions import (
     NameResolutionError,
     NewConnectionError,
     ReadTimeoutError,
+    ResponseError,
 )
 
 from domain.failures import FailureKind, WarehouseFailure
@@ -27,23 +28,57 @@ TRANSPORT_ERRORS: tuple[type[Exception], ...] = (dbexc.RequestError, MaxRetryErr
 MAX_DETAIL = 1000
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind a connector failure, if one is known.
+# Messages the connector and urllib3 build themselves from a response's status (never
+# server text): "SEA HTTP request failed with status 401", "too many 503 error responses".
+_SEA_STATUS = re.compile(r"SEA HTTP request failed with status (\d{3})")
+_TOO_MANY = re.compile(r"too many (\d{3}) error responses")
 
-    The SEA client reports it only in text ("... failed with status 401", or urllib3's
-    "too many 503 error responses"); the Thrift client puts it in `context["http-code"]`.
-    """
-    if isinstance(exc, dbexc.Error):
-        code = exc.context.get("http-code") if isinstance(exc.context, dict) else None
-        if isinstance(code, int):
-            return code
-        text = " ".join(str(a) for a in exc.args)
-    elif isinstance(exc, MaxRetryError):
-        text = str(exc.reason)
-    else:
-        text = str(exc)
-    m = re.search(r"\b(?:status|too many) (\d{3})\b", text)
-    return int(m.group(1)) if m else None
+
+def _retry_status(exc: MaxRetryError) -> int | None:
+    reason = exc.reason
+    if isinstance(reason, ResponseError):
+        m = _TOO_MANY.fullmatch(str(reason))
+        return int(m.group(1)) if m else None
+    return None
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the response behind a connector failure, from its structure:
+    the Thrift client's `context["http-code"]`, the SEA client's wrapped original exception
+    (built by the client from `response.status`), or urllib3's retry error. A FAILED
+    statement is not an HTTP failure: its message is server text and is never parsed."""
+    if isinstance(exc, MaxRetryError):
+        return _retry_status(exc)
+    if not isinstance(exc, dbexc.RequestError):
+        return None
+    code = exc.context.get("http-code") if isinstance(exc.context, dict) else None
+    if isinstance(code, int):
+        return code
+    for inner in exc.args[1:]:  # RequestError(message, context, host_url, original)
+        if isinstance(inner, MaxRetryError):
+            return _retry_status(inner)
+        if isinstance(inner, Exception) and not isinstance(inner, dbexc.Error):
+            m = _SEA_STATUS.fullmatch(str(inner))
+            if m:
+                return int(m.group(1))
+    return None
+
+
+# "Command failed: <error_code> - [<ERROR_CLASS>] message" (the SEA backend's format)
+_COMMAND_FAILED = re.compile(r"Command failed: ([A-Z_]+) - (?:\[([A-Z_.]+)\])?", re.DOTALL)
+TIMEOUT_CODES = frozenset({"DEADLINE_EXCEEDED"})
+TIMEOUT_CLASSES = frozenset({"STATEMENT_TIMEOUT"})
+
+
+def _is_statement_timeout(exc: BaseException) -> bool:
+    if not isinstance(exc, dbexc.ServerOperationError):
+        return False
+    m = _COMMAND_FAILED.match(exc.message or "")
+    if m:
+        return m.group(1) in TIMEOUT_CODES or (m.group(2) or "") in TIMEOUT_CLASSES
+    # the Thrift path: the error class leads the server's message
+    head = re.match(r"\[([A-Z_.]+)\]", exc.message or "")
+    return bool(head and head.group(1) in TIMEOUT_CLASSES)
 
 
 def _message(exc: BaseException) -> str:
@@ -66,9 +101,6 @@ def _transport_reason(exc: BaseException, status: int | None) -> str:
     if isinstance(exc, dbexc.MaxRetryDurationError):
         return "retries exhausted"
     return _message(exc)
-
-
-_TIMEOUT_WORDS = re.compile(r"STATEMENT_TIMEOUT|DEADLINE_EXCEEDED|timed out", re.IGNORECASE)
 
 
 def classify(exc: BaseException, *, connecting: bool = False) -> WarehouseFailure:
@@ -95,7 +127,7 @@ def classify(exc: BaseException, *, connecting: bool = False) -> WarehouseFailur
             kind=FailureKind.databricks_unavailable,
         )
     message = _message(exc)
-    if isinstance(exc, dbexc.ServerOperationError) and _TIMEOUT_WORDS.search(message):
+    if _is_statement_timeout(exc):
         return WarehouseFailure(
             f"Databricks statement timed out: {message}", kind=FailureKind.databricks_timeout
         )

@@ -17,12 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import databricks.sql.client  # noqa: F401 - see below
 import urllib3
 from databricks import sql as dbsql
 
 from adapters.databricks.errors import CONNECTOR_ERRORS, classify
 
 log = logging.getLogger("adapters.databricks")
+# The connector imports its client (and pandas, ~2-3 s) on the first connect: importing it
+# here moves that cost to boot instead of into the first statement's connect deadline.
 
 USER_AGENT_ENTRY = "widget-data-resolver"
 SERVER_TIMEOUT_MARGIN_S = 5  # the warehouse's own timeout fires after the client's

@@ -21,7 +21,7 @@ from adapters.registry.listener import RegistryListener
 from adapters.registry.snapshot import RegistrySnapshot
 from adapters.registry.store import RegistryStore
 from domain.failures import InvalidIntent
-from domain.models import MetricDef, RoutingEntry, WidgetSpec, validate_intent
+from domain.models import MetricDef, RoutingEntry, WidgetSpec, validate_intent, widget_id_problem
 
 logger = logging.getLogger("adapters.registry")
 
@@ -138,11 +138,13 @@ class RegistryHolder:
         await self._notify(snapshot)
         return snapshot
 
-    def widget_problems(self, spec: WidgetSpec) -> list[str]:
-        """Why `spec` cannot be registered (empty when it can): its intent against the
-        catalog, and a question on a metric the warehouse does not serve."""
+    def widget_problems(self, spec: WidgetSpec, widget_id: str | None = None) -> list[str]:
+        """Why `spec` cannot be registered (empty when it can): a reserved or malformed id,
+        its intent against the catalog, a question on a metric the warehouse does not serve."""
         intent = spec.data_intent
-        problems = validate_intent(intent, self._snapshot.metrics())
+        id_problem = widget_id_problem(widget_id) if widget_id is not None else None
+        problems = [id_problem] if id_problem else []
+        problems += validate_intent(intent, self._snapshot.metrics())
         routing = self._snapshot.routing(intent.metric_id)
         if intent.question and routing is not None and routing.backend != "databricks":
             problems.append(
@@ -154,7 +156,7 @@ class RegistryHolder:
     async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
         """The one write path: validate (InvalidIntent naming every problem), store in
         PostgreSQL (PostgresFailure), apply locally. True if created."""
-        problems = self.widget_problems(spec)
+        problems = self.widget_problems(spec, widget_id)
         if problems:
             raise InvalidIntent("; ".join(problems), problems=problems)
         return await self.store.put_widget(widget_id, spec)

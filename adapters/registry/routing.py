@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from adapters.registry.snapshot import RegistrySnapshot
 from domain import config
-from domain.models import RoutingEntry, validate_intent
+from domain.models import RoutingEntry, validate_intent, widget_id_problem
 
 
 def load_routing(path: Path) -> dict[str, RoutingEntry]:
@@ -14,11 +15,31 @@ def load_routing(path: Path) -> dict[str, RoutingEntry]:
     return config.load_routing(path)
 
 
-def validate_boot(snapshot: RegistrySnapshot) -> list[str]:
-    """Everything that must be fixed before serving; each problem names its entry."""
+def validate_boot(
+    snapshot: RegistrySnapshot, *, postgres_queries: Collection[str] | None = None
+) -> list[str]:
+    """Everything that must be fixed before serving; each problem names its entry.
+    `postgres_queries` (the gateway's allowlist) also checks that each metric's definition
+    can be served by the backend it is routed to."""
     metrics = snapshot.metrics()
     routing = snapshot.routings()
     problems = list(snapshot.load_errors)
+    for name, entry in sorted(routing.items()):
+        metric = metrics.get(name)
+        if metric is None or postgres_queries is None:
+            continue
+        d = metric.definition
+        if entry.backend == "postgres" and (d.aggregation is None or name not in postgres_queries):
+            problems.append(
+                f"metric {name!r} is routed to postgres but its definition has no allowlisted "
+                "PostgreSQL query (add it to adapters/postgres.py POSTGRES_QUERIES or route it "
+                "to databricks)"
+            )
+        if entry.backend == "databricks" and (not d.measure or d.table.count(".") != 2):
+            problems.append(
+                f"metric {name!r} is routed to databricks but its definition has no warehouse "
+                "measure on a three-part table"
+            )
     invalid = {p.split("'")[1] for p in problems if p.startswith("routing for metric '")}
     problems += [
         f"metric {name!r} has no entry in metric_routing.yaml"
@@ -31,5 +52,7 @@ def validate_boot(snapshot: RegistrySnapshot) -> list[str]:
         if name not in metrics
     ]
     for wid, spec in sorted(snapshot.widgets().items()):
+        id_problem = widget_id_problem(wid)
+        problems += [f"widget {wid!r}: {id_problem}"] if id_problem else []
         problems += [f"widget {wid!r}: {err}" for err in validate_intent(spec.data_intent, metrics)]
     return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from domain.models import WidgetSpec
-from service.deps import ResourcesDep, WidgetDep, WidgetId, widget_not_found
+from service.deps import NewWidgetId, ResourcesDep, WidgetDep, WidgetId, widget_not_found
 from service.problems import PROBLEM_JSON, PROBLEMS, Problem
 from service.schemas import WidgetList, WidgetOut
 
@@ -26,7 +26,7 @@ router = APIRouter(tags=["widgets"])
     },
 )
 async def put_widget(
-    widget_id: WidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
+    widget_id: NewWidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
 ) -> WidgetOut:
     """Create or replace a widget spec (validated against the metric catalog)."""
     # the registry's one write path: InvalidIntent is a 422, PostgresFailure a 503 problem

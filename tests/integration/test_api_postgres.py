@@ -12,6 +12,9 @@ import pytest
 import pytest_asyncio
 import yaml
 
+from domain.failures import InvalidIntent
+from domain.models import RESERVED_WIDGET_IDS, WidgetSpec
+from service.wiring import BootError
 from tests.helpers import (
     REDIS_URL,
     RESPONSE_FIELDS,
@@ -285,25 +288,67 @@ async def test_metric_added_without_routing_degrades_as_routing_missing(svc: Ser
 # ------------------------------------------------------------------ separate services
 
 
-async def test_postgres_unmapped_metric(tmp_path: Path) -> None:
-    cfg = copy_config(tmp_path)
-    metrics = yaml.safe_load((cfg / "metrics.yaml").read_text())
-    metrics["metrics"].append(
-        {
-            "name": "nps_score",
-            "description": "Net promoter score",
-            "unit": "points",
-            "owner": "cx",
-            "definition": {"table": "kpi_metrics_history", "aggregation": "avg", "dimensions": []},
-        }
-    )
-    (cfg / "metrics.yaml").write_text(yaml.safe_dump(metrics))
+NPS_METRIC = {
+    "name": "nps_score",
+    "description": "Net promoter score",
+    "unit": "points",
+    "owner": "cx",
+    "definition": {"table": "kpi_metrics_history", "aggregation": "avg", "dimensions": []},
+}
+
+
+def _route_nps(cfg: Path) -> None:
     routing = yaml.safe_load((cfg / "metric_routing.yaml").read_text())
     routing["metrics"]["nps_score"] = {"backend": "postgres", "ttl_seconds": 60}
     (cfg / "metric_routing.yaml").write_text(yaml.safe_dump(routing))
+
+
+async def test_boot_refuses_a_postgres_metric_without_an_allowlisted_query(
+    tmp_path: Path,
+) -> None:
+    # issue 9: it booted and then degraded on every request
+    cfg = copy_config(tmp_path)
+    metrics = yaml.safe_load((cfg / "metrics.yaml").read_text())
+    metrics["metrics"].append(NPS_METRIC)
+    metrics["metrics"].append(
+        {
+            "name": "wh_no_measure",
+            "description": "a warehouse metric without a measure",
+            "unit": "n",
+            "owner": "x",
+            "definition": {"table": "main.claims.claim_events", "time_column": "event_ts"},
+        }
+    )
+    (cfg / "metrics.yaml").write_text(yaml.safe_dump(metrics))
+    _route_nps(cfg)
+    routing = yaml.safe_load((cfg / "metric_routing.yaml").read_text())
+    routing["metrics"]["wh_no_measure"] = {"backend": "databricks"}
+    (cfg / "metric_routing.yaml").write_text(yaml.safe_dump(routing))
+    url = create_database()
+    try:
+        with pytest.raises(BootError) as err:
+            async with running_service(database_url=url, config_dir=cfg, data_dir=tmp_path):
+                pass
+        text = str(err.value)
+        assert "'nps_score' is routed to postgres" in text and "allowlisted" in text
+        assert "'wh_no_measure' is routed to databricks" in text and "measure" in text
+    finally:
+        drop_database(url)
+
+
+async def test_postgres_unmapped_metric_added_at_runtime_degrades(tmp_path: Path) -> None:
+    cfg = copy_config(tmp_path)
     url = create_database()
     try:
         async with running_service(database_url=url, config_dir=cfg, data_dir=tmp_path) as s:
+            _route_nps(cfg)  # boot validation never saw it: added while serving
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                await conn.execute(
+                    "INSERT INTO metrics_catalog (name, description, unit, owner, definition)"
+                    " VALUES ('nps_score', 'Net promoter score', 'points', 'cx', %s::jsonb)",
+                    (json.dumps(NPS_METRIC["definition"]),),
+                )
+            await _wait_for(lambda: s.res.registry.routing("nps_score") is not None)
             spec = {
                 "title": "NPS",
                 "kind": "kpi",
@@ -552,3 +597,50 @@ async def test_nul_in_a_question_is_a_422_not_a_500(svc: Service) -> None:
         "/v1/widgets/sql/generate", json={"metric_id": "claims_filed_count", "question": "a\u0000b"}
     )
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+# ------------------------------------------------------------------ issue 9: names and redirects
+
+WIDGET_SPEC = {
+    "title": "t",
+    "kind": "kpi",
+    "data_intent": {"metric_id": "active_issues_count"},
+    "mock_data": [{"value": 1}],
+}
+
+
+@pytest.mark.parametrize("reserved", sorted(RESERVED_WIDGET_IDS))
+async def test_a_widget_id_colliding_with_a_route_is_a_422(svc: Service, reserved: str) -> None:
+    r = await svc.client.put(f"/v1/widgets/{reserved}", json=WIDGET_SPEC)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert "reserved" in r.json()["detail"] and svc.res.registry.widget(reserved) is None
+    with pytest.raises(InvalidIntent, match="reserved"):  # the write path refuses it too
+        await svc.res.registry.put_widget(reserved, WidgetSpec.model_validate(WIDGET_SPEC))
+
+
+async def test_options_on_the_batch_path_lists_only_its_own_methods(svc: Service) -> None:
+    r = await svc.client.options("/v1/widgets/data")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = await svc.client.options("/v1/widgets/open-issues-kpi")
+    assert set(r.headers["allow"].split(", ")) == {"DELETE", "GET", "PUT"}
+
+
+def test_every_static_segment_after_v1_widgets_is_reserved(svc: Service) -> None:
+    segments = {
+        path.split("/")[3]
+        for path in svc.app.openapi()["paths"]
+        if path.startswith("/v1/widgets/") and not path.split("/")[3].startswith("{")
+    }
+    assert segments and segments <= RESERVED_WIDGET_IDS
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/widgets/", "/v1/metrics/", "/healthz/", "/v1/widgets/open-issues-kpi/"]
+)
+async def test_a_trailing_slash_is_never_redirected_to_the_request_host(
+    svc: Service, path: str
+) -> None:
+    r = await svc.client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code in (404, 405) and "location" not in r.headers
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "evil.example" not in r.text

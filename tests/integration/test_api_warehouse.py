@@ -380,3 +380,38 @@ async def test_concurrent_identical_misses_share_one_warehouse_query(svc: Servic
     assert (
         len([s for s in ran if "claim_events" in s]) == 2
     )  # one query: its Databricks and DuckDB text
+
+
+async def test_approved_llm_sql_is_reused_only_for_the_same_question_as_written(
+    svc: Service, converse: ConverseServer
+) -> None:
+    # issue 9: "...model X1?" and "...model x1?" shared one approved SQL (model = 'X1')
+    def widget(question: str) -> dict:
+        return {
+            "title": "case",
+            "kind": "table",
+            "mock_data": [{"model": "m", "claims": 0}],
+            "data_intent": {"metric_id": "claims_insights", "question": question},
+        }
+
+    sql = "SELECT d.model, count(*) AS claims FROM main.claims.devices d WHERE d.model = '{}' GROUP BY d.model LIMIT 5"
+    upper, lower, spaced = (
+        "How many claims for model Acme X1?",
+        "how many claims for model acme x1?",
+        "  How many claims   for model Acme X1? ",
+    )
+    for wid, q in (("case-upper", upper), ("case-lower", lower), ("case-spaced", spaced)):
+        assert (await svc.client.put(f"/v1/widgets/{wid}", json=widget(q))).status_code in (
+            200,
+            201,
+        )
+    converse.script(ToolCall(sql=sql.format("Acme X1")), ToolCall(sql=sql.format("acme x1")))
+    first = (await svc.data("case-upper", trace=True)).json()
+    second = (await svc.data("case-lower", trace=True)).json()
+    assert first["source"] == second["source"] == "databricks", (first, second)
+    assert len(converse.requests) == 2  # a second model call for the other letter case
+    assert "'Acme X1'" in first["generated_sql"] and "'acme x1'" in second["generated_sql"]
+    third = (await svc.data("case-spaced", trace=True)).json()
+    assert len(converse.requests) == 2  # whitespace alone is normalised: reused
+    assert "reused_approved" in [t["outcome"] for t in third["trace"]]
+    assert third["generated_sql"] == first["generated_sql"]

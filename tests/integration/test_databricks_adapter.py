@@ -451,3 +451,30 @@ async def test_demo_lakehouse_query_matches_duckdb(make_warehouse) -> None:
         assert datetime.fromisoformat(got["last_event"]) == want["last_event"]
     assert [c.type for c in result.columns] == ["string", "integer", "number", "timestamp"]
     con.close()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[REMOTE_FUNCTION_ERROR] upstream call failed with status 401",
+        "too many 503 error responses from the source system",
+        "SEA HTTP request failed with status 403",
+        "the query timed out on a remote source",
+    ],
+)
+async def test_a_failed_statement_is_classified_by_structure_not_by_its_text(
+    server, make_warehouse, message: str
+) -> None:
+    # issue 9: a FAILED statement whose message mentions "status 401" was databricks_auth
+    server.fail_message = message
+    failure = await _failure(make_warehouse(server))
+    assert failure.kind is FailureKind.databricks_error
+    assert message in failure.detail  # the server's message is kept
+
+
+async def test_the_server_error_code_marks_a_statement_timeout(server, make_warehouse) -> None:
+    server.fail_error_code = "DEADLINE_EXCEEDED"
+    server.fail_message = "the statement ran out of time"
+    failure = await _failure(make_warehouse(server))
+    assert failure.kind is FailureKind.databricks_timeout
+    assert "the statement ran out of time" in failure.detail
