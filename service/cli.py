@@ -6,6 +6,10 @@ resolver seed             load the demo catalog, widgets and metric history
 resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
 resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
 resolver graph [PATH]     write the mermaid drawing of the compiled graph
+resolver token --tenant T --scope "data:read ..." [--claim regions=west,midwest] [--ttl 1h]
+                          mint an HS256 token with AUTH_JWT_SECRET (to try the secured service)
+resolver api-key create --tenant T --scope data:read [--scope ...] [--claim k=v,...]
+                          store a new API key (hashed) and print it once
 """
 
 from __future__ import annotations
@@ -67,6 +71,96 @@ def graph_mermaid() -> str:
     return build_graph().compile().get_graph().draw_mermaid()
 
 
+def parse_ttl(text: str) -> float:
+    """`90`, `90s`, `15m`, `1h`, `2d` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r} (e.g. 900, 15m, 1h, 2d)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the duration must be positive")
+    return value
+
+
+def parse_claims(items: list[str]) -> dict[str, list[str]]:
+    """`regions=west,midwest` -> {"regions": ["west", "midwest"]} (always a list)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--claim {item!r}: expected NAME=VALUE[,VALUE...]")
+        out.setdefault(name.strip(), []).extend(v for v in values.split(",") if v)
+    return out
+
+
+def _scopes(raw: list[str]) -> list[str]:
+    from domain.identity import ALL_SCOPES
+
+    scopes = sorted({s for item in raw for s in item.replace(",", " ").split()})
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise SystemExit(f"unknown scope(s) {unknown}; known: {sorted(ALL_SCOPES)}")
+    return scopes
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.identity import mint_token
+
+    if settings.auth_jwt_secret is None:
+        print("AUTH_JWT_SECRET is not set: there is no secret to sign with", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.auth_jwt_secret.get_secret_value(),
+            tenant=args.tenant,
+            scopes=_scopes(args.scope),
+            subject=args.subject,
+            claims=parse_claims(args.claim),
+            ttl_s=args.ttl,
+            issuer=settings.auth_issuer,
+            audience=settings.auth_audience,
+            tenant_claim=settings.auth_tenant_claim,
+        )
+    )
+    return 0
+
+
+def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
+    from psycopg_pool import AsyncConnectionPool
+
+    from adapters.identity import ApiKeyStore
+    from adapters.pg_migrate import migrate
+    from service.resources import database_url
+
+    async def run() -> str:
+        url = await database_url(settings)
+        await migrate(url)
+        pool = AsyncConnectionPool(
+            url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+        )
+        await pool.open()
+        try:
+            return await ApiKeyStore(pool).create(
+                tenant=args.tenant,
+                scopes=_scopes(args.scope),
+                subject=args.subject,
+                claims=parse_claims(args.claim),
+            )
+        finally:
+            await pool.close()
+
+    try:
+        key = asyncio.run(run())
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(key)
+    print("(shown once: only its hash is stored)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "check-sql":
@@ -85,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     p_oa.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/api/openapi.yaml"))
     p_gr = sub.add_parser("graph", help="write the mermaid drawing of the graph")
     p_gr.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/graph.md"))
+    p_tok = sub.add_parser("token", help="mint an HS256 token with AUTH_JWT_SECRET")
+    p_tok.add_argument("--tenant", required=True)
+    p_tok.add_argument("--scope", action="append", default=[], help='"data:read widgets:read"')
+    p_tok.add_argument("--claim", action="append", default=[], help="NAME=VALUE[,VALUE...]")
+    p_tok.add_argument("--ttl", type=parse_ttl, default=3600.0, help="e.g. 15m, 1h (default 1h)")
+    p_tok.add_argument("--subject", default="cli-user")
+    p_key = sub.add_parser("api-key", help="manage API keys")
+    key_sub = p_key.add_subparsers(dest="key_cmd", required=True)
+    p_kc = key_sub.add_parser("create", help="store a new API key and print it once")
+    p_kc.add_argument("--tenant", required=True)
+    p_kc.add_argument("--scope", action="append", default=[], required=True)
+    p_kc.add_argument("--claim", action="append", default=[], help="NAME=VALUE[,VALUE...]")
+    p_kc.add_argument("--subject", default=None)
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(
@@ -92,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.cmd == "serve":
         return _serve(settings)
+    if args.cmd == "token":
+        return _token(settings, args)
+    if args.cmd == "api-key":
+        return _api_key_create(settings, args)
     if args.cmd in ("migrate", "seed"):
         return _migrate(settings, seed_too=args.cmd == "seed")
     if args.cmd == "openapi":

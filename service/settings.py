@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,60 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     max_rows: int = 10_000
     default_row_limit: int = 1000
+
+    # Identity, tenants and row-level security (issue 10). With none of AUTH_JWT_SECRET,
+    # AUTH_JWKS_URL or AUTH_REQUIRED set the service is in dev mode: requests without
+    # credentials run as the dev principal (tenant `default`, every scope, no row filters),
+    # from loopback clients only unless AUTH_DEV_OPEN=true. Presented credentials (a bearer
+    # token, an X-API-Key) are always verified.
+    auth_jwt_secret: SecretStr | None = None  # HS256
+    auth_jwks_url: str | None = None  # RS256 / ES256, keys cached and refreshed
+    auth_issuer: str | None = None  # checked when set
+    auth_audience: str | None = None  # checked when set
+    auth_leeway_s: float = Field(default=5.0, ge=0, le=300)  # clock skew tolerance
+    auth_tenant_claim: str = "tenant"
+    auth_jwks_refresh_s: float = Field(default=300.0, gt=0)
+    auth_required: bool = False  # API keys only, no dev principal
+    auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
+    access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
+    llm_rate_limit: str = "30/minute"  # LLM generations per tenant (`limits` notation)
+    refresh_min_interval_s: float = Field(default=5.0, ge=0)  # forced-refresh debounce
+
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> Settings:
+        if self.auth_jwt_secret is not None and len(self.auth_jwt_secret.get_secret_value()) < 32:
+            raise ValueError(
+                "AUTH_JWT_SECRET must be at least 32 characters (HS256 needs 256 bits)"
+            )
+        if self.auth_dev_open and self.auth_enabled:
+            raise ValueError(
+                "AUTH_DEV_OPEN opens dev mode to every client: it cannot be combined with "
+                "AUTH_JWT_SECRET, AUTH_JWKS_URL or AUTH_REQUIRED"
+            )
+        from limits import parse
+
+        try:
+            parse(self.llm_rate_limit)
+        except ValueError as exc:
+            raise ValueError(f"LLM_RATE_LIMIT {self.llm_rate_limit!r}: {exc}") from None
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.auth_jwt_secret or self.auth_jwks_url or self.auth_required)
+
+    @property
+    def auth_mode(self) -> str:
+        """`jwt` / `api_key` (credentials required), `dev` (loopback), `dev-open`."""
+        if self.auth_jwt_secret or self.auth_jwks_url:
+            return "jwt"
+        if self.auth_required:
+            return "api_key"
+        return "dev-open" if self.auth_dev_open else "dev"
+
+    @property
+    def access_policy_path(self) -> Path:
+        return self.access_policy_file or self.config_dir / "access_policy.yaml"
 
     @property
     def databricks_configured(self) -> bool:

@@ -8,7 +8,7 @@ row limit applied), never the candidate text: whatever the text hid from the par
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
@@ -17,6 +17,7 @@ from sqlsafety.dialect import keep_two_argument_datediff
 from sqlsafety.errors import PolicyError, SafetyViolation
 from sqlsafety.names import compile_allowlist, compile_schema, display, freeze
 from sqlsafety.prepare import MAX_SQL_CHARS, Check, engine, prepare
+from sqlsafety.row_filters import RowFilter, apply_row_filters
 from sqlsafety.rules import RULES, Rule
 
 # Bump whenever a rule, list or rendering choice changes: approved SQL is cached under it.
@@ -30,6 +31,8 @@ class CheckedSql:
     sql: str  # re-rendered from the checked tree in the same dialect: THIS is what runs
     tables: frozenset[str]  # normalized, fully-qualified names (public.x for postgres)
     limit: int  # the effective row limit of the outermost query
+    # the checked SQL before row filters (== sql when there are none)
+    unfiltered_sql: str = field(default="", compare=False)
 
 
 def check_sql(
@@ -40,12 +43,16 @@ def check_sql(
     max_rows: int = 10_000,
     schema: Mapping[str, Mapping[str, str]] | None = None,
     rules: Sequence[Rule] = RULES,
+    row_filters: Iterable[RowFilter] = (),
 ) -> CheckedSql:
     """Check one candidate query; raise `SafetyViolation` (attrs `rule`, `reason`) if unsafe.
 
     `allowed_tables` holds names like ``main.claims.claim_events`` (databricks, three-part)
     or ``kpi_metrics_history`` / ``public.kpi_metrics_history`` (postgres). `schema`
     ({table: {column: type}}), when given, also rejects unknown columns of those tables.
+    `row_filters`, applied after every rule passed, replace each read of a filtered table
+    with a filtered derived table (`sqlsafety.row_filters`); `sql` is then the filtered SQL
+    (what runs) and `unfiltered_sql` the checked SQL without them.
     `rules` is for tests and tools (any order gives the same verdicts); the default is all.
     Raises PolicyError (a ValueError) for bad arguments (unknown dialect, malformed
     allowlist, max_rows < 1).
@@ -60,10 +67,10 @@ def check_sql(
     )
     for rule in rules:
         rule(check)
-    return render(check)
+    return render(check, row_filters=tuple(row_filters))
 
 
-def render(check: Check) -> CheckedSql:
+def render(check: Check, *, row_filters: tuple[RowFilter, ...] = ()) -> CheckedSql:
     """The final step, after every rule passed: apply the row limit and print the tree."""
     if len(check.statements) != 1:  # only reachable with a rule list lacking single_statement
         raise SafetyViolation("single_statement", "expected exactly one statement")
@@ -80,11 +87,24 @@ def render(check: Check) -> CheckedSql:
             # sqlglot would print 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end),
             # which counts whole 24-hour periods instead of calendar days: keep its meaning.
             tree = keep_two_argument_datediff(tree)
-        rendered = generator.generate(tree, copy=False)
+        # filtered on a copy taken before rendering (rendering may transform its tree)
+        filtered = (
+            apply_row_filters(tree.copy(), row_filters, dialect=check.dialect)
+            if row_filters
+            else None
+        )
+        rendered = unfiltered = generator.generate(tree, copy=False)
+        if filtered is not None:
+            rendered = generator.generate(filtered, copy=False)
     except UnsupportedError as exc:
         raise SafetyViolation(
             "render", f"cannot render faithfully in {check.dialect}: {exc}"
         ) from None
     except RecursionError:
         raise SafetyViolation("render", "SQL nested too deeply to render") from None
-    return CheckedSql(sql=rendered, tables=frozenset(display(t) for t in check.tables), limit=limit)
+    return CheckedSql(
+        sql=rendered,
+        tables=frozenset(display(t) for t in check.tables),
+        limit=limit,
+        unfiltered_sql=unfiltered,
+    )
