@@ -30,6 +30,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "failure_kind",
     "generator",
     "approved_key",
+    "tenant",
 )
 
 _INSERT_SQL = (
@@ -51,6 +52,7 @@ def _as_text(value: Any) -> str | None:
 def log_row(record: dict[str, Any]) -> dict[str, Any]:
     """The insert parameters for a record: known keys only, missing ones NULL."""
     row = {c: record.get(c) for c in LOG_COLUMNS}
+    row["tenant"] = row["tenant"] or "default"
     for key in ("failure_kind", "generator", "safety_rule"):
         row[key] = _as_text(row[key])
     return row

@@ -327,7 +327,8 @@ async def seed(
         inserted = 0
         for wid, spec in widgets.items():
             cur = await conn.execute(
-                "INSERT INTO widgets (id, spec) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO widgets (tenant, id, spec) VALUES ('default', %s, %s)"
+                " ON CONFLICT (tenant, id) DO NOTHING",
                 (wid, Json(spec.model_dump(mode="json"))),
             )
             inserted += cur.rowcount

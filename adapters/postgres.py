@@ -31,6 +31,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
+from domain.access import SeriesFilter
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.models import DataIntent, Filter, MetricDef, resolve_time_range, validate_intent
@@ -143,14 +144,29 @@ def _filter_clauses(filters: list[Filter], params: dict[str, Any]) -> list[str]:
     return clauses
 
 
+def _row_filter_clause(row_filter: SeriesFilter, params: dict[str, Any]) -> str:
+    """Row-level security on the series' dimension key, as a bound parameter. No values
+    match nothing (`= ANY('{}')` is false): a principal without the claim sees no points."""
+    col = DIMENSION_SQL.get(row_filter.dimension)
+    if col is None:  # boot validation refuses such a policy; stay closed if it slips through
+        raise PostgresFailure(
+            f"row filter on unknown dimension {row_filter.dimension!r}",
+            kind=FailureKind.postgres_unmapped,
+        )
+    params["rls"] = list(row_filter.values)
+    return f"({col}) = ANY(%(rls)s)"
+
+
 def plan_query(
     metric: MetricDef,
     intent: DataIntent,
     *,
     now: datetime,
     max_rows: int,
+    row_filter: SeriesFilter | None = None,
 ) -> PlannedQuery:
-    """Validate the intent and build the fixed-shape SQL plus its bound parameters."""
+    """Validate the intent and build the fixed-shape SQL plus its bound parameters.
+    `row_filter` (the principal's row-level security on this metric's series) is ANDed in."""
     _check_intent(metric, intent)
     start, end = resolve_time_range(intent.time_range, now)
     params: dict[str, Any] = {"metric": metric.name}
@@ -161,6 +177,8 @@ def plan_query(
     params["end"] = end
     where.append("recorded_at < %(end)s")
     where += _filter_clauses([*metric.definition.default_filters, *intent.filters], params)
+    if row_filter is not None:
+        where.append(_row_filter_clause(row_filter, params))
 
     bucketed = intent.grain != "none"
     if bucketed:
@@ -300,13 +318,28 @@ class PgGateway:
     def has_query(self, metric_id: str) -> bool:
         return metric_id in POSTGRES_QUERIES
 
-    def render_sql(self, metric: MetricDef, intent: DataIntent) -> str:
+    def render_sql(
+        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+    ) -> str:
         """The SQL text that would run, with %(name)s placeholders for the bound values."""
-        return plan_query(metric, intent, now=datetime.now(UTC), max_rows=self._max_rows).sql
+        return plan_query(
+            metric, intent, now=datetime.now(UTC), max_rows=self._max_rows, row_filter=row_filter
+        ).sql
 
-    async def run_metric(self, metric: MetricDef, intent: DataIntent, *, now: float) -> QueryResult:
+    async def run_metric(
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
+    ) -> QueryResult:
         plan = plan_query(
-            metric, intent, now=datetime.fromtimestamp(now, tz=UTC), max_rows=self._max_rows
+            metric,
+            intent,
+            now=datetime.fromtimestamp(now, tz=UTC),
+            max_rows=self._max_rows,
+            row_filter=row_filter,
         )
         try:
             async with self._pool.connection() as conn, conn.transaction():

@@ -29,6 +29,7 @@ class FailureKind(StrEnum):
     bedrock_unavailable = "bedrock_unavailable"
     llm_timeout = "llm_timeout"
     llm_invalid_output = "llm_invalid_output"
+    llm_rate_limited = "llm_rate_limited"  # the tenant spent its LLM budget (LLM_RATE_LIMIT)
 
 
 class ResolverFailure(Exception):

@@ -8,9 +8,40 @@ from typing import Any
 
 import orjson
 
+from domain.access import RowAccess
 from domain.models import DataIntent, MetricDef, RoutingEntry
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: keys carry the tenant and the row filters applied
+
+
+def access_scope(access: RowAccess, metric: MetricDef, backend: str, generator: str) -> Any:
+    """The canonical part of a key that says who may see the entry: the tenant and the
+    row filters that apply to THIS query (never the user): a Postgres metric's series
+    filter; for compiled warehouse SQL, the filter of the metric's table; for LLM SQL
+    (which may read any allowlisted table), every table filter. Values are already
+    canonical (sorted, deduplicated, type-normalized strings), so principals with the
+    same access share entries and principals with different access never do."""
+    if backend == "postgres":
+        series = access.series_filter(metric.name)
+        filters = [] if series is None else [[series.metric, series.dimension, list(series.values)]]
+    else:
+        tables = access.table_filters(
+            [metric.definition.table] if generator == "compiled" else None
+        )
+        filters = [[f.table, f.column, list(f.values)] for f in tables]
+    return {"tenant": access.tenant, "filters": sorted(filters)}
+
+
+def access_fingerprint(access: RowAccess) -> str:
+    """The whole access of a request (tenant and every filter), for keys made before the
+    metric is known (single flight)."""
+    return _digest(
+        {
+            "tenant": access.tenant,
+            "tables": sorted([f.table, f.column, list(f.values)] for f in access.tables),
+            "series": sorted([f.metric, f.dimension, list(f.values)] for f in access.series),
+        }
+    )
 
 
 def _digest(payload: Any) -> str:
@@ -19,16 +50,26 @@ def _digest(payload: Any) -> str:
 
 
 def result_cache_key(
-    widget_id: str, intent: DataIntent, routing: RoutingEntry, metric: MetricDef
+    widget_id: str,
+    intent: DataIntent,
+    routing: RoutingEntry,
+    metric: MetricDef,
+    access: RowAccess | None = None,
 ) -> str:
+    """THE key of a resolved answer (and of its single flight): widget, intent, routing,
+    definition, and who may see it (`access_scope`). The tenant is also spelled out in
+    the key, so one tenant's entries can be found (and dropped) by prefix."""
+    access = access or RowAccess()
+    generator = "llm" if (intent.question or routing.generator == "llm") else "compiled"
     digest = _digest(
         {
+            "access": access_scope(access, metric, routing.backend, generator),
             "intent": intent.model_dump(mode="json"),
             "routing": routing.model_dump(mode="json"),
             "definition": metric.definition.model_dump(mode="json"),
         }
     )
-    return f"r{CACHE_FORMAT_VERSION}:{widget_id}:{digest}"
+    return f"r{CACHE_FORMAT_VERSION}:{access.tenant}:{widget_id}:{digest}"
 
 
 def approved_sql_key(
@@ -39,10 +80,13 @@ def approved_sql_key(
     schema_version: str,
     model_id: str,
     policy_version: str,
+    tenant: str = "default",
 ) -> str:
     """Key of an LLM answer that passed the safety layer (reused instead of asking again).
     It covers the whole intent: the same question with other dimensions, filters, limit or
-    time range is a different query."""
+    time range is a different query. It carries the tenant: approved SQL is never reused
+    across tenants (within one it is shared: row filters are applied after approval, to
+    every run, and the cached SQL is the unfiltered one)."""
     digest = _digest(
         {
             "question": " ".join(question.split()),  # values in a question are case-sensitive
@@ -52,6 +96,7 @@ def approved_sql_key(
             "schema": schema_version,
             "model": model_id,
             "policy": policy_version,
+            "tenant": tenant,
         }
     )
-    return f"g{CACHE_FORMAT_VERSION}:{metric.name}:{digest}"
+    return f"g{CACHE_FORMAT_VERSION}:{tenant}:{metric.name}:{digest}"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from domain.access import SeriesFilter
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.results import QueryResult
 
@@ -23,7 +24,7 @@ def _policy_version() -> str:
 class Registry(Protocol):
     """An in-process snapshot of widgets, catalog and routing (refreshed on writes)."""
 
-    def widget(self, widget_id: str) -> WidgetSpec | None: ...
+    def widget(self, widget_id: str, tenant: str = ...) -> WidgetSpec | None: ...
     def metric(self, metric_id: str) -> MetricDef | None: ...
     def routing(self, metric_id: str) -> RoutingEntry | None: ...
     @property
@@ -42,9 +43,16 @@ class PostgresGateway(Protocol):
     """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure."""
 
     def has_query(self, metric_id: str) -> bool: ...
-    def render_sql(self, metric: MetricDef, intent: DataIntent) -> str: ...
+    def render_sql(
+        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+    ) -> str: ...
     async def run_metric(
-        self, metric: MetricDef, intent: DataIntent, *, now: float
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
     ) -> QueryResult: ...
     async def ping(self) -> bool: ...
 
@@ -68,6 +76,16 @@ class SqlGenerator(Protocol):
     model_id: str
 
     async def generate(self, request: GenerationRequest) -> Generation: ...
+
+
+class LlmBudget(Protocol):
+    """Per-tenant LLM rate limit. `take` spends one generation: None if allowed, else the
+    seconds until the tenant may ask again. Never raises (a limiter that is down allows)."""
+
+    limit: str  # e.g. "30/minute"
+
+    async def take(self, tenant: str) -> float | None: ...
+    async def retry_after(self, tenant: str) -> float: ...
 
 
 class GenerationLog(Protocol):

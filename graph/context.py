@@ -15,6 +15,7 @@ from domain.ports import (
     Cache,
     FixedTableSchemas,
     GenerationLog,
+    LlmBudget,
     PostgresGateway,
     Registry,
     SafetyPolicy,
@@ -32,6 +33,8 @@ class Context:
     warehouse: Warehouse | None = None
     llm: SqlGenerator | None = None
     generation_log: GenerationLog | None = None
+    llm_budget: LlmBudget | None = None  # per-tenant LLM rate limit (None: unlimited)
+    refresh_min_interval_s: float = 0.0  # a forced refresh this soon after a live answer reuses it
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)
     table_schemas: TableSchemas = field(default_factory=FixedTableSchemas)
     default_row_limit: int = 1000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal, TypedDict
 
+from domain.access import RowAccess
 from domain.models import Backend, MetricDef, RoutingEntry, WidgetSpec
 
 
@@ -26,6 +27,9 @@ class InputState(TypedDict, total=False):
     refresh: bool
     dry_run: bool
     spec: WidgetSpec  # optional: given inline (tests, evals); else looked up in the registry
+    # the caller's tenant and row filters (service: from the principal); absent = the dev
+    # principal's: tenant `default`, no row filters (Studio, evals of the unfiltered graph)
+    access: RowAccess
 
 
 class OutputState(TypedDict, total=False):

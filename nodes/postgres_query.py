@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
 from graph.context import Context
 from graph.state import State
@@ -26,8 +27,9 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
             FailureKind.postgres_unmapped,
             f"metric {metric.name!r} is routed to postgres but has no allowlisted query",
         )
+    row_filter = (state.get("access") or UNRESTRICTED).series_filter(metric.name)
     try:
-        sql = ctx.postgres.render_sql(metric, intent)
+        sql = ctx.postgres.render_sql(metric, intent, row_filter=row_filter)
         if state.get("dry_run"):
             return {
                 "generated_sql": sql,
@@ -36,7 +38,9 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
                 "schema": [],
                 "outcome": "dry_run",
             }
-        result = await ctx.postgres.run_metric(metric, intent, now=ctx.clock())
+        result = await ctx.postgres.run_metric(
+            metric, intent, now=ctx.clock(), row_filter=row_filter
+        )
     except ResolverFailure as exc:
         return failed("postgres_query", exc)
     return {

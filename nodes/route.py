@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.access import UNRESTRICTED
 from domain.failures import FailureKind
 from domain.keys import result_cache_key
 from domain.models import validate_intent
@@ -21,7 +22,8 @@ class WidgetNotFound(LookupError):
 @traced("route")
 async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
-    spec = state.get("spec") or ctx.registry.widget(state["widget_id"])
+    access = state.get("access") or UNRESTRICTED
+    spec = state.get("spec") or ctx.registry.widget(state["widget_id"], access.tenant)
     if spec is None:
         raise WidgetNotFound(state["widget_id"])
     update: dict[str, Any] = {"spec": spec}
@@ -45,6 +47,6 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     problems = validate_intent(intent, {metric.name: metric})
     if problems:
         return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
-    update["cache_key"] = result_cache_key(state["widget_id"], intent, routing, metric)
+    update["cache_key"] = result_cache_key(state["widget_id"], intent, routing, metric, access)
     update["outcome"] = routing.backend
     return update

@@ -1,5 +1,7 @@
 """safety_check: only one read-only SELECT on allowlisted tables gets through; the SQL
-re-rendered from the checked tree, not the candidate text, is what runs."""
+re-rendered from the checked tree, not the candidate text, is what runs, with the caller's
+row filters applied to every read of a filtered table (`sqlsafety.row_filters`). The
+approved-SQL cache keeps the unfiltered checked SQL: filters are applied on every run."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.access import UNRESTRICTED
 from domain.failures import FailureKind
 from graph.context import Context
 from graph.state import State
@@ -23,12 +26,14 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     spec = state.get("spec")
     # the widget's own limit binds LLM-written SQL too (the compiler already applies it)
     limit = spec.data_intent.limit if spec is not None else None
+    access = state.get("access") or UNRESTRICTED
     try:
         checked = check_sql(
             state["candidate_sql"],
             dialect=policy.dialect,
             allowed_tables=policy.allowed_tables,
             max_rows=min(limit or policy.max_rows, policy.max_rows),
+            row_filters=access.table_filters(),
         )
     except SafetyViolation as exc:
         verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}
@@ -40,7 +45,7 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if cacheable and generation and generation.get("approved_key"):  # a dry run caches nothing
         await ctx.cache.set(
             generation["approved_key"],
-            {"sql": checked.sql, "model_id": generation["model_id"]},
+            {"sql": checked.unfiltered_sql, "model_id": generation["model_id"]},
             APPROVED_SQL_TTL_S,
         )
     return {

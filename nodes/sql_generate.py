@@ -10,6 +10,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
 from domain.keys import approved_sql_key
 from domain.ports import GenerationRequest, TableSchema
@@ -18,7 +19,10 @@ from graph.state import State
 from metricsql import compile_intent
 from nodes._common import fail, failed, traced
 
-MODEL_UNREACHABLE = frozenset({FailureKind.bedrock_unavailable, FailureKind.llm_timeout})
+# the model cannot be asked now: a question answered before runs from its logged SQL
+MODEL_UNREACHABLE = frozenset(
+    {FailureKind.bedrock_unavailable, FailureKind.llm_timeout, FailureKind.llm_rate_limited}
+)
 
 
 def schema_version(tables: tuple[TableSchema, ...]) -> str:
@@ -46,7 +50,9 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         return {"candidate_sql": sql, "outcome": "compiled"}
 
     question = intent.question or metric.description
+    tenant = (state.get("access") or UNRESTRICTED).tenant
     record: dict[str, Any] = {
+        "tenant": tenant,
         "widget_id": state.get("widget_id"),
         "metric_id": metric.name,
         "question": question,
@@ -68,6 +74,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         schema_version=schema_version(tables),
         model_id=ctx.llm.model_id,
         policy_version=ctx.safety.version,
+        tenant=tenant,
     )
     approved = await ctx.cache.get(key)
     if approved is not None:
@@ -85,6 +92,14 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         max_rows=min(intent.limit or ctx.default_row_limit, ctx.safety.max_rows),
     )
     try:
+        if ctx.llm_budget is not None:
+            wait = await ctx.llm_budget.take(tenant)
+            if wait is not None:
+                raise ResolverFailure(
+                    f"tenant {tenant!r} is over its LLM budget ({ctx.llm_budget.limit}); "
+                    f"retry in {max(1, round(wait))} s",
+                    kind=FailureKind.llm_rate_limited,
+                )
         gen = await ctx.llm.generate(request)
     except ResolverFailure as exc:
         if exc.kind in MODEL_UNREACHABLE and ctx.generation_log is not None:

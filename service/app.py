@@ -34,6 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # no redirect to a Location built from the request's Host: `/x/` is a 404 problem
         redirect_slashes=False,
+        # served by service/routes/ops.py behind the same auth rule as data
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

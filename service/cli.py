@@ -132,7 +132,7 @@ def _api_key_create(settings: Settings, args: argparse.Namespace) -> int:
 
     from adapters.identity import ApiKeyStore
     from adapters.pg_migrate import migrate
-    from service.resources import database_url
+    from service.wiring import database_url
 
     async def run() -> str:
         url = await database_url(settings)

@@ -1,17 +1,24 @@
-"""Dependency aliases for the routes: the open resources, the resolver, and the
-widget named in the path (or a 404 problem)."""
+"""Dependency aliases for the routes: the open resources, the resolver, the calling
+principal (with the scope a route needs), and the widget named in the path (or a 404
+problem: another tenant's widget is exactly as absent as one that does not exist)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer, SecurityScopes
 
+from domain.access import RowAccess
+from domain.identity import Principal
 from domain.models import RESERVED_WIDGET_IDS, WIDGET_ID_RE, WidgetSpec
+from service.auth import Authenticator, AuthError, AuthUnavailable
 from service.problems import ProblemError
 from service.resolution import Resolver
 from service.wiring import Resources
+
+REALM = "widget-resolver"
 
 
 def get_resources(request: Request) -> Resources:
@@ -27,6 +34,73 @@ def get_resolver(request: Request) -> Resolver:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 ResolverDep = Annotated[Resolver, Depends(get_resolver)]
 WidgetId = Annotated[str, Path(pattern=WIDGET_ID_RE, description="The widget's id.")]
+
+# Declared for the OpenAPI document (security schemes); the headers are read below.
+_bearer = HTTPBearer(auto_error=False, description="A JWT (HS256, or RS256/ES256 via JWKS).")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A service API key.")
+
+
+def unauthorized(exc: AuthError) -> ProblemError:
+    return ProblemError(
+        401,
+        exc.detail,
+        title="Unauthorized",
+        type_="urn:problem:unauthorized",
+        headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="{exc.error}"'},
+    )
+
+
+async def current_principal(
+    request: Request,
+    security_scopes: SecurityScopes,
+    _b: Annotated[object, Depends(_bearer)] = None,
+    _k: Annotated[object, Depends(_api_key)] = None,
+) -> Principal:
+    """The verified caller holding every scope the route asks for; 401 / 403 / 503 problems."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is None:
+        auth: Authenticator = request.app.state.resources.auth
+        try:
+            cached = await auth.authenticate(
+                authorization=request.headers.get("authorization"),
+                api_key=request.headers.get("x-api-key"),
+                client_host=request.client.host if request.client else None,
+            )
+        except AuthError as exc:
+            raise unauthorized(exc) from None
+        except AuthUnavailable as exc:
+            raise ProblemError(503, str(exc), headers={"Retry-After": "5"}) from None
+        request.state.principal = cached
+    missing = [s for s in security_scopes.scopes if not cached.has(s)]
+    if missing:
+        need = " ".join(missing)
+        raise ProblemError(
+            403,
+            f"this request needs the scope {need!r}",
+            title="Forbidden",
+            type_="urn:problem:insufficient-scope",
+            headers={
+                "WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
+                f'scope="{need}"'
+            },
+        )
+    return cached
+
+
+def _scoped(scope: str) -> object:
+    return Security(current_principal, scopes=[scope])
+
+
+DataReader = Annotated[Principal, _scoped("data:read")]
+WidgetReader = Annotated[Principal, _scoped("widgets:read")]
+WidgetWriter = Annotated[Principal, _scoped("widgets:write")]
+MetricsReader = Annotated[Principal, _scoped("metrics:read")]
+SqlGenerator = Annotated[Principal, _scoped("sql:generate")]
+AuditReader = Annotated[Principal, _scoped("audit:read")]
+
+
+def access_of(res: Resources, principal: Principal) -> RowAccess:
+    return res.auth.access(principal)
 
 
 def new_widget_id(
@@ -61,18 +135,29 @@ NewWidgetId = Annotated[str, Depends(new_widget_id)]
 class Widget:
     id: str
     spec: WidgetSpec
+    principal: Principal
 
 
 def widget_not_found(widget_id: str) -> ProblemError:
     return ProblemError(404, f"widget {widget_id!r} is not registered", title="Widget not found")
 
 
-def get_widget(widget_id: WidgetId, res: ResourcesDep) -> Widget:
-    """The registered widget named in the path, or a 404 problem."""
-    spec = res.registry.widget(widget_id)
+def _widget(widget_id: str, res: Resources, principal: Principal) -> Widget:
+    spec = res.registry.widget(widget_id, principal.tenant)
     if spec is None:
         raise widget_not_found(widget_id)
-    return Widget(widget_id, spec)
+    return Widget(widget_id, spec, principal)
 
 
-WidgetDep = Annotated[Widget, Depends(get_widget)]
+def get_widget_for_data(widget_id: WidgetId, res: ResourcesDep, who: DataReader) -> Widget:
+    """The caller's tenant's widget named in the path (scope data:read), or a 404 problem."""
+    return _widget(widget_id, res, who)
+
+
+def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetReader) -> Widget:
+    """The caller's tenant's widget named in the path (scope widgets:read), or a 404."""
+    return _widget(widget_id, res, who)
+
+
+WidgetDep = Annotated[Widget, Depends(get_widget_for_data)]
+WidgetSpecDep = Annotated[Widget, Depends(get_widget_spec)]

@@ -34,6 +34,12 @@ class Problem(BaseModel):
 
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Problem,
+        "content": {PROBLEM_JSON: {}},
+        "description": "Missing or invalid credentials (WWW-Authenticate says which)",
+    },
+    403: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Missing scope"},
     404: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not found"},
     422: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Invalid request"},
 }
@@ -47,6 +53,7 @@ class ProblemError(Exception):
         *,
         title: str | None = None,
         type_: str | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -54,6 +61,7 @@ class ProblemError(Exception):
         self.detail = detail
         self.title = title or HTTPStatus(status).phrase
         self.type = type_ or "about:blank"
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -103,9 +111,11 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(
+        response = problem_response(
             request, exc.status, exc.detail, title=exc.title, type_=exc.type, **exc.extra
         )
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(ResolverFailure)
     async def _failure(request: Request, exc: ResolverFailure) -> JSONResponse:

@@ -9,6 +9,8 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from domain.access import UNRESTRICTED, RowAccess
+from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
 from graph.builder import build_graph
 from graph.context import Context
@@ -21,15 +23,22 @@ class Resolver:
     def __init__(self, context: Context) -> None:
         self.context = context
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile()
-        self.inflight: dict[tuple[str, int, bool, bool], asyncio.Future[dict[str, Any]]] = {}
+        self.inflight: dict[tuple[str, int, bool, bool, str], asyncio.Future[dict[str, Any]]] = {}
 
     async def resolve(
-        self, widget_id: str, spec: WidgetSpec, *, refresh: bool, dry_run: bool
+        self,
+        widget_id: str,
+        spec: WidgetSpec,
+        *,
+        refresh: bool,
+        dry_run: bool,
+        access: RowAccess = UNRESTRICTED,
     ) -> dict[str, Any]:
-        """Run the graph for one widget. Identical resolutions already in flight in this
-        process are shared (single flight), so an expired tile on many open dashboards
-        costs one backend query, not one per viewer."""
-        key = (widget_id, id(spec), refresh, dry_run)
+        """Run the graph for one widget under the caller's `access` (tenant and row
+        filters). Identical resolutions already in flight in this process are shared
+        (single flight), so an expired tile on many open dashboards costs one backend
+        query, not one per viewer; callers with different access never share one."""
+        key = (widget_id, id(spec), refresh, dry_run, access_fingerprint(access))
         pending = self.inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -37,7 +46,13 @@ class Resolver:
         self.inflight[key] = future
         try:
             out: dict[str, Any] = await self.graph.ainvoke(
-                {"widget_id": widget_id, "refresh": refresh, "dry_run": dry_run, "spec": spec},
+                {
+                    "widget_id": widget_id,
+                    "refresh": refresh,
+                    "dry_run": dry_run,
+                    "spec": spec,
+                    "access": access,
+                },
                 context=self.context,
             )
         except BaseException as exc:
@@ -50,7 +65,9 @@ class Resolver:
         finally:
             del self.inflight[key]
 
-    async def generate(self, intent: DataIntent) -> dict[str, Any]:
+    async def generate(
+        self, intent: DataIntent, *, access: RowAccess = UNRESTRICTED
+    ) -> dict[str, Any]:
         """The checked SQL for an intent, without running it: the graph's dry-run path
         (route picks the generator, sql_generate writes, safety_check checks, the answer
         step logs the generation). Returns the state keys of GENERATION_KEYS."""
@@ -58,7 +75,7 @@ class Resolver:
             title="sql/generate", kind="table", data_intent=intent, mock_data=[{}]
         )
         out: dict[str, Any] = await self.graph.ainvoke(
-            {"widget_id": None, "spec": spec, "dry_run": True},
+            {"widget_id": None, "spec": spec, "dry_run": True, "access": access},
             context=self.context,
             output_keys=list(GENERATION_KEYS),
         )

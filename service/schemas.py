@@ -129,3 +129,24 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ok", "degraded"]
     components: dict[str, dict[str, Any]]
+
+
+class AuditEntryOut(BaseModel):
+    """One widget write: who, what, and hashes (SHA-256 of the canonical spec JSON) of the
+    spec before and after (null: none / deleted)."""
+
+    id: int
+    at: str
+    tenant: str
+    subject: str
+    action: Literal["widget.create", "widget.replace", "widget.delete"]
+    widget_id: str
+    before_hash: str | None
+    after_hash: str | None
+
+
+class AuditList(BaseModel):
+    entries: list[AuditEntryOut]
+    next_before_id: int | None = Field(
+        default=None, description="Pass as before_id for the next (older) page."
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
     llm_rate_limit: str = "30/minute"  # LLM generations per tenant (`limits` notation)
     refresh_min_interval_s: float = Field(default=5.0, ge=0)  # forced-refresh debounce
+
+    @field_validator(
+        "auth_jwt_secret", "auth_jwks_url", "auth_issuer", "auth_audience", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @model_validator(mode="after")
     def _auth_consistent(self) -> Settings:

@@ -20,14 +20,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.cache import MemoryTTLCache, RedisCache
+from adapters.identity import ApiKeyStore
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
 from adapters.postgres import POSTGRES_QUERIES, PgGateway
+from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, validate_boot
 from adapters.table_schemas import WarehouseTableSchemas
-from domain.ports import Cache, SafetyPolicy, SqlGenerator, Warehouse
+from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
+from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
+from service.auth import Authenticator, open_authenticator
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -118,6 +122,7 @@ class Resources:
     store: RegistryStore
     gateway: PgGateway
     database_url: str
+    auth: Authenticator
 
     async def readiness(self) -> dict[str, Any]:
         ctx = self.context
@@ -128,10 +133,43 @@ class Resources:
             "cache": {"ok": cache_ok, "kind": getattr(ctx.cache, "describe", lambda: "?")()},
             "warehouse": {"ok": wh_ok, "kind": ctx.warehouse.name if ctx.warehouse else None},
             "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
-            "registry": {"widgets": len(self.registry.widgets()), "version": self.registry.version},
+            "registry": {
+                "widgets": len(self.registry.all_widgets()),
+                "version": self.registry.version,
+            },
+            "auth": self.auth.describe(),
         }
         status = "ok" if pg_ok and cache_ok and wh_ok else "degraded"
         return {"status": status, "components": components}
+
+
+def open_policy(
+    settings: Settings, registry: RegistryHolder, described: tuple[TableSchema, ...]
+) -> AccessPolicy:
+    """The row-level security policy, validated against the warehouse allowlist (the
+    columns of every table the warehouse described) and the Postgres metrics. BootError
+    names every bad entry. A table the warehouse could not describe right now (an outage at
+    boot) is checked by name only, so an outage never stops the boot."""
+    try:
+        policy = load_policy(settings.access_policy_path)
+    except PolicyError as exc:
+        raise BootError(f"refusing to start: {exc}") from None
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
+    problems = validate_policy(
+        policy,
+        table_columns=columns,
+        series_dimensions={
+            name: POSTGRES_QUERIES[name].dimensions
+            for name, r in registry.routings().items()
+            if r.backend == "postgres" and name in POSTGRES_QUERIES
+        },
+    )
+    if problems:
+        for p in problems:
+            log.error("boot validation: %s", p)
+        raise BootError("refusing to start: " + "; ".join(problems))
+    return policy
 
 
 @asynccontextmanager
@@ -192,6 +230,8 @@ async def open_resources(
             await schemas.refresh()
 
         registry.subscribe(refresh_schemas)
+        policy = open_policy(settings, registry, schemas.current())
+        auth = await open_authenticator(settings, policy, ApiKeyStore(gateway.pool), stack)
         context = Context(
             registry=registry,
             cache=cache,
@@ -199,6 +239,10 @@ async def open_resources(
             warehouse=warehouse,
             llm=llm,
             generation_log=PgGenerationLog(gateway.pool),
+            llm_budget=TenantLlmBudget(
+                settings.llm_rate_limit, redis_url=settings.redis_url, prefix=settings.cache_prefix
+            ),
+            refresh_min_interval_s=settings.refresh_min_interval_s,
             safety=SafetyPolicy(
                 dialect="databricks", allowed_tables=allowed, max_rows=settings.max_rows
             ),
@@ -211,6 +255,6 @@ async def open_resources(
             getattr(cache, "describe", lambda: "?")(),
             warehouse.name,
             llm.model_id if llm else "none",
-            len(registry.widgets()),
+            len(registry.all_widgets()),
         )
-        yield Resources(settings, context, registry, store, gateway, url)
+        yield Resources(settings, context, registry, store, gateway, url, auth)

@@ -4,6 +4,7 @@ freshly created database so parallel runs never collide. Helpers: tests/helpers.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -13,6 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REDIS_URL, create_database, drop_database
+
+# The suite chooses its own auth settings (dev mode unless a test sets a secret): a
+# developer's exported AUTH_* variables must not switch every test to another mode.
+for _name in [n for n in os.environ if n.startswith("AUTH_")]:
+    del os.environ[_name]
 
 
 @pytest.fixture(scope="session")

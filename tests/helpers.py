@@ -96,11 +96,18 @@ class Service:
         resources: Resources = self.app.state.resources
         return resources
 
-    async def data(self, widget_id: str, *, trace: bool = False, **body: Any) -> httpx.Response:
+    async def data(
+        self,
+        widget_id: str,
+        *,
+        trace: bool = False,
+        headers: dict[str, str] | None = None,
+        **body: Any,
+    ) -> httpx.Response:
         """POST /v1/widgets/{id}/data; a 200 body is checked against ResolveResponse."""
         params = {"trace": "true"} if trace else None
         r = await self.client.post(
-            f"/v1/widgets/{widget_id}/data", json=body or None, params=params
+            f"/v1/widgets/{widget_id}/data", json=body or None, params=params, headers=headers
         )
         if r.status_code == 200:
             assert set(r.json()) == RESPONSE_FIELDS | ({"trace"} if trace else set()), r.text
@@ -115,11 +122,17 @@ def copy_config(tmp: Path) -> Path:
 
 
 @asynccontextmanager
-async def running_service(**overrides: Any) -> AsyncIterator[Service]:
+async def running_service(
+    *, client_host: str = "127.0.0.1", **overrides: Any
+) -> AsyncIterator[Service]:
+    """The service over real PostgreSQL/Redis, called from `client_host` (loopback by
+    default: dev mode's dev principal). Forced refreshes are not debounced unless a test
+    sets `refresh_min_interval_s`."""
+    overrides.setdefault("refresh_min_interval_s", 0)
     settings = Settings(**overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
         async with httpx.AsyncClient(
             transport=transport, base_url="http://resolver.test"
         ) as client:
@@ -144,8 +157,8 @@ class DictRegistry:
     def demo(cls) -> DictRegistry:
         return cls(*demo_config())
 
-    def widget(self, widget_id: str) -> WidgetSpec | None:
-        return self.widgets_.get(widget_id)
+    def widget(self, widget_id: str, tenant: str = "default") -> WidgetSpec | None:
+        return self.widgets_.get(widget_id) if tenant == "default" else None
 
     def metric(self, metric_id: str) -> MetricDef | None:
         return self.metrics_.get(metric_id)
@@ -170,17 +183,21 @@ class StubGateway:
     error: ResolverFailure | None = None
     mapped: bool = True
     calls: list[str] = field(default_factory=list)
+    row_filters: list[Any] = field(default_factory=list)
 
     def has_query(self, metric_id: str) -> bool:
         return self.mapped
 
-    def render_sql(self, metric: MetricDef, intent: DataIntent) -> str:
+    def render_sql(self, metric: MetricDef, intent: DataIntent, *, row_filter: Any = None) -> str:
         return (
             f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
         )
 
-    async def run_metric(self, metric: MetricDef, intent: DataIntent, *, now: float) -> QueryResult:
+    async def run_metric(
+        self, metric: MetricDef, intent: DataIntent, *, now: float, row_filter: Any = None
+    ) -> QueryResult:
         self.calls.append(metric.name)
+        self.row_filters.append(row_filter)
         if self.error:
             raise self.error
         return QueryResult(rows=self.rows, columns=[Column("value", "number")])

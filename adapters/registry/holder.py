@@ -17,10 +17,12 @@ from typing import Any
 
 import psycopg
 
+from adapters.registry.audit import AuditEntry
 from adapters.registry.listener import RegistryListener
-from adapters.registry.snapshot import RegistrySnapshot
+from adapters.registry.snapshot import RegistrySnapshot, WidgetKey
 from adapters.registry.store import RegistryStore
 from domain.failures import InvalidIntent
+from domain.identity import DEFAULT_TENANT
 from domain.models import MetricDef, RoutingEntry, WidgetSpec, validate_intent, widget_id_problem
 
 logger = logging.getLogger("adapters.registry")
@@ -108,8 +110,8 @@ class RegistryHolder:
             self.stale_loads += 1
             logger.debug("registry: a newer snapshot was installed during a reload; reloading")
 
-    def widget(self, widget_id: str) -> WidgetSpec | None:
-        return self._snapshot.widget(widget_id)
+    def widget(self, widget_id: str, tenant: str = DEFAULT_TENANT) -> WidgetSpec | None:
+        return self._snapshot.widget(widget_id, tenant)
 
     def metric(self, metric_id: str) -> MetricDef | None:
         return self._snapshot.metric(metric_id)
@@ -121,8 +123,11 @@ class RegistryHolder:
     def version(self) -> str:
         return self._snapshot.version
 
-    def widgets(self) -> dict[str, WidgetSpec]:
-        return self._snapshot.widgets()
+    def widgets(self, tenant: str = DEFAULT_TENANT) -> dict[str, WidgetSpec]:
+        return self._snapshot.widgets(tenant)
+
+    def all_widgets(self) -> dict[WidgetKey, WidgetSpec]:
+        return self._snapshot.all_widgets()
 
     def metrics(self) -> dict[str, MetricDef]:
         return self._snapshot.metrics()
@@ -153,16 +158,25 @@ class RegistryHolder:
             )
         return problems
 
-    async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
+    async def put_widget(
+        self,
+        widget_id: str,
+        spec: WidgetSpec,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        who: AuditEntry | None = None,
+    ) -> bool:
         """The one write path: validate (InvalidIntent naming every problem), store in
-        PostgreSQL (PostgresFailure), apply locally. True if created."""
+        PostgreSQL with its audit row (PostgresFailure), apply locally. True if created."""
         problems = self.widget_problems(spec, widget_id)
         if problems:
             raise InvalidIntent("; ".join(problems), problems=problems)
-        return await self.store.put_widget(widget_id, spec)
+        return await self.store.put_widget(widget_id, spec, tenant=tenant, who=who)
 
-    async def delete_widget(self, widget_id: str) -> bool:
-        return await self.store.delete_widget(widget_id)
+    async def delete_widget(
+        self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
+    ) -> bool:
+        return await self.store.delete_widget(widget_id, tenant=tenant, who=who)
 
     # ------------------------------------------------------------ listener
 

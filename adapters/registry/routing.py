@@ -7,6 +7,7 @@ from pathlib import Path
 
 from adapters.registry.snapshot import RegistrySnapshot
 from domain import config
+from domain.identity import DEFAULT_TENANT
 from domain.models import RoutingEntry, validate_intent, widget_id_problem
 
 
@@ -51,8 +52,11 @@ def validate_boot(
         for name in sorted(routing)
         if name not in metrics
     ]
-    for wid, spec in sorted(snapshot.widgets().items()):
+    for (tenant, wid), spec in sorted(snapshot.all_widgets().items()):
+        name = wid if tenant == DEFAULT_TENANT else f"{tenant}/{wid}"
         id_problem = widget_id_problem(wid)
-        problems += [f"widget {wid!r}: {id_problem}"] if id_problem else []
-        problems += [f"widget {wid!r}: {err}" for err in validate_intent(spec.data_intent, metrics)]
+        problems += [f"widget {name!r}: {id_problem}"] if id_problem else []
+        problems += [
+            f"widget {name!r}: {err}" for err in validate_intent(spec.data_intent, metrics)
+        ]
     return problems

@@ -9,16 +9,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from domain.identity import DEFAULT_TENANT
 from domain.models import MetricDef, RoutingEntry, WidgetSpec
+
+WidgetKey = tuple[str, str]  # (tenant, widget id): ids are unique per tenant
 
 
 def _content_version(
-    widgets: Mapping[str, WidgetSpec],
+    widgets: Mapping[WidgetKey, WidgetSpec],
     metrics: Mapping[str, MetricDef],
     routing: Mapping[str, RoutingEntry],
 ) -> str:
     doc = {
-        "widgets": {k: widgets[k].model_dump(mode="json") for k in sorted(widgets)},
+        "widgets": {"/".join(k): widgets[k].model_dump(mode="json") for k in sorted(widgets)},
         "metrics": {k: metrics[k].model_dump(mode="json") for k in sorted(metrics)},
         "routing": {k: routing[k].model_dump(mode="json") for k in sorted(routing)},
     }
@@ -34,7 +37,7 @@ class RegistrySnapshot:
     validation reports them.
     """
 
-    _widgets: Mapping[str, WidgetSpec]
+    _widgets: Mapping[WidgetKey, WidgetSpec]
     _metrics: Mapping[str, MetricDef]
     _routing: Mapping[str, RoutingEntry]
     load_errors: tuple[str, ...] = ()
@@ -43,12 +46,14 @@ class RegistrySnapshot:
     @classmethod
     def build(
         cls,
-        widgets: Mapping[str, WidgetSpec],
+        widgets: Mapping[WidgetKey, WidgetSpec] | Mapping[str, WidgetSpec],
         metrics: Mapping[str, MetricDef],
         routing: Mapping[str, RoutingEntry],
         load_errors: tuple[str, ...] = (),
     ) -> RegistrySnapshot:
-        w, m, r = dict(widgets), dict(metrics), dict(routing)
+        # plain ids (tests, one-tenant callers) belong to the default tenant
+        w = {(k if isinstance(k, tuple) else (DEFAULT_TENANT, k)): v for k, v in widgets.items()}
+        m, r = dict(metrics), dict(routing)
         return cls(
             MappingProxyType(w),
             MappingProxyType(m),
@@ -57,8 +62,8 @@ class RegistrySnapshot:
             _content_version(w, m, r),
         )
 
-    def widget(self, widget_id: str) -> WidgetSpec | None:
-        return self._widgets.get(widget_id)
+    def widget(self, widget_id: str, tenant: str = DEFAULT_TENANT) -> WidgetSpec | None:
+        return self._widgets.get((tenant, widget_id))
 
     def metric(self, metric_id: str) -> MetricDef | None:
         return self._metrics.get(metric_id)
@@ -70,7 +75,11 @@ class RegistrySnapshot:
     def version(self) -> str:
         return self._version
 
-    def widgets(self) -> dict[str, WidgetSpec]:
+    def widgets(self, tenant: str = DEFAULT_TENANT) -> dict[str, WidgetSpec]:
+        """One tenant's widgets by id."""
+        return {wid: s for (t, wid), s in self._widgets.items() if t == tenant}
+
+    def all_widgets(self) -> dict[WidgetKey, WidgetSpec]:
         return dict(self._widgets)
 
     def metrics(self) -> dict[str, MetricDef]:
@@ -79,11 +88,16 @@ class RegistrySnapshot:
     def routings(self) -> dict[str, RoutingEntry]:
         return dict(self._routing)
 
-    def with_widget(self, widget_id: str, spec: WidgetSpec) -> RegistrySnapshot:
+    def with_widget(
+        self, widget_id: str, spec: WidgetSpec, tenant: str = DEFAULT_TENANT
+    ) -> RegistrySnapshot:
         return self.build(
-            {**self._widgets, widget_id: spec}, self._metrics, self._routing, self.load_errors
+            {**self._widgets, (tenant, widget_id): spec},
+            self._metrics,
+            self._routing,
+            self.load_errors,
         )
 
-    def without_widget(self, widget_id: str) -> RegistrySnapshot:
-        widgets = {k: v for k, v in self._widgets.items() if k != widget_id}
+    def without_widget(self, widget_id: str, tenant: str = DEFAULT_TENANT) -> RegistrySnapshot:
+        widgets = {k: v for k, v in self._widgets.items() if k != (tenant, widget_id)}
         return self.build(widgets, self._metrics, self._routing, self.load_errors)

@@ -16,9 +16,12 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from adapters.pg_errors import postgres_failure
-from adapters.registry.snapshot import RegistrySnapshot
+from adapters.registry.audit import AuditEntry, append_audit, spec_hash, stored_hash
+from adapters.registry.audit import audit_entries as read_audit
+from adapters.registry.snapshot import RegistrySnapshot, WidgetKey
 from domain.config import read_routing
 from domain.failures import PostgresFailure
+from domain.identity import DEFAULT_TENANT
 from domain.models import MetricDef, RoutingEntry, WidgetSpec
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ def metric_from_row(row: tuple[Any, ...]) -> MetricDef:
     )
 
 
-_WIDGETS_SQL = "SELECT id, spec FROM widgets ORDER BY id"
+_WIDGETS_SQL = "SELECT tenant, id, spec FROM widgets ORDER BY tenant, id"
 _METRICS_SQL = f"SELECT {CATALOG_COLUMNS} FROM metrics_catalog ORDER BY name"
 
 
@@ -127,43 +130,93 @@ class RegistryStore:
                 metrics[row[0]] = metric_from_row(row)
             except ValidationError as exc:
                 errors.append(f"catalog metric {row[0]!r} is invalid: {exc.errors()[0]['msg']}")
-        widgets: dict[str, WidgetSpec] = {}
-        for wid, spec in widget_rows:
+        widgets: dict[WidgetKey, WidgetSpec] = {}
+        for tenant, wid, spec in widget_rows:
             try:
-                widgets[wid] = WidgetSpec.model_validate(spec)
+                widgets[(tenant, wid)] = WidgetSpec.model_validate(spec)
             except ValidationError as exc:
                 errors.append(f"stored widget {wid!r} is invalid: {exc.errors()[0]['msg']}")
         for err in errors:
             logger.warning("registry: %s (left out)", err)
         return RegistrySnapshot.build(widgets, metrics, routing, tuple(errors))
 
-    async def put_widget(self, widget_id: str, spec: WidgetSpec) -> bool:
-        """Insert or replace a widget (unvalidated: write through `RegistryHolder.put_widget`,
-        the one write path). True when it was created."""
+    async def put_widget(
+        self,
+        widget_id: str,
+        spec: WidgetSpec,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        who: AuditEntry | None = None,
+    ) -> bool:
+        """Insert or replace a tenant's widget, and its audit row in the same transaction
+        (unvalidated: write through `RegistryHolder.put_widget`, the one write path).
+        True when it was created."""
         try:
-            async with self.pool.connection(timeout=self.timeout_s) as conn:
+            async with (
+                self.pool.connection(timeout=self.timeout_s) as conn,
+                conn.transaction(),
+            ):
+                before = await (
+                    await conn.execute(
+                        "SELECT spec FROM widgets WHERE tenant = %s AND id = %s FOR UPDATE",
+                        (tenant, widget_id),
+                    )
+                ).fetchone()
                 cur = await conn.execute(
-                    "INSERT INTO widgets (id, spec) VALUES (%s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()"
-                    " RETURNING (xmax = 0) AS created",
-                    (widget_id, Json(spec.model_dump(mode="json"))),
+                    "INSERT INTO widgets (tenant, id, spec) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (tenant, id) DO UPDATE SET spec = EXCLUDED.spec,"
+                    " updated_at = now() RETURNING (xmax = 0) AS created",
+                    (tenant, widget_id, Json(spec.model_dump(mode="json"))),
                 )
                 row = await cur.fetchone()
+                created = bool(row and row[0])
+                if who is not None:
+                    await append_audit(
+                        conn,
+                        who,
+                        "widget.create" if created else "widget.replace",
+                        widget_id,
+                        stored_hash(before[0] if before else None),
+                        spec_hash(spec),
+                    )
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
         self._writes += 1
         for holder in self._holders:
-            holder._apply(holder.snapshot.with_widget(widget_id, spec))
-        return bool(row and row[0])
+            holder._apply(holder.snapshot.with_widget(widget_id, spec, tenant))
+        return created
 
-    async def delete_widget(self, widget_id: str) -> bool:
-        """Delete a widget. True when it existed."""
+    async def delete_widget(
+        self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
+    ) -> bool:
+        """Delete a tenant's widget (audited in the same transaction). True when it existed."""
+        try:
+            async with (
+                self.pool.connection(timeout=self.timeout_s) as conn,
+                conn.transaction(),
+            ):
+                cur = await conn.execute(
+                    "DELETE FROM widgets WHERE tenant = %s AND id = %s RETURNING spec",
+                    (tenant, widget_id),
+                )
+                gone = await cur.fetchone()
+                if gone is not None and who is not None:
+                    await append_audit(
+                        conn, who, "widget.delete", widget_id, stored_hash(gone[0]), None
+                    )
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        self._writes += 1
+        for holder in self._holders:
+            holder._apply(holder.snapshot.without_widget(widget_id, tenant))
+        return gone is not None
+
+    async def audit_entries(
+        self, tenant: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A tenant's audit log, newest first (PostgresFailure when PostgreSQL fails)."""
         try:
             async with self.pool.connection(timeout=self.timeout_s) as conn:
-                cur = await conn.execute("DELETE FROM widgets WHERE id = %s", (widget_id,))
+                return await read_audit(conn, tenant, limit=limit, before_id=before_id)
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
-        self._writes += 1
-        for holder in self._holders:
-            holder._apply(holder.snapshot.without_widget(widget_id))
-        return cur.rowcount > 0

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Query, Response
 
-from service.deps import ResolverDep, ResourcesDep, WidgetDep
+from service.deps import DataReader, ResolverDep, ResourcesDep, WidgetDep, access_of
 from service.problems import PROBLEMS
 from service.schemas import BatchBody, BatchResponse, ResolveBody, ResolveResponse
 
@@ -37,13 +37,21 @@ def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None
 @router.post("/v1/widgets/{widget_id}/data", response_model=ResolveResponse, responses=PROBLEMS)
 async def resolve_widget_data(
     widget: WidgetDep,
+    res: ResourcesDep,
     resolver: ResolverDep,
     body: ResolveBody | None = None,
     trace: bool = Query(default=False, description="Include the per-node trace."),
 ) -> Response:
-    """Resolve a widget's data: live, from the cache, or its flagged mock data."""
+    """Resolve a widget's data: live, from the cache, or its flagged mock data. Scope
+    `data:read`; the caller's row filters apply to every query (and to the cache key)."""
     body = body or ResolveBody()
-    out = await resolver.resolve(widget.id, widget.spec, refresh=body.refresh, dry_run=body.dry_run)
+    out = await resolver.resolve(
+        widget.id,
+        widget.spec,
+        refresh=body.refresh,
+        dry_run=body.dry_run,
+        access=access_of(res, widget.principal),
+    )
     payload = out["response"]
     steps = out.get("trace", [])
     log_resolution(payload, steps)
@@ -61,14 +69,17 @@ async def resolve_many(
     body: BatchBody,
     res: ResourcesDep,
     resolver: ResolverDep,
+    who: DataReader,
     trace: bool = Query(default=False, description="Include each answer's per-node trace."),
 ) -> Response:
-    """Resolve several widgets concurrently (one round trip for a whole dashboard)."""
-    specs = {wid: res.registry.widget(wid) for wid in body.widget_ids}
+    """Resolve several widgets concurrently (one round trip for a whole dashboard).
+    Scope `data:read`; another tenant's widget is listed in `not_found`."""
+    specs = {wid: res.registry.widget(wid, who.tenant) for wid in body.widget_ids}
     found = [(wid, spec) for wid, spec in specs.items() if spec is not None]
+    access = access_of(res, who)
     outs = await asyncio.gather(
         *(
-            resolver.resolve(wid, spec, refresh=body.refresh, dry_run=body.dry_run)
+            resolver.resolve(wid, spec, refresh=body.refresh, dry_run=body.dry_run, access=access)
             for wid, spec in found
         )
     )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import ResourcesDep
+from service.deps import MetricsReader, ResourcesDep
 from service.schemas import MetricList, MetricOut
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/v1/metrics", response_model=MetricList)
-async def list_metrics(res: ResourcesDep) -> MetricList:
+async def list_metrics(res: ResourcesDep, who: MetricsReader) -> MetricList:
     """List the metric catalog with each metric's routing, dimensions and filter columns."""
     out = []
     for name, m in sorted(res.registry.metrics().items()):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from domain.failures import FailureKind
 from domain.models import DataIntent
-from service.deps import ResolverDep, ResourcesDep
+from service.deps import ResolverDep, ResourcesDep, SqlGenerator, access_of
 from service.problems import PROBLEM_JSON, PROBLEMS, Problem, ProblemError
 from service.schemas import GenerateBody, GenerateResponse, SafetyVerdict
 
@@ -45,12 +45,22 @@ def _intent(body: GenerateBody) -> DataIntent:
 @router.post(
     "/v1/widgets/sql/generate",
     response_model=GenerateResponse,
-    responses={**PROBLEMS, 503: {"model": Problem, "content": {PROBLEM_JSON: {}}}},
+    responses={
+        **PROBLEMS,
+        429: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": "The tenant's LLM budget is spent (Retry-After)",
+        },
+        503: {"model": Problem, "content": {PROBLEM_JSON: {}}},
+    },
 )
 async def generate_sql(
-    body: GenerateBody, res: ResourcesDep, resolver: ResolverDep
+    body: GenerateBody, res: ResourcesDep, resolver: ResolverDep, who: SqlGenerator
 ) -> GenerateResponse:
-    """Generate (without running) the checked Databricks SQL for a metric or a question."""
+    """Generate (without running) the checked Databricks SQL for a metric or a question.
+    Scope `sql:generate`; the SQL shown carries the caller's row filters; LLM generations
+    count against the tenant's budget (429 with Retry-After when spent)."""
     intent = _intent(body)
     routing = res.registry.routing(intent.metric_id)
     if res.registry.metric(intent.metric_id) is None or routing is None:
@@ -61,8 +71,18 @@ async def generate_sql(
             f"metric {intent.metric_id!r} is served by {routing.backend}: "
             "SQL generation is for warehouse metrics",
         )
-    out = await resolver.generate(intent)
+    out = await resolver.generate(intent, access=access_of(res, who))
     failure = out.get("failure")
+    if failure and failure["kind"] == FailureKind.llm_rate_limited.value:
+        wait = await res.context.llm_budget.retry_after(who.tenant) if res.context.llm_budget else 1
+        raise ProblemError(
+            429,
+            failure["detail"],
+            title="Too Many Requests",
+            type_="urn:problem:llm-rate-limited",
+            kind=failure["kind"],
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
     if failure:
         if failure["kind"] == FailureKind.safety_violation.value:
             raise ProblemError(

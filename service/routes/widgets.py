@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from adapters.registry import AuditEntry
 from domain.models import WidgetSpec
-from service.deps import NewWidgetId, ResourcesDep, WidgetDep, WidgetId, widget_not_found
+from service.deps import (
+    NewWidgetId,
+    ResourcesDep,
+    WidgetId,
+    WidgetReader,
+    WidgetSpecDep,
+    WidgetWriter,
+    widget_not_found,
+)
 from service.problems import PROBLEM_JSON, PROBLEMS, Problem
 from service.schemas import WidgetList, WidgetOut
 
@@ -26,31 +35,41 @@ router = APIRouter(tags=["widgets"])
     },
 )
 async def put_widget(
-    widget_id: NewWidgetId, spec: WidgetSpec, res: ResourcesDep, response: Response
+    who: WidgetWriter,
+    widget_id: NewWidgetId,
+    spec: WidgetSpec,
+    res: ResourcesDep,
+    response: Response,
 ) -> WidgetOut:
-    """Create or replace a widget spec (validated against the metric catalog)."""
+    """Create or replace a widget spec of the caller's tenant (validated against the metric
+    catalog). Scope `widgets:write`; audited in the write's transaction."""
     # the registry's one write path: InvalidIntent is a 422, PostgresFailure a 503 problem
-    created = await res.registry.put_widget(widget_id, spec)
+    created = await res.registry.put_widget(
+        widget_id, spec, tenant=who.tenant, who=AuditEntry(who.tenant, who.subject)
+    )
     response.status_code = 201 if created else 200
     return WidgetOut(id=widget_id, spec=spec)
 
 
 @router.get("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS)
-async def get_widget(widget: WidgetDep) -> WidgetOut:
-    """Read one widget spec."""
+async def get_widget(widget: WidgetSpecDep) -> WidgetOut:
+    """Read one widget spec of the caller's tenant. Scope `widgets:read`."""
     return WidgetOut(id=widget.id, spec=widget.spec)
 
 
 @router.get("/v1/widgets", response_model=WidgetList)
-async def list_widgets(res: ResourcesDep) -> WidgetList:
-    """List every registered widget."""
-    items = sorted(res.registry.widgets().items())
+async def list_widgets(res: ResourcesDep, who: WidgetReader) -> WidgetList:
+    """List the caller's tenant's widgets. Scope `widgets:read`."""
+    items = sorted(res.registry.widgets(who.tenant).items())
     return WidgetList(widgets=[WidgetOut(id=k, spec=v) for k, v in items])
 
 
 @router.delete("/v1/widgets/{widget_id}", status_code=204, responses=PROBLEMS)
-async def delete_widget(widget_id: WidgetId, res: ResourcesDep) -> Response:
-    """Delete a widget."""
-    if not await res.registry.delete_widget(widget_id):  # PostgresFailure: a 503 problem
+async def delete_widget(widget_id: WidgetId, res: ResourcesDep, who: WidgetWriter) -> Response:
+    """Delete a widget of the caller's tenant. Scope `widgets:write`; audited."""
+    deleted = await res.registry.delete_widget(  # PostgresFailure: a 503 problem
+        widget_id, tenant=who.tenant, who=AuditEntry(who.tenant, who.subject)
+    )
+    if not deleted:
         raise widget_not_found(widget_id)
     return Response(status_code=204)

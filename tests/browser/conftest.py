@@ -43,6 +43,10 @@ CONFIG_VARS = (
     "DATABRICKS_HTTP_PATH",
     "DATABRICKS_TOKEN",
     "BEDROCK_MODEL_ID",
+    "AUTH_JWT_SECRET",
+    "AUTH_JWKS_URL",
+    "AUTH_REQUIRED",
+    "AUTH_DEV_OPEN",
 )
 # Flags for a browser that talks to loopback only (see the team guide).
 CHROMIUM_FLAGS = (

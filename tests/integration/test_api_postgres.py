@@ -66,7 +66,7 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     assert b3["cache_hit"] is False and b3["source"] == "postgres"
     # the answer really lives in Redis, under the configured prefix
     keys = await svc.res.context.cache._client.keys(
-        svc.settings.cache_prefix + "r1:issues-by-severity:*"
+        svc.settings.cache_prefix + "r2:default:issues-by-severity:*"
     )  # type: ignore[attr-defined]
     assert len(keys) == 1
 

@@ -39,7 +39,7 @@ async def run_route(ctx: Context, widget_id: str) -> dict:
 async def test_route_postgres_widget() -> None:
     out = await run_route(make_ctx(), "open-issues-kpi")
     assert out["backend"] == "postgres" and out["generator"] == "compiled"
-    assert out["cache_key"].startswith("r1:open-issues-kpi:")
+    assert out["cache_key"].startswith("r2:default:open-issues-kpi:")
     assert out["trace"] == [{"node": "route", "ms": out["trace"][0]["ms"], "outcome": "postgres"}]
     assert "failure" not in out
 

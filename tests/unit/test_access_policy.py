@@ -129,3 +129,25 @@ def test_scopes_from_string_or_list() -> None:
     assert parse_scopes({"scope": "data:read  widgets:read"}) == {"data:read", "widgets:read"}
     assert parse_scopes({"scopes": ["audit:read", 3]}) == {"audit:read"}
     assert parse_scopes({"scope": 5}) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.1", False),
+        ("192.168.1.5", False),
+        ("::ffff:10.0.0.1", False),
+        ("localhost", False),  # a socket peer is an address, never a name
+        ("", False),
+        (None, False),
+        ("testclient", False),
+    ],
+)
+def test_loopback_is_decided_on_the_peer_address(host: str | None, loopback: bool) -> None:
+    from service.auth import is_loopback
+
+    assert is_loopback(host) is loopback
