@@ -35,6 +35,12 @@ class Case:
     expected_source: tuple[str, ...] = ()
     must_not_contain: tuple[str, ...] = ()
     notes: str = ""
+    # run as this principal ({"tenant", "regions"}): every row's `region` must be one of its
+    # regions (the row filters of config/access_policy.yaml); default: the dev principal
+    principal: dict[str, Any] | None = None
+    # first run the same case as this other principal, sharing the caches: the second run
+    # must neither be served the first one's cached rows nor, across tenants, its approved SQL
+    primed_by: dict[str, Any] | None = None
 
     @property
     def uses_llm(self) -> bool:
@@ -60,8 +66,23 @@ _CASE_KEYS = frozenset(
         "expected_source",
         "must_not_contain",
         "notes",
+        "principal",
+        "primed_by",
     }
 )
+
+
+def _principal(raw: Any, where: str, key: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) - {"tenant", "regions"}
+        or not isinstance(raw.get("tenant"), str)
+        or not isinstance(raw.get("regions", []), list)
+    ):
+        raise CaseError(f"{where}: {key} must be {{tenant: str, regions?: [..]}}")
+    return raw
 
 
 def parse_case(raw: dict[str, Any], kind: Kind, where: str = "") -> Case:
@@ -110,6 +131,8 @@ def parse_case(raw: dict[str, Any], kind: Kind, where: str = "") -> Case:
         expected_source=tuple(expected_source),
         must_not_contain=tuple(must_not_contain),
         notes=str(raw.get("notes") or ""),
+        principal=_principal(raw.get("principal"), where, "principal"),
+        primed_by=_principal(raw.get("primed_by"), where, "primed_by"),
     )
 
 

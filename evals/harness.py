@@ -33,6 +33,8 @@ from pydantic import ValidationError
 from adapters.bedrock import BedrockSqlGenerator
 from adapters.cache import MemoryTTLCache
 from adapters.duckdb_warehouse import DuckDBWarehouse
+from domain.access import UNRESTRICTED, AccessPolicy, RowAccess
+from domain.identity import Principal
 from domain.ports import SqlGenerator
 from evals.cases import (
     DEFAULT_DATASETS,
@@ -176,8 +178,10 @@ class Harness:
         mode: Mode,
         server: Any = None,
         recordings: dict[str, dict[str, Any]] | None = None,
+        policy: AccessPolicy | None = None,
     ) -> None:
         self.context = context
+        self.policy = policy or AccessPolicy()
         self.warehouse = warehouse
         self.database_url = database_url
         self.mode: Mode = mode
@@ -227,6 +231,8 @@ class Harness:
                     "auto_migrate": True,
                     "seed_demo": True,
                     "pg_pool_max": 4,
+                    # the replay asks the model once per case: no per-tenant budget here
+                    "llm_rate_limit": "1000000/minute",
                 }
             )
             resources = await stack.enter_async_context(
@@ -240,6 +246,7 @@ class Harness:
                 mode=mode,
                 server=server,
                 recordings=recordings,
+                policy=resources.auth.policy,
             )
             harness.evidence.pg_before = await pg_checksums(url)
             harness.evidence.duckdb_before = dict(harness._checksums)
@@ -309,9 +316,16 @@ class Harness:
         error: str | None = None
         out: dict[str, Any] = {}
         try:
-            out = await self.graph.ainvoke(
-                {"widget_id": f"eval-{case.id}", "spec": spec}, context=context
-            )
+            for principal in ([case.primed_by] if case.primed_by else []) + [case.principal]:
+                # another principal first (same caches), then the case's own
+                out = await self.graph.ainvoke(
+                    {
+                        "widget_id": f"eval-{case.id}",
+                        "spec": spec,
+                        "access": self.access(principal),
+                    },
+                    context=context,
+                )
         except Exception as exc:  # a bug in the graph: record it, fail the case, go on
             error = f"{type(exc).__name__}: {exc}"
         latency_ms = (time.perf_counter() - started) * 1000
@@ -353,7 +367,18 @@ class Harness:
             nodes=[t["node"] for t in out.get("trace") or []],
             error=error,
             response_bytes=size,
+            cache_hit=bool(response.get("cache_hit")),
         )
+
+    def access(self, principal: dict[str, Any] | None) -> RowAccess:
+        """The row access of a case's principal (None: the unrestricted dev principal)."""
+        if principal is None:
+            return UNRESTRICTED
+        attrs = {"regions": principal["regions"]} if "regions" in principal else {}
+        who = Principal.build(
+            subject="eval", tenant=principal["tenant"], scopes=(), attributes=attrs, via="jwt"
+        )
+        return self.policy.access_for(who)
 
     async def run_case(self, case: Case) -> CaseResult:
         obs = await self.observe(case)
