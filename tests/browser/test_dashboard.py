@@ -300,6 +300,24 @@ def test_phone_width_is_one_column_without_horizontal_scroll(
     save_full_page(page, ARTIFACTS / "dashboard-phone.png", 390)
 
 
+@pytest.mark.parametrize("width", [1200, 1920])
+def test_laptop_widths_fill_every_row_of_charts(
+    page: Any, dash_service: DashService, width: int
+) -> None:
+    page.set_window_size(width, 900)
+    open_dashboard(page, dash_service)
+    rows: dict[int, int] = {}
+    for t in page.find_elements(By.CSS_SELECTOR, '#charts [data-testid="tile"]'):
+        rows[round(t.rect["y"])] = rows.get(round(t.rect["y"]), 0) + 1
+    sizes = [rows[y] for y in sorted(rows)]
+    assert sizes[0] >= 2, sizes  # side by side on a laptop
+    assert all(n == sizes[0] for n in sizes[:-1]), sizes  # no row left half empty
+    kpis = {
+        round(t.rect["y"]) for t in page.find_elements(By.CSS_SELECTOR, "#kpis [data-testid=tile]")
+    }
+    assert len(kpis) == 1  # the key figures in one strip
+
+
 def save_full_page(drv: Any, path: Any, width: int) -> None:
     height = drv.execute_script("return document.documentElement.scrollHeight")
     drv.set_window_size(width, height + 140)
