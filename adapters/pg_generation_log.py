@@ -6,12 +6,13 @@ with a WARNING and never raises into the request that produced it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from adapters.deadline import within
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,18 @@ class PgGenerationLog:
         self._pool = pool
         self._timeout_s = timeout_s
 
+    def _timed_out(self) -> TimeoutError:
+        return TimeoutError(f"no answer from PostgreSQL within {self._timeout_s:g}s")
+
     async def write(self, record: dict[str, Any]) -> None:
         row = log_row(record)
+
+        async def insert() -> None:
+            async with self._pool.connection(timeout=self._timeout_s) as conn:
+                await conn.execute(_INSERT_SQL, row)  # type: ignore[arg-type]
+
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async with self._pool.connection(timeout=self._timeout_s) as conn:
-                    await conn.execute(_INSERT_SQL, row)  # type: ignore[arg-type]
+            await within(self._timeout_s, insert(), on_timeout=self._timed_out)
         except (psycopg.Error, TimeoutError) as exc:  # psycopg.Error includes PoolTimeout
             logger.warning(
                 "sql_generation_log write dropped (metric %s): %s: %s",
@@ -83,16 +90,19 @@ class PgGenerationLog:
         """The newest model SQL logged under this approved-SQL key (same question, intent,
         metric, schema, model and safety policy) that passed the safety layer, or None (also
         when PostgreSQL is unreachable: the caller then degrades)."""
+
+        async def lookup() -> Any:
+            async with self._pool.connection(timeout=self._timeout_s) as conn:
+                cur = await conn.execute(
+                    "SELECT generated_sql FROM sql_generation_log "
+                    "WHERE approved_key = %s AND safety_allowed AND generated_sql IS NOT NULL "
+                    "ORDER BY id DESC LIMIT 1",
+                    (approved_key,),
+                )
+                return await cur.fetchone()
+
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async with self._pool.connection(timeout=self._timeout_s) as conn:
-                    cur = await conn.execute(
-                        "SELECT generated_sql FROM sql_generation_log "
-                        "WHERE approved_key = %s AND safety_allowed AND generated_sql IS NOT NULL "
-                        "ORDER BY id DESC LIMIT 1",
-                        (approved_key,),
-                    )
-                    row = await cur.fetchone()
+            row = await within(self._timeout_s, lookup(), on_timeout=self._timed_out)
         except (psycopg.Error, TimeoutError) as exc:
             logger.warning("sql_generation_log lookup failed: %s: %s", type(exc).__name__, exc)
             return None

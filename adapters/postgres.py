@@ -30,6 +30,7 @@ import psycopg.errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.deadline import within
 from adapters.pg_errors import postgres_failure
 from domain.access import SeriesFilter
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
@@ -283,8 +284,13 @@ class PgGateway:
         pool_timeout_s: float = 2.0,
         reconnect_timeout_s: float = 5.0,
         max_rows: int = 10_000,
+        deadline_s: float | None = None,
+        keepalives_idle_s: int = 5,
     ) -> None:
+        """`deadline_s` bounds each query end to end on the client (default: the statement
+        timeout + 1 s): the server's statement_timeout cannot fire on a slow or silent link."""
         self._statement_timeout_ms = int(statement_timeout_ms)
+        self.deadline_s = deadline_s if deadline_s is not None else statement_timeout_ms / 1000 + 1
         self._pool_timeout_s = pool_timeout_s
         self._max_rows = max_rows
         self._pool: AsyncConnectionPool = AsyncConnectionPool(
@@ -294,8 +300,9 @@ class PgGateway:
             open=False,
             kwargs={
                 "autocommit": True,
-                "connect_timeout": max(1, round(connect_timeout_s)),
                 "options": "-c TimeZone=UTC",
+                "application_name": "resolver",
+                **connection_keepalives(connect_timeout_s, keepalives_idle_s),
             },
             check=AsyncConnectionPool.check_connection,
             timeout=pool_timeout_s,
@@ -341,6 +348,21 @@ class PgGateway:
             max_rows=self._max_rows,
             row_filter=row_filter,
         )
+        raw_rows, description = await within(
+            self.deadline_s,
+            self._query(plan),
+            on_timeout=lambda: PostgresFailure(
+                f"no answer from PostgreSQL within {self.deadline_s:g}s (client deadline; "
+                "the statement is cancelled)",
+                kind=FailureKind.postgres_timeout,
+            ),
+        )
+        raw_rows, truncated = _truncate(raw_rows, plan)
+        columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
+        rows = [{k: json_safe(v) for k, v in r.items()} for r in raw_rows]
+        return QueryResult(rows=rows, columns=columns, sql=plan.sql, truncated=truncated)
+
+    async def _query(self, plan: PlannedQuery) -> tuple[list[dict[str, Any]], list[Any]]:
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 # One round trip; the timeout is an int from our own settings, not input.
@@ -353,8 +375,7 @@ class PgGateway:
                 )
                 async with conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(cast(LiteralString, plan.sql), plan.params)
-                    raw_rows = await cur.fetchall()
-                    description = cur.description or []
+                    return await cur.fetchall(), list(cur.description or [])
         except psycopg.Error as exc:  # includes PoolTimeout
             raise postgres_failure(
                 exc,
@@ -362,20 +383,25 @@ class PgGateway:
                 pool_timeout_s=self._pool_timeout_s,
             ) from exc
 
-        raw_rows, truncated = _truncate(raw_rows, plan)
-        columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
-        rows = [{k: json_safe(v) for k, v in r.items()} for r in raw_rows]
-        return QueryResult(
-            rows=rows,
-            columns=columns,
-            sql=plan.sql,
-            truncated=truncated,
-        )
-
     async def ping(self) -> bool:
-        try:
+        async def probe() -> None:
             async with self._pool.connection(timeout=self._pool_timeout_s) as conn:
                 await conn.execute("SELECT 1")
-        except psycopg.Error:  # includes PoolTimeout / PoolClosed
+
+        try:
+            await within(self.deadline_s, probe(), on_timeout=lambda: TimeoutError("ping"))
+        except (psycopg.Error, TimeoutError):  # includes PoolTimeout / PoolClosed
             return False
         return True
+
+
+def connection_keepalives(connect_timeout_s: float, idle_s: int = 5) -> dict[str, Any]:
+    """libpq options bounding connects and noticing a dead peer at the TCP level."""
+    return {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "keepalives": 1,
+        "keepalives_idle": max(1, idle_s),
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": max(1, idle_s) * 2000,  # ms of unacknowledged data
+    }

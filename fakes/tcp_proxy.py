@@ -7,6 +7,8 @@
     proxy.start()                 # listens again on the same port
     proxy.close()                 # stop and end the proxy's thread
     proxy.latency_s = 0.2         # delay every chunk relayed, both ways (a slow link)
+    proxy.blackhole = True        # a silent link: bytes are swallowed, nothing answers,
+                                  # no reset or close (new connections are accepted, too)
 
 It runs its own event loop in a daemon thread. `start()` and `stop()` do their work at
 once (blocking for a few milliseconds) and return an already-finished awaitable, so both
@@ -58,6 +60,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.latency_s = 0.0  # added before relaying each chunk, both ways (a slow link)
+        self.blackhole = False  # swallow every byte, both ways, without closing anything
 
     # ---------------------------------------------------------------- public, blocking
 
@@ -138,6 +141,17 @@ class TcpProxy:
             await server.wait_closed()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self.blackhole:  # accepted, then silence: nothing is connected upstream
+            self._writers.add(client_w)
+            task = asyncio.create_task(self._swallow(client_r))
+            self._tasks.add(task)
+            try:
+                await task
+            finally:
+                self._tasks.discard(task)
+                self._writers.discard(client_w)
+                client_w.transport.abort()
+            return
         try:
             upstream_r, upstream_w = await asyncio.open_connection(
                 self.target_host, self.target_port
@@ -164,7 +178,14 @@ class TcpProxy:
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if self.blackhole:
+                    continue  # swallowed
                 if self.latency_s > 0:
                     await asyncio.sleep(self.latency_s)
                 writer.write(data)
                 await writer.drain()
+
+    async def _swallow(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while await reader.read(65536):
+                pass

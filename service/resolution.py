@@ -23,7 +23,7 @@ class Resolver:
     def __init__(self, context: Context) -> None:
         self.context = context
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile()
-        self.inflight: dict[tuple[str, int, bool, bool, str], asyncio.Future[dict[str, Any]]] = {}
+        self.inflight: dict[tuple[str, int, bool, bool, str], asyncio.Task[dict[str, Any]]] = {}
 
     async def resolve(
         self,
@@ -37,33 +37,33 @@ class Resolver:
         """Run the graph for one widget under the caller's `access` (tenant and row
         filters). Identical resolutions already in flight in this process are shared
         (single flight), so an expired tile on many open dashboards costs one backend
-        query, not one per viewer; callers with different access never share one."""
+        query, not one per viewer; callers with different access never share one. The run
+        is its own task: a caller that goes away (a disconnecting client) never cancels a
+        resolution others wait on, and the answer still reaches the cache."""
         key = (widget_id, id(spec), refresh, dry_run, access_fingerprint(access))
-        pending = self.inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.inflight[key] = future
-        try:
-            out: dict[str, Any] = await self.graph.ainvoke(
-                {
-                    "widget_id": widget_id,
-                    "refresh": refresh,
-                    "dry_run": dry_run,
-                    "spec": spec,
-                    "access": access,
-                },
-                context=self.context,
+        task = self.inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(
+                self.graph.ainvoke(
+                    {
+                        "widget_id": widget_id,
+                        "refresh": refresh,
+                        "dry_run": dry_run,
+                        "spec": spec,
+                        "access": access,
+                    },
+                    context=self.context,
+                )
             )
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: followers, if any, re-raise it
-            raise
-        else:
-            future.set_result(out)
-            return out
-        finally:
+            self.inflight[key] = task
+            task.add_done_callback(lambda done: self._finished(key, done))
+        return await asyncio.shield(task)
+
+    def _finished(self, key: tuple[str, int, bool, bool, str], task: asyncio.Task[Any]) -> None:
+        if self.inflight.get(key) is task:
             del self.inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: awaiting callers, if any, re-raise it
 
     async def generate(
         self, intent: DataIntent, *, access: RowAccess = UNRESTRICTED

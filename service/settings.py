@@ -53,6 +53,16 @@ class Settings(BaseSettings):
     max_rows: int = 10_000
     default_row_limit: int = 1000
 
+    # Issue 9: client-side deadlines on every outside call (seconds). A deadline that fires
+    # answers *_timeout / *_unavailable at once and cancels the statement in the background.
+    pg_deadline_s: float = 4.0  # one gateway query or registry read/write, end to end
+    pg_keepalives_idle_s: int = 5  # TCP keepalives on every PostgreSQL connection
+    registry_ping_interval_s: float = 5.0  # the listener checks its link this often...
+    registry_ping_timeout_s: float = 2.0  # ...and drops it when a check takes longer
+    registry_backoff_max_s: float = 2.0  # reconnect attempts at least this often
+    generation_log_deadline_s: float = 1.0
+    readyz_probe_timeout_s: float = 1.5  # each /readyz probe (they run concurrently)
+
     # Identity, tenants and row-level security (issue 10). With none of AUTH_JWT_SECRET,
     # AUTH_JWKS_URL or AUTH_REQUIRED set the service is in dev mode: requests without
     # credentials run as the dev principal (tenant `default`, every scope, no row filters),

@@ -12,14 +12,16 @@ in; `open_resources` then opens everything else around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from adapters.cache import MemoryTTLCache, RedisCache
+from adapters.deadline import within
 from adapters.identity import ApiKeyStore
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
@@ -125,21 +127,40 @@ class Resources:
     auth: Authenticator
 
     async def readiness(self) -> dict[str, Any]:
-        ctx = self.context
-        pg_ok, cache_ok = await asyncio.gather(self.gateway.ping(), ctx.cache.ping())
-        wh_ok = await ctx.warehouse.ping() if ctx.warehouse else False
+        """Every dependency probed concurrently, each within readyz_probe_timeout_s, so the
+        answer comes within that bound whatever the network does."""
+        ctx, limit = self.context, self.settings.readyz_probe_timeout_s
+
+        async def probe(check: Awaitable[bool]) -> bool:
+            try:
+                return await within(limit, check, on_timeout=lambda: TimeoutError())
+            except TimeoutError:
+                return False
+
+        async def no_warehouse() -> bool:
+            return False
+
+        pg_ok, cache_ok, wh_ok = await asyncio.gather(
+            probe(self.gateway.ping()),
+            probe(ctx.cache.ping()),
+            probe(ctx.warehouse.ping() if ctx.warehouse else no_warehouse()),
+        )
+        listening = self.registry.listening
         components = {
             "postgres": {"ok": pg_ok},
             "cache": {"ok": cache_ok, "kind": getattr(ctx.cache, "describe", lambda: "?")()},
             "warehouse": {"ok": wh_ok, "kind": ctx.warehouse.name if ctx.warehouse else None},
             "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
             "registry": {
+                "ok": listening,
+                # not following other instances' changes: serving the last snapshot
+                "stale": not listening,
                 "widgets": len(self.registry.all_widgets()),
                 "version": self.registry.version,
             },
             "auth": self.auth.describe(),
         }
-        status = "ok" if pg_ok and cache_ok and wh_ok else "degraded"
+        status = "ok" if pg_ok and cache_ok and wh_ok and listening else "degraded"
         return {"status": status, "components": components}
 
 
@@ -197,13 +218,24 @@ async def open_resources(
             max_size=settings.pg_pool_max,
             statement_timeout_ms=settings.pg_statement_timeout_ms,
             connect_timeout_s=settings.pg_connect_timeout_s,
+            deadline_s=settings.pg_deadline_s,
+            keepalives_idle_s=settings.pg_keepalives_idle_s,
         )
         await gateway.open()
         stack.push_async_callback(gateway.close)
         store = RegistryStore(
-            gateway.pool, settings.config_dir / "metric_routing.yaml", conninfo=url
+            gateway.pool,
+            settings.config_dir / "metric_routing.yaml",
+            conninfo=url,
+            deadline_s=settings.pg_deadline_s,
         )
-        registry = await store.load_holder()
+        registry = await store.load_holder(
+            connect_timeout_s=settings.pg_connect_timeout_s,
+            ping_interval_s=settings.registry_ping_interval_s,
+            ping_timeout_s=settings.registry_ping_timeout_s,
+            backoff_max_s=settings.registry_backoff_max_s,
+            keepalives_idle_s=settings.pg_keepalives_idle_s,
+        )
         problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
         if problems:
             for p in problems:
@@ -211,6 +243,8 @@ async def open_resources(
             raise BootError("refusing to start: " + "; ".join(problems))
         await registry.start()
         stack.push_async_callback(registry.stop)
+        with contextlib.suppress(TimeoutError):  # ready as soon as it listens (best effort)
+            await registry.wait_listening(settings.pg_deadline_s)
 
         if cache is None:
             cache = open_cache(settings)
@@ -238,7 +272,9 @@ async def open_resources(
             postgres=gateway,
             warehouse=warehouse,
             llm=llm,
-            generation_log=PgGenerationLog(gateway.pool),
+            generation_log=PgGenerationLog(
+                gateway.pool, timeout_s=settings.generation_log_deadline_s
+            ),
             llm_budget=TenantLlmBudget(
                 settings.llm_rate_limit, redis_url=settings.redis_url, prefix=settings.cache_prefix
             ),

@@ -50,8 +50,10 @@ class RegistryHolder:
         listen_conninfo: str | None = None,
         connect_timeout_s: float = 2.0,
         backoff_min_s: float = 0.25,
-        backoff_max_s: float = 10.0,
-        ping_interval_s: float = 15.0,
+        backoff_max_s: float = 2.0,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 2.0,
+        keepalives_idle_s: int = 5,
     ) -> None:
         self.store = store
         self._snapshot = snapshot
@@ -66,6 +68,8 @@ class RegistryHolder:
             backoff_min_s=backoff_min_s,
             backoff_max_s=backoff_max_s,
             ping_interval_s=ping_interval_s,
+            ping_timeout_s=ping_timeout_s,
+            keepalives_idle_s=keepalives_idle_s,
         )
         self._subscribers: list[Callable[[RegistrySnapshot], Awaitable[None]]] = []
         self._generation = 0  # bumped on every snapshot install
@@ -184,6 +188,10 @@ class RegistryHolder:
     def listening(self) -> bool:
         """True while the listener holds a live LISTEN connection."""
         return self._listener.listening
+
+    @property
+    def listener(self) -> RegistryListener:
+        return self._listener
 
     async def wait_listening(self, timeout: float) -> None:
         await self._listener.wait_listening(timeout)

@@ -3,8 +3,10 @@ with that connection after every (re)connect and every burst of notifications.
 
 It reconnects with exponential backoff (`backoff_min_s` .. `backoff_max_s`) and asks
 for a full reload after each (re)connect (notifications sent while it was away are lost);
-every `ping_interval_s` without notifications it checks its connection, so a dead link
-is noticed.
+every `ping_interval_s` without notifications it checks its connection with a
+`ping_timeout_s` deadline (and TCP keepalives on the socket), so a silent, dead link is
+noticed within `ping_interval_s + ping_timeout_s`; while it is not listening the registry
+is reported stale (/readyz) and the last snapshot stays in service.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from adapters.deadline import within
+from adapters.postgres import connection_keepalives
 from adapters.registry.store import CHANNEL
-from domain.failures import PostgresFailure
+from domain.failures import FailureKind, PostgresFailure
 
 logger = logging.getLogger("adapters.registry")
 
@@ -35,8 +39,10 @@ class RegistryListener:
         *,
         connect_timeout_s: float = 2.0,
         backoff_min_s: float = 0.25,
-        backoff_max_s: float = 10.0,
-        ping_interval_s: float = 15.0,
+        backoff_max_s: float = 2.0,
+        ping_interval_s: float = 5.0,
+        ping_timeout_s: float = 2.0,
+        keepalives_idle_s: int = 5,
     ) -> None:
         self.conninfo = conninfo
         self._on_change = on_change
@@ -44,6 +50,9 @@ class RegistryListener:
         self._backoff_min_s = backoff_min_s
         self._backoff_max_s = backoff_max_s
         self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
+        self._keepalives_idle_s = keepalives_idle_s
+        self.dead_links = 0  # links dropped because a check got no answer in time
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
 
@@ -67,6 +76,14 @@ class RegistryListener:
                 await task
         self._listening.clear()
 
+    def _dead(self, what: str) -> PostgresFailure:
+        self.dead_links += 1
+        self._listening.clear()  # stale from now on, not after the close
+        return PostgresFailure(
+            f"registry listener: no answer to the {what} within {self._ping_timeout_s:g}s",
+            kind=FailureKind.postgres_timeout,
+        )
+
     async def _listen_forever(self) -> None:
         delay = self._backoff_min_s
         while True:
@@ -82,14 +99,21 @@ class RegistryListener:
             delay = min(delay * 2, self._backoff_max_s)
 
     async def _listen_once(self) -> None:
-        async with await psycopg.AsyncConnection.connect(
+        connect = psycopg.AsyncConnection.connect(
             self.conninfo,
             autocommit=True,
-            connect_timeout=max(1, round(self._connect_timeout_s)),
-        ) as conn:
+            application_name="resolver-registry-listener",
+            **connection_keepalives(self._connect_timeout_s, self._keepalives_idle_s),
+        )
+        conn = await within(
+            self._connect_timeout_s + self._ping_timeout_s,
+            connect,
+            on_timeout=lambda: self._dead("connect"),
+        )
+        async with conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
             # Anything may have changed while we were not listening: reload in full.
-            await self._on_change(conn)
+            await self._on_change(conn)  # bounded by the store's deadline
             self._listening.set()
             while True:
                 got = False
@@ -100,5 +124,9 @@ class RegistryListener:
                     async for _ in conn.notifies(timeout=0.05):
                         pass
                     await self._on_change(conn)
-                else:
-                    await conn.execute("SELECT 1")
+                else:  # a silent link is noticed here, within interval + timeout
+                    await within(
+                        self._ping_timeout_s,
+                        conn.execute("SELECT 1"),
+                        on_timeout=lambda: self._dead("check"),
+                    )

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
+from adapters.deadline import within
 from adapters.pg_errors import postgres_failure
 from adapters.registry.audit import AuditEntry, append_audit, spec_hash, stored_hash
 from adapters.registry.audit import audit_entries as read_audit
 from adapters.registry.snapshot import RegistrySnapshot, WidgetKey
 from domain.config import read_routing
-from domain.failures import PostgresFailure
+from domain.failures import FailureKind, PostgresFailure
 from domain.identity import DEFAULT_TENANT
 from domain.models import MetricDef, RoutingEntry, WidgetSpec
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("adapters.registry")
 
+T = TypeVar("T")
 CHANNEL = "resolver_registry"  # the NOTIFY channel of the widgets/metrics_catalog triggers
 
 CATALOG_COLUMNS = "name, description, unit, owner, definition, governance_status, last_validated_at"
@@ -72,10 +75,14 @@ class RegistryStore:
         *,
         conninfo: str | None = None,
         timeout_s: float = 3.0,
+        deadline_s: float = 4.0,
     ) -> None:
+        """`timeout_s` bounds waiting for a pooled connection; `deadline_s` each read or
+        write end to end on the client (a slow or silent link cannot stall it)."""
         self.pool = pool
         self.routing_path = routing_path
         self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
         pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else None
         self.conninfo = conninfo if conninfo is not None else pool_conninfo
         self._holders: list[RegistryHolder] = []
@@ -99,19 +106,35 @@ class RegistryStore:
     async def load(self, pool: AsyncConnectionPool | None = None) -> RegistrySnapshot:
         """A fresh snapshot; `pool` defaults to the store's own."""
         routing = await asyncio.to_thread(read_routing, self.routing_path)
-        try:
+
+        async def read() -> RegistrySnapshot:
             async with (pool or self.pool).connection(timeout=self.timeout_s) as conn:
                 return await self._read(conn, routing)
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+
+        return await self._bounded(read(), "read")
 
     async def load_with(self, conn: psycopg.AsyncConnection[Any]) -> RegistrySnapshot:
         """A fresh snapshot read over a given connection (the listener's own)."""
         routing = await asyncio.to_thread(read_routing, self.routing_path)
-        try:
-            return await self._read(conn, routing)
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+        return await self._bounded(self._read(conn, routing), "read")
+
+    async def _bounded(self, call: Awaitable[T], what: str) -> T:
+        """`call` within the client deadline; psycopg errors mapped to PostgresFailure."""
+
+        async def mapped() -> T:
+            try:
+                return await call
+            except psycopg.Error as exc:
+                raise _unavailable(exc) from exc
+
+        return await within(
+            self.deadline_s,
+            mapped(),
+            on_timeout=lambda: PostgresFailure(
+                f"registry store: no answer from PostgreSQL within {self.deadline_s:g}s ({what})",
+                kind=FailureKind.postgres_timeout,
+            ),
+        )
 
     async def _read(
         self,
@@ -150,8 +173,9 @@ class RegistryStore:
     ) -> bool:
         """Insert or replace a tenant's widget, and its audit row in the same transaction
         (unvalidated: write through `RegistryHolder.put_widget`, the one write path).
-        True when it was created."""
-        try:
+        True when it was created. Bounded by the client deadline."""
+
+        async def write() -> bool:
             async with (
                 self.pool.connection(timeout=self.timeout_s) as conn,
                 conn.transaction(),
@@ -179,8 +203,9 @@ class RegistryStore:
                         stored_hash(before[0] if before else None),
                         spec_hash(spec),
                     )
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+                return created
+
+        created = await self._bounded(write(), "write")
         self._writes += 1
         for holder in self._holders:
             holder._apply(holder.snapshot.with_widget(widget_id, spec, tenant))
@@ -190,7 +215,8 @@ class RegistryStore:
         self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
     ) -> bool:
         """Delete a tenant's widget (audited in the same transaction). True when it existed."""
-        try:
+
+        async def delete() -> bool:
             async with (
                 self.pool.connection(timeout=self.timeout_s) as conn,
                 conn.transaction(),
@@ -204,19 +230,21 @@ class RegistryStore:
                     await append_audit(
                         conn, who, "widget.delete", widget_id, stored_hash(gone[0]), None
                     )
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+                return gone is not None
+
+        existed = await self._bounded(delete(), "write")
         self._writes += 1
         for holder in self._holders:
             holder._apply(holder.snapshot.without_widget(widget_id, tenant))
-        return gone is not None
+        return existed
 
     async def audit_entries(
         self, tenant: str, *, limit: int = 100, before_id: int | None = None
     ) -> list[dict[str, Any]]:
         """A tenant's audit log, newest first (PostgresFailure when PostgreSQL fails)."""
-        try:
+
+        async def read() -> list[dict[str, Any]]:
             async with self.pool.connection(timeout=self.timeout_s) as conn:
                 return await read_audit(conn, tenant, limit=limit, before_id=before_id)
-        except psycopg.Error as exc:
-            raise _unavailable(exc) from exc
+
+        return await self._bounded(read(), "audit read")

@@ -29,3 +29,20 @@ def test_relays_cuts_and_adds_latency(pg_url: str) -> None:
         proxy.start()
         with psycopg.connect(url, autocommit=True) as again:
             assert again.execute("SELECT 4").fetchone() == (4,)
+
+
+async def test_blackhole_swallows_without_closing_then_relays_again(pg_url: str) -> None:
+    import asyncio
+
+    target = urlsplit(pg_url)
+    with TcpProxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        url = proxy.url_for(pg_url)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            proxy.blackhole = True
+            with pytest.raises(TimeoutError):  # no answer, and no reset either
+                await asyncio.wait_for(conn.execute("SELECT 1"), 1.0)
+        with pytest.raises((TimeoutError, psycopg.OperationalError)):
+            await asyncio.wait_for(psycopg.AsyncConnection.connect(url, connect_timeout=1), 3.0)
+        proxy.blackhole = False
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as again:
+            assert await (await again.execute("SELECT 5")).fetchone() == (5,)

@@ -1,0 +1,50 @@
+"""Client-side deadlines for calls to the outside world.
+
+`within(seconds, awaitable, on_timeout=...)` runs the call as its own task and waits at
+most `seconds` for it. When the deadline fires the caller gets `on_timeout()` at once;
+the call is cancelled in the background (psycopg then sends PostgreSQL a cancel request
+and closes a connection the server does not release), so no caller waits for a slow or
+silent link to wind down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+_winding_down: set[asyncio.Future[object]] = set()
+
+
+def _forget(task: asyncio.Future[object]) -> None:
+    _winding_down.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("abandoned call ended with %r", task.exception())
+
+
+def _abandon(task: asyncio.Future[T]) -> None:
+    task.cancel()
+    _winding_down.add(task)  # type: ignore[arg-type]
+    task.add_done_callback(_forget)  # type: ignore[arg-type]
+
+
+async def within(
+    seconds: float, call: Awaitable[T], *, on_timeout: Callable[[], BaseException]
+) -> T:
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), seconds)
+    except TimeoutError:
+        _abandon(task)
+        raise on_timeout() from None
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+
+
+def winding_down() -> int:
+    """Abandoned calls still finishing in the background (tests, observability)."""
+    return len(_winding_down)
