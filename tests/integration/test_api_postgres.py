@@ -625,7 +625,7 @@ async def test_options_on_the_batch_path_lists_only_its_own_methods(svc: Service
     assert set(r.headers["allow"].split(", ")) == {"DELETE", "GET", "PUT"}
 
 
-def test_every_static_segment_after_v1_widgets_is_reserved(svc: Service) -> None:
+async def test_every_static_segment_after_v1_widgets_is_reserved(svc: Service) -> None:
     segments = {
         path.split("/")[3]
         for path in svc.app.openapi()["paths"]
