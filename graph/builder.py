@@ -18,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.observe import GraphObserver
 from graph.routing import (
     route_after_cache_lookup,
     route_after_databricks_execute,
@@ -62,9 +63,13 @@ def _bind(fn: Any, context: Context) -> Any:
 
 def build_graph(
     bind_context: Context | None = None,
+    *,
+    observer: GraphObserver | None = None,
 ) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
-    one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead."""
+    one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead.
+    `observer` wraps every node once for metrics and spans (graph/observe.py); without
+    one the nodes run bare (tests)."""
     # A bound graph takes no per-run context: the host may still pass `{}` (langgraph dev).
     builder = StateGraph(
         State,
@@ -73,7 +78,10 @@ def build_graph(
         output_schema=OutputState,
     )
     for name, fn in NODES.items():
-        builder.add_node(name, _bind(fn, bind_context) if bind_context else fn)  # type: ignore[arg-type]
+        node = _bind(fn, bind_context) if bind_context else fn
+        if observer is not None and observer.active:
+            node = observer.wrap(name, node)
+        builder.add_node(name, node)  # type: ignore[arg-type]
 
     builder.add_edge(START, "route")
     builder.add_conditional_edges("route", route_after_route)

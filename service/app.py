@@ -8,6 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from graph.observe import GraphObserver
+from observability.asgi import RequestTelemetry
+from observability.langsmith import langsmith_callbacks
+from observability.logs import configure_logging
+from observability.metrics import mark_process_dead
+from observability.tracing import setup_tracing
 from service.middleware import BodyLimit
 from service.problems import install_problem_handlers
 from service.resolution import Resolver
@@ -19,12 +25,26 @@ from service.wiring import open_resources
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
+    # Telemetry (observability/): tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    tracing = setup_tracing(record_sql=settings.otel_record_sql)
+    observer = GraphObserver(tracing=tracing, metrics=settings.metrics_enabled)
+    callbacks = langsmith_callbacks()
+    run_config = {"callbacks": callbacks} if callbacks else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(settings) as resources:
-            app.state.resources = resources
-            app.state.resolver = Resolver(resources.context)
-            yield
+        try:
+            async with open_resources(settings) as resources:
+                resolver = Resolver(resources.context, observer=observer, config=run_config)
+                app.state.resources = resources
+                app.state.resolver = resolver
+                try:
+                    yield
+                finally:
+                    await resolver.aclose()
+        finally:
+            tracing.shutdown()
+            mark_process_dead()
 
     app = FastAPI(
         title="Widget data resolver",
@@ -42,4 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
+    # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
+    app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)
+    app.state.tracing = tracing
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """The app factory of a worker process (`resolver serve` with WORKERS > 1)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

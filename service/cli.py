@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -26,6 +25,25 @@ from service.settings import REPO_ROOT, Settings
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    if settings.workers > 1:
+        # several workers on one host: prometheus-client's multiprocess mode, so any worker
+        # answering GET /metrics reports the sum of all of them
+        import os
+        import tempfile
+
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wdr-metrics-")
+        uvicorn.run(
+            "service.app:create_worker_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+        )
+        return 0
+
     from service.app import create_app
 
     uvicorn.run(
@@ -34,6 +52,7 @@ def _serve(settings: Settings) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     return 0
 
@@ -194,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     p_kc.add_argument("--subject", default=None)
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from observability.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     if args.cmd == "serve":
         return _serve(settings)
     if args.cmd == "token":

@@ -4,7 +4,6 @@ responses and problems."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -14,16 +13,55 @@ from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
 from graph.builder import build_graph
 from graph.context import Context
+from graph.observe import GraphObserver
+from service.flight import Flight, Flights
 
 # What a generation needs back from the graph, besides the response.
 GENERATION_KEYS = ("response", "failure", "safety", "candidate_sql", "generator", "generation")
 
 
 class Resolver:
-    def __init__(self, context: Context) -> None:
+    """`observer` (graph/observe.py) wraps every node for metrics and spans; `config` is the
+    run config passed to every graph run (LangSmith's tracer callbacks, when on)."""
+
+    def __init__(
+        self,
+        context: Context,
+        *,
+        observer: GraphObserver | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.context = context
-        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph().compile()
-        self.inflight: dict[tuple[str, int, bool, bool, str], asyncio.Task[dict[str, Any]]] = {}
+        self.config = config
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
+            observer=observer
+        ).compile()
+        self.flights = Flights(self.graph, context, config=config)
+
+    def join(
+        self,
+        widget_id: str,
+        spec: WidgetSpec,
+        *,
+        refresh: bool,
+        dry_run: bool,
+        access: RowAccess = UNRESTRICTED,
+    ) -> Flight:
+        """The run for one widget under the caller's `access` (tenant and row filters): the
+        identical one already in flight in this process, or a new one (single flight), so an
+        expired tile on many open dashboards costs one backend query, not one per viewer;
+        callers with different access never share one. The run is detached from its
+        callers: one that goes away does not cancel it for the others."""
+        return self.flights.join(
+            (widget_id, id(spec), refresh, dry_run, access_fingerprint(access)),
+            {
+                "widget_id": widget_id,
+                "refresh": refresh,
+                "dry_run": dry_run,
+                "spec": spec,
+                "access": access,
+            },
+        )
 
     async def resolve(
         self,
@@ -34,36 +72,13 @@ class Resolver:
         dry_run: bool,
         access: RowAccess = UNRESTRICTED,
     ) -> dict[str, Any]:
-        """Run the graph for one widget under the caller's `access` (tenant and row
-        filters). Identical resolutions already in flight in this process are shared
-        (single flight), so an expired tile on many open dashboards costs one backend
-        query, not one per viewer; callers with different access never share one. The run
-        is its own task: a caller that goes away (a disconnecting client) never cancels a
-        resolution others wait on, and the answer still reaches the cache."""
-        key = (widget_id, id(spec), refresh, dry_run, access_fingerprint(access))
-        task = self.inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(
-                self.graph.ainvoke(
-                    {
-                        "widget_id": widget_id,
-                        "refresh": refresh,
-                        "dry_run": dry_run,
-                        "spec": spec,
-                        "access": access,
-                    },
-                    context=self.context,
-                )
-            )
-            self.inflight[key] = task
-            task.add_done_callback(lambda done: self._finished(key, done))
-        return await asyncio.shield(task)
+        """Run (or join) the graph for one widget; returns `response` and `trace`."""
+        return await self.join(
+            widget_id, spec, refresh=refresh, dry_run=dry_run, access=access
+        ).result()
 
-    def _finished(self, key: tuple[str, int, bool, bool, str], task: asyncio.Task[Any]) -> None:
-        if self.inflight.get(key) is task:
-            del self.inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: awaiting callers, if any, re-raise it
+    async def aclose(self) -> None:
+        await self.flights.aclose()
 
     async def generate(
         self, intent: DataIntent, *, access: RowAccess = UNRESTRICTED
@@ -76,6 +91,7 @@ class Resolver:
         )
         out: dict[str, Any] = await self.graph.ainvoke(
             {"widget_id": None, "spec": spec, "dry_run": True, "access": access},
+            config=self.config,  # type: ignore[arg-type]
             context=self.context,
             output_keys=list(GENERATION_KEYS),
         )

@@ -5,6 +5,7 @@ warehouse, and no LLM (question widgets then degrade loudly as bedrock_unconfigu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,6 +124,14 @@ class Settings(BaseSettings):
     @property
     def access_policy_path(self) -> Path:
         return self.access_policy_file or self.config_dir / "access_policy.yaml"
+
+    # Observability (issue 13). Traces use the standard OTEL_* variables (on when
+    # OTEL_EXPORTER_OTLP_ENDPOINT is set), LangSmith its LANGSMITH_* ones; multiprocess
+    # metrics PROMETHEUS_MULTIPROC_DIR (set by `resolver serve` itself when WORKERS > 1).
+    metrics_enabled: bool = True  # METRICS_ENABLED: Prometheus families and GET /metrics
+    log_format: Literal["text", "json"] = "text"  # LOG_FORMAT=json: one JSON object per line
+    otel_record_sql: bool = False  # OTEL_RECORD_SQL: SQL text on spans (else only its hash)
+    workers: int = Field(default=1, ge=1, le=64)  # WORKERS: uvicorn worker processes
 
     @property
     def databricks_configured(self) -> bool:

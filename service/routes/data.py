@@ -1,13 +1,16 @@
-"""POST /v1/widgets/{widget_id}/data and POST /v1/widgets/data: resolve widgets."""
+"""POST /v1/widgets/{widget_id}/data, its live stream POST /v1/widgets/{widget_id}/data/stream,
+and POST /v1/widgets/data: resolve widgets."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from service.deps import DataReader, ResolverDep, ResourcesDep, WidgetDep, access_of
 from service.problems import PROBLEMS
@@ -23,14 +26,31 @@ def server_timing(steps: list[dict[str, Any]]) -> str:
 
 
 def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+    """The one log line per resolution answered (JSON with LOG_FORMAT=json, where the
+    formatter adds the request id and trace id)."""
     if log.isEnabledFor(logging.INFO):
+        ms = round(sum(t["ms"] for t in steps), 3)
         log.info(
             "resolved widget=%s source=%s cache_hit=%s rows=%d ms=%.2f",
             payload["widget_id"],
             payload["source"],
             payload["cache_hit"],
             payload["row_count"],
-            sum(t["ms"] for t in steps),
+            ms,
+            extra={
+                "fields": {
+                    "event": "resolved",
+                    "widget_id": payload["widget_id"],
+                    "metric_id": payload["metric_id"],
+                    "backend": payload["backend"],
+                    "source": payload["source"],
+                    "cache_hit": payload["cache_hit"],
+                    "live_data_unavailable": payload["live_data_unavailable"],
+                    "dry_run": payload["dry_run"],
+                    "rows": payload["row_count"],
+                    "ms": ms,
+                }
+            },
         )
 
 
@@ -61,6 +81,58 @@ async def resolve_widget_data(
         orjson.dumps(payload),
         media_type="application/json",
         headers={"Server-Timing": server_timing(steps)},
+    )
+
+
+def _sse(event: str, data: bytes) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+@router.post(
+    "/v1/widgets/{widget_id}/data/stream",
+    response_class=StreamingResponse,
+    responses={
+        **PROBLEMS,
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "Server-sent events: one `node` event per graph node as it "
+            "finishes (`{node, ms, outcome}`), then one `result` event whose data is exactly "
+            "the body `POST /v1/widgets/{widget_id}/data` returns (or an `error` event).",
+        },
+    },
+)
+async def stream_widget_data(
+    widget: WidgetDep,
+    resolver: ResolverDep,
+    body: ResolveBody | None = None,
+    trace: bool = Query(default=False, description="Include the per-node trace in the result."),
+) -> StreamingResponse:
+    """Resolve a widget as `/data` does, streaming each node's event as it finishes. A client
+    that disconnects stops its stream; a resolution shared with others goes on."""
+    body = body or ResolveBody()
+    flight = resolver.join(widget.id, widget.spec, refresh=body.refresh, dry_run=body.dry_run)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for entry in flight.node_events():
+            yield _sse("node", orjson.dumps(entry))
+        try:
+            out = await flight.result()
+        except Exception as exc:  # a bug, not a degrade kind: say so in the stream
+            log.exception("resolution of %s failed", widget.id)
+            problem = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+            yield _sse("error", orjson.dumps(problem | {"detail": type(exc).__name__}))
+            return
+        payload = out["response"]
+        steps = out.get("trace", [])
+        log_resolution(payload, steps)
+        if trace:
+            payload = payload | {"trace": steps}
+        yield _sse("result", orjson.dumps(payload))
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 

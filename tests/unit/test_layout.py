@@ -18,6 +18,7 @@ PACKAGES = (
     "graph",
     "metricsql",
     "nodes",
+    "observability",
     "service",
     "sqlsafety",
 )
@@ -77,6 +78,10 @@ MODULES = modules()
         ("nodes", ("fastapi", "starlette", "service", "adapters")),
         ("graph", ("fastapi", "service.schemas", "service.problems", "service.routes")),
         ("fakes", ("service", "graph", "nodes", "tests")),
+        (
+            "observability",
+            ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph"),
+        ),
         ("evals", ("tests",)),
         ("bench", ("tests",)),
     ],

@@ -1,0 +1,185 @@
+"""The graph's one observation hook: every node is wrapped once, in the builder.
+
+After a node returns, its trace entry (`{node, ms, outcome}`, written by `nodes._common.traced`)
+and its update feed the Prometheus families in `observability.metrics`: node duration and
+outcome, cache lookups by result, backend statement duration and errors, safety rejections
+by rule, LLM requests, latency and tokens, and (in degrade_or_return) the resolution by
+backend, source and outcome. When tracing is on, the node runs inside a span (a child of the
+request's span) carrying widget, metric, backend, source, cache hit, row count and failure
+kind; the SQL only as a hash unless `record_sql` is set. With tracing off no span code runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.state import State
+from observability import metrics as m
+from observability.tracing import Tracing, sql_hash
+
+NodeFn = Callable[[State, Runtime[Context]], Any]
+
+# outcome of degrade_or_return -> the `outcome` label of wdr_resolutions_total
+RESOLUTION_OUTCOMES = {
+    "live": "live",
+    "cached": "cached",
+    "stale": "stale",
+    "degraded": "mock",
+    "mock": "mock",
+    "dry_run": "dry_run",
+}
+# LLM failures that mean a request was made (bedrock_unconfigured makes none)
+LLM_REQUEST_FAILURES = frozenset({"bedrock_unavailable", "llm_timeout", "llm_invalid_output"})
+# postgres_query failures that ran no statement
+NO_STATEMENT = frozenset({"postgres_unmapped", "invalid_intent"})
+
+
+def _entry(update: dict[str, Any], name: str) -> dict[str, Any]:
+    for t in update.get("trace") or ():
+        if t.get("node") == name:
+            return t  # type: ignore[no-any-return]
+    return {"node": name, "ms": 0.0, "outcome": "ok"}
+
+
+def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context) -> None:
+    """The metric side of one node run (pure function of state, update and context)."""
+    entry = _entry(update, name)
+    seconds, outcome = entry["ms"] / 1000.0, str(entry["outcome"])
+    m.NODE_DURATION.labels(name).observe(seconds)
+    m.NODE_OUTCOMES.labels(name, outcome).inc()
+    failure = update.get("failure")
+    if name == "cache_lookup":
+        if outcome in m.CACHE_RESULTS:
+            m.CACHE_LOOKUPS.labels(outcome).inc()
+    elif name == "postgres_query":
+        if ctx.postgres is not None and outcome != "dry_run":
+            kind = failure["kind"] if failure else None
+            if kind not in NO_STATEMENT:
+                m.BACKEND_DURATION.labels("postgres").observe(seconds)
+                if kind:
+                    m.BACKEND_ERRORS.labels("postgres", kind).inc()
+    elif name == "databricks_execute":
+        if ctx.warehouse is not None:
+            backend = ctx.warehouse.name
+            m.BACKEND_DURATION.labels(backend).observe(seconds)
+            if failure:
+                m.BACKEND_ERRORS.labels(backend, failure["kind"]).inc()
+    elif name == "safety_check":
+        verdict = update.get("safety") or {}
+        if verdict.get("allowed") is False:
+            m.SAFETY_REJECTIONS.labels(str(verdict.get("rule") or "unknown")).inc()
+    elif name == "sql_generate":
+        _record_llm(update, outcome, failure, seconds)
+    elif name == "degrade_or_return" and state.get("widget_id") is not None:
+        # (POST /v1/widgets/sql/generate runs the dry-run path with no widget: not counted)
+        response = update.get("response") or {}
+        m.RESOLUTIONS.labels(
+            str(response.get("backend") or "none"),
+            str(response.get("source") or "none"),
+            RESOLUTION_OUTCOMES.get(outcome, outcome),
+        ).inc()
+
+
+def _record_llm(
+    update: dict[str, Any], outcome: str, failure: dict[str, Any] | None, seconds: float
+) -> None:
+    gen = update.get("generation") or {}
+    if outcome == "llm":
+        m.LLM_REQUESTS.labels("ok").inc()
+        m.LLM_DURATION.observe(float(gen.get("latency_ms") or seconds * 1000) / 1000.0)
+        for direction in ("input", "output"):
+            tokens = gen.get(f"{direction}_tokens")
+            if tokens:
+                m.LLM_TOKENS.labels(direction).inc(int(tokens))
+    elif failure and failure["kind"] in LLM_REQUEST_FAILURES:
+        m.LLM_REQUESTS.labels(failure["kind"]).inc()
+        m.LLM_DURATION.observe(seconds)
+    elif outcome == "reused_logged":  # the model was asked, failed, and the log answered
+        m.LLM_REQUESTS.labels("failed").inc()
+        m.LLM_DURATION.observe(seconds)
+
+
+def span_attributes(
+    name: str, state: State, update: dict[str, Any], *, record_sql: bool
+) -> dict[str, Any]:
+    entry = _entry(update, name)
+    attrs: dict[str, Any] = {"wdr.node": name, "wdr.outcome": str(entry["outcome"])}
+    widget = state.get("widget_id")
+    if widget:
+        attrs["wdr.widget_id"] = widget
+    spec = state.get("spec")
+    if spec is not None:
+        attrs["wdr.metric_id"] = spec.data_intent.metric_id
+    backend = update.get("backend") or state.get("backend")
+    if backend:
+        attrs["wdr.backend"] = backend
+    if "cache_hit" in update:
+        attrs["wdr.cache_hit"] = bool(update["cache_hit"])
+    if "rows" in update:
+        attrs["wdr.row_count"] = len(update["rows"])
+    failure = update.get("failure")
+    if failure:
+        attrs["wdr.failure_kind"] = failure["kind"]
+    response = update.get("response")
+    if response:
+        attrs["wdr.source"] = response["source"]
+        attrs["wdr.row_count"] = response["row_count"]
+        attrs["wdr.cache_hit"] = response["cache_hit"]
+        attrs["wdr.live_data_unavailable"] = response["live_data_unavailable"]
+    sql = update.get("generated_sql") or update.get("candidate_sql")
+    if sql and name != "degrade_or_return":
+        attrs["wdr.sql_hash"] = sql_hash(sql)
+        if record_sql:
+            attrs["db.query.text"] = sql
+    if name == "postgres_query":
+        attrs["db.system"] = "postgresql"
+    safety = update.get("safety")
+    if safety and safety.get("rule"):
+        attrs["wdr.safety_rule"] = safety["rule"]
+    return attrs
+
+
+class GraphObserver:
+    """Wraps each node for metrics and (when on) spans. Built once per service."""
+
+    def __init__(self, *, tracing: Tracing | None = None, metrics: bool = True) -> None:
+        self.tracing = tracing or Tracing()
+        self.metrics = metrics
+
+    @property
+    def active(self) -> bool:
+        return self.metrics or self.tracing.enabled
+
+    def wrap(self, name: str, fn: NodeFn) -> NodeFn:
+        tracer, metrics, record_sql = self.tracing.tracer, self.metrics, self.tracing.record_sql
+
+        if tracer is None:
+
+            @functools.wraps(fn)
+            async def counted(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+                update: dict[str, Any] = await fn(state, runtime)
+                record_metrics(name, state, update, runtime.context)
+                return update
+
+            return counted
+
+        from opentelemetry.trace import Status, StatusCode
+
+        @functools.wraps(fn)
+        async def traced(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+            with tracer.start_as_current_span(name) as span:
+                update: dict[str, Any] = await fn(state, runtime)
+                span.set_attributes(span_attributes(name, state, update, record_sql=record_sql))
+                failure = update.get("failure")
+                if failure:
+                    span.set_status(Status(StatusCode.ERROR, failure["kind"]))
+            if metrics:
+                record_metrics(name, state, update, runtime.context)
+            return update
+
+        return traced
