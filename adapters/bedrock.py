@@ -42,6 +42,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from langchain_aws import ChatBedrockConverse
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from opentelemetry import propagate
 from pydantic import SecretStr
 
 from adapters.prompting import TOOL_NAME, TOOL_SPEC, build_messages, prompt_hash
@@ -72,6 +73,14 @@ class AwsCredentials:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def inject_trace_context(request: Any, **_: Any) -> None:
+    """botocore `before-send` hook: add `traceparent`/`tracestate` of the current span."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    for name, value in carrier.items():
+        request.headers[name] = value
 
 
 def client_error_failure(error: ClientError) -> GenerationFailure:
@@ -163,6 +172,11 @@ class BedrockSqlGenerator:
             disable_streaming=True,  # plain Converse even under a streaming LangGraph run
             cache=False,
             **kwargs,
+        )
+        # W3C trace context on every Converse call: the caller's trace continues into Bedrock
+        # (a no-op while no span is recording; tracing is off unless OTLP is configured)
+        chat.client.meta.events.register(
+            "before-send.bedrock-runtime.Converse", inject_trace_context
         )
         tool_config = {
             "tools": [{"toolSpec": TOOL_SPEC}],

@@ -9,6 +9,7 @@ never a customer's rows. Off (no tracer, no client) when LANGSMITH_TRACING is un
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 ROW_KEYS = frozenset({"rows", "data", "mock_data"})
@@ -39,12 +40,15 @@ def _hide(payload: dict[str, Any]) -> dict[str, Any]:
     return scrubbed
 
 
+def _env(name: str) -> str | None:
+    """LANGSMITH_<name>, or the older LANGCHAIN_<name>, read now (langsmith caches its own
+    reads of the environment for the life of the process)."""
+    return os.environ.get(f"LANGSMITH_{name}") or os.environ.get(f"LANGCHAIN_{name}") or None
+
+
 def langsmith_enabled() -> bool:
-    try:
-        from langsmith.utils import tracing_is_enabled
-    except ImportError:  # pragma: no cover - langsmith ships with langchain-core
-        return False
-    return bool(tracing_is_enabled())
+    flag = _env("TRACING") or os.environ.get("LANGCHAIN_TRACING_V2") or ""
+    return flag.strip().lower() == "true"
 
 
 def langsmith_callbacks() -> list[Any] | None:
@@ -54,5 +58,10 @@ def langsmith_callbacks() -> list[Any] | None:
     from langchain_core.tracers.langchain import LangChainTracer
     from langsmith import Client
 
-    client = Client(hide_inputs=_hide, hide_outputs=_hide)
-    return [LangChainTracer(client=client)]
+    client = Client(
+        api_url=_env("ENDPOINT"),
+        api_key=_env("API_KEY"),
+        hide_inputs=_hide,
+        hide_outputs=_hide,
+    )
+    return [LangChainTracer(client=client, project_name=_env("PROJECT"))]

@@ -3,7 +3,6 @@ API, with widget ids and node names but never a row of data."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,9 @@ def test_scrub_hides_rows_anywhere() -> None:
 async def test_graph_runs_reach_langsmith_without_row_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from langsmith.utils import tracing_is_enabled
+
+    tracing_is_enabled()  # langsmith caches what it read: the service must read afresh
     url = create_database()
     try:
         with LangSmithApi() as api:
@@ -63,6 +65,7 @@ async def test_graph_runs_reach_langsmith_without_row_data(
                 live = (await svc.data("issues-by-severity", refresh=True)).json()
                 assert live["row_count"] > 0
                 tracer = svc.app.state.resolver.config["callbacks"][0]
+                assert tracer.client.api_url == api.url  # never the public endpoint
                 tracer.wait_for_futures()
                 tracer.client.flush()
             posted = api.all_bytes()
@@ -75,4 +78,3 @@ async def test_graph_runs_reach_langsmith_without_row_data(
                 assert f'"severity": "{row["severity"]}"'.encode() not in posted
     finally:
         drop_database(url)
-        os.environ.pop("LANGSMITH_TRACING", None)

@@ -328,6 +328,21 @@ async def test_a_degraded_node_span_names_its_failure_kind(live: Live, otlp: Otl
     assert spans["mock_data"].attributes["wdr.row_count"] == 1
 
 
+async def test_the_trace_continues_into_the_bedrock_call(live: Live, otlp: OtlpReceiver) -> None:
+    await live.question_widget("obs-llm-trace", "Claims by channel?")
+    trace_id = "6bf92f3577b34da6a3ce929d0e0e4738"
+    r = await live.client.post(
+        DATA.format(widget_id="obs-llm-trace"),
+        headers={"traceparent": f"00-{trace_id}-{CALLER_SPAN}-01"},
+    )
+    assert r.json()["source"] == "databricks"
+    spans = {s.name: s for s in _spans_of(otlp, trace_id, {"sql_generate"})}
+    sent = live.converse.requests[0].headers
+    traceparent = {k.lower(): v for k, v in sent.items()}["traceparent"]
+    assert traceparent.split("-")[1] == trace_id
+    assert traceparent.split("-")[2] == spans["sql_generate"].span_id
+
+
 # ------------------------------------------------------------------ the stream
 
 
