@@ -32,7 +32,20 @@ RESOLUTION_OUTCOMES = {
     "degraded": "mock",
     "mock": "mock",
     "dry_run": "dry_run",
+    "last_good": "stale",  # the last good answer stood in for a failure
 }
+# cache_lookup's outcome -> the `result` label of wdr_cache_lookups_total (outcomes not
+# listed, e.g. bypass_refresh, are no lookup); and -> wdr_lease_followers_total's `result`
+CACHE_RESULTS = {
+    "hit": "hit",
+    "shared": "hit",  # a lease follower found the leader's answer in the cache
+    "miss": "miss",
+    "takeover": "miss",
+    "stale": "stale",
+    "last_good": "stale",
+    "error": "error",
+}
+LEASE_FOLLOWERS = {"shared": "served", "shared_failure": "failure"}
 # LLM failures that mean a request was made (bedrock_unconfigured makes none)
 LLM_REQUEST_FAILURES = frozenset({"bedrock_unavailable", "llm_timeout", "llm_invalid_output"})
 # postgres_query failures that ran no statement
@@ -54,8 +67,12 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
     m.NODE_OUTCOMES.labels(name, outcome).inc()
     failure = update.get("failure")
     if name == "cache_lookup":
-        if outcome in m.CACHE_RESULTS:
-            m.CACHE_LOOKUPS.labels(outcome).inc()
+        result = CACHE_RESULTS.get(outcome)
+        if result is not None:
+            m.CACHE_LOOKUPS.labels(result).inc()
+        follower = LEASE_FOLLOWERS.get(outcome)
+        if follower is not None:
+            m.LEASE_FOLLOWERS.labels(follower).inc()
     elif name == "postgres_query":
         if ctx.postgres is not None and outcome != "dry_run":
             kind = failure["kind"] if failure else None
@@ -78,10 +95,11 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
     elif name == "degrade_or_return" and state.get("widget_id") is not None:
         # (POST /v1/widgets/sql/generate runs the dry-run path with no widget: not counted)
         response = update.get("response") or {}
+        resolution = "stale" if response.get("stale") else RESOLUTION_OUTCOMES.get(outcome, outcome)
         m.RESOLUTIONS.labels(
             str(response.get("backend") or "none"),
             str(response.get("source") or "none"),
-            RESOLUTION_OUTCOMES.get(outcome, outcome),
+            resolution,
         ).inc()
 
 

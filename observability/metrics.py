@@ -53,7 +53,7 @@ LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.
 # The resolution outcomes (`outcome` label of wdr_resolutions_total).
 OUTCOMES = ("live", "cached", "stale", "mock", "dry_run")
 CACHE_RESULTS = ("hit", "miss", "stale", "error")
-LEASE_FOLLOWER_RESULTS = ("served", "timeout")
+LEASE_FOLLOWER_RESULTS = ("served", "failure", "timeout")
 
 HTTP_REQUESTS = Counter(
     f"{PREFIX}_http_requests",
@@ -102,7 +102,8 @@ SINGLEFLIGHT_FOLLOWERS = Counter(
 LEASE_FOLLOWERS = Counter(
     f"{PREFIX}_lease_followers",
     "Requests that found another instance holding the Redis lease for their resolution and "
-    "waited for its answer: served (the leader's answer arrived) or timeout.",
+    "waited for its outcome: served (the leader's answer arrived), failure (the leader "
+    "failed and that failure was shared) or timeout.",
     ("result",),
 )
 BACKEND_DURATION = Histogram(
@@ -144,7 +145,8 @@ def record_stale(backend: str, source: str) -> None:
 
 
 def record_lease_follower(result: str) -> None:
-    """`result`: served or timeout (LEASE_FOLLOWER_RESULTS)."""
+    """`result`: served, failure or timeout (LEASE_FOLLOWER_RESULTS). cache_lookup's
+    outcomes `shared` / `shared_failure` are counted by the node hook already."""
     LEASE_FOLLOWERS.labels(result).inc()
 
 
