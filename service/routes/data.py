@@ -103,14 +103,22 @@ def _sse(event: str, data: bytes) -> bytes:
 )
 async def stream_widget_data(
     widget: WidgetDep,
+    res: ResourcesDep,
     resolver: ResolverDep,
     body: ResolveBody | None = None,
     trace: bool = Query(default=False, description="Include the per-node trace in the result."),
 ) -> StreamingResponse:
-    """Resolve a widget as `/data` does, streaming each node's event as it finishes. A client
-    that disconnects stops its stream; a resolution shared with others goes on."""
+    """Resolve a widget as `/data` does (scope `data:read`, the caller's row filters),
+    streaming each node's event as it finishes. A client that disconnects stops its
+    stream; a resolution shared with others goes on."""
     body = body or ResolveBody()
-    flight = resolver.join(widget.id, widget.spec, refresh=body.refresh, dry_run=body.dry_run)
+    flight = resolver.join(
+        widget.id,
+        widget.spec,
+        refresh=body.refresh,
+        dry_run=body.dry_run,
+        access=access_of(res, widget.principal),
+    )
 
     async def events() -> AsyncIterator[bytes]:
         async for entry in flight.node_events():

@@ -270,21 +270,13 @@ def _spans_of(otlp: OtlpReceiver, trace_id: str, names: set[str]) -> list[Receiv
 async def test_one_request_is_one_trace_under_the_callers_traceparent(
     live: Live, otlp: OtlpReceiver, json_log: io.StringIO
 ) -> None:
-    r = (
-        await live.data(
-            "issues-by-severity",
-            refresh=True,
-            trace=False,
-        )
-        if False
-        else await live.client.post(
-            DATA.format(widget_id="issues-by-severity"),
-            json={"refresh": True},
-            headers={
-                "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
-                "X-Request-ID": "trace-me",
-            },
-        )
+    r = await live.client.post(
+        DATA.format(widget_id="open-issues-kpi"),
+        json={"refresh": True},
+        headers={
+            "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01",
+            "X-Request-ID": "trace-me",
+        },
     )
     assert r.status_code == 200
     nodes = {"route", "cache_lookup", "postgres_query", "degrade_or_return"}
@@ -297,7 +289,7 @@ async def test_one_request_is_one_trace_under_the_callers_traceparent(
     assert server.resource["service.name"] == "widget-data-resolver"
     for name in nodes:
         assert by_name[name].parent_span_id == server.span_id, name
-        assert by_name[name].attributes["wdr.widget_id"] == "issues-by-severity"
+        assert by_name[name].attributes["wdr.widget_id"] == "open-issues-kpi"
     assert len([s for s in spans if s.name in nodes]) == 4  # one span per node that ran
     pg = by_name["postgres_query"].attributes
     assert pg["wdr.backend"] == "postgres" and len(pg["wdr.sql_hash"]) == 16
@@ -310,7 +302,7 @@ async def test_one_request_is_one_trace_under_the_callers_traceparent(
     resolved = [x for x in lines if x.get("event") == "resolved"]
     assert len(resolved) == 1
     assert resolved[0]["request_id"] == "trace-me" and resolved[0]["trace_id"] == CALLER_TRACE
-    assert resolved[0]["widget_id"] == "issues-by-severity" and resolved[0]["source"] == "postgres"
+    assert resolved[0]["widget_id"] == "open-issues-kpi" and resolved[0]["source"] == "postgres"
 
 
 async def test_a_degraded_node_span_names_its_failure_kind(live: Live, otlp: OtlpReceiver) -> None:

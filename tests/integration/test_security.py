@@ -629,3 +629,42 @@ async def test_boot_refuses_a_bad_access_policy(
         ):
             pass
     assert named in str(err.value)
+
+
+# ------------------------------------------------------------------ observability routes
+
+
+def _sse_events(text: str) -> list[tuple[str, Any]]:
+    import json
+
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+async def test_metrics_and_the_stream_follow_the_data_rule(svc: Service) -> None:
+    assert (await svc.client.get("/metrics")).status_code == 401
+    no_data = token("default", scope="widgets:read")
+    assert (await svc.client.get("/metrics", headers=no_data)).status_code == 403
+    ok = await svc.client.get("/metrics", headers=token("default", scope="data:read"))
+    assert ok.status_code == 200 and "wdr_resolutions_total" in ok.text
+    stream = "/v1/widgets/claims-filed-by-region/data/stream"
+    assert (await svc.client.post(stream)).status_code == 401
+    assert (await svc.client.post(stream, headers=no_data)).status_code == 403
+    # another tenant's widget is a 404, as on /data
+    assert (await svc.client.post(stream, headers=token("acme"))).status_code == 404
+
+
+async def test_the_stream_applies_the_callers_row_filters(svc: Service) -> None:
+    stream = "/v1/widgets/claims-filed-by-region/data/stream"
+    west = await svc.client.post(stream, headers=token("default", regions=["southwest"]))
+    assert west.status_code == 200
+    kind, body = _sse_events(west.text)[-1]
+    assert kind == "result" and body["source"] == "databricks"
+    assert regions_of(body) == {"southwest"}
+    plain = (
+        await svc.data("claims-filed-by-region", headers=token("default", regions=["southwest"]))
+    ).json()
+    assert plain["data"] == body["data"]  # same rows as /data for the same caller
