@@ -44,6 +44,8 @@ ASYMMETRIC_ALGS = ("RS256", "ES256")
 # claims that are not attributes a row filter could use
 REGISTERED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "scopes", "scp"})
 API_KEY_RE = re.compile(r"^wdr_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+MAX_CLAIM_VALUES = 1000  # values of one attribute claim (they become SQL literals)
+MAX_CLAIM_VALUE_CHARS = 256
 
 
 class AuthError(Exception):
@@ -156,9 +158,20 @@ def principal_from_claims(claims: Mapping[str, Any], *, tenant_claim: str, via: 
     if not isinstance(tenant, str) or not TENANT_RE.match(tenant):
         raise AuthError(f"token has no valid tenant claim ({tenant_claim})")
     attributes = {k: v for k, v in claims.items() if k not in REGISTERED and k != tenant_claim}
+    check_attributes(attributes)
     return Principal.build(
         subject=subject, tenant=tenant, scopes=parse_scopes(claims), attributes=attributes, via=via
     )
+
+
+def check_attributes(attributes: Mapping[str, Any]) -> None:
+    """Attribute claims become literals in every filtered query: bound their size."""
+    for name, value in attributes.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if len(items) > MAX_CLAIM_VALUES:
+            raise AuthError(f"claim {name!r} has more than {MAX_CLAIM_VALUES} values")
+        if any(isinstance(v, str) and len(v) > MAX_CLAIM_VALUE_CHARS for v in items):
+            raise AuthError(f"claim {name!r} has a value over {MAX_CLAIM_VALUE_CHARS} characters")
 
 
 class JwtVerifier:

@@ -285,3 +285,11 @@ async def test_only_the_hash_is_stored(key_store: ApiKeyStore, fresh_pg_url: str
         rows = conn.execute("SELECT key_id, key_hash FROM api_keys").fetchall()
     secret = key.rsplit("_", 1)[1]
     assert len(rows) == 1 and secret not in rows[0][1] and rows[0][0] in key
+
+
+async def test_oversized_attribute_claims_are_refused(hs: JwtVerifier) -> None:
+    with pytest.raises(AuthError, match="more than"):
+        await hs.verify(hs_token(regions=[f"r{i}" for i in range(1001)]))
+    with pytest.raises(AuthError, match="characters"):
+        await hs.verify(hs_token(regions=["x" * 257]))
+    assert (await hs.verify(hs_token(regions=[f"r{i}" for i in range(1000)]))).attributes

@@ -510,13 +510,12 @@ async def test_forced_refresh_is_debounced(db_url: str, tmp_path: Path) -> None:
         database_url=db_url,
         data_dir=tmp_path,
         refresh_min_interval_s=30,
-        seed_demo=False,
     ) as s:
         first = (await s.data("open-issues-kpi")).json()
         forced = (await s.data("open-issues-kpi", refresh=True)).json()
         assert forced["cache_hit"] is True and forced["resolved_at"] == first["resolved_at"]
     async with running_service(
-        database_url=db_url, data_dir=tmp_path, refresh_min_interval_s=0, seed_demo=False
+        database_url=db_url, data_dir=tmp_path, refresh_min_interval_s=0
     ) as s:
         first = (await s.data("open-issues-kpi")).json()
         await asyncio.sleep(0.01)
@@ -530,7 +529,6 @@ async def test_llm_rate_limit_per_tenant(
     async with running_service(
         database_url=db_url,
         data_dir=tmp_path,
-        seed_demo=False,
         bedrock_model_id=MODEL_ID,
         bedrock_endpoint_url=converse.url,
         auth_jwt_secret=SECRET,
@@ -570,14 +568,12 @@ async def test_llm_rate_limit_per_tenant(
 
 
 async def test_dev_mode_is_loopback_only(db_url: str, tmp_path: Path) -> None:
-    async with running_service(database_url=db_url, data_dir=tmp_path, seed_demo=False) as s:
+    async with running_service(database_url=db_url, data_dir=tmp_path) as s:
         ready = (await s.client.get("/readyz")).json()
         assert ready["components"]["auth"]["mode"] == "dev"
         assert (await s.data("open-issues-kpi")).status_code == 200
         assert (await s.client.get("/openapi.json")).status_code == 200
-    async with running_service(
-        database_url=db_url, data_dir=tmp_path, seed_demo=False, client_host="10.1.2.3"
-    ) as s:
+    async with running_service(database_url=db_url, data_dir=tmp_path, client_host="10.1.2.3") as s:
         r = await s.data("open-issues-kpi")
         assert r.status_code == 401 and "www-authenticate" in r.headers
         assert (await s.client.get("/openapi.json")).status_code == 401
@@ -586,7 +582,6 @@ async def test_dev_mode_is_loopback_only(db_url: str, tmp_path: Path) -> None:
     async with running_service(
         database_url=db_url,
         data_dir=tmp_path,
-        seed_demo=False,
         client_host="10.1.2.3",
         auth_dev_open=True,
     ) as s:
@@ -595,7 +590,7 @@ async def test_dev_mode_is_loopback_only(db_url: str, tmp_path: Path) -> None:
 
 
 async def test_bearer_token_is_refused_in_dev_mode(db_url: str, tmp_path: Path) -> None:
-    async with running_service(database_url=db_url, data_dir=tmp_path, seed_demo=False) as s:
+    async with running_service(database_url=db_url, data_dir=tmp_path) as s:
         r = await s.data("open-issues-kpi", headers=token("default"))
         assert r.status_code == 401
 
@@ -624,9 +619,7 @@ async def test_boot_refuses_a_bad_access_policy(
     from service.wiring import BootError
 
     with pytest.raises(BootError, match="refusing to start") as err:
-        async with running_service(
-            database_url=db_url, data_dir=tmp_path, seed_demo=False, config_dir=config
-        ):
+        async with running_service(database_url=db_url, data_dir=tmp_path, config_dir=config):
             pass
     assert named in str(err.value)
 
@@ -668,3 +661,30 @@ async def test_the_stream_applies_the_callers_row_filters(svc: Service) -> None:
         await svc.data("claims-filed-by-region", headers=token("default", regions=["southwest"]))
     ).json()
     assert plain["data"] == body["data"]  # same rows as /data for the same caller
+
+
+async def test_rs256_and_es256_tokens_through_a_jwks_server(db_url: str, tmp_path: Path) -> None:
+    from fakes.jwks_server import JwksServer, SigningKey
+
+    with JwksServer() as idp:
+        async with running_service(
+            database_url=db_url,
+            data_dir=tmp_path,
+            auth_jwks_url=idp.url,
+            auth_issuer=idp.issuer,
+            auth_audience=idp.audience,
+            auth_jwks_refresh_s=0.001,  # always stale: every token tries a refetch
+        ) as s:
+            for alg in ("RS256", "ES256"):
+                h = {"Authorization": f"Bearer {idp.mint(alg=alg, tenant='default')}"}
+                assert (await s.data("open-issues-kpi", headers=h)).status_code == 200
+            # an HS256 token signed with anything is not accepted with JWKS only
+            assert (await s.data("open-issues-kpi", headers=token("default"))).status_code == 401
+            ready = (await s.client.get("/readyz")).json()["components"]["auth"]
+            assert ready["mode"] == "jwt" and ready["jwks_keys"] == 2
+            idp.down = True  # the identity provider is unreachable: cached keys still verify
+            h = {"Authorization": f"Bearer {idp.mint(alg='RS256', tenant='default')}"}
+            assert (await s.data("open-issues-kpi", headers=h)).status_code == 200
+            stranger = idp.mint(key=SigningKey.generate("RS256"))
+            r = await s.data("open-issues-kpi", headers={"Authorization": f"Bearer {stranger}"})
+            assert r.status_code == 401
