@@ -46,7 +46,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
-    for script in ("bench_safety.py", "bench_warehouse.py"):
+    for script in ("bench_safety.py", "bench_warehouse.py", "bench_auth.py"):
         if (ROOT / "bench" / script).exists():
             print(f"== {script}")
             subprocess.run([PY, str(ROOT / "bench" / script)], check=True, cwd=ROOT)
