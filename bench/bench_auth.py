@@ -89,8 +89,15 @@ async def main(rounds: int) -> None:
         filtered = timed_sync(
             lambda sql=sql: check_sql(sql, allowed_tables=ALLOWED, row_filters=filters), rounds
         )
+        kept = timed_sync(
+            lambda sql=sql: check_sql(
+                sql, allowed_tables=ALLOWED, row_filters=filters, keep_unfiltered=True
+            ),
+            rounds,
+        )
         report(f"safety check, {name} query", plain)
         report(f"safety check + row filters, {name} query", filtered)
+        report(f"  + unfiltered copy kept (fresh LLM SQL), {name}", kept)
         print(f"{'':<48} ratio {statistics.median(filtered) / statistics.median(plain):.2f}")
 
 

@@ -27,6 +27,14 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     # the widget's own limit binds LLM-written SQL too (the compiler already applies it)
     limit = spec.data_intent.limit if spec is not None else None
     access = state.get("access") or UNRESTRICTED
+    generation = state.get("generation")
+    # a fresh LLM answer (not a dry run) is cached as approved SQL: unfiltered, so keep it
+    cacheable = bool(
+        generation
+        and generation.get("approved_key")
+        and not generation.get("reused")
+        and not state.get("dry_run")
+    )
     try:
         checked = check_sql(
             state["candidate_sql"],
@@ -34,15 +42,14 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
             allowed_tables=policy.allowed_tables,
             max_rows=min(limit or policy.max_rows, policy.max_rows),
             row_filters=access.table_filters(),
+            keep_unfiltered=cacheable,
         )
     except SafetyViolation as exc:
         verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}
         return {"safety": verdict} | fail(
             "safety_check", FailureKind.safety_violation, f"{exc.rule}: {exc.reason}"
         )
-    generation = state.get("generation")
-    cacheable = generation and not generation.get("reused") and not state.get("dry_run")
-    if cacheable and generation and generation.get("approved_key"):  # a dry run caches nothing
+    if cacheable and generation:  # a dry run caches nothing
         await ctx.cache.set(
             generation["approved_key"],
             {"sql": checked.unfiltered_sql, "model_id": generation["model_id"]},

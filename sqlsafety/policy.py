@@ -31,7 +31,8 @@ class CheckedSql:
     sql: str  # re-rendered from the checked tree in the same dialect: THIS is what runs
     tables: frozenset[str]  # normalized, fully-qualified names (public.x for postgres)
     limit: int  # the effective row limit of the outermost query
-    # the checked SQL before row filters (== sql when there are none)
+    # the checked SQL before row filters: == sql without filters; with filters only when
+    # asked for (`keep_unfiltered`), else ""
     unfiltered_sql: str = field(default="", compare=False)
 
 
@@ -44,6 +45,7 @@ def check_sql(
     schema: Mapping[str, Mapping[str, str]] | None = None,
     rules: Sequence[Rule] = RULES,
     row_filters: Iterable[RowFilter] = (),
+    keep_unfiltered: bool = False,
 ) -> CheckedSql:
     """Check one candidate query; raise `SafetyViolation` (attrs `rule`, `reason`) if unsafe.
 
@@ -52,7 +54,8 @@ def check_sql(
     ({table: {column: type}}), when given, also rejects unknown columns of those tables.
     `row_filters`, applied after every rule passed, replace each read of a filtered table
     with a filtered derived table (`sqlsafety.row_filters`); `sql` is then the filtered SQL
-    (what runs) and `unfiltered_sql` the checked SQL without them.
+    (what runs) and, with `keep_unfiltered`, `unfiltered_sql` the checked SQL without them
+    (rendered from a copy taken first: it costs a tree copy and a second rendering).
     `rules` is for tests and tools (any order gives the same verdicts); the default is all.
     Raises PolicyError (a ValueError) for bad arguments (unknown dialect, malformed
     allowlist, max_rows < 1).
@@ -67,10 +70,12 @@ def check_sql(
     )
     for rule in rules:
         rule(check)
-    return render(check, row_filters=tuple(row_filters))
+    return render(check, row_filters=tuple(row_filters), keep_unfiltered=keep_unfiltered)
 
 
-def render(check: Check, *, row_filters: tuple[RowFilter, ...] = ()) -> CheckedSql:
+def render(
+    check: Check, *, row_filters: tuple[RowFilter, ...] = (), keep_unfiltered: bool = False
+) -> CheckedSql:
     """The final step, after every rule passed: apply the row limit and print the tree."""
     if len(check.statements) != 1:  # only reachable with a rule list lacking single_statement
         raise SafetyViolation("single_statement", "expected exactly one statement")
@@ -87,15 +92,16 @@ def render(check: Check, *, row_filters: tuple[RowFilter, ...] = ()) -> CheckedS
             # sqlglot would print 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end),
             # which counts whole 24-hour periods instead of calendar days: keep its meaning.
             tree = keep_two_argument_datediff(tree)
-        # filtered on a copy taken before rendering (rendering may transform its tree)
-        filtered = (
-            apply_row_filters(tree.copy(), row_filters, dialect=check.dialect)
-            if row_filters
-            else None
-        )
-        rendered = unfiltered = generator.generate(tree, copy=False)
-        if filtered is not None:
+        if row_filters and keep_unfiltered:
+            # filtered on a copy taken before rendering (rendering may transform its tree)
+            filtered = apply_row_filters(tree.copy(), row_filters, dialect=check.dialect)
+            unfiltered = generator.generate(tree, copy=False)
             rendered = generator.generate(filtered, copy=False)
+        elif row_filters:
+            tree = apply_row_filters(tree, row_filters, dialect=check.dialect)
+            rendered, unfiltered = generator.generate(tree, copy=False), ""
+        else:
+            rendered = unfiltered = generator.generate(tree, copy=False)
     except UnsupportedError as exc:
         raise SafetyViolation(
             "render", f"cannot render faithfully in {check.dialect}: {exc}"

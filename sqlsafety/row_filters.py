@@ -21,6 +21,7 @@ it trusts that the tree is one read-only query over allowlisted, fully named tab
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Protocol
 
 from sqlglot import exp
@@ -38,6 +39,11 @@ class RowFilter(Protocol):
     def column(self) -> str: ...
     @property
     def values(self) -> tuple[str, ...]: ...
+
+
+@lru_cache(maxsize=256)
+def _table_name(table: str, dialect: str) -> TableName:
+    return parse_entry(table, dialect)
 
 
 def _condition(f: RowFilter) -> exp.Expr:
@@ -87,7 +93,7 @@ def apply_row_filters(
 ) -> exp.Expr:
     """Rewrite `tree` in place (and return it) so every read of a filtered table goes
     through its filter. `filters` name tables like the allowlist does."""
-    by_name = {parse_entry(f.table, dialect): f for f in filters}
+    by_name = {_table_name(f.table, dialect): f for f in filters}
     if not by_name:
         return tree
     targets = []
@@ -100,5 +106,6 @@ def apply_row_filters(
         if node is tree:  # pragma: no cover - a bare table is never a checked query root
             raise ValueError("a table reference cannot be the root of a query")
         node.replace(replacement)
-    _unqualify_columns(tree, {name for _, name in targets}, dialect)
+    if targets:
+        _unqualify_columns(tree, {name for _, name in targets}, dialect)
     return tree

@@ -68,7 +68,9 @@ def assert_every_read_filtered(sql: str, filters: tuple[TableFilter, ...] = FILT
 
 
 def run(sql: str) -> tuple[str, str]:
-    checked = check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS)
+    checked = check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS, keep_unfiltered=True)
+    lean = check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS)
+    assert lean.sql == checked.sql and lean.unfiltered_sql == ""
     return checked.sql, checked.unfiltered_sql
 
 
