@@ -21,7 +21,12 @@ FilterOp = Literal["=", "!=", "in", "not_in", ">", ">=", "<", "<="]
 Generator = Literal["compiled", "llm"]
 Scalar = str | int | float | bool
 
-IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+IDENT_RE = re.compile(IDENT_PATTERN)
+# The OpenAPI document states the rules the validators below enforce (checked messages
+# stay the validators').
+_IDENT_DOC: dict[str, Any] = {"pattern": IDENT_PATTERN}
+RELATIVE_PATTERN = r"^(last_[0-9]{1,4}(m|h|d)|mtd|qtd|ytd|all|today)$"
 WIDGET_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 # Path segments the API itself uses after /v1/widgets/: never widget ids (a widget named
 # `data` would shadow POST /v1/widgets/data). tests/integration/test_api_postgres.py checks
@@ -88,7 +93,7 @@ class _Strict(BaseModel):
 
 
 class Filter(_Strict):
-    column: str
+    column: str = Field(json_schema_extra=_IDENT_DOC)
     op: FilterOp = "="
     value: Scalar | list[Scalar]
 
@@ -134,13 +139,24 @@ class AbsoluteRange(_Strict):
 
 
 TimeRange = (
-    Annotated[str, Field(description="last_<N>m|h|d, mtd, qtd, ytd, today or all")] | AbsoluteRange
+    Annotated[
+        str,
+        Field(
+            description="last_<N>m|h|d, mtd, qtd, ytd, today or all",
+            json_schema_extra={"pattern": RELATIVE_PATTERN},
+        ),
+    ]
+    | AbsoluteRange
 )
 
 
 class DataIntent(_Strict):
-    metric_id: str
-    dimensions: list[str] = Field(default_factory=list, max_length=3)
+    metric_id: str = Field(json_schema_extra=_IDENT_DOC)
+    dimensions: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        json_schema_extra={"items": {"type": "string", **_IDENT_DOC}, "uniqueItems": True},
+    )
     time_range: TimeRange = "last_30d"
     grain: Grain = "none"
     filters: list[Filter] = Field(default_factory=list, max_length=20)

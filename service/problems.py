@@ -43,6 +43,14 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Not found"},
     422: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Invalid request"},
 }
+# Answered by the authentication dependency on every data and admin route.
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {k: PROBLEMS[k] for k in (401, 403)}
+# Operations with a request body: a body that is not JSON (400) or too large (413).
+BODY_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    400: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Body is not JSON"},
+    413: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": "Body over the limit"},
+}
 
 
 class ProblemError(Exception):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from domain.models import WIDGET_ID_RE, Backend, DataIntent, WidgetSpec
+from domain.models import IDENT_PATTERN, WIDGET_ID_RE, Backend, DataIntent, WidgetSpec
 
 
 class ResolveBody(BaseModel):
@@ -54,7 +54,7 @@ class BatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     widget_ids: list[Annotated[str, Field(pattern=WIDGET_ID_RE)]] = Field(
-        min_length=1, max_length=50
+        json_schema_extra={"uniqueItems": True}, min_length=1, max_length=50
     )
     refresh: StrictBool = False
     dry_run: StrictBool = False
@@ -104,7 +104,7 @@ class WidgetList(BaseModel):
 class GenerateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metric_id: str
+    metric_id: str = Field(json_schema_extra={"pattern": IDENT_PATTERN})
     question: str | None = Field(default=None, min_length=1, max_length=2000)
     data_intent: DataIntent | None = None
 

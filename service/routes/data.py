@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from service.deps import DataReader, ResolverDep, ResourcesDep, WidgetDep, access_of
-from service.problems import PROBLEMS
+from service.problems import BODY_PROBLEMS
 from service.schemas import BatchBody, BatchResponse, ResolveBody, ResolveResponse
 
 log = logging.getLogger("resolver")
@@ -54,7 +54,9 @@ def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None
         )
 
 
-@router.post("/v1/widgets/{widget_id}/data", response_model=ResolveResponse, responses=PROBLEMS)
+@router.post(
+    "/v1/widgets/{widget_id}/data", response_model=ResolveResponse, responses=BODY_PROBLEMS
+)
 async def resolve_widget_data(
     widget: WidgetDep,
     res: ResourcesDep,
@@ -92,7 +94,7 @@ def _sse(event: str, data: bytes) -> bytes:
     "/v1/widgets/{widget_id}/data/stream",
     response_class=StreamingResponse,
     responses={
-        **PROBLEMS,
+        **BODY_PROBLEMS,
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-sent events: one `node` event per graph node as it "
@@ -144,7 +146,7 @@ async def stream_widget_data(
     )
 
 
-@router.post("/v1/widgets/data", response_model=BatchResponse, responses=PROBLEMS)
+@router.post("/v1/widgets/data", response_model=BatchResponse, responses=BODY_PROBLEMS)
 async def resolve_many(
     body: BatchBody,
     res: ResourcesDep,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.deps import MetricsReader, ResourcesDep
+from service.problems import AUTH_PROBLEMS
 from service.schemas import MetricList, MetricOut
 
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/v1/metrics", response_model=MetricList)
+@router.get("/v1/metrics", response_model=MetricList, responses=AUTH_PROBLEMS)
 async def list_metrics(res: ResourcesDep, who: MetricsReader) -> MetricList:
     """List the metric catalog with each metric's routing, dimensions and filter columns."""
     out = []

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from domain.failures import FailureKind
 from domain.models import DataIntent
 from service.deps import ResolverDep, ResourcesDep, SqlGenerator, access_of
-from service.problems import PROBLEM_JSON, PROBLEMS, Problem, ProblemError
+from service.problems import BODY_PROBLEMS, PROBLEM_JSON, Problem, ProblemError
 from service.schemas import GenerateBody, GenerateResponse, SafetyVerdict
 
 router = APIRouter(tags=["sql"])
@@ -46,7 +46,7 @@ def _intent(body: GenerateBody) -> DataIntent:
     "/v1/widgets/sql/generate",
     response_model=GenerateResponse,
     responses={
-        **PROBLEMS,
+        **BODY_PROBLEMS,
         429: {
             "model": Problem,
             "content": {PROBLEM_JSON: {}},

@@ -15,7 +15,7 @@ from service.deps import (
     WidgetWriter,
     widget_not_found,
 )
-from service.problems import PROBLEM_JSON, PROBLEMS, Problem
+from service.problems import AUTH_PROBLEMS, BODY_PROBLEMS, PROBLEM_JSON, PROBLEMS, Problem
 from service.schemas import WidgetList, WidgetOut
 
 router = APIRouter(tags=["widgets"])
@@ -25,7 +25,7 @@ router = APIRouter(tags=["widgets"])
     "/v1/widgets/{widget_id}",
     response_model=WidgetOut,
     responses={
-        **PROBLEMS,
+        **BODY_PROBLEMS,
         201: {"model": WidgetOut, "description": "Created"},
         503: {
             "model": Problem,
@@ -57,7 +57,7 @@ async def get_widget(widget: WidgetSpecDep) -> WidgetOut:
     return WidgetOut(id=widget.id, spec=widget.spec)
 
 
-@router.get("/v1/widgets", response_model=WidgetList)
+@router.get("/v1/widgets", response_model=WidgetList, responses=AUTH_PROBLEMS)
 async def list_widgets(res: ResourcesDep, who: WidgetReader) -> WidgetList:
     """List the caller's tenant's widgets. Scope `widgets:read`."""
     items = sorted(res.registry.widgets(who.tenant).items())

@@ -1,0 +1,125 @@
+"""The contract says what the service does (issue 9): schemathesis, run against the
+committed docs/api/openapi.yaml on a running instance (real PostgreSQL, JWT auth on),
+finds no response that contradicts it. Bounded in time (`--max-time`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from domain.identity import ALL_SCOPES
+from fakes.bedrock_converse import MODEL_ID, REGION, ConverseServer, ToolCall
+from tests.helpers import create_database, drop_database, entry_point, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+SECRET = "contract-test-secret-" + "x" * 24
+MAX_TIME_S = 120
+SAFE_SQL = (
+    "SELECT region, count(*) AS value FROM main.claims.claim_events GROUP BY region "
+    "ORDER BY value DESC LIMIT 10"
+)
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    db = create_database()
+    port = free_port()
+    work = tmp_path_factory.mktemp("contract")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABRICKS_"))}
+    env |= {"DATABASE_URL": db, "PORT": str(port), "DATA_DIR": str(work), "AUTH_JWT_SECRET": SECRET}
+    # the model (a local Converse API server) answers every question with checked-safe SQL
+    converse = ConverseServer(default=ToolCall(sql=SAFE_SQL)).start()
+    env |= {
+        "BEDROCK_MODEL_ID": MODEL_ID,
+        "BEDROCK_ENDPOINT_URL": converse.url,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "AKIDTESTFAKE00000000",
+        "AWS_SECRET_ACCESS_KEY": "fake-secret",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "LLM_RATE_LIMIT": "100000/minute",
+    }
+    log = (work / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [entry_point("resolver"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            assert proc.poll() is None, (work / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        else:
+            raise AssertionError("resolver serve did not start")
+        yield base, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        converse.stop()
+        drop_database(db)
+
+
+def test_schemathesis_finds_nothing_the_contract_does_not_say(
+    instance: tuple[str, dict[str, str]],
+) -> None:
+    base, env = instance
+    token = subprocess.run(
+        [
+            entry_point("resolver"),
+            "token",
+            "--tenant",
+            "default",
+            "--scope",
+            " ".join(sorted(ALL_SCOPES)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    run = subprocess.run(
+        [
+            entry_point("st"),
+            "run",
+            str(ROOT / "docs/api/openapi.yaml"),
+            "--url",
+            base,
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "all",
+            # A schema-valid body can still name a metric, dimension or filter column the
+            # catalog does not have, or an empty time range: those 422s are the contract.
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "10",
+            "--max-time",
+            str(MAX_TIME_S),
+            "--seed",
+            "20261201",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=MAX_TIME_S + 120,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "API Operations" in run.stdout  # it really ran against the instance
