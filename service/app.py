@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.http_body_timeout_s
+    )
     app.include_router(api_router)
     # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
     app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)

@@ -41,13 +41,16 @@ def _serve(settings: Settings) -> int:
             port=settings.port,
             log_level=settings.log_level.lower(),
             access_log=False,
+            http="service.http_server:BoundedHttpToolsProtocol",  # header read timeout
         )
         return 0
 
     from service.app import create_app
+    from service.http_server import protocol_with
 
     uvicorn.run(
         create_app(settings),
+        http=protocol_with(settings.http_header_timeout_s),  # header read timeout
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     registry_backoff_max_s: float = 2.0  # reconnect attempts at least this often
     generation_log_deadline_s: float = 1.0
     readyz_probe_timeout_s: float = 1.5  # each /readyz probe (they run concurrently)
+    http_header_timeout_s: float = 10.0  # a request's headers must arrive within this...
+    http_body_timeout_s: float = 30.0  # ...and its body within this: else a 408 problem
 
     # Identity, tenants and row-level security (issue 10). With none of AUTH_JWT_SECRET,
     # AUTH_JWKS_URL or AUTH_REQUIRED set the service is in dev mode: requests without

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from observability.metrics import render
 from service.deps import DataReader, ResourcesDep
+from service.problems import AUTH_PROBLEMS
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["ops"])
@@ -44,10 +45,11 @@ async def docs_page(who: DataReader) -> HTMLResponse:
     "/metrics",
     response_class=Response,
     responses={
+        **AUTH_PROBLEMS,
         200: {
             "content": {"text/plain": {"schema": {"type": "string"}}},
             "description": "Prometheus text exposition (version 0.0.4)",
-        }
+        },
     },
 )
 async def metrics(who: DataReader) -> Response:
