@@ -301,6 +301,11 @@
     return "live";
   }
 
+  // A forced refresh that came too soon after a live answer gets that answer back.
+  function debounced(r) {
+    return Boolean(r && r.trace && r.trace.some((t) => t.node === "cache_lookup" && t.outcome === "refresh_debounced"));
+  }
+
   function ageOf(tile) {
     const r = tile.result;
     if (!r) return 0;
@@ -316,8 +321,10 @@
         return { status, icon: "●", text: `Live · ${backend}`, kind: null, tip: `Answered live by ${backend} just now.` };
       case "cached":
         return {
-          status, icon: "◷", text: `Cached · ${formatAge(ageOf(tile))}`, kind: null,
-          tip: `A live ${backend} answer from the cache, ${formatAge(ageOf(tile))} old (refreshed when its TTL runs out).`,
+          status, icon: "◷", text: `Cached · ${formatAge(ageOf(tile))}`, kind: debounced(r) ? "refresh_debounced" : null,
+          tip: debounced(r)
+            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
+            : `A live ${backend} answer from the cache, ${formatAge(ageOf(tile))} old (refreshed when its TTL runs out).`,
         };
       case "stale":
         return {

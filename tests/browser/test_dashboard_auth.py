@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import DashService, after_test, fresh_tab, network_requests, serving
-from tests.browser.test_dashboard import badge, settled, tile, wait_for, words
+from tests.browser.test_dashboard import badge, click, settled, tile, wait_badge, wait_for, words
 
 pytestmark = pytest.mark.browser
 SECRET = "browser-suite-secret-0123456789abcdef"
@@ -22,7 +22,9 @@ EXPECTED = ("status of 401", "status of 403")
 
 @pytest.fixture(scope="module")
 def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashService]:
-    with serving(tmp_path_factory.mktemp("auth"), AUTH_JWT_SECRET=SECRET) as svc:
+    with serving(
+        tmp_path_factory.mktemp("auth"), AUTH_JWT_SECRET=SECRET, REFRESH_MIN_INTERVAL_S="30"
+    ) as svc:
         yield svc
 
 
@@ -67,6 +69,19 @@ def test_asks_for_a_token_and_uses_it_from_session_storage_only(
     assert "west:" in label and "northeast:" in label, label
     assert "southeast" not in label and "midwest" not in label, label
     assert words(badge(auth_page, "claims-filed-by-region")).startswith("Live")
+    # a forced refresh right after a live answer is debounced (30 s here): the page says so
+    click(
+        auth_page, tile(auth_page, "open-issues-kpi").find_element(By.CSS_SELECTOR, ".refresh-btn")
+    )
+    b = wait_badge(auth_page, "open-issues-kpi", "cached")
+    kind = tile(auth_page, "open-issues-kpi").find_element(
+        By.CSS_SELECTOR, '[data-testid="failure-kind"]'
+    )
+    assert kind.text == "refresh_debounced"
+    tip = tile(auth_page, "open-issues-kpi").find_element(By.CSS_SELECTOR, ".tip")
+    auth_page.execute_script("arguments[0].focus()", b)
+    wait_for(auth_page, lambda d: tip.is_displayed(), 5)
+    assert "reused that answer" in tip.text, tip.text
 
 
 def test_a_bad_token_and_a_missing_scope_are_explained_in_plain_words(
