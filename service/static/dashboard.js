@@ -567,6 +567,7 @@
         this.tickProgress();
       } else {
         this.progressLabel = null;
+        this.node.classList.remove("is-slow");
         this.renderMeta();
       }
     }
