@@ -277,6 +277,26 @@ class RoutingEntry(_Strict):
     backend: Backend  # a typo is refused at boot, naming the metric and the value
     ttl_seconds: int = Field(default=300, ge=0, le=86_400)
     generator: Generator = "compiled"
+    # Freshness policy (domain/freshness.py). Past its TTL an answer is still served, flagged
+    # stale, while one background refresh runs, for this long (None: the TTL again) ...
+    stale_while_revalidate_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    # ... and a last good answer stands in for a failing backend this long past its TTL
+    # (0: never, for metrics where old numbers mislead).
+    stale_if_error_seconds: int = Field(default=3600, ge=0, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _windows_need_a_ttl(self) -> RoutingEntry:
+        if self.ttl_seconds == 0 and self.stale_while_revalidate_seconds:
+            raise ValueError(
+                "stale_while_revalidate_seconds needs ttl_seconds > 0 (nothing is served "
+                "from the cache with a TTL of 0)"
+            )
+        return self
+
+    @property
+    def swr_seconds(self) -> int:
+        swr = self.stale_while_revalidate_seconds
+        return self.ttl_seconds if swr is None else swr
 
 
 POSTGRES_FILTER_OPS = ("=", "!=", "in", "not_in")

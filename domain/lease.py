@@ -1,0 +1,75 @@
+"""One backend query per cache key: the lease port and what leader and followers exchange.
+
+A resolution that needs the backend first asks for the key's lease. The one that gets it
+(the leader) runs the query, writes the cache, then releases the lease with an `Outcome`
+that every waiting follower receives. A follower never queries: it re-reads the cache
+(`ok`) or takes the leader's failure (`kind`, `detail`). When the leader vanishes (its
+process died, its lease expired or it stopped beating) a follower takes the lease over.
+
+Pure: no framework imports. `adapters/lease.py` implements it on Redis and in-process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a leader tells its followers when it releases the lease."""
+
+    ok: bool  # a live answer is in the cache now
+    kind: str | None = None  # the failure kind otherwise (or "abandoned")
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waited:
+    """How a follower's wait ended."""
+
+    how: Literal["done", "gone", "vanished", "timeout"]
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """The result of `lead_or_follow`: lead (with the lease's token, or with `token=None`
+    when no lease could be had and the caller computes anyway), or the leader's outcome."""
+
+    token: str | None = None
+    followed: Outcome | None = None
+    takeover: bool = False  # the lease was taken from a leader that vanished
+    waited_s: float = 0.0
+
+    @property
+    def leads(self) -> bool:
+        return self.followed is None
+
+
+ABANDONED = "abandoned"  # outcome kind of a lease released because its run ended early
+# lead_or_follow(follow=False) while another resolution holds the lease
+BUSY = Outcome(ok=False, kind="busy", detail="another resolution holds the lease")
+# the lease went away without an outcome seen: the cache may have the answer, re-read it
+GONE = Outcome(ok=True, kind=None, detail="the lease was released or expired")
+
+
+class Leases(Protocol):
+    """Per-key leases. Never raises for an unreachable store: it degrades to in-process."""
+
+    async def acquire(self, key: str) -> str | None:
+        """The lease's token, or None while another live leader holds it."""
+        ...
+
+    async def release(self, key: str, token: str, outcome: Outcome) -> bool:
+        """Release (only if `token` still holds it) and wake the followers."""
+        ...
+
+    async def wait(self, key: str, timeout_s: float) -> Waited:
+        """Wait for the current leader's outcome, at most `timeout_s`."""
+        ...
+
+    async def lead_or_follow(self, key: str, *, wait_s: float, follow: bool = True) -> Role:
+        """Lead, or (if `follow`) wait for the leader's outcome, taking over if it vanishes.
+        With `follow=False` a held lease answers at once with `Outcome(ok=False, kind="busy")`."""
+        ...
