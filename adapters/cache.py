@@ -61,6 +61,9 @@ class MemoryTTLCache:
         while len(self._data) > self._max:
             self._data.popitem(last=False)
 
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
     async def ping(self) -> bool:
         return True
 
@@ -136,6 +139,14 @@ class RedisCache:
             )
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("set", exc)
+
+    async def delete(self, key: str) -> None:
+        if self._tripped():
+            return
+        try:
+            await asyncio.wait_for(self._client.delete(self._prefix + key), self._timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._trip("delete", exc)
 
     async def ping(self) -> bool:
         try:

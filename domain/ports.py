@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.access import SeriesFilter
+from domain.lease import Leases as Leases  # the lease port lives with its data there
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.results import QueryResult
 
@@ -36,6 +37,7 @@ class Cache(Protocol):
 
     async def get(self, key: str) -> dict[str, Any] | None: ...
     async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
+    async def delete(self, key: str) -> None: ...
     async def ping(self) -> bool: ...
 
 

@@ -16,6 +16,7 @@ from domain.ports import (
     FixedTableSchemas,
     GenerationLog,
     LlmBudget,
+    Leases,
     PostgresGateway,
     Registry,
     SafetyPolicy,
@@ -40,3 +41,9 @@ class Context:
     default_row_limit: int = 1000
     max_result_bytes: int = 8 * 1024 * 1024  # a bigger answer is refused, not shipped
     clock: Callable[[], float] = time.time
+    # freshness at scale: one backend query per cache key across instances (None: no
+    # leases, as in node tests), how long a follower waits for its leader, and how long
+    # after a failed refresh the backend is tried again while a last good answer stands in
+    leases: Leases | None = None
+    lease_wait_s: float = 60.0
+    failure_backoff_s: float = 5.0

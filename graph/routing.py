@@ -13,8 +13,10 @@ def route_after_route(state: State) -> Literal["cache_lookup", "mock_data"]:
 
 def route_after_cache_lookup(
     state: State,
-) -> Literal["degrade_or_return", "postgres_query", "sql_generate"]:
-    if state.get("cache_hit"):
+) -> Literal["degrade_or_return", "mock_data", "postgres_query", "sql_generate"]:
+    if state.get("failure"):  # the backend failed a moment ago, or for the leader we followed
+        return "mock_data"
+    if state.get("cache_hit") or state.get("shared"):
         return "degrade_or_return"
     return "postgres_query" if state["backend"] == "postgres" else "sql_generate"
 

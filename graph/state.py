@@ -30,12 +30,18 @@ class InputState(TypedDict, total=False):
     # the caller's tenant and row filters (service: from the principal); absent = the dev
     # principal's: tenant `default`, no row filters (Studio, evals of the unfiltered graph)
     access: RowAccess
+    # a background refresh (stale-while-revalidate or refresh-ahead): skipped when another
+    # resolution holds the lease, or the entry has more than `ahead_s` of its TTL left
+    background: bool
+    ahead_s: float
 
 
 class OutputState(TypedDict, total=False):
     response: dict[str, Any]
     # observability: every node appends {node, ms, outcome}
     trace: Annotated[list[TraceEntry], operator.add]
+    # for the service's background refreshes: {key, expires_at, ttl_s, revalidate, live}
+    freshness: dict[str, Any]
 
 
 class State(InputState, OutputState, total=False):
@@ -57,5 +63,14 @@ class State(InputState, OutputState, total=False):
     candidate_sql: str
     generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log
     safety: dict[str, Any]  # {allowed, rule, reason}
+    # freshness
+    stale: bool
+    stale_reason: str | None
+    revalidate: bool  # serve now, refresh in the background
+    last_good: dict[str, Any] | None  # a cache entry that may stand in for a failing backend
+    fallback: Literal["last_good", "mock"]
+    lease: str | None  # present when this run leads: the lease token (None: no lease)
+    skipped: bool  # a background refresh that had nothing to do
+    shared: bool  # the live answer another resolution (the lease's leader) just wrote
     # failure
     failure: Failure | None

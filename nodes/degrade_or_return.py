@@ -1,5 +1,8 @@
-"""degrade_or_return: shape the answer. A live answer is cached; a degraded one never is,
-and always says so (`live_data_unavailable`, `source` = the failure kind, `error_detail`).
+"""degrade_or_return: shape the answer. A live answer is cached (with its freshness windows);
+a degraded one never is, and always says so (`live_data_unavailable`, `source` = the failure
+kind, `error_detail`); a last good answer also says `stale` and its true age. A failed
+backend query leaves the entry alone and writes a failure note beside it. The lease this
+run led under is released last, so its followers find the answer in the cache.
 The LLM generation log row is written here, after the answer is decided."""
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.freshness import Policy, failure_note, failure_note_key, make_entry
+from domain.lease import Outcome
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced
@@ -45,8 +50,11 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     routing = state.get("routing")
     dry_run = bool(state.get("dry_run"))
     cache_hit = bool(state.get("cache_hit"))
+    last_good = state.get("fallback") == "last_good"
     rows = state.get("rows", [])
-    resolved_at = now if failure or dry_run else state.get("resolved_at", now)
+    shows_real_data = failure is None or last_good
+    resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
+    stale = bool(state.get("stale")) or last_good
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
@@ -57,31 +65,77 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "row_count": len(rows),
         "cache_hit": cache_hit,
         "freshness_seconds": round(max(0.0, now - resolved_at), 6),
+        "stale": stale,
+        "stale_reason": (failure["kind"] if failure else state.get("stale_reason"))
+        if stale
+        else None,
         "live_data_unavailable": failure is not None,
-        "executed": bool(state.get("executed")) and failure is None,
+        "executed": bool(state.get("executed")) and shows_real_data,
         "dry_run": dry_run,
         "generated_sql": state.get("generated_sql"),
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
     }
-    outcome = (
-        "degraded" if failure else ("dry_run" if dry_run else ("cached" if cache_hit else "live"))
-    )
-    if outcome == "live" and routing is not None:
-        await ctx.cache.set(
-            state["cache_key"],
-            {
-                "rows": rows,
-                "schema": response["schema"],
-                "generated_sql": response["generated_sql"],
-                "resolved_at": resolved_at,
-                "truncated": state.get("truncated", False),
-            },
-            routing.ttl_seconds,
-        )
+    if failure:
+        outcome = "last_good" if last_good else "degraded"
+    elif dry_run:
+        outcome = "dry_run"
+    else:
+        outcome = "cached" if cache_hit else ("shared" if state.get("shared") else "live")
+    update: dict[str, Any] = {"response": response, "outcome": outcome}
+    key = state.get("cache_key")
+    if routing is not None and key is not None and not dry_run:
+        policy = Policy.of(routing)
+        if outcome == "live":
+            entry = make_entry(
+                rows=rows,
+                schema=response["schema"],
+                generated_sql=response["generated_sql"],
+                truncated=state.get("truncated", False),
+                resolved_at=resolved_at,
+                policy=policy,
+            )
+            await ctx.cache.set(key, entry, policy.retention_s)
+            if policy.ttl_s > 0:
+                await ctx.cache.delete(failure_note_key(key))
+        elif failure and "lease" in state and failure["node"] != "cache_lookup":
+            # this run queried the backend and it failed: never touch the entry, note the
+            # failure so every instance answers from the last good entry until the retry
+            note = failure_note(
+                kind=failure["kind"],
+                detail=failure["detail"],
+                now=now,
+                backoff_s=ctx.failure_backoff_s,
+            )
+            await ctx.cache.set(failure_note_key(key), note, policy.retention_s)
+        token = state.get("lease")
+        if token is not None and ctx.leases is not None:
+            await ctx.leases.release(
+                key,
+                token,
+                Outcome(
+                    ok=outcome == "live",
+                    kind=failure["kind"] if failure else None,
+                    detail=failure["detail"] if failure else None,
+                ),
+            )
+        shown = state if shows_real_data else {}
+        update["freshness"] = {
+            "key": key,
+            "expires_at": (shown.get("resolved_at", now) + policy.ttl_s) if shown else None,
+            "ttl_s": policy.ttl_s,
+            "revalidate": bool(state.get("revalidate")),
+            "live": outcome in ("live", "shared"),
+            "hit": outcome == "cached",
+            "skipped": bool(state.get("skipped")),
+        }
     if failure:
         log.warning(
-            "widget %s degraded: %s (%s)", state["widget_id"], failure["kind"], failure["detail"]
+            "widget %s %s: %s (%s)",
+            state["widget_id"],
+            "answered from its last good entry" if last_good else "degraded",
+            failure["kind"],
+            failure["detail"],
         )
     await write_generation_log(ctx, state)
-    return {"response": response, "outcome": outcome}
+    return update

@@ -1,4 +1,5 @@
-"""mock_data: a failure hands the widget's baked-in mock rows on, always flagged."""
+"""mock_data: a failure hands on the last good answer for the same key when one is inside
+its stale-if-error window, else the widget's baked-in mock rows; either way flagged."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.freshness import Policy, usable_as_last_good
 from domain.jsonsafe import json_safe
 from graph.context import Context
 from graph.state import State
@@ -42,11 +44,31 @@ def infer_schema(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 @traced("mock_data")
 async def mock_data(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    last_good = state.get("last_good")
+    routing = state.get("routing")
+    if (
+        last_good is not None
+        and routing is not None
+        and usable_as_last_good(last_good, runtime.context.clock(), Policy.of(routing))
+    ):
+        # a live answer for the same key, inside its stale-if-error window, beats the mock
+        return {
+            "rows": last_good["rows"],
+            "schema": last_good.get("schema", []),
+            "generated_sql": last_good.get("generated_sql"),
+            "resolved_at": last_good["resolved_at"],
+            "truncated": last_good.get("truncated", False),
+            "cache_hit": True,
+            "executed": True,
+            "fallback": "last_good",
+            "outcome": "last_good",
+        }
     rows = [json_safe(r) for r in state["spec"].mock_data]
     return {
         "rows": rows,
         "schema": infer_schema(rows),
         "cache_hit": False,
         "executed": False,
+        "fallback": "mock",
         "outcome": "mock",
     }

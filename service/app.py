@@ -35,7 +35,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             async with open_resources(settings) as resources:
-                resolver = Resolver(resources.context, observer=observer, config=run_config)
+                resolver = Resolver(
+                    resources.context,
+                    observer=observer,
+                    config=run_config,
+                    refresh_ahead=settings.refresh_ahead,
+                    refresh_concurrency=settings.refresh_concurrency,
+                    refresh_max_keys=settings.refresh_ahead_max_keys,
+                )
                 app.state.resources = resources
                 app.state.resolver = resolver
                 try:

@@ -1,6 +1,6 @@
 """`resolver`: the service's command line.
 
-resolver serve            run the HTTP service (PORT, default 8000)
+resolver serve            run the HTTP service (PORT, default 8000; --workers N processes)
 resolver migrate          apply schema migrations to DATABASE_URL (or the embedded server)
 resolver seed             load the demo catalog, widgets and metric history
 resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
@@ -22,21 +22,35 @@ from pathlib import Path
 from service.settings import REPO_ROOT, Settings
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, workers: int | None = None) -> int:
     import uvicorn
 
-    if settings.workers > 1:
-        # several workers on one host: prometheus-client's multiprocess mode, so any worker
-        # answering GET /metrics reports the sum of all of them
+    workers = workers or settings.workers
+    if workers > 1:
         import os
         import tempfile
 
+        # N processes on one port: they must share the cache and the per-key leases, or
+        # each would run its own backend queries and keep its own answers
+        if not settings.redis_url:
+            print(
+                "resolver serve --workers N needs REDIS_URL: the workers share the result "
+                "cache and the per-key leases through Redis",
+                file=sys.stderr,
+            )
+            return 2
+        if not settings.database_url:  # one embedded server, started here, for all workers
+            from adapters.embedded_pg import start_embedded_postgres
+
+            os.environ["DATABASE_URL"] = start_embedded_postgres(settings.data_dir / "pg")
+        # prometheus-client's multiprocess mode, so any worker answering GET /metrics
+        # reports the sum of all of them
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wdr-metrics-")
         uvicorn.run(
             "service.app:create_worker_app",
             factory=True,
-            workers=settings.workers,
+            workers=workers,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),
@@ -193,7 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="resolver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("serve", help="run the HTTP service")
+    p_serve = sub.add_parser("serve", help="run the HTTP service")
+    p_serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing Redis (default WORKERS, 1); needs REDIS_URL when > 1",
+    )
     sub.add_parser("migrate", help="apply schema migrations")
     sub.add_parser("seed", help="migrate, then load demo catalog, widgets and history")
     sub.add_parser("check-sql", help="run the SQL safety layer (see resolver check-sql --help)")
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     if args.cmd == "serve":
-        return _serve(settings)
+        return _serve(settings, args.workers)
     if args.cmd == "token":
         return _token(settings, args)
     if args.cmd == "api-key":

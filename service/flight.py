@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
+from adapters.lease import lease_scope
 from observability import metrics as m
 
 log = logging.getLogger("resolver")
@@ -62,8 +63,18 @@ class Flight:
 class Flights:
     """The in-flight table of one service instance."""
 
-    def __init__(self, graph: Any, context: Any, *, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        graph: Any,
+        context: Any,
+        *,
+        config: dict[str, Any] | None = None,
+        on_result: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ) -> None:
+        """`on_result(graph_input, output)` runs after every run that answered (the
+        resolver's background refreshes: stale-while-revalidate, refresh-ahead)."""
         self.graph, self.context, self.config = graph, context, config
+        self.on_result = on_result
         self.inflight: dict[Hashable, Flight] = {}
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -95,26 +106,36 @@ class Flights:
         self, key: Hashable, flight: Flight, graph_input: dict[str, Any]
     ) -> dict[str, Any]:
         response: dict[str, Any] | None = None
+        freshness: dict[str, Any] | None = None
         trace: list[dict[str, Any]] = []
         try:
-            async for chunk in self.graph.astream(
-                graph_input, config=self.config, context=self.context, stream_mode="updates"
-            ):
-                for update in chunk.values():
-                    if not update:
-                        continue
-                    entries = update.get("trace") or []
-                    trace.extend(entries)
-                    if "response" in update:
-                        response = update["response"]
-                    flight.publish(entries)
+            # a lease the run took and did not release (an exception, a cancellation) is
+            # released when it ends, so followers on other instances take over at once
+            async with lease_scope():
+                async for chunk in self.graph.astream(
+                    graph_input, config=self.config, context=self.context, stream_mode="updates"
+                ):
+                    for update in chunk.values():
+                        if not update:
+                            continue
+                        entries = update.get("trace") or []
+                        trace.extend(entries)
+                        if "response" in update:
+                            response = update["response"]
+                            freshness = update.get("freshness")
+                        flight.publish(entries)
         finally:
             if self.inflight.get(key) is flight:
                 del self.inflight[key]
             flight.finish()
         if response is None:
             raise RuntimeError("the graph finished without a response")
-        return {"response": response, "trace": trace}
+        out = {"response": response, "trace": trace}
+        if freshness is not None:
+            out["freshness"] = freshness
+            if self.on_result is not None:
+                self.on_result(graph_input, out)
+        return out
 
     async def aclose(self) -> None:
         """Cancel runs still going at shutdown."""

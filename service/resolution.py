@@ -1,5 +1,6 @@
-"""Runs the compiled graph for the routes: single flight for resolutions, and the
-dry-run path for SQL generation. No HTTP here: routes turn what this returns into
+"""Runs the compiled graph for the routes: single flight for resolutions (in this process;
+across processes the graph's per-key leases), background refreshes (stale-while-revalidate,
+refresh-ahead: service/refresh.py), and the dry-run path for SQL generation. No HTTP here: routes turn what this returns into
 responses and problems."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
+from adapters.lease import lease_scope
 from domain.access import UNRESTRICTED, RowAccess
 from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
@@ -15,6 +17,7 @@ from graph.builder import build_graph
 from graph.context import Context
 from graph.observe import GraphObserver
 from service.flight import Flight, Flights
+from service.refresh import Refresher
 
 # What a generation needs back from the graph, besides the response.
 GENERATION_KEYS = ("response", "failure", "safety", "candidate_sql", "generator", "generation")
@@ -30,13 +33,42 @@ class Resolver:
         *,
         observer: GraphObserver | None = None,
         config: dict[str, Any] | None = None,
+        refresh_ahead: bool = True,
+        refresh_concurrency: int = 4,
+        refresh_max_keys: int = 1000,
     ) -> None:
         self.context = context
         self.config = config
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
             observer=observer
         ).compile()
-        self.flights = Flights(self.graph, context, config=config)
+        # background refreshes (stale-while-revalidate, refresh-ahead): service/refresh.py
+        self.refresher = Refresher(
+            self._background,
+            refresh_ahead=refresh_ahead,
+            max_concurrency=refresh_concurrency,
+            max_keys=refresh_max_keys,
+            clock=context.clock,
+        )
+        self.flights = Flights(
+            self.graph,
+            context,
+            config=config,
+            on_result=lambda graph_input, out: self.refresher.after(
+                graph_input | {"refresh": False}, out
+            ),
+        )
+
+    async def _background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
+        """One background refresh (`background=true`): under the key's lease, like any run,
+        and with the access of the foreground resolution that asked for it."""
+        async with lease_scope():
+            out: dict[str, Any] = await self.graph.ainvoke(
+                graph_input,
+                config=self.config,  # type: ignore[arg-type]
+                context=self.context,
+            )
+        return out
 
     def join(
         self,
@@ -78,6 +110,7 @@ class Resolver:
         ).result()
 
     async def aclose(self) -> None:
+        await self.refresher.aclose()
         await self.flights.aclose()
 
     async def generate(

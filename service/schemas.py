@@ -40,7 +40,18 @@ class ResolveResponse(BaseModel):
     schema_: list[SchemaColumn] = Field(alias="schema")
     row_count: int
     cache_hit: bool
-    freshness_seconds: float
+    freshness_seconds: float = Field(
+        description="The true age of the data shown, in seconds (0 for mock data)."
+    )
+    stale: bool = Field(
+        description="The data is past its TTL: served while a background refresh runs "
+        "(stale-while-revalidate), or a last good answer standing in for a failing backend. "
+        "Stale data never looks current."
+    )
+    stale_reason: str | None = Field(
+        description="Why stale data is shown: `revalidating` (a refresh is running), or the "
+        "failure kind of the backend the last good answer stands in for; null when not stale."
+    )
     live_data_unavailable: bool
     executed: bool
     dry_run: bool

@@ -127,6 +127,27 @@ class Settings(BaseSettings):
     def access_policy_path(self) -> Path:
         return self.access_policy_file or self.config_dir / "access_policy.yaml"
 
+    # Freshness at scale (issue 11): leases per cache key (Redis when REDIS_URL is set, else
+    # in-process), background refreshes, workers.
+    lease_ttl_s: float | None = None  # None: the longest backend path (LLM + warehouse) + 10 s
+    lease_heartbeat_s: float = Field(default=1.0, gt=0)  # a leader silent 3x this is taken over
+    failure_backoff_s: float = Field(default=5.0, ge=0)  # retry a failing backend after this
+    refresh_ahead: bool = True  # re-resolve recently read entries shortly before they expire
+    refresh_concurrency: int = Field(default=4, ge=1)  # background refreshes at once, per process
+    refresh_ahead_max_keys: int = Field(default=1000, ge=1)  # keys kept warm, per process
+
+    @property
+    def effective_lease_ttl_s(self) -> float:
+        """Longer than any backend path: a live leader never loses its lease mid-query."""
+        if self.lease_ttl_s is not None:
+            return max(self.lease_ttl_s, 3 * self.lease_heartbeat_s + 0.1)
+        longest = max(
+            self.pg_statement_timeout_ms / 1000,
+            self.bedrock_timeout_s + self.databricks_query_timeout_s,
+            self.duckdb_statement_timeout_s,
+        )
+        return longest + 10.0
+
     # Observability (issue 13). Traces use the standard OTEL_* variables (on when
     # OTEL_EXPORTER_OTLP_ENDPOINT is set), LangSmith its LANGSMITH_* ones; multiprocess
     # metrics PROMETHEUS_MULTIPROC_DIR (set by `resolver serve` itself when WORKERS > 1).

@@ -23,6 +23,7 @@ from typing import Any
 from adapters.cache import MemoryTTLCache, RedisCache
 from adapters.deadline import within
 from adapters.identity import ApiKeyStore
+from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
@@ -98,6 +99,19 @@ def open_cache(settings: Settings) -> Cache:
             socket_timeout_s=settings.cache_socket_timeout_s,
         )
     return MemoryTTLCache()
+
+
+def open_leases(settings: Settings) -> LocalLeases | RedisLeases:
+    """Leases per cache key: on Redis (shared by every instance) when REDIS_URL is set."""
+    ttl = settings.effective_lease_ttl_s
+    if settings.redis_url:
+        return RedisLeases(
+            settings.redis_url,
+            prefix=settings.cache_prefix,
+            ttl_s=ttl,
+            heartbeat_s=settings.lease_heartbeat_s,
+        )
+    return LocalLeases(ttl_s=ttl)
 
 
 async def database_url(settings: Settings, stack: AsyncExitStack | None = None) -> str:
@@ -253,6 +267,8 @@ async def open_resources(
             warehouse = await open_warehouse(settings, stack)
         if llm is None:
             llm = open_llm(settings)
+        leases = open_leases(settings)
+        stack.push_async_callback(leases.aclose)
         allowed = warehouse_tables(registry.metrics())
         # the prompt's columns come from the warehouse's own catalog, refreshed on reloads
         schemas = WarehouseTableSchemas(
@@ -284,11 +300,15 @@ async def open_resources(
             ),
             table_schemas=schemas,
             default_row_limit=settings.default_row_limit,
+            leases=leases,
+            lease_wait_s=settings.effective_lease_ttl_s,
+            failure_backoff_s=settings.failure_backoff_s,
         )
         log.info(
-            "resolver ready: postgres=%s cache=%s warehouse=%s llm=%s widgets=%d",
+            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d",
             "DATABASE_URL" if settings.database_url else "embedded",
             getattr(cache, "describe", lambda: "?")(),
+            leases.describe(),
             warehouse.name,
             llm.model_id if llm else "none",
             len(registry.all_widgets()),

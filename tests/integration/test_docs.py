@@ -33,3 +33,5 @@ def test_openapi_documents_the_contract() -> None:
     assert "application/problem+json" in op["responses"]["404"]["content"]
     props = doc["components"]["schemas"]["ResolveResponse"]["properties"]
     assert set(props) == RESPONSE_FIELDS | {"trace"}
+    assert {"stale", "stale_reason", "freshness_seconds"} <= set(props)  # issue 11
+    assert "revalidating" in props["stale_reason"]["description"]

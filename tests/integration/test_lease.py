@@ -11,7 +11,7 @@ import pytest
 
 from adapters.lease import LocalLeases, RedisLeases, lease_scope
 from domain.lease import ABANDONED, BUSY, Outcome
-from tests.conftest import REDIS_URL, free_port
+from tests.helpers import REDIS_URL, free_port
 
 
 def _prefix() -> str:

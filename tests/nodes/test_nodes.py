@@ -86,7 +86,7 @@ async def test_route_cache_key_changes_with_routing() -> None:
 
 async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     ctx = make_ctx()
-    state = {"cache_key": "k1"}
+    state = {"cache_key": "k1", "routing": RoutingEntry(backend="postgres", ttl_seconds=60)}
     miss = await cache_lookup(state, Runtime(context=ctx))
     assert miss["cache_hit"] is False and miss["trace"][0]["outcome"] == "miss"
     await ctx.cache.set(
@@ -94,8 +94,10 @@ async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     )
     hit = await cache_lookup(state, Runtime(context=ctx))
     assert hit["cache_hit"] is True and hit["rows"] == [{"v": 1}] and hit["resolved_at"] == NOW - 5
+    assert not hit.get("stale")
     refresh = await cache_lookup(state | {"refresh": True}, Runtime(context=ctx))
-    assert refresh["cache_hit"] is False and refresh["trace"][0]["outcome"] == "bypass_refresh"
+    assert refresh["cache_hit"] is False and refresh["trace"][0]["outcome"] == "miss"
+    assert refresh["last_good"]["rows"] == [{"v": 1}]  # may stand in if the refresh fails
     dry = await cache_lookup(state | {"dry_run": True}, Runtime(context=ctx))
     assert dry["cache_hit"] is False
 

@@ -19,9 +19,9 @@ from domain.freshness import (
     usable_as_last_good,
 )
 from domain.models import RoutingEntry
-from service.settings import REPO_ROOT
+from tests.helpers import CONFIG_DIR
 
-ROUTING = Path(REPO_ROOT) / "config" / "metric_routing.yaml"
+ROUTING = Path(CONFIG_DIR) / "metric_routing.yaml"
 
 
 def test_policy_defaults_swr_is_the_ttl_and_sie_one_hour() -> None:
