@@ -109,7 +109,10 @@ async def _lead_or_share(
 ) -> dict[str, Any]:
     miss = {"cache_hit": False, "last_good": last_good}
     if ctx.leases is None:
-        return miss | {"lease": None, "outcome": "bypass_refresh" if state.get("refresh") else "miss"}
+        return miss | {
+            "lease": None,
+            "outcome": "bypass_refresh" if state.get("refresh") else "miss",
+        }
     for _ in range(_LEAD_ATTEMPTS):
         role = await ctx.leases.lead_or_follow(key, wait_s=ctx.lease_wait_s)
         if role.leads:

@@ -87,9 +87,9 @@ def counting_queries(svc: Service) -> Iterator[Counter[str]]:
     calls: Counter[str] = Counter()
     real = gateway.run_metric
 
-    async def counting(metric: Any, intent: Any, *, now: float) -> Any:
+    async def counting(metric: Any, intent: Any, **kw: Any) -> Any:
         calls[metric.name] += 1
-        return await real(metric, intent, now=now)
+        return await real(metric, intent, **kw)
 
     gateway.run_metric = counting
     try:

@@ -96,7 +96,7 @@ async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     assert hit["cache_hit"] is True and hit["rows"] == [{"v": 1}] and hit["resolved_at"] == NOW - 5
     assert not hit.get("stale")
     refresh = await cache_lookup(state | {"refresh": True}, Runtime(context=ctx))
-    assert refresh["cache_hit"] is False and refresh["trace"][0]["outcome"] == "miss"
+    assert refresh["cache_hit"] is False and refresh["trace"][0]["outcome"] == "bypass_refresh"
     assert refresh["last_good"]["rows"] == [{"v": 1}]  # may stand in if the refresh fails
     dry = await cache_lookup(state | {"dry_run": True}, Runtime(context=ctx))
     assert dry["cache_hit"] is False
