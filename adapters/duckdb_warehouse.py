@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,9 @@ class DuckDBWarehouse:
 
     # ------------------------------------------------------------------ protocol
 
-    async def execute(self, sql: str, *, max_rows: int) -> QueryResult:
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:  # tags: DuckDB keeps no query history to label
         """Run one Databricks query; at most `max_rows` rows (truncated flags more)."""
         try:
             duck_sql = to_duckdb(sql)

@@ -6,7 +6,7 @@ adapters implement them without importing the graph. Pure: no framework imports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,7 +64,13 @@ class Warehouse(Protocol):
 
     name: str  # "databricks" or "duckdb"
 
-    async def execute(self, sql: str, *, max_rows: int) -> QueryResult: ...
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        """`tags` label the statement for the warehouse's own accounting (Databricks
+        `query_tags`: widget, metric, tenant); a warehouse without such a thing ignores them."""
+        ...
+
     async def describe(self, tables: Sequence[str]) -> tuple[TableSchema, ...]:
         """The tables' columns from the warehouse's own catalog (unknown ones left out)."""
         ...

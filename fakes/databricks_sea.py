@@ -19,7 +19,8 @@ the error message, as a real warehouse reports a SQL error.
 
     with FakeSeaServer(con, token="dapi-test") as srv:
         wh = DatabricksWarehouse(server_hostname=srv.server_hostname, port=srv.port,
-                                 http_path=srv.http_path, access_token="dapi-test")
+                                 http_path=srv.http_path, access_token="dapi-test",
+                                 transport="sea")
         ...
         srv.statements[-1].statement     # the SQL the warehouse received
 

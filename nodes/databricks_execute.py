@@ -7,10 +7,23 @@ from typing import Any
 import orjson
 from langgraph.runtime import Runtime
 
+from domain.access import DEFAULT_TENANT
 from domain.failures import FailureKind, ResolverFailure
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, failed, traced
+
+
+def query_tags(state: State) -> dict[str, str]:
+    """What the statement is for, as Databricks `query_tags` (`system.query.history`), so an
+    admin can see what each widget, metric and tenant costs."""
+    tags = {"app": "widget-data-resolver", "widget": str(state.get("widget_id") or "")}
+    metric = state.get("metric")
+    if metric is not None:
+        tags["metric"] = metric.name
+    access = state.get("access")
+    tags["tenant"] = access.tenant if access is not None else DEFAULT_TENANT
+    return {k: v for k, v in tags.items() if v}
 
 
 @traced("databricks_execute")
@@ -23,7 +36,9 @@ async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[st
     sql = state["generated_sql"]
     assert sql is not None, "safety_check must approve SQL before execution"
     try:
-        result = await ctx.warehouse.execute(sql, max_rows=ctx.safety.max_rows)
+        result = await ctx.warehouse.execute(
+            sql, max_rows=ctx.safety.max_rows, tags=query_tags(state)
+        )
     except ResolverFailure as exc:
         return failed("databricks_execute", exc)
     size = len(orjson.dumps(result.rows))

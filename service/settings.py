@@ -135,6 +135,22 @@ class Settings(BaseSettings):
     refresh_ahead: bool = True  # re-resolve recently read entries shortly before they expire
     refresh_concurrency: int = Field(default=4, ge=1)  # background refreshes at once, per process
     refresh_ahead_max_keys: int = Field(default=1000, ge=1)  # keys kept warm, per process
+    # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
+    # the supported Statement Execution path; needs the [kernel] extra) or sea (the
+    # deprecated use_sea client, only where asked for: the local Statement Execution fake).
+    databricks_transport: Literal["thrift", "kernel", "sea"] = "thrift"
+
+    @field_validator("databricks_transport")
+    @classmethod
+    def _transport_installed(cls, v: str) -> str:
+        import importlib.util
+
+        if v == "kernel" and importlib.util.find_spec("databricks_sql_kernel") is None:
+            raise ValueError(
+                "DATABRICKS_TRANSPORT=kernel needs the connector's kernel extension: "
+                "pip install 'databricks-sql-connector[kernel]'"
+            )
+        return v
 
     @property
     def effective_lease_ttl_s(self) -> float:

@@ -63,6 +63,7 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
             http_path=settings.databricks_http_path,
             access_token=settings.databricks_token,
             query_timeout_s=settings.databricks_query_timeout_s,
+            transport=settings.databricks_transport,
         )
         stack.push_async_callback(wh.aclose)
         return wh

@@ -11,7 +11,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +211,14 @@ class StubWarehouse:
     rows: list[dict[str, Any]] = field(default_factory=lambda: [{"region": "west", "value": 3}])
     error: ResolverFailure | None = None
     executed: list[str] = field(default_factory=list)
+    tags: list[dict[str, str]] = field(default_factory=list)
     name: str = "duckdb"
 
-    async def execute(self, sql: str, *, max_rows: int) -> QueryResult:
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
         self.executed.append(sql)
+        self.tags.append(dict(tags or {}))
         if self.error:
             raise self.error
         return QueryResult(

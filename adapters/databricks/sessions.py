@@ -6,6 +6,7 @@ Blocking: every method runs on the warehouse's worker threads, never on the even
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import re
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import databricks.sql.client  # noqa: F401 - see below
@@ -49,6 +50,29 @@ def normalize_host(host: str, port: int | None = None) -> tuple[str, int]:
     return f"{scheme}://{hostname}", port or parts.port or default_port
 
 
+# How the connector reaches the warehouse. `thrift`: the connector's default backend (the
+# production default); `kernel`: `use_kernel=True`, the connector's supported Statement
+# Execution path (needs the `databricks-sql-connector[kernel]` extra); `sea`: `use_sea=True`,
+# the deprecated pure-Python Statement Execution client, only where asked for (the local
+# Statement Execution server the tests and benchmarks use speaks it).
+Transport = Literal["thrift", "kernel", "sea"]
+TRANSPORTS: tuple[Transport, ...] = ("thrift", "kernel", "sea")
+
+
+def check_transport(transport: str) -> Transport:
+    """The transport, or ValueError naming what is wrong (unknown, or kernel not installed)."""
+    if transport not in TRANSPORTS:
+        raise ValueError(
+            f"unknown Databricks transport {transport!r} (expected one of {TRANSPORTS})"
+        )
+    if transport == "kernel" and importlib.util.find_spec("databricks_sql_kernel") is None:
+        raise ValueError(
+            "Databricks transport 'kernel' needs the connector's kernel extension: "
+            "pip install 'databricks-sql-connector[kernel]'"
+        )
+    return transport  # type: ignore[return-value]
+
+
 def normalize_http_path(http_path: str, *, use_sea: bool) -> str:
     """A leading slash; with SEA the path must name a SQL warehouse (`.../warehouses/<id>`)."""
     path = "/" + http_path.strip().lstrip("/")
@@ -75,7 +99,7 @@ class SessionPool:
         port: int,
         http_path: str,
         token: str,
-        use_sea: bool,
+        transport: Transport,
         query_timeout_s: float,
         connect_timeout_s: float,
         read_timeout_s: float,
@@ -88,7 +112,7 @@ class SessionPool:
     ) -> None:
         self._executor = executor
         self._host, self._port, self._http_path, self._token = host, port, http_path, token
-        self._use_sea = use_sea
+        self._transport = transport
         self._query_timeout_s = query_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
@@ -173,7 +197,8 @@ class SessionPool:
             "http_path": self._http_path,
             "access_token": self._token,
             "_port": self._port,
-            "use_sea": self._use_sea,
+            "use_sea": self._transport == "sea",
+            **({"use_kernel": True} if self._transport == "kernel" else {}),
             "enable_telemetry": False,
             "use_cloud_fetch": False,  # INLINE JSON_ARRAY results, no cloud storage links
             "enable_query_result_lz4_compression": False,

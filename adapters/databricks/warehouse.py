@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from adapters.databricks.errors import (
 from adapters.databricks.sessions import (
     SessionPool,
     Slot,
+    check_transport,
     close_all,
     normalize_host,
     normalize_http_path,
@@ -114,6 +115,7 @@ class _Ticket:
     sql: str
     max_rows: int
     on_connected: Callable[[], None]
+    tags: dict[str, str] = field(default_factory=dict)
     abandoned: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     cursor: Any = None
@@ -133,7 +135,7 @@ class DatabricksWarehouse:
         port: int | None = None,
         query_timeout_s: float = 30.0,
         connect_timeout_s: float = 5.0,
-        use_sea: bool = True,
+        transport: str = "thrift",
         pool_size: int = 4,
         retry_attempts: int = 3,
         retry_delay_s: float = 0.5,
@@ -151,7 +153,9 @@ class DatabricksWarehouse:
         if not access_token:
             raise ValueError("Databricks access token is empty")
         self._host, self._port = normalize_host(server_hostname, port)
-        self._http_path = normalize_http_path(http_path, use_sea=use_sea)
+        self.transport = check_transport(transport)
+        # Statement Execution paths (sea, kernel) address a SQL warehouse by id
+        self._http_path = normalize_http_path(http_path, use_sea=self.transport != "thrift")
         self._query_timeout_s = query_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._executor = ThreadPoolExecutor(
@@ -163,7 +167,7 @@ class DatabricksWarehouse:
             port=self._port,
             http_path=self._http_path,
             token=access_token,
-            use_sea=use_sea,
+            transport=self.transport,
             query_timeout_s=query_timeout_s,
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=max(query_timeout_s, SEA_SYNC_WAIT_S) + 5.0,
@@ -182,15 +186,20 @@ class DatabricksWarehouse:
 
     # ---------------------------------------------------------------- public API
 
-    async def execute(self, sql: str, *, max_rows: int) -> QueryResult:
-        """Run one statement; at most `max_rows` rows come back (`truncated` if more)."""
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        """Run one statement; at most `max_rows` rows come back (`truncated` if more).
+        `tags` become the statement's `query_tags` (in `system.query.history`)."""
         if max_rows < 0:
             raise ValueError("max_rows must be >= 0")
         if self._closed:
             raise RuntimeError("DatabricksWarehouse is closed")
         loop = asyncio.get_running_loop()
         connected: asyncio.Future[None] = loop.create_future()
-        ticket = _Ticket(sql, max_rows, on_connected=_resolver(loop, connected))
+        ticket = _Ticket(
+            sql, max_rows, on_connected=_resolver(loop, connected), tags=dict(tags or {})
+        )
         work = loop.run_in_executor(self._executor, self._work, ticket)
         work.add_done_callback(_consume_exception)
         waiters: set[asyncio.Future[Any]] = {connected, work}
@@ -309,7 +318,7 @@ class DatabricksWarehouse:
         cursor = slot.conn.cursor(row_limit=ticket.max_rows + 1)
         ticket.cursor = cursor
         try:
-            cursor.execute(ticket.sql)
+            cursor.execute(ticket.sql, query_tags=dict(ticket.tags) or None)
             if ticket.abandoned.is_set():
                 return None
             description = cursor.description

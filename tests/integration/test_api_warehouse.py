@@ -305,6 +305,7 @@ async def test_databricks_warehouse_path_and_failure_kinds(sea, tmp_path: Path) 
             database_url=url,
             data_dir=tmp_path,
             databricks_host=f"{sea.server_hostname}:{sea.port}",
+            databricks_transport="sea",
             databricks_http_path=sea.http_path,
             databricks_token="dapi-test",
             databricks_query_timeout_s=1.5,

@@ -69,6 +69,7 @@ async def make_warehouse() -> AsyncIterator[Callable[..., DatabricksWarehouse]]:
             "port": srv.port,
             "http_path": srv.http_path,
             "access_token": srv.token,
+            "transport": "sea",  # the fake speaks the Statement Execution API
             "query_timeout_s": 5.0,
             "connect_timeout_s": 3.0,
             "retry_attempts": 3,
@@ -282,6 +283,7 @@ async def test_nothing_listening_is_databricks_unavailable() -> None:
         port=port,
         http_path="/sql/1.0/warehouses/abc",
         access_token="t",
+        transport="sea",
         connect_timeout_s=3.0,
         retry_attempts=2,
         retry_delay_s=0.1,

@@ -317,6 +317,7 @@ async def test_last_good_answer_on_each_databricks_failure_kind(
             cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
             data_dir=tmp_path,
             databricks_host=f"{sea.server_hostname}:{sea.port}",
+            databricks_transport="sea",
             databricks_http_path=sea.http_path,
             databricks_token="dapi-test",
             databricks_query_timeout_s=1.5,

@@ -62,6 +62,7 @@ async def test_the_prompt_shows_the_databricks_catalog_and_follows_its_changes(
             database_url=url,
             data_dir=tmp_path,
             databricks_host=f"{srv.server_hostname}:{srv.port}",
+            databricks_transport="sea",
             databricks_http_path=srv.http_path,
             databricks_token="dapi-test",
             bedrock_model_id=MODEL_ID,
