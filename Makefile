@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval bench clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +71,10 @@ eval: install
 ## bench: start the service on the embedded defaults, then measure it
 bench: install
 	$(PY) bench/run_all.py
+
+## bench-scale: 4 instances on the real Redis + PostgreSQL, a ~1 s warehouse, 100 viewers (~3 min)
+bench-scale: install
+	$(PY) bench/bench_scale.py
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -146,7 +146,9 @@ class Refresher:
                 del self._tracked[key]
                 continue
             read_this_entry = t.last_read >= t.expires_at - t.read_window_s
-            if t.expires_at - now <= t.estimate_s and now >= t.not_before and read_this_entry:
+            # start about one backend duration ahead, so the new answer lands as the old one
+            # expires (a little after rather than before: one statement per TTL, not more)
+            if t.expires_at - now <= 0.9 * t.estimate_s and now >= t.not_before and read_this_entry:
                 self._spawn(key, t.inputs, ahead_s=t.estimate_s)
 
     async def aclose(self) -> None:

@@ -192,7 +192,12 @@ class SessionPool:
 
     def _connect_kwargs(self) -> dict[str, Any]:
         server_timeout = math.ceil(self._query_timeout_s) + SERVER_TIMEOUT_MARGIN_S
-        return {
+        extra: dict[str, Any] = {}
+        if self._transport == "thrift" and self._host.startswith("http://"):
+            # a plain-HTTP Thrift endpoint (a local Spark Thrift Server on loopback): the
+            # connector would put https:// in front of host:port/path, so give it the URI
+            extra["_connection_uri"] = f"{self._host}:{self._port}{self._http_path}"
+        return extra | {
             "server_hostname": self._host,
             "http_path": self._http_path,
             "access_token": self._token,

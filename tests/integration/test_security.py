@@ -149,7 +149,8 @@ def _bad_credentials() -> dict[str, tuple[dict[str, str], str]]:
             "invalid_token",
         ),
         "expired": (token(tenant="default", ttl_s=-120), "invalid_token"),
-        "not_yet_valid": (token(tenant="default", claims={"nbf": now + 300}), "invalid_token"),
+        # far ahead: the cases are built at collection time, long before a full run gets here
+        "not_yet_valid": (token(tenant="default", claims={"nbf": now + 86_400}), "invalid_token"),
         "wrong_audience": (token(tenant="default", claims={"aud": "other"}), "invalid_token"),
         "other_secret": (
             {
