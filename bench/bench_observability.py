@@ -44,7 +44,8 @@ def start(name: str, extra: dict[str, str], tmp: Path) -> tuple[subprocess.Popen
         "DATA_DIR": str(tmp / name),
     } | extra
     exe = Path(sys.executable).parent / "resolver"
-    proc = subprocess.Popen([str(exe), "serve"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    log = (tmp / f"{name}.log").open("wb")
+    proc = subprocess.Popen([str(exe), "serve"], cwd=ROOT, env=env, stderr=log, stdout=log)
     return proc, port
 
 
@@ -81,6 +82,10 @@ def main() -> int:
             samples = asyncio.run(
                 measure({m: port for m, (_, port) in procs.items()}, args.rounds, args.n)
             )
+        except Exception:
+            for i in range(len(modes)):
+                print(f"--- d{i}.log", (tmp / f"d{i}.log").read_text()[-2000:], sep="\n")
+            raise
         finally:
             for proc, _ in procs.values():
                 proc.terminate()

@@ -72,14 +72,16 @@ class _TextFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    """Root logging for the service process (`resolver serve` and friends)."""
+    """Root logging for the service process (`resolver serve` and friends). Like
+    `logging.basicConfig`, it leaves a root logger that is already configured alone (an
+    embedding host, a test runner)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else _TextFormatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
     if fmt == "json":  # uvicorn's own loggers carry their handlers: route them through ours
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             lg = logging.getLogger(name)

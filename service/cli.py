@@ -47,6 +47,13 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
         # reports the sum of all of them
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wdr-metrics-")
+        # PostgreSQL started (embedded), migrated and seeded once, here, before the workers:
+        # they only attach, so they never race on CREATE DATABASE or a migration
+        os.environ |= {
+            "DATABASE_URL": asyncio.run(_prepare_database(settings)),
+            "AUTO_MIGRATE": "false",
+            "SEED_DEMO": "false",
+        }
         uvicorn.run(
             "service.app:create_worker_app",
             factory=True,
@@ -72,6 +79,21 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
         log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
     return 0
+
+
+async def _prepare_database(settings: Settings) -> str:
+    """DATABASE_URL (or the embedded server's, which stays up while this process lives),
+    migrated and seeded as the settings say."""
+    from adapters.pg_migrate import migrate
+    from adapters.pg_seed import seed
+    from service.wiring import database_url
+
+    url = await database_url(settings)
+    if settings.auto_migrate:
+        await migrate(url)
+    if settings.seed_demo:
+        await seed(url, settings.config_dir)
+    return url
 
 
 def _migrate(settings: Settings, *, seed_too: bool) -> int:

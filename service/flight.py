@@ -137,9 +137,14 @@ class Flights:
                 self.on_result(graph_input, out)
         return out
 
-    async def aclose(self) -> None:
-        """Cancel runs still going at shutdown."""
+    async def aclose(self, grace_s: float = 5.0) -> None:
+        """At shutdown: let runs still going finish for up to `grace_s` (a cancelled run may
+        leave its backend call running in a thread while the clients close under it), then
+        cancel the rest."""
         tasks = list(self._tasks)
-        for t in tasks:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for t in pending:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -340,11 +340,15 @@ async def test_the_trace_continues_into_the_bedrock_call(live: Live, otlp: OtlpR
 
 async def test_stream_sends_node_events_in_order_then_data_body(live: Live) -> None:
     await live.question_widget("obs-stream", "Top device models by claims?")
-    live.converse.script(Slow(0.5, ToolCall()))
+    live.converse.script(Slow(2.0, ToolCall()))
     path = DATA.format(widget_id="obs-stream")
     stream_task = asyncio.create_task(live.client.post(path + "/stream"))
-    await asyncio.sleep(0.2)  # the stream leads; /data joins the same resolution
-    plain = await live.client.post(path)
+    flights = live.app.state.resolver.flights.inflight
+    for _ in range(200):  # the stream leads (its run waits on the model) ...
+        if any(key[0] == "obs-stream" for key in flights):
+            break
+        await asyncio.sleep(0.025)
+    plain = await live.client.post(path)  # ... and /data joins the same resolution
     streamed = await stream_task
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
@@ -393,7 +397,7 @@ async def test_a_disconnecting_client_stops_its_stream_not_the_shared_resolution
     live: Live,
 ) -> None:
     await live.question_widget("obs-leaver", "Claims per model last month?")
-    live.converse.script(Slow(1.0, ToolCall()))
+    live.converse.script(Slow(2.0, ToolCall()))
     path = DATA.format(widget_id="obs-leaver")
     before = await live.metrics()
     async with httpx.AsyncClient(base_url=live.url, timeout=30) as leaver:

@@ -112,6 +112,16 @@ async def test_different_keys_run_separately_and_aclose_cancels_runs_in_flight()
     assert a is not b
     await asyncio.sleep(0.01)
     assert graph.runs == 2
-    await flights.aclose()
+    await flights.aclose(grace_s=0.05)  # stuck runs are cancelled after the grace period
     assert a.task is not None and a.task.cancelled()
     assert a.done and b.done
+
+
+async def test_aclose_lets_runs_in_flight_finish_within_the_grace_period() -> None:
+    graph = SteppedGraph()
+    flights = Flights(graph, context=None)
+    flight = flights.join("k", {"widget_id": "w"})
+    asyncio.get_running_loop().call_later(0.05, graph.release_all)
+    await flights.aclose(grace_s=5)
+    assert flight.task is not None and not flight.task.cancelled()
+    assert flight.task.result()["response"] == {"widget_id": "w"}

@@ -190,3 +190,16 @@ def test_json_log_line_carries_request_and_trace_ids() -> None:
     assert doc["msg"] == "resolved w1" and doc["request_id"] == "req-42"
     assert doc["widget_id"] == "w1" and doc["source"] == "postgres" and doc["level"] == "INFO"
     assert "trace_id" in doc and doc["trace_id"] is None  # no span here
+
+
+def test_resolver_serve_logs_json_lines_when_asked() -> None:
+    code = (
+        "import logging; from observability.logs import configure_logging;"
+        "configure_logging('INFO', 'json'); logging.getLogger('resolver').info('hello %s', 'x')"
+    )
+    err = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stderr
+    doc = json.loads(err.strip().splitlines()[-1])
+    assert doc["msg"] == "hello x" and doc["logger"] == "resolver" and doc["level"] == "INFO"
+    assert set(doc) >= {"ts", "request_id", "trace_id"}
