@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 
 from adapters.lakehouse import TABLES, build_lakehouse
-from adapters.transpile import TranspileError, to_duckdb
+from adapters.transpile import EmbeddedUnsupported, TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type, unique_names
 from domain.ports import TableSchema
@@ -81,6 +81,8 @@ class DuckDBWarehouse:
         """Run one Databricks query; at most `max_rows` rows (truncated flags more)."""
         try:
             duck_sql = to_duckdb(sql)
+        except EmbeddedUnsupported as e:
+            raise WarehouseFailure(str(e)) from e
         except TranspileError as e:
             raise WarehouseFailure(f"could not translate the query for DuckDB: {e}") from e
         return await asyncio.to_thread(self._run, sql, duck_sql, max_rows)
