@@ -11,58 +11,9 @@ import sqlglot
 from sqlglot import exp
 
 from adapters.embedded_refusals import EmbeddedUnsupported
-from adapters.lakehouse import TABLES
+from adapters.transpile_types import INTEGER_TYPES, kind_of
 
 _TARGET = "duckdb"
-_INTEGER_TYPES = {
-    exp.DataType.Type.TINYINT,
-    exp.DataType.Type.SMALLINT,
-    exp.DataType.Type.INT,
-    exp.DataType.Type.BIGINT,
-}
-_COLUMN_TYPES: dict[str, str] = {col: typ for cols in TABLES.values() for col, typ in cols}
-
-
-# ------------------------------------------------------------------ a minimal typer
-
-
-def kind_of(node: exp.Expr) -> str | None:
-    """'fraction' (decimal/double), 'integer', 'timestamp', 'date', 'string' or None."""
-    if isinstance(node, exp.Paren | exp.Neg):
-        return kind_of(node.this)
-    if isinstance(node, exp.Column):
-        return _kind_of_type(_COLUMN_TYPES.get(node.name.lower(), ""))
-    if isinstance(node, exp.Literal):
-        if node.is_string:
-            return "string"
-        return "integer" if node.is_int else "fraction"
-    if isinstance(node, exp.Cast):
-        return _kind_of_type(node.to.sql("databricks"))
-    if isinstance(node, exp.Div | exp.Avg | exp.Quantile | exp.Median | exp.PercentileCont):
-        return "fraction"
-    if isinstance(node, exp.Sum | exp.Min | exp.Max | exp.Round | exp.Add | exp.Sub | exp.Mul):
-        kinds = {kind_of(a) for a in (node.this, node.args.get("expression")) if a is not None}
-        return "fraction" if "fraction" in kinds else ("integer" if kinds == {"integer"} else None)
-    if isinstance(node, exp.CurrentTimestamp | exp.TimestampFromParts | exp.StrToTime):
-        return "timestamp"
-    if isinstance(node, exp.Count):
-        return "integer"
-    return None
-
-
-def _kind_of_type(text: str) -> str | None:
-    t = text.upper()
-    if t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL", "NUMERIC")):
-        return "fraction"
-    if t in {"INT", "BIGINT", "SMALLINT", "TINYINT", "INTEGER"}:
-        return "integer"
-    if t.startswith("TIMESTAMP"):
-        return "timestamp"
-    if t == "DATE":
-        return "date"
-    if t in {"STRING", "VARCHAR", "TEXT"}:
-        return "string"
-    return None
 
 
 # ------------------------------------------------------------------ fixes
@@ -234,7 +185,7 @@ def fix_casts(node: exp.Expr) -> exp.Expr:
     CAST(timestamp AS STRING) has no offset; size(map) is its entry count."""
     if (
         isinstance(node, exp.Cast)
-        and node.to.this in _INTEGER_TYPES
+        and node.to.this in INTEGER_TYPES
         and kind_of(node.this) == "fraction"
     ):
         fixed = node.copy()
