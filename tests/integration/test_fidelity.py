@@ -78,6 +78,28 @@ def test_corpus_is_broad_and_allowed() -> None:
         checked(q)  # every corpus query is honest SQL the safety layer lets through
 
 
+def test_corpus_calls_every_function_the_safety_layer_admits() -> None:
+    """Every Databricks function name the allow lists admit is called by a corpus query,
+    so each one is proven on Spark and on the embedded engine (same rows, or a refusal)."""
+    from sqlglot import exp
+
+    from sqlsafety.functions import ANONYMOUS_ALLOWED, DATABRICKS_NAMES
+    from sqlsafety.prepare import ENGINES, _known_function_names, prepare
+
+    known = {n.lower() for n in _known_function_names(ENGINES["databricks"])}
+    admitted = (DATABRICKS_NAMES & known) | ANONYMOUS_ALLOWED["databricks"]
+    called: set[str] = set()
+    for q in QUERIES:
+        check = prepare(q.sql, dialect="databricks", allowed=frozenset(), max_rows=10)
+        called |= set(check.called)
+        called |= {n.name.lower() for n in check.by_type.get(exp.Anonymous, [])}
+    # a 3-argument DATEDIFF/DATE_DIFF is read as TIMESTAMPDIFF before parsing
+    text = " ".join(q.sql.lower() for q in QUERIES)
+    called |= {n for n in ("datediff", "date_diff") if f"{n}(" in text}
+    assert admitted - called == set()
+    assert not DATABRICKS_NAMES - known - ANONYMOUS_ALLOWED["databricks"], "names nothing checks"
+
+
 # ------------------------------------------------------------------ on Spark (slow)
 
 
