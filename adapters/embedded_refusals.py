@@ -64,6 +64,10 @@ def refuse_unsupported(tree: exp.Expr) -> None:
             raise EmbeddedUnsupported(REFUSED_CLASSES[cls])
         if cls is exp.Anonymous and node.name.lower() in REFUSED_NAMES:
             raise EmbeddedUnsupported(f"{node.name.lower()}()")
+        if isinstance(node, exp.IntervalSpan):
+            raise EmbeddedUnsupported("INTERVAL ... TO ... (a field span)")
+        if isinstance(node, exp.TableSample):
+            raise EmbeddedUnsupported("TABLESAMPLE (a random sample)")
         if isinstance(node, exp.Lateral) and node.args.get("outer"):
             raise EmbeddedUnsupported("LATERAL VIEW OUTER")
         if isinstance(node, exp.Exists) and not isinstance(node.this, exp.Query):

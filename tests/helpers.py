@@ -385,16 +385,21 @@ def for_spark(sql: str) -> str:
     return sql
 
 
-def normalize_value(v: Any) -> Any:
-    """One comparable form for a value from either engine (pyspark or DuckDB)."""
+def normalize_value(v: Any, *, zoned: bool = True) -> Any:
+    """One comparable form for a value from either engine (pyspark or DuckDB). `zoned`
+    False: a naive datetime is a TIMESTAMP_NTZ (wall time), kept without an offset."""
     if hasattr(v, "asDict"):  # a pyspark Row (struct)
         v = v.asDict(recursive=False)
     if isinstance(v, dict):
-        return {str(k): normalize_value(x) for k, x in v.items()}
+        return {str(k): normalize_value(x, zoned=zoned) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [normalize_value(x) for x in v]
+        return [normalize_value(x, zoned=zoned) for x in v]
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v).hex()  # as the service shows binary (domain.jsonsafe)
     if isinstance(v, datetime):
         # pyspark turns TIMESTAMP values into naive datetimes in the process's local zone
+        if v.tzinfo is None and not zoned:
+            return v.isoformat()
         return (v.astimezone(UTC) if v.tzinfo is None else v).isoformat()
     if isinstance(v, date):
         return v.isoformat()
@@ -407,7 +412,12 @@ def normalize_value(v: Any) -> Any:
 
 def spark_rows(spark: Any, sql: str) -> tuple[list[str], list[list[Any]]]:
     df = spark.sql(for_spark(sql))
-    return list(df.columns), [[normalize_value(v) for v in row] for row in df.collect()]
+    zoned = ["NTZ" not in f.dataType.simpleString().upper() for f in df.schema.fields]
+    rows = [
+        [normalize_value(v, zoned=z) for v, z in zip(row, zoned, strict=True)]
+        for row in df.collect()
+    ]
+    return list(df.columns), rows
 
 
 def _row_sort_key(row: list[Any]) -> tuple[Any, ...]:

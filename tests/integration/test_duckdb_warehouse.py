@@ -346,3 +346,13 @@ async def test_duplicate_result_column_names_keep_every_column() -> None:
         wh.close()
     assert [c.name for c in result.columns] == ["a", "a_2", "a_2_2"]
     assert result.rows == [{"a": 1, "a_2": 2, "a_2_2": 3}]
+
+
+async def test_describe_after_close_is_a_warehouse_failure() -> None:
+    """A registry reload racing the shutdown reads the catalog of a closed warehouse: a
+    WarehouseFailure (the known schemas are kept), not a crash in the listener."""
+    wh = DuckDBWarehouse(now=FIXED_NOW)
+    assert await wh.describe(["main.ops.alerts"])
+    wh.close()
+    with pytest.raises(WarehouseFailure, match="catalog read failed"):
+        await wh.describe(["main.ops.alerts"])
