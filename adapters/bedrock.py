@@ -16,6 +16,14 @@ Error mapping (langchain-aws re-raises botocore's `ClientError` unchanged, excep
   except `ModelTimeoutException` -> `llm_timeout`; the detail names the AWS error code.
 - connection failures, connect timeouts, missing credentials -> `bedrock_unavailable`.
 - `ReadTimeoutError` or the overall deadline -> `llm_timeout`.
+- a guardrail intervention (`stopReason: guardrail_intervened`) -> `llm_refused`.
+
+Options: `guardrail_id`/`guardrail_version` guard the question (the last turn only:
+`guard_last_turn_only`; guardrails do not evaluate tool-use input, so the SQL still
+goes through the safety layer, always). `prompt_cache` makes the static part of the system
+prompt (role, rules, schema) a cache point (default: on for the models that support it,
+Anthropic Claude and Amazon Nova). `base_model_id` names the foundation model behind an
+application inference profile ARN used as `model_id` (no lookup call at startup).
 """
 
 from __future__ import annotations
@@ -45,7 +53,13 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from opentelemetry import propagate
 from pydantic import SecretStr
 
-from adapters.prompting import TOOL_NAME, TOOL_SPEC, build_messages, prompt_hash
+from adapters.prompting import (
+    TOOL_NAME,
+    TOOL_SPEC,
+    build_messages,
+    build_system_parts,
+    prompt_hash,
+)
 from domain.failures import FailureKind, GenerationFailure
 from domain.ports import Generation, GenerationRequest
 
@@ -59,6 +73,23 @@ _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
     SSOError,
 )
 _MAX_DETAIL = 300
+_CACHING_MODELS = ("anthropic.claude", "amazon.nova")  # Bedrock prompt caching support
+GUARDRAIL_INTERVENED = "guardrail_intervened"
+
+
+_REGION_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
+
+
+def base_model_provider(base_model_id: str) -> str:
+    """'anthropic' for anthropic.claude-... (or a cross-region us.anthropic.claude-...)."""
+    name = base_model_id.split("/")[-1]
+    for prefix in _REGION_PREFIXES:
+        name = name.removeprefix(prefix)
+    return name.split(".", 1)[0]
+
+
+def supports_prompt_cache(base_model: str) -> bool:
+    return any(family in base_model.lower() for family in _CACHING_MODELS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +124,14 @@ def client_error_failure(error: ClientError) -> GenerationFailure:
 
 
 def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
-    """(sql, rationale) from the model's `submit_sql` call; raises llm_invalid_output."""
+    """(sql, rationale) from the model's `submit_sql` call; raises llm_refused when a
+    guardrail intervened, llm_invalid_output for anything else that is not that call."""
+    if message.response_metadata.get("stopReason") == GUARDRAIL_INTERVENED:
+        text = str(message.text).strip()
+        raise GenerationFailure(
+            f"Bedrock guardrail intervened: {_short(text) or '(no message)'}",
+            kind=FailureKind.llm_refused,
+        )
     calls = message.tool_calls
     if not calls:
         text = str(message.text).strip()
@@ -144,6 +182,10 @@ class BedrockSqlGenerator:
         connect_timeout_s: float = 5.0,
         provider: str | None = None,
         clock: Callable[[], float] = time.time,
+        guardrail_id: str | None = None,
+        guardrail_version: str = "DRAFT",
+        prompt_cache: bool | None = None,
+        base_model_id: str | None = None,
     ) -> None:
         self.model_id = model_id
         self.timeout_s = timeout_s
@@ -160,8 +202,25 @@ class BedrockSqlGenerator:
             kwargs["aws_secret_access_key"] = SecretStr(credentials.secret_access_key)
             if credentials.session_token:
                 kwargs["aws_session_token"] = SecretStr(credentials.session_token)
+        if not provider and base_model_id and model_id.startswith("arn:"):
+            provider = base_model_provider(base_model_id)
         if provider:
             kwargs["provider"] = provider
+        if base_model_id:
+            kwargs["base_model_id"] = base_model_id
+        if guardrail_id:
+            kwargs["guardrail_config"] = {
+                "guardrailIdentifier": guardrail_id,
+                "guardrailVersion": guardrail_version,
+                "trace": "enabled",
+            }
+            kwargs["guard_last_turn_only"] = True
+        self.guarded = bool(guardrail_id)
+        self.prompt_cache = (
+            supports_prompt_cache(base_model_id or model_id)
+            if prompt_cache is None
+            else prompt_cache
+        )
         chat = ChatBedrockConverse(
             model=model_id,
             region_name=region,
@@ -193,7 +252,7 @@ class BedrockSqlGenerator:
         system, user = build_messages(request, now)
         digest = prompt_hash(system, user)
         started = time.perf_counter()
-        message = await self._call([SystemMessage(content=system), HumanMessage(content=user)])
+        message = await self._call([self._system_message(request, now), HumanMessage(content=user)])
         latency_ms = (time.perf_counter() - started) * 1000.0
         sql, rationale = parse_tool_answer(message)
         usage = message.usage_metadata
@@ -205,7 +264,22 @@ class BedrockSqlGenerator:
             input_tokens=usage["input_tokens"] if usage else None,
             output_tokens=usage["output_tokens"] if usage else None,
             latency_ms=latency_ms,
+            cache_read_tokens=(usage.get("input_token_details") or {}).get("cache_read")
+            if usage
+            else None,
         )
+
+    def _system_message(self, request: GenerationRequest, now: datetime) -> SystemMessage:
+        """The system prompt; with prompt caching, its static part ends in a cache point."""
+        static, dynamic = build_system_parts(request, now)
+        if not self.prompt_cache:
+            return SystemMessage(content=f"{static}\n\n{dynamic}")
+        blocks: list[str | dict[str, Any]] = [
+            {"type": "text", "text": static},
+            ChatBedrockConverse.create_cache_point(),
+            {"type": "text", "text": dynamic},
+        ]
+        return SystemMessage(content=blocks)
 
     async def _call(self, messages: list[SystemMessage | HumanMessage]) -> AIMessage:
         try:

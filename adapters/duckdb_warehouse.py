@@ -33,7 +33,7 @@ import sqlglot
 from sqlglot import exp
 
 from adapters.lakehouse import TABLES, build_lakehouse
-from adapters.transpile import TranspileError, to_duckdb
+from adapters.transpile import EmbeddedUnsupported, TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type, unique_names
 from domain.ports import TableSchema
@@ -81,6 +81,8 @@ class DuckDBWarehouse:
         """Run one Databricks query; at most `max_rows` rows (truncated flags more)."""
         try:
             duck_sql = to_duckdb(sql)
+        except EmbeddedUnsupported as e:
+            raise WarehouseFailure(str(e)) from e
         except TranspileError as e:
             raise WarehouseFailure(f"could not translate the query for DuckDB: {e}") from e
         return await asyncio.to_thread(self._run, sql, duck_sql, max_rows)
@@ -105,16 +107,22 @@ class DuckDBWarehouse:
         return await asyncio.to_thread(self._describe, tuple(tables))
 
     def _describe(self, tables: tuple[str, ...]) -> tuple[TableSchema, ...]:
-        cur = self._cursor()
+        try:
+            cur = self._cursor()
+        except duckdb.Error as e:  # closed: a registry reload racing the shutdown
+            raise WarehouseFailure(f"DuckDB catalog read failed: {e}") from e
         try:
             out = []
             for name in tables:
                 parts = name.split(".")
-                rows = cur.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns"
-                    " WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                    parts[-2:],
-                ).fetchall()
+                try:
+                    rows = cur.execute(
+                        "SELECT column_name, data_type FROM information_schema.columns"
+                        " WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                        parts[-2:],
+                    ).fetchall()
+                except duckdb.Error as e:  # e.g. the warehouse closing under a late reload
+                    raise WarehouseFailure(f"DuckDB catalog read failed: {e}") from e
                 if rows and len(parts) == 3:
                     cols = tuple((str(c), databricks_type(str(t))) for c, t in rows)
                     out.append(TableSchema(name=name, columns=cols))

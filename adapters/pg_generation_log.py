@@ -32,6 +32,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "generator",
     "approved_key",
     "tenant",
+    "cache_read_tokens",
 )
 
 _INSERT_SQL = (

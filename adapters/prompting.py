@@ -163,17 +163,26 @@ def describe_intent(intent: DataIntent, now: datetime, max_rows: int) -> str:
     return "\n".join(lines)
 
 
-def build_system(request: GenerationRequest, now: datetime) -> str:
+def build_system_parts(request: GenerationRequest, now: datetime) -> tuple[str, str]:
+    """(static, per-request) parts of the system prompt. The static part (role, rules,
+    dialect, row cap, table schemas) is the same for every widget of a deployment, so it
+    is the prompt-cache prefix; the metric and the intent follow it."""
     dialect = request.dialect
-    parts = [
+    static = [
         _ROLE.format(dialect=dialect),
         _RULES.format(dialect=dialect, max_rows=request.max_rows, tool=TOOL_NAME),
         f"SQL dialect: {dialect}\nRow cap: {request.max_rows}",
-        describe_metric(request.metric),
         describe_tables(request.tables),
+    ]
+    dynamic = [
+        describe_metric(request.metric),
         describe_intent(request.intent, now, request.max_rows),
     ]
-    return "\n\n".join(parts)
+    return "\n\n".join(static), "\n\n".join(dynamic)
+
+
+def build_system(request: GenerationRequest, now: datetime) -> str:
+    return "\n\n".join(build_system_parts(request, now))
 
 
 def build_user(question: str) -> str:

@@ -47,7 +47,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
+from adapters.embedded_refusals import EmbeddedUnsupported, TranspileError, refuse_unsupported
+from adapters.transpile_fixes import fix
 from metricsql import dialect
+
+__all__ = ["EmbeddedUnsupported", "TranspileError", "apply_fixes", "parse_databricks", "to_duckdb"]
 
 DIVIDE_BY_ZERO_MESSAGE = "[DIVIDE_BY_ZERO] Division by zero"
 REMAINDER_BY_ZERO_MESSAGE = "[REMAINDER_BY_ZERO] Remainder by zero"
@@ -83,16 +87,14 @@ _TIMESTAMPDIFF_UNITS = {
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # sqlglot underlines the error position in messages
 
 
-class TranspileError(ValueError):
-    """The SQL is not one query that can be translated to DuckDB."""
-
-
 def to_duckdb(sql: str) -> str:
     """Translate one Databricks SQL query to DuckDB SQL (see the module docstring)."""
     try:
         tree = parse_databricks(sql)
         fixed = apply_fixes(tree)
         return fixed.sql(dialect=_TARGET, unsupported_level=ErrorLevel.RAISE)
+    except EmbeddedUnsupported:
+        raise
     except SqlglotError as e:
         raise TranspileError(_ANSI.sub("", str(e))) from e
     except RecursionError as e:
@@ -113,6 +115,9 @@ def parse_databricks(sql: str) -> exp.Query:
 def apply_fixes(tree: exp.Query) -> exp.Query:
     """Apply every fix bottom-up (children before parents) on a copy of `tree`."""
     root: exp.Expr = tree.copy()
+    refuse_unsupported(root)
+    for select in root.find_all(exp.Select):  # optimizer hints change plans, never rows
+        select.set("hint", None)
     for node in reversed(list(root.walk())):
         fixed = _fix(node)
         if fixed is node:
@@ -138,7 +143,7 @@ def _fix(node: exp.Expr) -> exp.Expr:
         return _fix_colon_path(node)
     if isinstance(node, (exp.Div, exp.IntDiv, exp.Mod)):
         return _fix_division(node)
-    return node
+    return fix(node)
 
 
 # ------------------------------------------------------------------ TIMESTAMPDIFF

@@ -30,6 +30,7 @@ class FailureKind(StrEnum):
     llm_timeout = "llm_timeout"
     llm_invalid_output = "llm_invalid_output"
     llm_rate_limited = "llm_rate_limited"  # the tenant spent its LLM budget (LLM_RATE_LIMIT)
+    llm_refused = "llm_refused"  # a Bedrock guardrail intervened on the question
 
 
 class ResolverFailure(Exception):

@@ -327,3 +327,51 @@ def validate_intent(intent: DataIntent, metrics: dict[str, MetricDef]) -> list[s
             if f.op not in POSTGRES_FILTER_OPS
         ]
     return errors
+
+
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT", "LONG", "SHORT", "BYTE", "INTEGER")
+_FRACTION_TYPES = ("DECIMAL", "NUMERIC", "DOUBLE", "FLOAT", "REAL")
+
+
+def _fits(value: Scalar, column_type: str) -> bool:
+    """Whether a filter value fits a warehouse column type (Databricks type names)."""
+    t = column_type.strip().upper()
+    if t.startswith(_NUMERIC_TYPES):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t.startswith(_FRACTION_TYPES):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if t.startswith("BOOLEAN"):
+        return isinstance(value, bool)
+    if t.startswith(("STRING", "VARCHAR", "CHAR")):
+        return isinstance(value, str)
+    if t == "DATE" or t.startswith("TIMESTAMP"):
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return True
+    return True  # a type we do not judge (arrays, maps, ...): the warehouse will
+
+
+def filter_type_problems(
+    intent: DataIntent, metric: MetricDef, column_types: dict[str, str]
+) -> list[str]:
+    """Filters whose value does not fit its column's type (`column_types`: the metric
+    table's {column: Databricks type}, from the warehouse catalog). Empty when all fit or
+    the types are unknown. `region IN (5)` or `channel <= 2.5` would otherwise error, or
+    not, depending on the data and the engine."""
+    problems = []
+    for f in [*metric.definition.default_filters, *intent.filters]:
+        column_type = column_types.get(f.column.lower())
+        if column_type is None:
+            continue
+        values = f.value if isinstance(f.value, list) else [f.value]
+        bad = [v for v in values if not _fits(v, column_type)]
+        if bad:
+            problems.append(
+                f"filter {f.column} {f.op} {bad[0]!r}: the value does not fit column "
+                f"{f.column!r} of type {column_type}"
+            )
+    return problems

@@ -144,6 +144,7 @@ class Generation:
     input_tokens: int | None = None
     output_tokens: int | None = None
     latency_ms: float = 0.0
+    cache_read_tokens: int | None = None  # prompt-cache hits (Bedrock cacheReadInputTokens)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ class ToolCall:
     input: Any = None
     input_tokens: int = 812
     output_tokens: int = 64
+    cache_read_tokens: int = 0  # > 0: a prompt-cache hit (usage.cacheReadInputTokens)
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,18 @@ class Text:
     text: str = "I think you should query the claims table."
     input_tokens: int = 812
     output_tokens: int = 12
+
+
+@dataclass(frozen=True)
+class Intervened:
+    """A guardrail blocked the input: stopReason guardrail_intervened, the blocked-input
+    message as the model's text, and the guardrail trace."""
+
+    text: str = "Sorry, the model cannot answer this question."
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,7 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Reply = ToolCall | Text | AwsError | Slow | Raw
+Reply = ToolCall | Text | Intervened | AwsError | Slow | Raw
 
 EXPIRED_TOKEN = AwsError(
     403, "ExpiredTokenException", "The security token included in the request is expired"
@@ -137,19 +151,42 @@ class RecordedRequest:
     def inference_config(self) -> dict[str, Any]:
         return dict(self.body.get("inferenceConfig") or {})
 
+    @property
+    def guardrail_config(self) -> dict[str, Any]:
+        return dict(self.body.get("guardrailConfig") or {})
+
+    @property
+    def system_blocks(self) -> list[dict[str, Any]]:
+        return list(self.body.get("system") or [])
+
 
 Responder = Callable[[RecordedRequest], Reply]
 
 
-def converse_body(reply: ToolCall | Text) -> dict[str, Any]:
-    """The Converse response JSON for a successful model answer."""
-    if isinstance(reply, ToolCall):
+def converse_body(reply: ToolCall | Text | Intervened) -> dict[str, Any]:
+    """The Converse response JSON for a model answer (or a guardrail intervention)."""
+    trace: dict[str, Any] | None = None
+    if isinstance(reply, Intervened):
+        block: dict[str, Any] = {"text": reply.text}
+        stop = "guardrail_intervened"
+        trace = {
+            "guardrail": {
+                "inputAssessment": {
+                    "fake-guardrail": {
+                        "topicPolicy": {
+                            "topics": [{"name": "Denied", "type": "DENY", "action": "BLOCKED"}]
+                        }
+                    }
+                }
+            }
+        }
+    elif isinstance(reply, ToolCall):
         tool_input = (
             reply.input
             if reply.input is not None
             else {"sql": reply.sql, "rationale": reply.rationale}
         )
-        block: dict[str, Any] = {
+        block = {
             "toolUse": {
                 "toolUseId": f"tooluse_{uuid.uuid4().hex[:20]}",
                 "name": reply.name,
@@ -160,16 +197,25 @@ def converse_body(reply: ToolCall | Text) -> dict[str, Any]:
     else:
         block = {"text": reply.text}
         stop = "end_turn"
-    return {
+    usage: dict[str, Any] = {
+        "inputTokens": reply.input_tokens,
+        "outputTokens": reply.output_tokens,
+        "totalTokens": reply.input_tokens + reply.output_tokens,
+    }
+    cache_read = getattr(reply, "cache_read_tokens", 0)
+    cache_write = getattr(reply, "cache_write_tokens", 0)
+    if cache_read or cache_write:
+        usage |= {"cacheReadInputTokens": cache_read, "cacheWriteInputTokens": cache_write}
+        usage["totalTokens"] += cache_read + cache_write
+    body: dict[str, Any] = {
         "output": {"message": {"role": "assistant", "content": [block]}},
         "stopReason": stop,
-        "usage": {
-            "inputTokens": reply.input_tokens,
-            "outputTokens": reply.output_tokens,
-            "totalTokens": reply.input_tokens + reply.output_tokens,
-        },
+        "usage": usage,
         "metrics": {"latencyMs": 420},
     }
+    if trace is not None:
+        body["trace"] = trace
+    return body
 
 
 # ------------------------------------------------------------------ server
@@ -215,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        if isinstance(reply, ToolCall | Text):
+        if isinstance(reply, ToolCall | Text | Intervened):
             status, body, headers = 200, converse_body(reply), {}
         elif isinstance(reply, AwsError):
             status, body = reply.status, {"message": reply.message}

@@ -121,6 +121,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         "latency_ms": gen.latency_ms,
         "input_tokens": gen.input_tokens,
         "output_tokens": gen.output_tokens,
+        "cache_read_tokens": gen.cache_read_tokens,
         "approved_key": key,
         "reused": False,
     }

@@ -4,6 +4,7 @@ warehouse, and no LLM (question widgets then degrade loudly as bedrock_unconfigu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,16 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
     bedrock_endpoint_url: str | None = None
     bedrock_timeout_s: float = 20.0
+
+    # LLM guardrails and prompt caching (issue 12): BEDROCK_GUARDRAIL_ID (+ version) guards
+    # the question (the last turn); an intervention degrades as llm_refused. The prompt's
+    # static part (role, rules, schema) is a cache point where the model supports it
+    # (None = decide by model: Anthropic Claude and Amazon Nova). An application inference
+    # profile ARN as BEDROCK_MODEL_ID needs its base model in BEDROCK_BASE_MODEL_ID.
+    bedrock_guardrail_id: str | None = None
+    bedrock_guardrail_version: str = "DRAFT"
+    bedrock_prompt_cache: bool | None = None
+    bedrock_base_model_id: str | None = None
 
     # Safety and limits
     max_body_bytes: int = 1_048_576
@@ -171,6 +182,20 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # LOG_FORMAT=json: one JSON object per line
     otel_record_sql: bool = False  # OTEL_RECORD_SQL: SQL text on spans (else only its hash)
     workers: int = Field(default=1, ge=1, le=64)  # WORKERS: uvicorn worker processes
+
+    @model_validator(mode="after")
+    def _bedrock_options(self) -> Settings:
+        model = self.bedrock_model_id or ""
+        if "application-inference-profile" in model and not self.bedrock_base_model_id:
+            raise ValueError(
+                "BEDROCK_BASE_MODEL_ID is required when BEDROCK_MODEL_ID is an application "
+                "inference profile ARN (the base model decides tool use and prompt caching)"
+            )
+        if not re.fullmatch(r"DRAFT|[0-9]{1,8}", self.bedrock_guardrail_version):
+            raise ValueError("BEDROCK_GUARDRAIL_VERSION must be DRAFT or a version number")
+        if self.bedrock_guardrail_id is not None and not self.bedrock_guardrail_id.strip():
+            raise ValueError("BEDROCK_GUARDRAIL_ID must not be blank")
+        return self
 
     @property
     def databricks_configured(self) -> bool:

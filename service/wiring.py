@@ -89,6 +89,10 @@ def open_llm(settings: Settings) -> SqlGenerator | None:
         region=settings.aws_region,
         endpoint_url=settings.bedrock_endpoint_url,
         timeout_s=settings.bedrock_timeout_s,
+        guardrail_id=settings.bedrock_guardrail_id,
+        guardrail_version=settings.bedrock_guardrail_version,
+        prompt_cache=settings.bedrock_prompt_cache,
+        base_model_id=settings.bedrock_base_model_id,
     )
 
 

@@ -27,7 +27,9 @@ _CLOSING = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE}
 
 def parse(sql: str) -> list[exp.Expr]:
     """Every statement (or a bare expression) in `sql`; raises sqlglot's ParseError."""
-    tokens = datediff_with_unit_as_timestampdiff(DATABRICKS.tokenize(sql))
+    tokens = window_calls_as_functions(
+        datediff_with_unit_as_timestampdiff(DATABRICKS.tokenize(sql))
+    )
     trees = DATABRICKS.parser(error_level=ErrorLevel.RAISE).parse(tokens, sql)
     return [t for t in trees if t is not None]
 
@@ -72,3 +74,33 @@ def argument_count(tokens: list[Token], open_index: int) -> int:
         elif tok.token_type == TokenType.COMMA and depth == 1:
             commas += 1
     return commas + 1
+
+
+def window_calls_as_functions(tokens: list[Token]) -> list[Token]:
+    """`window(ts, '1 hour')` (Spark's time bucketing) as a plain function call: sqlglot
+    reads WINDOW as the named-window keyword and fails on it outside the select list."""
+    out = list(tokens)
+    for i, tok in enumerate(tokens[:-1]):
+        if tok.token_type == TokenType.WINDOW and tokens[i + 1].token_type == TokenType.L_PAREN:
+            out[i] = Token(
+                TokenType.VAR, tok.text, tok.line, tok.col, tok.start, tok.end, tok.comments
+            )
+    return out
+
+
+def keep_ordered_set_percentiles(tree: exp.Expr) -> exp.Expr:
+    """Keep ``percentile_cont(p) WITHIN GROUP (ORDER BY x)`` (exact, interpolated) and
+    ``percentile_disc`` (exact, discrete) as written, in place: sqlglot's Databricks
+    generator prints both as ``PERCENTILE_APPROX(x, p)``, another value on Databricks."""
+    for node in list(tree.find_all(exp.PercentileCont, exp.PercentileDisc)):
+        if isinstance(node.parent, exp.WithinGroup):
+            name = "PERCENTILE_CONT" if isinstance(node, exp.PercentileCont) else "PERCENTILE_DISC"
+            node.replace(exp.Anonymous(this=name, expressions=[node.this]))
+    return tree
+
+
+def faithful_databricks(tree: exp.Expr) -> exp.Expr:
+    """`tree` made to print (in the Databricks dialect) with the meaning it was parsed
+    with: every rewrite of sqlglot's generator that changes an answer on Databricks itself
+    is undone here, each proven on Spark by the fidelity suite (tests/test_fidelity.py)."""
+    return keep_two_argument_datediff(keep_ordered_set_percentiles(tree))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
-from sqlsafety.dialect import keep_two_argument_datediff
+from sqlsafety.dialect import faithful_databricks
 from sqlsafety.errors import PolicyError, SafetyViolation
 from sqlsafety.names import compile_allowlist, compile_schema, display, freeze
 from sqlsafety.prepare import MAX_SQL_CHARS, Check, engine, prepare
@@ -21,7 +21,7 @@ from sqlsafety.row_filters import RowFilter, apply_row_filters
 from sqlsafety.rules import RULES, Rule
 
 # Bump whenever a rule, list or rendering choice changes: approved SQL is cached under it.
-POLICY_VERSION = "sqlsafety-4"
+POLICY_VERSION = "sqlsafety-6"
 
 __all__ = ["MAX_SQL_CHARS", "POLICY_VERSION", "CheckedSql", "check_sql"]
 
@@ -89,9 +89,9 @@ def render(
     generator = engine(check.dialect).generator(comments=False, unsupported_level=ErrorLevel.RAISE)
     try:
         if check.dialect == "databricks":
-            # sqlglot would print 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end),
-            # which counts whole 24-hour periods instead of calendar days: keep its meaning.
-            tree = keep_two_argument_datediff(tree)
+            # e.g. sqlglot prints 2-argument DATEDIFF(end, start) as DATEDIFF(DAY, start, end)
+            # (whole 24-hour periods, not calendar days): keep what the checked SQL means.
+            tree = faithful_databricks(tree)
         if row_filters and keep_unfiltered:
             # filtered on a copy taken before rendering (rendering may transform its tree)
             filtered = apply_row_filters(tree.copy(), row_filters, dialect=check.dialect)

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
 
-from sqlsafety.dialect import datediff_with_unit_as_timestampdiff
+from sqlsafety.dialect import datediff_with_unit_as_timestampdiff, window_calls_as_functions
 from sqlsafety.errors import PolicyError, SafetyViolation, UnparseableSql
 from sqlsafety.names import DIALECTS, TableName
 
@@ -44,6 +45,7 @@ class Check:
     max_rows: int
     schema: dict[TableName, frozenset[str]] | None
     statements: list[exp.Expr]  # every non-empty statement, in text order
+    called: tuple[str, ...] = ()  # names of calls to functions sqlglot knows, as written
     by_type: dict[type[exp.Expr], list[exp.Expr]] = field(default_factory=dict)
     tables: set[TableName] = field(default_factory=set)  # recorded by table_not_allowed
     limit: int | None = None  # recorded by row_limit: None means "add max_rows"
@@ -70,14 +72,14 @@ def prepare(
     try:
         tokens = parser.tokenize(sql)
         if dialect == "databricks":
-            tokens = datediff_with_unit_as_timestampdiff(tokens)
+            tokens = window_calls_as_functions(datediff_with_unit_as_timestampdiff(tokens))
         parsed = parser.parser().parse(tokens, sql)
     except (ParseError, TokenError) as exc:
         raise UnparseableSql(f"not valid {dialect} SQL: {str(exc).splitlines()[0][:200]}") from None
     except RecursionError:
         raise UnparseableSql("SQL nested too deeply") from None
     # empty and comment-only statements (e.g. after a trailing `;`) do not count
-    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    statements = [_unwrap(s) for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
     by_type: dict[type[exp.Expr], list[exp.Expr]] = {}
     for statement in statements:
         for node in statement.walk():
@@ -89,7 +91,47 @@ def prepare(
         schema=dict(schema) if schema is not None else None,
         statements=statements,
         by_type=by_type,
+        called=called_names(tokens, parser) if dialect == "databricks" else (),
     )
+
+
+_NOT_A_CALL_AFTER = {TokenType.ALIAS, TokenType.DCOLON}  # `AS DECIMAL(10, 2)`, `::decimal(3, 1)`
+
+
+def called_names(tokens: list[Token], dialect: Dialect) -> tuple[str, ...]:
+    """The names, as written (lower-cased), of calls to functions sqlglot's parser knows for
+    `dialect`: it would accept other engines' spellings too, and re-render them."""
+    known = _known_function_names(dialect)
+    return tuple(
+        tok.text.lower()
+        for i, tok in enumerate(tokens[:-1])
+        if tokens[i + 1].token_type == TokenType.L_PAREN
+        and tok.text.upper() in known
+        and not (i and tokens[i - 1].token_type in _NOT_A_CALL_AFTER)
+    )
+
+
+_KNOWN: dict[type[Dialect], frozenset[str]] = {}
+
+
+def _known_function_names(dialect: Dialect) -> frozenset[str]:
+    key = type(dialect)
+    if key not in _KNOWN:
+        parser = dialect.parser_class
+        names = frozenset(parser.FUNCTIONS) | frozenset(parser.FUNCTION_PARSERS)
+        _KNOWN[key] = names - {"AND", "OR"}  # operators before a parenthesis
+    return _KNOWN[key]
+
+
+def _unwrap(statement: exp.Expr) -> exp.Expr:
+    """`(SELECT ...)` as a whole statement is that query (the parentheses mean nothing)."""
+    while (
+        isinstance(statement, exp.Subquery)
+        and isinstance(statement.this, exp.Query)
+        and not any(v for k, v in statement.args.items() if k != "this")
+    ):
+        statement = statement.this.pop()
+    return statement
 
 
 def show(node: object, dialect: str, width: int = 60) -> str:

@@ -98,6 +98,8 @@ def apply_row_filters(
         return tree
     targets = []
     for node in tree.find_all(exp.Table):
+        if node.find_ancestor(exp.Hint) is not None:
+            continue  # a hint's table name reads nothing (the FROM it names is filtered)
         name = _referenced_table(node, dialect)
         if name is not None and name in by_name:
             targets.append((node, name))

@@ -10,10 +10,17 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import REDIS_URL, create_database, drop_database
+from tests.helpers import (
+    REDIS_URL,
+    create_database,
+    drop_database,
+    spark_session,
+    write_lakehouse_parquet,
+)
 
 # The suite chooses its own auth settings (dev mode unless a test sets a secret): a
 # developer's exported AUTH_* variables must not switch every test to another mode.
@@ -57,3 +64,15 @@ def redis_url() -> str:
 def cache_namespace() -> str:
     """A unique key prefix so tests sharing the Redis server never see each other's keys."""
     return f"wdr-test:{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One local Spark session for every Spark suite (tests.helpers.spark_session): the
+    demo lakehouse for SPARK_NOW as temp views. Skips without a Java runtime or pyspark."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime for Spark")
+    pytest.importorskip("pyspark.sql")
+    parquet = write_lakehouse_parquet(tmp_path_factory.mktemp("lakehouse"))
+    with spark_session(parquet, tmp_path_factory.mktemp("spark")) as session:
+        yield session

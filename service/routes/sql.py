@@ -23,6 +23,7 @@ UNAVAILABLE = {
 TITLES = {
     FailureKind.invalid_intent.value: "Invalid data_intent",
     FailureKind.routing_missing.value: "Unknown metric",
+    FailureKind.llm_refused.value: "Question refused by the guardrail",
 }
 
 

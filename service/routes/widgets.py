@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from adapters.registry import AuditEntry
-from domain.models import WidgetSpec
+from domain.failures import InvalidIntent
+from domain.models import WidgetSpec, filter_type_problems
 from service.deps import (
     NewWidgetId,
     ResourcesDep,
@@ -42,13 +43,29 @@ async def put_widget(
     response: Response,
 ) -> WidgetOut:
     """Create or replace a widget spec of the caller's tenant (validated against the metric
-    catalog). Scope `widgets:write`; audited in the write's transaction."""
+    catalog; filter values against their column types). Scope `widgets:write`; audited in
+    the write's transaction."""
+    metric = res.registry.metrics().get(spec.data_intent.metric_id)
+    if metric is not None:
+        # typed filters: the metric table's column types come from the warehouse catalog
+        types = _column_types(res, metric.definition.table)
+        problems = filter_type_problems(spec.data_intent, metric, types)
+        if problems:
+            raise InvalidIntent("; ".join(problems))  # a 422 problem naming the filter
     # the registry's one write path: InvalidIntent is a 422, PostgresFailure a 503 problem
     created = await res.registry.put_widget(
         widget_id, spec, tenant=who.tenant, who=AuditEntry(who.tenant, who.subject)
     )
     response.status_code = 201 if created else 200
     return WidgetOut(id=widget_id, spec=spec)
+
+
+def _column_types(res: ResourcesDep, table: str) -> dict[str, str]:
+    """The warehouse catalog's {column: type} for `table` (empty when unknown)."""
+    for schema in res.context.table_schemas.current():
+        if schema.name.lower() == table.lower():
+            return {c.lower(): t for c, t in schema.columns}
+    return {}
 
 
 @router.get("/v1/widgets/{widget_id}", response_model=WidgetOut, responses=PROBLEMS)

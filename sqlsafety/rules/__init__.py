@@ -26,7 +26,9 @@ from sqlsafety.rules.joins import cartesian_join
 from sqlsafety.rules.limits import row_limit
 from sqlsafety.rules.statements import (
     command,
+    hint,
     locking,
+    pivot,
     query_root,
     read_only,
     recursive_cte,
@@ -49,6 +51,8 @@ RULES: tuple[Rule, ...] = (
     table_function,
     file_reader,
     syntax,
+    pivot,
+    hint,
     table_not_allowed,
     qualified_function,
     denied_function,

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from sqlglot import exp
 
 from sqlsafety.errors import SafetyViolation
-from sqlsafety.functions import classify
+from sqlsafety.functions import DATABRICKS_NAMES, classify
 from sqlsafety.prepare import Check, show
+from sqlsafety.rules.tables import EXPLODERS, is_row_expansion
 
 
 def qualified_function(check: Check) -> None:
@@ -32,8 +33,20 @@ def _verdicts(check: Check) -> Iterator[tuple[str, str]]:
     for cls, nodes in check.by_type.items():
         if not issubclass(cls, exp.Func):
             continue
-        # the verdict depends on the class alone, except for Anonymous (by name)
-        for node in nodes if cls is exp.Anonymous else nodes[:1]:
+        # the verdict depends on the class alone, except for Anonymous (by name) and for
+        # explode/posexplode (allowed only as a LATERAL VIEW row expansion)
+        by_node = cls is exp.Anonymous or cls in EXPLODERS
+        for node in nodes if by_node else nodes[:1]:
+            if node.find_ancestor(exp.Hint) is not None:
+                continue  # judged by the `hint` rule
+            parent = node.parent
+            if (
+                cls in EXPLODERS
+                and isinstance(parent, exp.Lateral)
+                and parent.this is node
+                and is_row_expansion(parent)
+            ):
+                continue
             verdict = classify(node, check.dialect)  # type: ignore[arg-type]
             if verdict is not None:
                 yield verdict
@@ -56,8 +69,14 @@ def function_not_allowed(check: Check) -> None:
 
 
 def unknown_function(check: Check) -> None:
-    """A name sqlglot does not model and the dialect's list of safe built-ins lacks."""
+    """A name sqlglot does not model and the dialect's list of safe built-ins lacks, or
+    (Databricks) a name sqlglot knows from another engine but Databricks does not have."""
     _reject(check, "unknown_function")
+    for name in check.called:
+        if name not in DATABRICKS_NAMES:
+            raise SafetyViolation(
+                "unknown_function", f"function {name}() is not a known {check.dialect} function"
+            )
 
 
 MAX_GENERATED_CHARS = 1000

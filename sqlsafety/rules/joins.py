@@ -63,24 +63,60 @@ def _conjuncts(condition: exp.Expr) -> Iterator[exp.Expr]:
         yield condition
 
 
-def _unparen(e: exp.Expr) -> exp.Expr:
-    while isinstance(e, exp.Paren):
-        e = e.this
-    return e
-
-
 def _links(
     conjunct: exp.Expr, joined: list[Qualifier], earlier: list[Qualifier], dialect: str
 ) -> bool:
-    """Whether `conjunct` is ``col = col`` with one side from the joined source and the
-    other from an earlier one."""
+    """Whether `conjunct` is ``x = y`` with x a key of the joined source and y of an earlier
+    one (or the other way round): bare columns, or key-preserving expressions of one
+    column such as ``lower(e.device_id) = lower(d.device_id)``."""
     if not isinstance(conjunct, (exp.EQ, exp.NullSafeEQ)):
         return False
-    left, right = _unparen(conjunct.this), _unparen(conjunct.expression)
-    if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
-        return False
-    sides = [_side(col, joined, earlier, dialect) for col in (left, right)]
+    sides = [
+        _expression_side(e, joined, earlier, dialect) for e in (conjunct.this, conjunct.expression)
+    ]
     return sorted(s for s in sides if s is not None) == ["earlier", "joined"]
+
+
+# Functions that keep a join key a key: the wrapped column's distinct values stay (mostly)
+# distinct. Anything else (``a.x * 0 = length(b.y) * 0``) could be a constant in disguise.
+KEY_WRAPPERS = (
+    exp.Paren,
+    exp.Cast,
+    exp.TryCast,
+    exp.Lower,
+    exp.Upper,
+    exp.Trim,
+    exp.TsOrDsToDate,
+    exp.TimestampTrunc,
+    exp.DateTrunc,
+    exp.Coalesce,
+    exp.Concat,
+    exp.Add,
+    exp.Sub,
+)
+
+
+def _key_column(e: exp.Expr) -> exp.Column | None:
+    """The one column a join key is made of: a bare column, or one wrapped in functions of
+    KEY_WRAPPERS whose other arguments are literals (``lower(e.device_id)``,
+    ``to_date(a.created_at)``, ``concat('DEV-', d.id)``). None for anything else."""
+    if isinstance(e, exp.Column):
+        return e if isinstance(e.this, exp.Identifier) else None
+    if not isinstance(e, KEY_WRAPPERS):
+        return None
+    children = [c for c in e.iter_expressions() if not isinstance(c, exp.DataType | exp.Var)]
+    keys = [c for c in children if not isinstance(c, exp.Literal)]
+    if len(keys) != 1:
+        return None
+    return _key_column(keys[0])
+
+
+def _expression_side(
+    e: exp.Expr, joined: list[Qualifier], earlier: list[Qualifier], dialect: str
+) -> str | None:
+    """'joined' or 'earlier' when `e` is a join key (`_key_column`) of that side."""
+    column = _key_column(e)
+    return _side(column, joined, earlier, dialect) if column is not None else None
 
 
 def _side(

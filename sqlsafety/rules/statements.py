@@ -54,9 +54,11 @@ def locking(check: Check) -> None:
 
 
 def query_root(check: Check) -> None:
-    """Every statement is a query: SELECT or a set operation (either may carry CTEs)."""
+    """Every statement is a query: SELECT or a set operation (either may carry CTEs), or a
+    parenthesized one followed by its own ORDER BY / LIMIT."""
     for statement in check.statements:
-        if not isinstance(statement, (exp.Select, exp.SetOperation)):
+        root = statement.this if isinstance(statement, exp.Subquery) else statement
+        if not isinstance(root, (exp.Select, exp.SetOperation)):
             raise SafetyViolation(
                 "query_root", f"the statement must be a SELECT, got {type(statement).__name__}"
             )
@@ -69,9 +71,9 @@ def recursive_cte(check: Check) -> None:
             raise SafetyViolation("recursive_cte", "WITH RECURSIVE is not allowed")
 
 
-# Every non-function node type a checked query may contain. Anything else (PIVOT, time
-# travel, hints, session parameters, positional parameters, dialect oddities) is rejected:
-# the list grows only when a real query needs it.
+# Every non-function node type a checked query may contain. Anything else (time travel,
+# session parameters, positional parameters, dialect oddities) is rejected: the list grows
+# only when a real query needs it. PIVOT and hints are judged further by `pivot` and `hint`.
 ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
     node_types(
         """Select Union Intersect Except Subquery With CTE TableAlias From Join Where Group Having
@@ -82,7 +84,7 @@ ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
         DataType DataTypeParam Literal Boolean Null Var Paren Neg Not Add Sub Mul Div IntDiv Mod
         DPipe EQ NEQ GT GTE LT LTE NullSafeEQ NullSafeNEQ Is In Between Like ILike SimilarTo
         Escape Any All AtTimeZone FromTimeZone Kwarg PropertyEQ Placeholder HexString RawString
-        BitwiseAnd BitwiseOr BitwiseXor BitwiseNot Slice"""
+        BitwiseAnd BitwiseOr BitwiseXor BitwiseNot Slice Pivot PivotAlias Hint JoinHint"""
     )
 )
 
@@ -94,3 +96,69 @@ def syntax(check: Check) -> None:
             raise SafetyViolation(
                 "syntax", f"{cls.__name__} ({show(nodes[0], check.dialect)}) is not allowed"
             )
+
+
+MAX_PIVOT_VALUES = 100
+
+
+def pivot(check: Check) -> None:
+    """PIVOT (not UNPIVOT) over a literal list of at most MAX_PIVOT_VALUES values: the
+    output's width is fixed by the query text, never by the data."""
+    for node in check.of(exp.Pivot):
+        if node.args.get("unpivot"):
+            raise SafetyViolation("pivot", "UNPIVOT is not allowed")
+        for field in node.args.get("fields") or []:
+            values = field.expressions if isinstance(field, exp.In) else None
+            if not values or not all(
+                isinstance(v, exp.Literal)
+                or (isinstance(v, exp.PivotAlias) and isinstance(v.this, exp.Literal))
+                for v in values
+            ):
+                raise SafetyViolation("pivot", "PIVOT ... IN takes a list of literal values")
+            if len(values) > MAX_PIVOT_VALUES:
+                raise SafetyViolation(
+                    "pivot", f"PIVOT over more than {MAX_PIVOT_VALUES} values is not allowed"
+                )
+
+
+JOIN_HINTS = frozenset(
+    [
+        "BROADCAST",
+        "BROADCASTJOIN",
+        "MAPJOIN",
+        "MERGE",
+        "SHUFFLE_MERGE",
+        "MERGEJOIN",
+        "SHUFFLE_HASH",
+        "SHUFFLE_REPLICATE_NL",
+    ]
+)
+PARTITION_HINTS = frozenset(["COALESCE", "REPARTITION", "REPARTITION_BY_RANGE", "REBALANCE"])
+MAX_PARTITIONS = 1000
+
+
+def hint(check: Check) -> None:
+    """Optimizer hints: Spark's join strategy hints over the query's own tables and
+    aliases (the names are judged by `table_not_allowed`), and partitioning hints with a
+    literal count of at most MAX_PARTITIONS and column names. Nothing else hides there."""
+    for node in check.of(exp.Hint):
+        for item in node.expressions:
+            if isinstance(item, exp.JoinHint):
+                name = str(item.this).upper()
+                ok = name in JOIN_HINTS and all(isinstance(t, exp.Table) for t in item.expressions)
+            elif isinstance(item, exp.Func):  # REPARTITION(...) is Anonymous, COALESCE(n) not
+                name = (
+                    str(item.this).upper() if isinstance(item, exp.Anonymous) else item.sql_name()
+                )
+                args = list(item.iter_expressions())
+                ok = name in PARTITION_HINTS and all(_partition_arg(a) for a in args)
+            else:
+                name, ok = type(item).__name__, False
+            if not ok:
+                raise SafetyViolation("hint", f"hint {show(item, check.dialect)} is not allowed")
+
+
+def _partition_arg(arg: exp.Expr) -> bool:
+    if isinstance(arg, exp.Literal) and not arg.is_string and arg.is_int:
+        return 1 <= int(arg.this) <= MAX_PARTITIONS
+    return isinstance(arg, exp.Column) and isinstance(arg.this, exp.Identifier)

@@ -19,6 +19,8 @@ def table_function(check: Check) -> None:
             raise SafetyViolation("table_function", f"table-valued function {what} is not allowed")
     for node in check.of(exp.From, exp.Join, exp.Lateral):
         this = node.this
+        if isinstance(node, exp.Lateral) and is_row_expansion(node):
+            continue
         if isinstance(this, exp.Func) or (
             isinstance(node, exp.Lateral) and not isinstance(this, exp.Subquery)
         ):
@@ -26,6 +28,25 @@ def table_function(check: Check) -> None:
                 "table_function",
                 f"table-valued function {show(this, check.dialect)} is not allowed",
             )
+
+
+EXPLODERS = (exp.Explode, exp.Posexplode)
+
+
+def is_row_expansion(lateral: exp.Lateral) -> bool:
+    """``LATERAL VIEW [OUTER] explode(x) t AS v`` (or posexplode) where x is built from the
+    row's own columns, with no subquery: its size is bounded by the data already read
+    (generators such as sequence() are not on the function list, literal arrays are not a
+    row's values)."""
+    this = lateral.this
+    if not (lateral.args.get("view") and type(this) in EXPLODERS):
+        return False
+    arg = this.this
+    return (
+        isinstance(arg, exp.Expr)
+        and arg.find(exp.Column) is not None
+        and arg.find(exp.Query) is None
+    )
 
 
 FILE_FORMATS = frozenset(
@@ -102,9 +123,34 @@ def table_not_allowed(check: Check) -> None:
             )
         if len(parts) == 1 and is_cte_reference(node, parts[0], dialect):
             continue
+        if len(parts) == 1 and _hinted_source(node, parts[0], dialect):
+            continue
         name = qualify(parts, dialect)
         if name not in check.allowed:
             raise SafetyViolation(
                 "table_not_allowed", f"table {display(name)} is not on the allowlist"
             )
         check.tables.add(name)
+
+
+def _hinted_source(table: exp.Table, name: str, dialect: str) -> bool:
+    """A hint's table argument that names one of its query's own sources (by alias or by
+    the last part of its name): it reads nothing itself."""
+    hint = table.find_ancestor(exp.Hint)
+    query = hint.parent if hint is not None else None
+    if query is None:
+        return False
+    for source in query.find_all(exp.Table):
+        if source.find_ancestor(exp.Hint) is not None:
+            continue
+        alias = source.args.get("alias")
+        names = (
+            {normalize_identifier(source.this, dialect)}
+            if isinstance(source.this, exp.Identifier)
+            else set()
+        )
+        if isinstance(alias, exp.TableAlias) and isinstance(alias.this, exp.Identifier):
+            names.add(normalize_identifier(alias.this, dialect))
+        if name in names:
+            return True
+    return False

@@ -20,6 +20,7 @@ from fakes.bedrock_converse import (
     MODEL_ID,
     THROTTLED,
     ConverseServer,
+    Intervened,
     Slow,
     Text,
     ToolCall,
@@ -416,3 +417,61 @@ async def test_approved_llm_sql_is_reused_only_for_the_same_question_as_written(
     assert len(converse.requests) == 2  # whitespace alone is normalised: reused
     assert "reused_approved" in [t["outcome"] for t in third["trace"]]
     assert third["generated_sql"] == first["generated_sql"]
+
+
+async def test_put_rejects_filter_values_that_do_not_fit_the_column_type(svc: Service) -> None:
+    """A filter value must fit its column's type from the warehouse catalog: otherwise the
+    widget errors, or not, depending on the data and the engine."""
+
+    def spec(filters: list[dict[str, object]]) -> dict[str, object]:
+        return {
+            "title": "typed",
+            "kind": "kpi",
+            "data_intent": {"metric_id": "claims_filed_count", "filters": filters},
+            "mock_data": [{"value": 1}],
+        }
+
+    for bad, named in (
+        ({"column": "region", "op": "in", "value": ["west", 5]}, "region"),
+        ({"column": "channel", "op": "<=", "value": 2.5}, "channel"),
+        ({"column": "region", "op": "=", "value": True}, "region"),
+    ):
+        r = await svc.client.put("/v1/widgets/typed-filter", json=spec([bad]))
+        assert r.status_code == 422, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        assert f"filter {named}" in r.json()["detail"] and "does not fit" in r.json()["detail"]
+    r = await svc.client.put(
+        "/v1/widgets/typed-filter", json=spec([{"column": "region", "op": "in", "value": ["west"]}])
+    )
+    assert r.status_code in (200, 201), r.text
+    assert (await svc.client.delete("/v1/widgets/typed-filter")).status_code in (200, 204)
+
+
+async def test_guardrail_intervention_degrades_as_llm_refused_and_is_logged(
+    db_url: str, converse: ConverseServer, tmp_path: Path
+) -> None:
+    """With BEDROCK_GUARDRAIL_ID set the question is guarded; an intervention is a flagged
+    mock (source llm_refused), a 422 on sql/generate, and a sql_generation_log row."""
+    async with running_service(
+        database_url=db_url,
+        data_dir=tmp_path,
+        bedrock_model_id=MODEL_ID,
+        bedrock_endpoint_url=converse.url,
+        bedrock_timeout_s=2.0,
+        bedrock_guardrail_id="gr-test",
+        bedrock_guardrail_version="1",
+    ) as guarded:
+        converse.script(Intervened(text="Sorry, that topic is blocked."))
+        body = (await guarded.data("top-claimed-models", refresh=True)).json()
+        assert body["live_data_unavailable"] is True and body["source"] == "llm_refused", body
+        assert "guardrail intervened" in body["error_detail"]
+        req = converse.requests[-1]
+        assert req.guardrail_config["guardrailIdentifier"] == "gr-test"
+        rows = [r for r in await log_rows(db_url) if r["widget_id"] == "top-claimed-models"]
+        assert rows[-1]["failure_kind"] == "llm_refused" and rows[-1]["generated_sql"] is None
+        converse.script(Intervened())
+        r = await guarded.client.post(
+            "/v1/widgets/sql/generate",
+            json={"metric_id": "claims_insights", "question": "something blocked"},
+        )
+        assert r.status_code == 422 and r.json()["kind"] == "llm_refused", r.text

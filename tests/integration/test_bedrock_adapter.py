@@ -28,6 +28,7 @@ from fakes.bedrock_converse import (
     UNAVAILABLE,
     AwsError,
     ConverseServer,
+    Intervened,
     RecordedRequest,
     Reply,
     Slow,
@@ -385,3 +386,96 @@ def test_prompt_renders_intent_with_explicit_utc_bounds() -> None:
     assert "all time (no time restriction)" in all_time
     mtd, _ = build_messages(make_request(time_range="mtd"), NOW)
     assert "date_trunc('MONTH', current_timestamp())" in mtd
+
+
+# ------------------------------------------------------------------ guardrails, prompt cache, ARNs
+
+GUARDRAIL = "gr-1234abcd"
+
+
+async def test_guardrail_guards_the_question_only(server: ConverseServer, make_generator) -> None:
+    question = "Which region filed the most claims?"
+    await make_generator(guardrail_id=GUARDRAIL, guardrail_version="3").generate(
+        make_request(question)
+    )
+    [req] = server.requests
+    assert req.guardrail_config == {
+        "guardrailIdentifier": GUARDRAIL,
+        "guardrailVersion": "3",
+        "trace": "enabled",
+    }
+    # the last turn (the question) is guarded content; the system prompt is not
+    [user] = [m for m in req.body["messages"] if m["role"] == "user"]
+    guarded = [b["guardContent"]["text"]["text"] for b in user["content"] if "guardContent" in b]
+    assert guarded and question in guarded[0]
+    assert all("guardContent" not in b for b in req.system_blocks)
+
+
+async def test_no_guardrail_config_without_an_id(server: ConverseServer, make_generator) -> None:
+    await make_generator().generate(make_request())
+    [req] = server.requests
+    assert req.guardrail_config == {}
+    assert all("guardContent" not in b for m in req.body["messages"] for b in m["content"])
+
+
+async def test_guardrail_intervention_is_llm_refused(
+    server: ConverseServer, make_generator
+) -> None:
+    server.script(Intervened(text="Sorry, I can't help with that."))
+    failure = await generate_failure(make_generator(guardrail_id=GUARDRAIL))
+    assert failure.kind is FailureKind.llm_refused
+    assert "guardrail intervened" in failure.detail and "can't help" in failure.detail
+
+
+async def test_static_prompt_part_is_a_cache_point(server: ConverseServer, make_generator) -> None:
+    server.script(ToolCall(input_tokens=40, cache_read_tokens=1800, cache_write_tokens=0))
+    gen = await make_generator().generate(make_request(dimensions=["region"]))
+    [req] = server.requests
+    blocks = req.system_blocks
+    points = [i for i, b in enumerate(blocks) if "cachePoint" in b]
+    assert points == [1] and blocks[1] == {"cachePoint": {"type": "default"}}
+    static, dynamic = blocks[0]["text"], blocks[2]["text"]
+    assert "Tables (" in static and "Rules" in static  # schema and rules: the cached prefix
+    assert "Widget intent:" in dynamic and "Widget intent:" not in static
+    assert "Metric:" in dynamic
+    assert gen.cache_read_tokens == 1800
+    assert gen.input_tokens == 40 + 1800  # langchain-aws counts cached tokens as input
+
+
+async def test_prompt_cache_off_or_unsupported_model(
+    server: ConverseServer, make_generator
+) -> None:
+    await make_generator(prompt_cache=False).generate(make_request())
+    await make_generator(model_id="meta.llama3-70b-instruct-v1:0").generate(make_request())
+    for req in server.requests:
+        assert all("cachePoint" not in b for b in req.system_blocks)
+        assert len(req.system_blocks) == 1
+
+
+async def test_inference_profile_arn_with_its_base_model(
+    server: ConverseServer, make_generator
+) -> None:
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123xyz"
+    gen = make_generator(model_id=arn, base_model_id=MODEL_ID)
+    result = await gen.generate(make_request())
+    [req] = server.requests
+    assert req.model_id == arn  # the profile is what is invoked (and billed)
+    assert result.model_id == arn
+    assert any("cachePoint" in b for b in req.system_blocks)  # decided by the base model
+    assert req.tool_config["toolChoice"] == {"tool": {"name": TOOL_NAME}}
+
+
+def test_settings_refuse_a_profile_arn_without_base_model() -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123xyz"
+    with pytest.raises(ValidationError, match="BEDROCK_BASE_MODEL_ID"):
+        Settings(bedrock_model_id=arn)
+    with pytest.raises(ValidationError, match="BEDROCK_GUARDRAIL_VERSION"):
+        Settings(bedrock_guardrail_id=GUARDRAIL, bedrock_guardrail_version="latest")
+    ok = Settings(
+        bedrock_model_id=arn, bedrock_base_model_id=MODEL_ID, bedrock_guardrail_id=GUARDRAIL
+    )
+    assert ok.bedrock_guardrail_version == "DRAFT"

@@ -292,7 +292,7 @@ async def test_session_time_zone_is_utc(warehouse: DuckDBWarehouse) -> None:
     result = await warehouse.execute(
         "SELECT CAST(CAST('2026-01-01 00:00:00' AS TIMESTAMP) AS STRING) AS t", max_rows=1
     )
-    assert result.rows == [{"t": "2026-01-01 00:00:00+00"}]
+    assert result.rows == [{"t": "2026-01-01 00:00:00"}]  # as Databricks prints it: no offset
 
 
 async def test_ping_and_close() -> None:
@@ -346,3 +346,13 @@ async def test_duplicate_result_column_names_keep_every_column() -> None:
         wh.close()
     assert [c.name for c in result.columns] == ["a", "a_2", "a_2_2"]
     assert result.rows == [{"a": 1, "a_2": 2, "a_2_2": 3}]
+
+
+async def test_describe_after_close_is_a_warehouse_failure() -> None:
+    """A registry reload racing the shutdown reads the catalog of a closed warehouse: a
+    WarehouseFailure (the known schemas are kept), not a crash in the listener."""
+    wh = DuckDBWarehouse(now=FIXED_NOW)
+    assert await wh.describe(["main.ops.alerts"])
+    wh.close()
+    with pytest.raises(WarehouseFailure, match="catalog read failed"):
+        await wh.describe(["main.ops.alerts"])

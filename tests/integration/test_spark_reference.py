@@ -1,48 +1,33 @@
 """Reference check: the same Databricks SQL gives the same rows on real Spark and on DuckDB.
 
-One local Spark session (local[1], ANSI mode, session time zone UTC, loopback only) per
-module. The demo lakehouse is generated once in DuckDB for a fixed `now`, written to
-parquet, and read by Spark, so both engines see identical data.
-
-Three-part names: Spark has no catalog called `main` (a catalog plugin would need a
-Databricks/Unity or test-only jar), so for Spark only the table references are rewritten
-with sqlglot: `main.claims.claim_events` -> temp view `main__claims__claim_events`.
-The `col:path` syntax is Databricks-only (open-source Spark parses `:` as a parameter
-marker), so for Spark only it becomes `get_json_object(col, '$.path')`, which is what
-Databricks documents it to mean on a JSON string. Both edits are made on the text at
-sqlglot token boundaries; everything else runs on Spark exactly as written.
+The Spark session is the shared `spark` fixture (tests/conftest.py; the harness and how
+the SQL is adapted for open-source Spark: tests/helpers.py, "Spark as the reference
+engine"). The fidelity corpus (test_fidelity.py) covers the safety layer's functions;
+this module covers the compiler's widgets and the transpiler's fixes.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
-from sqlglot.tokens import TokenType
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
-from adapters.lakehouse import TABLES, build_lakehouse
 from domain.config import load_config
 from domain.failures import WarehouseFailure
 from domain.jsonsafe import json_safe
 from domain.models import AbsoluteRange, DataIntent, MetricDef, WidgetSpec
-from metricsql import compile_intent, dialect
+from metricsql import compile_intent
+from tests.helpers import SPARK_NOW, for_spark
 
 pytestmark = pytest.mark.slow
 
-pyspark_sql = pytest.importorskip("pyspark.sql")
-if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-    pytest.skip("no Java runtime for Spark", allow_module_level=True)
-
 CONFIG = Path(__file__).resolve().parents[2] / "config"
-NOW = datetime(2026, 11, 26, 17, 45, 24, 654321, tzinfo=UTC)  # sub-second on purpose
+NOW = SPARK_NOW
 
 
 def _metrics() -> dict[str, MetricDef]:
@@ -63,10 +48,6 @@ METRICS = _metrics()
 
 def _compiled(metric_id: str, **kw: Any) -> str:
     return compile_intent(METRICS[metric_id], DataIntent(metric_id=metric_id, **kw), now=NOW)
-
-
-def _view_name(table: str) -> str:
-    return table.replace(".", "__")
 
 
 # ------------------------------------------------------------------ the SQL under test
@@ -230,48 +211,6 @@ ALL_CASES = {**WIDGET_CASES, **SPREAD_CASES, **FIX_CASES}
 
 
 @pytest.fixture(scope="module")
-def lakehouse_parquet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The demo tables for NOW, written to parquet: three-part name -> file."""
-    out = tmp_path_factory.mktemp("lakehouse")
-    con = duckdb.connect()
-    build_lakehouse(con, now=NOW)
-    files = {}
-    for name in TABLES:
-        path = out / f"{_view_name(name)}.parquet"
-        con.execute(f"COPY (SELECT * FROM {name}) TO '{path}' (FORMAT parquet)")
-        files[name] = str(path)
-    con.close()
-    return files
-
-
-@pytest.fixture(scope="module")
-def spark(
-    lakehouse_parquet: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    scratch = tmp_path_factory.mktemp("spark")
-    session = (
-        pyspark_sql.SparkSession.builder.master("local[1]")
-        .appName("wdr-spark-reference")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.default.parallelism", "1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.ansi.enabled", "true")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.warehouse.dir", str(scratch / "warehouse"))
-        .config("spark.local.dir", str(scratch / "local"))
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    for name, path in lakehouse_parquet.items():
-        session.read.parquet(path).createOrReplaceTempView(_view_name(name))
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
 def warehouse() -> Iterator[DuckDBWarehouse]:
     wh = DuckDBWarehouse(now=NOW)
     yield wh
@@ -279,39 +218,6 @@ def warehouse() -> Iterator[DuckDBWarehouse]:
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def for_spark(sql: str) -> str:
-    """The Databricks SQL text with demo tables as temp views and `col:key` as
-    get_json_object(col, '$.key'); every other character is left as written.
-
-    Edits are made at sqlglot token boundaries rather than by printing a sqlglot tree,
-    because printing changes meaning (2-argument DATEDIFF becomes DATEDIFF(DAY, ...), see
-    metricsql/dialect.py) and Spark must run what Databricks would run.
-    """
-    tokens = dialect.DATABRICKS.tokenize(sql)
-    edits: list[tuple[int, int, str]] = []
-    i = 0
-    while i < len(tokens):
-        window = tokens[i : i + 5]
-        name = ".".join(t.text for t in window[0::2])
-        if (
-            len(window) == 5
-            and all(t.token_type == TokenType.DOT for t in window[1::2])
-            and name in TABLES
-        ):
-            edits.append((window[0].start, window[4].end, _view_name(name)))
-            i += 5
-            continue
-        if i + 2 < len(tokens) and tokens[i + 1].token_type == TokenType.COLON:
-            col, key = tokens[i].text, tokens[i + 2].text
-            edits.append((tokens[i].start, tokens[i + 2].end, f"get_json_object({col}, '$.{key}')"))
-            i += 3
-            continue
-        i += 1
-    for start, end, text in reversed(edits):
-        sql = sql[:start] + text + sql[end + 1 :]
-    return sql
 
 
 def _spark_value(v: Any) -> Any:

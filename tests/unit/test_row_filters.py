@@ -190,3 +190,27 @@ def test_transform_is_pure_on_a_given_tree() -> None:
 def test_unsafe_sql_is_still_refused_before_filters() -> None:
     with pytest.raises(SafetyViolation):
         check_sql(f"DELETE FROM {CLAIMS}", allowed_tables=ALLOWED, row_filters=FILTERS)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        f"SELECT /*+ BROADCAST({CLAIMS}) */ count(*) FROM {CLAIMS}",
+        f"SELECT /*+ BROADCAST(e) */ e.region FROM {CLAIMS} AS e JOIN {DEVICES} AS d ON e.device_id = d.device_id",
+        f"SELECT w FROM {CLAIMS} LATERAL VIEW explode(split(region, 'e')) t AS w",
+        f"SELECT * FROM (SELECT region, channel, amount FROM {CLAIMS}) PIVOT (sum(amount) FOR channel IN ('app'))",
+        f"(SELECT region FROM {CLAIMS})",
+    ],
+)
+def test_honest_constructs_stay_filtered(sql: str) -> None:
+    """Hints, LATERAL VIEW, PIVOT and a parenthesized query: every real read is filtered,
+    and a hint's table name is left alone (it reads nothing)."""
+    checked = check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS)
+    tree = parse_one(checked.sql, read="databricks")
+    for node in tree.find_all(exp.Table):
+        if node.find_ancestor(exp.Hint) is None and qualify(
+            table_parts(node, "databricks") or (), "databricks"
+        ) == parse_entry(CLAIMS, "databricks"):
+            assert filter_of(node) is not None, checked.sql
+    assert checked.sql.count("'midwest', 'west'") >= 1
+    assert "/*+ BROADCAST((" not in checked.sql

@@ -229,3 +229,21 @@ def test_only_one_query_is_accepted(sql: str) -> None:
     with pytest.raises(TranspileError) as info:
         to_duckdb(sql)
     assert "\x1b[" not in str(info.value)
+
+
+def test_readme_lists_every_construct_the_embedded_engine_refuses() -> None:
+    from adapters.embedded_refusals import REFUSED_CLASSES, REFUSED_NAMES
+    from service.settings import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for name in {*REFUSED_CLASSES.values(), *(f"{n}()" for n in REFUSED_NAMES)}:
+        assert f"`{name}`" in readme, name
+
+
+def test_refusal_names_the_construct() -> None:
+    from adapters.embedded_refusals import EmbeddedUnsupported
+
+    with pytest.raises(
+        EmbeddedUnsupported, match=r"skewness\(\) is not supported on the embedded engine"
+    ):
+        to_duckdb("SELECT skewness(amount) FROM main.claims.claim_events")
