@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import create_database, drop_database, entry_point, free_port
+from tests.helpers import REDIS_URL, create_database, drop_database, entry_point, free_port
 
 
 def _post(port: int, path: str) -> int:
@@ -46,6 +46,8 @@ def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
         "PORT": str(port),
         "WORKERS": "2",
         "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,  # workers share the cache and leases
+        "CACHE_PREFIX": f"wdr-test:{Path(url).name}:",
         "DATA_DIR": str(tmp_path / "data"),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
