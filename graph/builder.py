@@ -12,10 +12,12 @@ the service compiles it once at startup; `graph/studio.py` exports it for `langg
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph.types import TimeoutPolicy
 
 from graph.context import Context
 from graph.observe import GraphObserver
@@ -32,6 +34,7 @@ from nodes.cache_lookup import cache_lookup
 from nodes.databricks_execute import databricks_execute
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
+from nodes.node_timeout import TIMEOUT_KINDS, node_timed_out
 from nodes.postgres_query import postgres_query
 from nodes.route import route
 from nodes.safety_check import safety_check
@@ -61,10 +64,21 @@ def _bind(fn: Any, context: Context) -> Any:
     return node
 
 
+# Node deadlines (seconds) of the nodes that call the outside world: each call inside is
+# bounded already (README "Time bounds"); these make the bound visible in the graph and
+# turn an overrun into the path's timeout kind (nodes/node_timeout.py).
+DEFAULT_NODE_TIMEOUTS: dict[str, float] = {
+    "postgres_query": 10.0,
+    "sql_generate": 60.0,
+    "databricks_execute": 60.0,
+}
+
+
 def build_graph(
     bind_context: Context | None = None,
     *,
     observer: GraphObserver | None = None,
+    node_timeouts: Mapping[str, float] | None = None,
 ) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
     one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead.
@@ -77,11 +91,20 @@ def build_graph(
         input_schema=InputState,
         output_schema=OutputState,
     )
+    timeouts = {**DEFAULT_NODE_TIMEOUTS, **(node_timeouts or {})}
     for name, fn in NODES.items():
         node = _bind(fn, bind_context) if bind_context else fn
         if observer is not None and observer.active:
             node = observer.wrap(name, node)
-        builder.add_node(name, node)  # type: ignore[arg-type]
+        if name in TIMEOUT_KINDS:
+            builder.add_node(  # type: ignore[call-overload]
+                name,
+                node,
+                timeout=TimeoutPolicy(run_timeout=timeouts[name]),
+                error_handler=node_timed_out,
+            )
+        else:
+            builder.add_node(name, node)  # type: ignore[arg-type]
 
     builder.add_edge(START, "route")
     builder.add_conditional_edges("route", route_after_route)

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     refresh_ahead=settings.refresh_ahead,
                     refresh_concurrency=settings.refresh_concurrency,
                     refresh_max_keys=settings.refresh_ahead_max_keys,
+                    node_timeouts=resources.node_timeouts(),
                 )
                 app.state.resources = resources
                 app.state.resolver = resolver

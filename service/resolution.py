@@ -5,6 +5,7 @@ responses and problems."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -36,11 +37,12 @@ class Resolver:
         refresh_ahead: bool = True,
         refresh_concurrency: int = 4,
         refresh_max_keys: int = 1000,
+        node_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         self.context = context
         self.config = config
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
-            observer=observer
+            observer=observer, node_timeouts=node_timeouts
         ).compile()
         # background refreshes (stale-while-revalidate, refresh-ahead): service/refresh.py
         self.refresher = Refresher(

@@ -141,6 +141,20 @@ class Resources:
     database_url: str
     auth: Authenticator
 
+    def node_timeouts(self) -> dict[str, float]:
+        """The graph's node deadlines: each node's bounded calls plus a little slack."""
+        s = self.settings
+        log_s = 2 * s.generation_log_deadline_s  # the last-approved lookup and the write
+        bedrock_s = s.bedrock_timeout_s + 5.0 + 1.0  # read + connect + margin (1 attempt)
+        warehouse_s = s.databricks_query_timeout_s + 5.0 + 1.0  # query + connect + margin
+        if not s.databricks_configured:
+            warehouse_s = s.duckdb_statement_timeout_s + 1.0
+        return {
+            "postgres_query": s.pg_deadline_s + 1.0,
+            "sql_generate": bedrock_s + log_s + 1.0,
+            "databricks_execute": warehouse_s + 1.0,
+        }
+
     async def readiness(self) -> dict[str, Any]:
         """Every dependency probed concurrently, each within readyz_probe_timeout_s, so the
         answer comes within that bound whatever the network does."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
@@ -108,3 +110,18 @@ async def test_bound_context_graph_for_studio() -> None:
     g = build_graph(bind_context=c).compile()
     out = await g.ainvoke({"widget_id": "open-issues-kpi"})
     assert out["response"]["source"] == "postgres"
+
+
+class SlowGateway(StubGateway):
+    async def run_metric(self, metric, intent, **kw):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(5)
+        return await super().run_metric(metric, intent, **kw)
+
+
+async def test_a_node_over_its_deadline_is_the_paths_timeout_and_mock_data() -> None:
+    graph = build_graph(node_timeouts={"postgres_query": 0.2}).compile()
+    out = await graph.ainvoke({"widget_id": "open-issues-kpi"}, context=ctx(postgres=SlowGateway()))
+    r, nodes = out["response"], [t["node"] for t in out["trace"]]
+    assert r["source"] == "postgres_timeout" and r["live_data_unavailable"] is True
+    assert "node deadline" in r["error_detail"] and r["data"]  # the widget's mock rows
+    assert nodes == ["route", "cache_lookup", "postgres_query", "mock_data", "degrade_or_return"]
