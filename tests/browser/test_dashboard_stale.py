@@ -1,0 +1,100 @@
+"""Stale data never looks current: an answer past its TTL (stale-while-revalidate) and a last
+good answer standing in for a cut PostgreSQL both get an amber "Stale" badge with their age
+and reason. The service runs with a 2 s TTL on the open-issues metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from selenium.webdriver.common.by import By
+
+from tests.browser.conftest import DashService, after_test, fresh_tab, serving
+from tests.browser.test_dashboard import (
+    PG_KPI,
+    badge,
+    click,
+    open_dashboard,
+    tile,
+    wait_badge,
+    wait_for,
+    words,
+)
+from tests.helpers import copy_config
+
+pytestmark = pytest.mark.browser
+TTL, SWR = 2, 3
+
+
+@pytest.fixture(scope="module")
+def stale_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashService]:
+    tmp = tmp_path_factory.mktemp("stale")
+    config = copy_config(tmp)
+    routing_file = config / "metric_routing.yaml"
+    routing = yaml.safe_load(routing_file.read_text())
+    routing["metrics"]["active_issues_count"] |= {
+        "ttl_seconds": TTL,
+        "stale_while_revalidate_seconds": SWR,
+        "stale_if_error_seconds": 3600,
+    }
+    routing_file.write_text(yaml.safe_dump(routing))
+    # refresh-ahead off: this test needs entries that really expire
+    with serving(tmp, CONFIG_DIR=str(config), REFRESH_AHEAD="false") as svc:
+        yield svc
+
+
+@pytest.fixture
+def stale_page(driver: Any, stale_service: DashService, request: pytest.FixtureRequest) -> Any:
+    fresh_tab(driver)
+    yield driver
+    after_test(driver, request)
+
+
+def reload_tiles(drv: Any) -> None:
+    click(drv, drv.find_element(By.CSS_SELECTOR, '[data-testid="reload-all"]'))
+    wait_for(drv, lambda d: tile(d, PG_KPI).get_attribute("aria-busy") == "false", 30)
+
+
+def test_stale_answers_are_amber_with_age_and_reason(
+    stale_page: Any, stale_service: DashService
+) -> None:
+    page = stale_page
+    open_dashboard(page, stale_service)
+    assert badge(page, PG_KPI).get_attribute("data-status") == "live"
+    time.sleep(TTL + 0.5)
+    # past its TTL, inside the revalidate window: served at once, flagged, refreshed behind
+    reload_tiles(page)
+    b = wait_badge(page, PG_KPI, "stale")
+    assert words(b).startswith("Stale · ") and words(b).endswith(" s"), words(b)
+    kind = tile(page, PG_KPI).find_element(By.CSS_SELECTOR, '[data-testid="failure-kind"]')
+    assert kind.text == "revalidating"
+    t = tile(page, PG_KPI)
+    assert "is-stale" in t.get_attribute("class") and "is-degraded" in t.get_attribute("class")
+    border = page.execute_script("return getComputedStyle(arguments[0]).borderTopColor", t)
+    assert border == "rgb(217, 119, 6)", border  # amber
+    count = page.find_element(By.CSS_SELECTOR, '[data-testid="sum-stale"]')
+    assert int(count.get_attribute("data-count")) >= 1
+    # the background refresh landed: fresh again
+    time.sleep(0.5)
+    reload_tiles(page)
+    assert badge(page, PG_KPI).get_attribute("data-status") in {"cached", "live"}
+    # PostgreSQL cut, the entry past TTL + revalidate window: the last good answer, flagged
+    stale_service.proxy.stop()
+    try:
+        time.sleep(TTL + SWR + 0.5)
+        reload_tiles(page)
+        b = wait_badge(page, PG_KPI, "fallback")
+        assert "live data unavailable" in words(b) and words(b).startswith("Stale · ")
+        kind = tile(page, PG_KPI).find_element(By.CSS_SELECTOR, '[data-testid="failure-kind"]')
+        assert kind.text == "postgres_unavailable"
+        tip = tile(page, PG_KPI).find_element(By.CSS_SELECTOR, ".tip")
+        page.execute_script("arguments[0].focus()", b)
+        wait_for(page, lambda d: tip.is_displayed(), 5)
+        assert "last good answer" in tip.text and "postgres_unavailable" in tip.text
+        # real (old) numbers: no MOCK DATA watermark
+        assert not tile(page, PG_KPI).find_element(By.CSS_SELECTOR, ".mock-mark").is_displayed()
+    finally:
+        stale_service.proxy.start()
