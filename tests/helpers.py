@@ -456,3 +456,27 @@ def row_differences(left: list[list[Any]], right: list[list[Any]]) -> str | None
         if diff:
             return f"column(s) {diff[:4]} in row {a}"
     return None
+
+
+@contextmanager
+def converse_with_fake_aws() -> Iterator[Any]:
+    """The local Converse API server, with dummy AWS credentials set for its lifetime (and the
+    caller's environment restored after)."""
+    from fakes.bedrock_converse import ConverseServer
+
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
+    old = {k: os.environ.get(k) for k in keys}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="AKIDTESTFAKE00000000",
+        AWS_SECRET_ACCESS_KEY="fake-secret",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    try:
+        with ConverseServer() as srv:
+            yield srv
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

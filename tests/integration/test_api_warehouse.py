@@ -5,7 +5,6 @@ Bedrock Converse server (the real langchain-aws client)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,7 +24,14 @@ from fakes.bedrock_converse import (
     Text,
     ToolCall,
 )
-from tests.helpers import REDIS_URL, Service, create_database, drop_database, running_service
+from tests.helpers import (
+    REDIS_URL,
+    Service,
+    converse_with_fake_aws,
+    create_database,
+    drop_database,
+    running_service,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -46,20 +52,8 @@ TOP_MODELS_SQL = (
 
 @pytest.fixture(scope="module")
 def converse() -> Iterator[ConverseServer]:
-    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="AKIDTESTFAKE00000000",
-        AWS_SECRET_ACCESS_KEY="fake-secret",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    with ConverseServer() as srv:
+    with converse_with_fake_aws() as srv:
         yield srv
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

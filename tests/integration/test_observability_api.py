@@ -24,7 +24,13 @@ from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from observability.logs import JsonFormatter
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import REDIS_URL, create_database, drop_database, free_port
+from tests.helpers import (
+    REDIS_URL,
+    converse_with_fake_aws,
+    create_database,
+    drop_database,
+    free_port,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -35,20 +41,8 @@ CALLER_SPAN = "00f067aa0ba902b7"
 
 @pytest.fixture(scope="module")
 def converse() -> Iterator[ConverseServer]:
-    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="AKIDTESTFAKE00000000",
-        AWS_SECRET_ACCESS_KEY="fake-secret",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
-    with ConverseServer() as srv:
+    with converse_with_fake_aws() as srv:
         yield srv
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
