@@ -15,20 +15,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import TimeoutPolicy
 
 from graph.context import Context
 from graph.observe import GraphObserver
-from graph.routing import (
-    route_after_cache_lookup,
-    route_after_databricks_execute,
-    route_after_postgres_query,
-    route_after_route,
-    route_after_safety_check,
-    route_after_sql_generate,
-)
+from graph.routing import NEXT
 from graph.state import InputState, OutputState, State
 from nodes.cache_lookup import cache_lookup
 from nodes.databricks_execute import databricks_execute
@@ -107,12 +100,9 @@ def build_graph(
             builder.add_node(name, node)  # type: ignore[arg-type]
 
     builder.add_edge(START, "route")
-    builder.add_conditional_edges("route", route_after_route)
-    builder.add_conditional_edges("cache_lookup", route_after_cache_lookup)
-    builder.add_conditional_edges("postgres_query", route_after_postgres_query)
-    builder.add_conditional_edges("sql_generate", route_after_sql_generate)
-    builder.add_conditional_edges("safety_check", route_after_safety_check)
-    builder.add_conditional_edges("databricks_execute", route_after_databricks_execute)
-    builder.add_edge("mock_data", "degrade_or_return")
-    builder.add_edge("degrade_or_return", END)
+    for name, after in NEXT.items():
+        if isinstance(after, str):
+            builder.add_edge(name, after)
+        else:
+            builder.add_conditional_edges(name, after)
     return builder

@@ -1,4 +1,5 @@
-"""Dependency aliases for the routes: the open resources, the resolver, the calling
+"""Dependency aliases for the routes (all `async def`: FastAPI runs a plain `def`
+dependency in its thread pool, a hop per request): the open resources, the resolver, the calling
 principal (with the scope a route needs), and the widget named in the path (or a 404
 problem: another tenant's widget is exactly as absent as one that does not exist)."""
 
@@ -21,12 +22,12 @@ from service.wiring import Resources
 REALM = "widget-resolver"
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 
 
-def get_resolver(request: Request) -> Resolver:
+async def get_resolver(request: Request) -> Resolver:
     resolver: Resolver = request.app.state.resolver
     return resolver
 
@@ -103,7 +104,7 @@ def access_of(res: Resources, principal: Principal) -> RowAccess:
     return res.auth.access(principal)
 
 
-def new_widget_id(
+async def new_widget_id(
     widget_id: Annotated[
         str,
         Path(
@@ -149,12 +150,12 @@ def _widget(widget_id: str, res: Resources, principal: Principal) -> Widget:
     return Widget(widget_id, spec, principal)
 
 
-def get_widget_for_data(widget_id: WidgetId, res: ResourcesDep, who: DataReader) -> Widget:
+async def get_widget_for_data(widget_id: WidgetId, res: ResourcesDep, who: DataReader) -> Widget:
     """The caller's tenant's widget named in the path (scope data:read), or a 404 problem."""
     return _widget(widget_id, res, who)
 
 
-def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetReader) -> Widget:
+async def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetReader) -> Widget:
     """The caller's tenant's widget named in the path (scope widgets:read), or a 404."""
     return _widget(widget_id, res, who)
 
