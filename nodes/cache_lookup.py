@@ -63,6 +63,25 @@ def _failure(note: dict[str, Any], node: str = "cache_lookup") -> dict[str, Any]
 
 
 @traced("cache_lookup")
+async def cache_probe(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """cache_lookup where it only reads: the same update as cache_lookup when a foreground
+    read is answered from the entry (fresh, stale, or last good beside a failure note),
+    else `{"cache_hit": False, "outcome": "probe_miss"}` having taken nothing (no lease).
+    The resolver's fast lane (graph/fastlane.py) runs it."""
+    ctx = runtime.context
+    if not (state.get("dry_run") or state.get("background") or state.get("refresh")):
+        key = state["cache_key"]
+        policy = Policy.of(state["routing"])
+        now = ctx.clock()
+        entry = _valid(await ctx.cache.get(key))
+        if entry is not None:
+            answer = await _from_entry(ctx, key, entry, now, policy, refresh=False)
+            if answer is not None:
+                return answer
+    return {"cache_hit": False, "outcome": "probe_miss"}
+
+
+@traced("cache_lookup")
 async def cache_lookup(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     if state.get("dry_run"):
@@ -71,37 +90,54 @@ async def cache_lookup(state: State, runtime: Runtime[Context]) -> dict[str, Any
     policy = Policy.of(state["routing"])
     now = ctx.clock()
     entry = _valid(await ctx.cache.get(key))
-    age = age_of(entry, now, policy) if entry else Age.expired
     last_good = entry if usable_as_last_good(entry, now, policy) else None
     if state.get("background"):
         return await _background(state, ctx, key, policy, entry, last_good)
-    refresh = bool(state.get("refresh"))
+    if entry is not None:
+        answer = await _from_entry(ctx, key, entry, now, policy, refresh=bool(state.get("refresh")))
+        if answer is not None:
+            return answer
+    return await _lead_or_share(state, ctx, key, policy, last_good)
+
+
+async def _from_entry(
+    ctx: Context,
+    key: str,
+    entry: dict[str, Any],
+    now: float,
+    policy: Policy,
+    *,
+    refresh: bool,
+) -> dict[str, Any] | None:
+    """The answer a foreground read takes from the entry without the backend, or None."""
     if (
         refresh
-        and entry is not None
         and ctx.refresh_min_interval_s > 0
         and now - float(entry["resolved_at"]) < ctx.refresh_min_interval_s
     ):
         return _served(entry, "refresh_debounced")
-    if entry is not None and not refresh:
-        if age is Age.fresh:
-            return _served(entry, "hit")
-        if age in (Age.stale, Age.last_good):
-            note = await ctx.cache.get(failure_note_key(key))
-            if note is not None and last_good is not None:
-                # the backend failed a moment ago: the last good answer now, a retry later
-                return _served(entry, "last_good") | {
-                    "failure": _failure(note),
-                    "last_good": last_good,
-                    "revalidate": may_retry(note, now),
-                }
-            if age is Age.stale:
-                return _served(entry, "stale") | {
-                    "stale": True,
-                    "stale_reason": "revalidating",
-                    "revalidate": True,
-                }
-    return await _lead_or_share(state, ctx, key, policy, last_good)
+    if refresh:
+        return None
+    age = age_of(entry, now, policy)
+    if age is Age.fresh:
+        return _served(entry, "hit")
+    if age in (Age.stale, Age.last_good):
+        note = await ctx.cache.get(failure_note_key(key))
+        last_good = entry if usable_as_last_good(entry, now, policy) else None
+        if note is not None and last_good is not None:
+            # the backend failed a moment ago: the last good answer now, a retry later
+            return _served(entry, "last_good") | {
+                "failure": _failure(note),
+                "last_good": last_good,
+                "revalidate": may_retry(note, now),
+            }
+        if age is Age.stale:
+            return _served(entry, "stale") | {
+                "stale": True,
+                "stale_reason": "revalidating",
+                "revalidate": True,
+            }
+    return None
 
 
 async def _lead_or_share(

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     refresh_concurrency=settings.refresh_concurrency,
                     refresh_max_keys=settings.refresh_ahead_max_keys,
                     node_timeouts=resources.node_timeouts(),
+                    fast_lane=settings.fast_lane,
                 )
                 app.state.resources = resources
                 app.state.resolver = resolver

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 from adapters.lease import lease_scope
@@ -70,11 +70,15 @@ class Flights:
         *,
         config: dict[str, Any] | None = None,
         on_result: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        fast: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         """`on_result(graph_input, output)` runs after every run that answered (the
-        resolver's background refreshes: stale-while-revalidate, refresh-ahead)."""
+        resolver's background refreshes: stale-while-revalidate, refresh-ahead). `fast`,
+        when given, answers first if it can (the fast lane for fresh hits,
+        graph/fastlane.py); the graph runs when it returns None."""
         self.graph, self.context, self.config = graph, context, config
         self.on_result = on_result
+        self.fast = fast
         self.inflight: dict[Hashable, Flight] = {}
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -112,18 +116,27 @@ class Flights:
             # a lease the run took and did not release (an exception, a cancellation) is
             # released when it ends, so followers on other instances take over at once
             async with lease_scope():
-                async for chunk in self.graph.astream(
-                    graph_input, config=self.config, context=self.context, stream_mode="updates"
-                ):
-                    for update in chunk.values():
-                        if not update:
-                            continue
-                        entries = update.get("trace") or []
-                        trace.extend(entries)
-                        if "response" in update:
-                            response = update["response"]
-                            freshness = update.get("freshness")
-                        flight.publish(entries)
+                fast = await self.fast(graph_input) if self.fast is not None else None
+                if fast is not None:
+                    response, trace, freshness = (
+                        fast["response"],
+                        fast["trace"],
+                        fast.get("freshness"),
+                    )
+                    flight.publish(trace)
+                else:
+                    async for chunk in self.graph.astream(
+                        graph_input, config=self.config, context=self.context, stream_mode="updates"
+                    ):
+                        for update in chunk.values():
+                            if not update:
+                                continue
+                            entries = update.get("trace") or []
+                            trace.extend(entries)
+                            if "response" in update:
+                                response = update["response"]
+                                freshness = update.get("freshness")
+                            flight.publish(entries)
         finally:
             if self.inflight.get(key) is flight:
                 del self.inflight[key]

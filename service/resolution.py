@@ -16,6 +16,7 @@ from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
 from graph.builder import build_graph
 from graph.context import Context
+from graph.fastlane import answer_from_cache
 from graph.observe import GraphObserver
 from service.flight import Flight, Flights
 from service.refresh import Refresher
@@ -38,9 +39,14 @@ class Resolver:
         refresh_concurrency: int = 4,
         refresh_max_keys: int = 1000,
         node_timeouts: Mapping[str, float] | None = None,
+        fast_lane: bool = True,
     ) -> None:
+        """`fast_lane`: answer from the cache in the fast lane (graph/fastlane.py: the
+        graph's own read-only nodes without the Pregel loop). Off when run callbacks are set
+        (LangSmith), so every resolution is traced as a graph run there."""
         self.context = context
         self.config = config
+        self._observer = observer
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
             observer=observer, node_timeouts=node_timeouts
         ).compile()
@@ -59,7 +65,11 @@ class Resolver:
             on_result=lambda graph_input, out: self.refresher.after(
                 graph_input | {"refresh": False}, out
             ),
+            fast=self._fast if fast_lane and not (config or {}).get("callbacks") else None,
         )
+
+    async def _fast(self, graph_input: dict[str, Any]) -> dict[str, Any] | None:
+        return await answer_from_cache(graph_input, self.context, self._observer)
 
     async def _background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
         """One background refresh (`background=true`): under the key's lease, like any run,

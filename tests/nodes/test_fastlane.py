@@ -1,0 +1,187 @@
+"""The fast lane (graph/fastlane.py) and cache_probe: every answer the lane gives is the one
+the compiled graph gives for the same input (response, trace steps, freshness); anything it
+cannot answer from the cache it leaves to the graph, having done nothing (no lease, no
+cache write, no backend call, no metric counted)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from langgraph.runtime import Runtime
+
+from adapters.lease import LocalLeases
+from domain.freshness import Policy, failure_note, failure_note_key, make_entry
+from domain.keys import result_cache_key
+from graph.builder import build_graph
+from graph.fastlane import LANE, answer_from_cache
+from graph.observe import GraphObserver
+from graph.routing import NEXT
+from nodes.cache_lookup import cache_probe
+from observability import metrics as m
+from tests.helpers import NOW, make_ctx
+
+WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
+
+
+class CountingLeases(LocalLeases):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def lead_or_follow(self, key: str, **kw: Any) -> Any:
+        self.asked.append(key)
+        return await super().lead_or_follow(key, **kw)
+
+
+def _key_and_policy(ctx: Any) -> tuple[str, Policy]:
+    spec = ctx.registry.widget(WIDGET)
+    metric = ctx.registry.metric(spec.data_intent.metric_id)
+    routing = ctx.registry.routing(metric.name)
+    return result_cache_key(WIDGET, spec.data_intent, routing, metric, _access()), Policy.of(
+        routing
+    )
+
+
+def _access() -> Any:
+    from domain.access import UNRESTRICTED
+
+    return UNRESTRICTED
+
+
+async def _seed(ctx: Any, age_s: float, *, note: str | None = None) -> None:
+    key, policy = _key_and_policy(ctx)
+    entry = make_entry(
+        rows=[{"value": 41}],
+        schema=[{"name": "value", "type": "integer"}],
+        generated_sql="SELECT 41",
+        truncated=False,
+        resolved_at=NOW - age_s,
+        policy=policy,
+    )
+    await ctx.cache.set(key, entry, policy.retention_s)
+    if note:
+        n = failure_note(kind=note, detail="it failed", now=NOW - 1, backoff_s=5)
+        await ctx.cache.set(failure_note_key(key), n, policy.retention_s)
+
+
+async def _graph(ctx: Any, graph_input: dict[str, Any]) -> dict[str, Any]:
+    graph = build_graph().compile()
+    out: dict[str, Any] = await graph.ainvoke(graph_input, context=ctx)
+    return out
+
+
+def _same(lane: dict[str, Any], graph: dict[str, Any]) -> None:
+    assert lane["response"] == graph["response"]
+    assert [(t["node"], t["outcome"]) for t in lane["trace"]] == [
+        (t["node"], t["outcome"]) for t in graph["trace"]
+    ]
+    assert lane.get("freshness") == graph.get("freshness")
+
+
+@pytest.mark.parametrize(
+    ("age_s", "note", "steps"),
+    [
+        (5, None, ["route", "cache_lookup", "degrade_or_return"]),  # fresh hit
+        # past the TTL, inside stale-while-revalidate: answered stale, a refresh to start
+        (70, None, ["route", "cache_lookup", "degrade_or_return"]),
+        # a failure note beside an entry inside stale-if-error: the last good answer
+        (70, "postgres_timeout", ["route", "cache_lookup", "mock_data", "degrade_or_return"]),
+    ],
+)
+async def test_the_lane_answers_as_the_graph_does(
+    age_s: float, note: str | None, steps: list[str]
+) -> None:
+    leases = CountingLeases()
+    ctx = make_ctx(leases=leases)
+    _, policy = _key_and_policy(ctx)
+    assert policy.ttl_s < age_s or age_s == 5  # the stale cases really are past the TTL
+    await _seed(ctx, age_s, note=note)
+    lane = await answer_from_cache({"widget_id": WIDGET}, ctx)
+    assert lane is not None
+    assert [t["node"] for t in lane["trace"]] == steps
+    assert ctx.postgres.calls == [] and leases.asked == []  # read only
+    _same(lane, await _graph(ctx, {"widget_id": WIDGET}))
+    assert lane["response"]["data"] == [{"value": 41}]
+    assert lane["response"]["freshness_seconds"] == age_s
+
+
+async def test_a_route_failure_is_the_graphs_flagged_mock() -> None:
+    ctx = make_ctx()
+    spec = ctx.registry.widget(WIDGET)
+    broken = spec.model_copy(
+        update={"data_intent": spec.data_intent.model_copy(update={"metric_id": "nope"})}
+    )
+    lane = await answer_from_cache({"widget_id": WIDGET, "spec": broken}, ctx)
+    assert lane is not None and lane["response"]["source"] == "invalid_intent"
+    _same(lane, await _graph(ctx, {"widget_id": WIDGET, "spec": broken}))
+
+
+@pytest.mark.parametrize(
+    ("age_s", "flags"),
+    [
+        (None, {}),  # nothing cached: a miss needs the lease and the backend
+        (10_000, {}),  # past both windows
+        (5, {"refresh": True}),
+        (5, {"dry_run": True}),
+        (5, {"background": True}),
+    ],
+)
+async def test_what_the_cache_cannot_answer_is_left_to_the_graph(
+    age_s: float | None, flags: dict[str, Any]
+) -> None:
+    leases = CountingLeases()
+    ctx = make_ctx(leases=leases)
+    if age_s is not None:
+        await _seed(ctx, age_s)
+    key, _ = _key_and_policy(ctx)
+    before = await ctx.cache.get(key)
+    hits = m.NODE_OUTCOMES.labels("cache_lookup", "hit")._value.get()
+    routes = m.NODE_OUTCOMES.labels("route", "postgres")._value.get()
+    observer = GraphObserver(metrics=True)
+    assert await answer_from_cache({"widget_id": WIDGET} | flags, ctx, observer) is None
+    assert leases.asked == [] and ctx.postgres.calls == []
+    assert await ctx.cache.get(key) == before
+    assert m.NODE_OUTCOMES.labels("cache_lookup", "hit")._value.get() == hits
+    assert m.NODE_OUTCOMES.labels("route", "postgres")._value.get() == routes
+
+
+async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
+    ctx = make_ctx()
+    await _seed(ctx, 5)
+    labels = [("route", "postgres"), ("cache_lookup", "hit"), ("degrade_or_return", "cached")]
+    before = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
+    hits = m.CACHE_LOOKUPS.labels("hit")._value.get()
+    out = await answer_from_cache({"widget_id": WIDGET}, ctx, GraphObserver(metrics=True))
+    assert out is not None
+    after = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert m.CACHE_LOOKUPS.labels("hit")._value.get() == hits + 1
+
+
+def test_the_lane_only_holds_read_only_nodes_and_walks_the_graphs_edges() -> None:
+    graph = build_graph().compile().get_graph()
+    edges = {(e.source, e.target) for e in graph.edges}
+    for name, after in NEXT.items():
+        if isinstance(after, str):
+            assert (name, after if after != "__end__" else "__end__") in edges
+        else:
+            assert inspect.iscoroutinefunction(after), f"{name}'s router runs in a thread"
+    assert set(LANE) == {"route", "cache_lookup", "mock_data", "degrade_or_return"}
+    assert LANE["cache_lookup"] is cache_probe
+
+
+async def test_cache_probe_only_reads() -> None:
+    leases = CountingLeases()
+    ctx = make_ctx(leases=leases)
+    key, _ = _key_and_policy(ctx)
+    routing = ctx.registry.routing(ctx.registry.widget(WIDGET).data_intent.metric_id)
+    state = {"widget_id": WIDGET, "cache_key": key, "routing": routing, "backend": "postgres"}
+    miss = await cache_probe(state, Runtime(context=ctx))  # type: ignore[arg-type]
+    assert miss["cache_hit"] is False and miss["trace"][0]["outcome"] == "probe_miss"
+    assert leases.asked == []
+    await _seed(ctx, 5)
+    hit = await cache_probe(state, Runtime(context=ctx))  # type: ignore[arg-type]
+    assert hit["cache_hit"] is True and hit["rows"] == [{"value": 41}]
+    assert hit["trace"][0] | {"ms": 0} == {"node": "cache_lookup", "ms": 0, "outcome": "hit"}
