@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from langgraph.runtime import Runtime
 
 from adapters.lease import LocalLeases
@@ -150,6 +152,23 @@ async def test_degrade_or_return_last_good_never_overwrites_and_notes_the_failur
     note = await ctx.cache.get(failure_note_key("k"))
     assert note is not None and note["kind"] == "postgres_error"
     assert await leases.acquire("k")  # released
+
+
+async def test_a_failure_is_logged_as_a_warning_once_not_per_viewer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The run that met the failure warns; answers that only took it over (the failure note,
+    a lease leader's failure) log at DEBUG: an outage is not one WARNING per viewer."""
+    ctx = make_ctx()
+    caplog.set_level(logging.DEBUG, logger="nodes.degrade_or_return")
+    for node, level in (("postgres_query", logging.WARNING), ("cache_lookup", logging.DEBUG)):
+        caplog.clear()
+        failure = {"kind": "postgres_error", "detail": "d", "node": node}
+        state = _state(failure=failure, last_good=_entry(30))
+        state |= await mock_data(state, Runtime(context=ctx))
+        await degrade_or_return(state, Runtime(context=ctx))
+        [record] = [r for r in caplog.records if "last good entry" in r.getMessage()]
+        assert record.levelno == level, node
 
 
 async def test_degrade_or_return_writes_the_windows_and_clears_the_note() -> None:
