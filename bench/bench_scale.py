@@ -359,7 +359,10 @@ async def main_async(args: argparse.Namespace) -> int:
         wh.join(10)
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print_report(res, args, len(DASHBOARD))
     return 0
 

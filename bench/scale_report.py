@@ -106,6 +106,18 @@ def report(
         "latency_p50_ms": round(statistics.median(lat), 2),
         "latency_p99_ms": round(pct(lat, 99), 2),
         "latency_max_ms": round(max(lat), 2),
+        # p50 / p99 by phase: before the outage, during it (and 1 s after), after it
+        "latency_by_phase_ms": {
+            phase: [round(statistics.median(xs), 2), round(pct(xs, 99), 2)] if xs else None
+            for phase, xs in (
+                ("before", [s.ms for s in after if s.status == 200 and s.t < fail_at]),
+                (
+                    "outage",
+                    [s.ms for s in after if s.status == 200 and fail_at <= s.t <= back_at + 1],
+                ),
+                ("after", [s.ms for s in after if s.status == 200 and s.t > back_at + 1]),
+            )
+        },
         "stale": sum(1 for r in answers if r["stale"]),
         "stale_revalidating": sum(1 for r in answers if r["stale_reason"] == "revalidating"),
         "stale_last_good": sum(1 for r in answers if r["stale"] and r["live_data_unavailable"]),
@@ -156,6 +168,10 @@ def print_report(res: dict[str, Any], args: Any, tiles: int) -> None:
         f"\nviewer latency after the first fill: p50 {res['latency_p50_ms']} ms, p99 "
         f"{res['latency_p99_ms']} ms (target < 100: {mark(res['latency_p99_ms'] < 100)}), "
         f"max {res['latency_max_ms']} ms"
+    )
+    print(
+        "  p50 / p99 by phase (ms): "
+        + ", ".join(f"{k} {v[0]} / {v[1]}" for k, v in res["latency_by_phase_ms"].items() if v)
     )
     print(
         f"answers after the first fill: stale {res['stale']} (revalidating "
