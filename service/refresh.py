@@ -20,9 +20,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("resolver.refresh")
@@ -38,6 +38,16 @@ class _Tracked:
     last_read: float
     estimate_s: float
     not_before: float = 0.0  # after a refresh that found nothing to do (busy, backoff)
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+
+    def observe(self, seconds: float) -> None:
+        """A live resolution of this key took `seconds`. The estimate is the shortest of
+        the last few: starting early by one slow run's time (it waited on a lease, a
+        thread, a busy loop) would land the refresh before the entry expires, a second
+        statement inside one TTL; starting a little late only serves a stale answer, flagged,
+        for that moment."""
+        self.durations.append(seconds)
+        self.estimate_s = min(self.durations)
 
 
 class Refresher:
@@ -78,7 +88,7 @@ class Refresher:
         tracked = self._tracked.get(key)
         if tracked is not None and hint.get("live"):  # a tracked key answered live
             tracked.expires_at = float(hint["expires_at"])
-            tracked.estimate_s = _backend_seconds(out, tracked.estimate_s)
+            tracked.observe(_backend_seconds(out, tracked.estimate_s))
         if self._ahead and hint.get("hit") and float(hint["ttl_s"]) > 0:
             # read from the cache: keep it warm while it is read during each entry's life
             self._tracked[key] = _Tracked(
@@ -87,6 +97,7 @@ class Refresher:
                 read_window_s=max(float(hint["ttl_s"]), 2 * self._tick),
                 last_read=now,
                 estimate_s=tracked.estimate_s if tracked else self._default_estimate,
+                durations=tracked.durations if tracked else deque(maxlen=5),
             )
             self._tracked.move_to_end(key)
             while len(self._tracked) > self._max_keys:
@@ -125,7 +136,7 @@ class Refresher:
             if hint.get("expires_at") is not None:
                 tracked.expires_at = float(hint["expires_at"])
             if hint.get("live"):
-                tracked.estimate_s = time.monotonic() - t0
+                tracked.observe(time.monotonic() - t0)
             else:  # skipped or failed: ask again a little later, not on every tick
                 tracked.not_before = self._clock() + self._retry_s
 
