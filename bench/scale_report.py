@@ -71,6 +71,11 @@ def report(
         for t in times:
             buckets[int((t - filled) // ttl)] = buckets.get(int((t - filled) // ttl), 0) + 1
         gaps = [b - a for a, b in itertools.pairwise(times)]
+        # the most statements inside any interval one TTL long (not only aligned windows)
+        sliding = max(
+            (sum(1 for u in times if t <= u < t + ttl) for t in times),
+            default=0,
+        )
         rows.append(
             {
                 "widget": wid,
@@ -78,6 +83,7 @@ def report(
                 "statements": len(times),
                 "per_ttl_window": round(len(times) / windows, 3),
                 "max_in_one_window": max(buckets.values(), default=0),
+                "max_in_any_ttl": sliding,
                 "min_gap_s": round(min(gaps), 2) if gaps else None,
             }
         )
@@ -148,19 +154,21 @@ def print_report(res: dict[str, Any], args: Any, tiles: int) -> None:
     )
     print("\nwarehouse statements per widget (whole fleet, after the first fill):")
     print(
-        f"  {'widget':24s} {'TTL':>4s} {'stmts':>6s} {'per TTL window':>15s} {'max in a window':>16s} {'min gap s':>10s}"
+        f"  {'widget':24s} {'TTL':>4s} {'stmts':>6s} {'per TTL window':>15s} {'max in a window':>16s} "
+        f"{'max in any TTL':>15s} {'min gap s':>10s}"
     )
     worst = 0.0
     worst_window = 0
     for r in res["per_widget"]:
         worst = max(worst, r["per_ttl_window"])
-        worst_window = max(worst_window, r["max_in_one_window"])
+        worst_window = max(worst_window, r["max_in_one_window"], r["max_in_any_ttl"])
         print(
             f"  {r['widget']:24s} {r['ttl_s']:4d} {r['statements']:6d} {r['per_ttl_window']:15.3f} "
-            f"{r['max_in_one_window']:16d} {r['min_gap_s']!s:>10s}"
+            f"{r['max_in_one_window']:16d} {r['max_in_any_ttl']:15d} {r['min_gap_s']!s:>10s}"
         )
     print(
-        f"  worst: {worst:.3f} per TTL window, at most {worst_window} in any one window "
+        f"  worst: {worst:.3f} per TTL window, at most {worst_window} in any one window or "
+        f"TTL-long interval "
         f"(target <= 1: {mark(worst <= 1.0 and worst_window <= 1)})"
     )
     print(f"  refused while failing (HTTP 503, nothing ran): {res['refused_statements_in_outage']}")
