@@ -1,10 +1,12 @@
-"""What observability costs on the cache-hit path (a benchmark, not a test).
+"""What observability and the fast lane cost on the cache-hit path (a benchmark, not a test).
 
     python bench/bench_observability.py [--rounds 5] [-n 400]
 
 Starts three `resolver serve` processes on the embedded defaults, each with its own data
 directory: metrics off (METRICS_ENABLED=false), metrics on (the default), and metrics on plus
-OpenTelemetry tracing to a local OTLP/HTTP receiver. Then, in interleaved rounds (so machine
+OpenTelemetry tracing to a local OTLP/HTTP receiver; and, with the fast lane off
+(FAST_LANE=false: every hit a graph run), metrics on and metrics plus tracing. Then, in
+interleaved rounds (so machine
 noise hits all three alike), times sequential cache hits of one widget over one keep-alive
 connection, and prints each mode's median and p95 and the ratio to metrics off.
 """
@@ -50,16 +52,19 @@ def start(name: str, extra: dict[str, str], tmp: Path) -> tuple[subprocess.Popen
 
 
 async def measure(ports: dict[str, int], rounds: int, n: int) -> dict[str, list[float]]:
-    conns = {m: await Conn.open("127.0.0.1", p) for m, p in ports.items()}
-    for c in conns.values():
+    # a connection per mode and round: one left idle while the others run would outlive the
+    # server's keep-alive timeout
+    for p in ports.values():
+        c = await Conn.open("127.0.0.1", p)
         await c.post(PATH, b'{"refresh": true}')
         await sequential(c, PATH, b"{}", 100, "hit")  # warm-up
+        c.close()
     samples: dict[str, list[float]] = {m: [] for m in ports}
     for _ in range(rounds):
-        for mode, c in conns.items():
+        for mode, p in ports.items():
+            c = await Conn.open("127.0.0.1", p)
             samples[mode] += await sequential(c, PATH, b"{}", n, "hit")
-    for c in conns.values():
-        c.close()
+            c.close()
     return samples
 
 
@@ -74,6 +79,11 @@ def main() -> int:
             "metrics off": {"METRICS_ENABLED": "false"},
             "metrics on": {},
             "metrics + tracing": {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint},
+            "graph run, metrics": {"FAST_LANE": "false"},
+            "graph run, tracing": {
+                "FAST_LANE": "false",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+            },
         }
         procs = {m: start(f"d{i}", extra, tmp) for i, (m, extra) in enumerate(modes.items())}
         try:
@@ -96,7 +106,7 @@ def main() -> int:
         for mode, xs in samples.items():
             med = statistics.median(xs)
             print(
-                f"{mode:18s} median {med:6.3f} ms  p95 {pct(xs, 95):6.3f} ms  "
+                f"{mode:20s} median {med:6.3f} ms  p95 {pct(xs, 95):6.3f} ms  "
                 f"ratio {med / base:5.3f}"
             )
         print(f"spans received by the local OTLP receiver: {len(otlp.spans)}")

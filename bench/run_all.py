@@ -36,7 +36,12 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 def main() -> int:
     port = free_port()
-    env = os.environ | {"PORT": str(port), "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO")}
+    env = os.environ | {
+        "PORT": str(port),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        # the refresh=true timings need every forced refresh to run (not the debounce's reuse)
+        "REFRESH_MIN_INTERVAL_S": "0",
+    }
     server = subprocess.Popen([str(Path(PY).parent / "resolver"), "serve"], cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
