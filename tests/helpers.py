@@ -458,21 +458,25 @@ def row_differences(left: list[list[Any]], right: list[list[Any]]) -> str | None
     return None
 
 
+# dummy AWS credentials for the local Converse API server (botocore signs every request), in
+# this process (converse_with_fake_aws) or in a `resolver serve` subprocess's environment
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDTESTFAKE00000000",
+    "AWS_SECRET_ACCESS_KEY": "fake-secret",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
 @contextmanager
-def converse_with_fake_aws() -> Iterator[Any]:
-    """The local Converse API server, with dummy AWS credentials set for its lifetime (and the
-    caller's environment restored after)."""
+def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
+    """The local Converse API server (`server`: its keyword arguments), with dummy AWS
+    credentials set for its lifetime (and the caller's environment restored after)."""
     from fakes.bedrock_converse import ConverseServer
 
-    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="AKIDTESTFAKE00000000",
-        AWS_SECRET_ACCESS_KEY="fake-secret",
-        AWS_EC2_METADATA_DISABLED="true",
-    )
+    old = {k: os.environ.get(k) for k in FAKE_AWS_ENV}
+    os.environ.update(FAKE_AWS_ENV)
     try:
-        with ConverseServer() as srv:
+        with ConverseServer(**server) as srv:
             yield srv
     finally:
         for k, v in old.items():

@@ -16,7 +16,7 @@ import pytest
 
 from domain.identity import ALL_SCOPES
 from fakes.bedrock_converse import MODEL_ID, REGION, ConverseServer, ToolCall
-from tests.helpers import create_database, drop_database, entry_point, free_port
+from tests.helpers import FAKE_AWS_ENV, create_database, drop_database, entry_point, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -41,11 +41,8 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
         "BEDROCK_MODEL_ID": MODEL_ID,
         "BEDROCK_ENDPOINT_URL": converse.url,
         "AWS_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "AKIDTESTFAKE00000000",
-        "AWS_SECRET_ACCESS_KEY": "fake-secret",
-        "AWS_EC2_METADATA_DISABLED": "true",
         "LLM_RATE_LIMIT": "100000/minute",
-    }
+    } | FAKE_AWS_ENV
     log = (work / "serve.log").open("w")
     proc = subprocess.Popen(
         [entry_point("resolver"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -20,7 +20,14 @@ import httpx
 import pytest
 
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
-from tests.helpers import REDIS_URL, create_database, drop_database, entry_point, free_port
+from tests.helpers import (
+    FAKE_AWS_ENV,
+    REDIS_URL,
+    create_database,
+    drop_database,
+    entry_point,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -44,20 +51,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], ConverseServer
     db = create_database("wdr_e2e_auth")
     port = free_port()
     with ConverseServer(default=ToolCall(sql=REGION_SQL)) as converse:
-        env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS} | {
-            "PORT": str(port),
-            "DATA_DIR": str(tmp_path),
-            "DATABASE_URL": db,
-            "REDIS_URL": REDIS_URL,
-            "CACHE_PREFIX": f"wdr-e2e:{Path(db).name}:",
-            "AUTH_JWT_SECRET": SECRET,
-            "BEDROCK_MODEL_ID": MODEL_ID,
-            "BEDROCK_ENDPOINT_URL": converse.url,
-            "AWS_ACCESS_KEY_ID": "AKIDTESTFAKE00000000",
-            "AWS_SECRET_ACCESS_KEY": "fake-secret",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "LOG_LEVEL": "WARNING",
-        }
+        env = (
+            {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+            | {
+                "PORT": str(port),
+                "DATA_DIR": str(tmp_path),
+                "DATABASE_URL": db,
+                "REDIS_URL": REDIS_URL,
+                "CACHE_PREFIX": f"wdr-e2e:{Path(db).name}:",
+                "AUTH_JWT_SECRET": SECRET,
+                "BEDROCK_MODEL_ID": MODEL_ID,
+                "BEDROCK_ENDPOINT_URL": converse.url,
+                "LOG_LEVEL": "WARNING",
+            }
+            | FAKE_AWS_ENV
+        )
         log = (tmp_path / "serve.log").open("w")
         proc = subprocess.Popen(
             [entry_point("resolver"), "serve"],

@@ -14,7 +14,7 @@ from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import build_lakehouse, table_schemas
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import create_database, drop_database, running_service
+from tests.helpers import converse_with_fake_aws, create_database, drop_database, running_service
 
 TOP_MODELS_SQL = (
     "SELECT d.model, count(DISTINCT e.claim_id) AS claims FROM main.claims.claim_events e "
@@ -32,11 +32,8 @@ async def test_duckdb_describes_the_demo_tables_in_databricks_types() -> None:
 
 
 @pytest.fixture
-def converse(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConverseServer]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTESTFAKE00000000")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with ConverseServer() as srv:
+def converse() -> Iterator[ConverseServer]:
+    with converse_with_fake_aws() as srv:
         yield srv
 
 
