@@ -174,7 +174,7 @@ class GraphObserver:
         return self.metrics or self.tracing.enabled
 
     def wrap(self, name: str, fn: NodeFn) -> NodeFn:
-        tracer, metrics, record_sql = self.tracing.tracer, self.metrics, self.tracing.record_sql
+        tracer, metrics = self.tracing.tracer, self.metrics
 
         if tracer is None:
 
@@ -186,21 +186,27 @@ class GraphObserver:
 
             return counted
 
-        from opentelemetry.trace import Status, StatusCode
-
         @functools.wraps(fn)
         async def traced(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             with tracer.start_as_current_span(name) as span:
                 update: dict[str, Any] = await fn(state, runtime)
-                span.set_attributes(span_attributes(name, state, update, record_sql=record_sql))
-                failure = update.get("failure")
-                if failure:
-                    span.set_status(Status(StatusCode.ERROR, failure["kind"]))
+                self._describe(span, name, state, update)
             if metrics:
                 record_metrics(name, state, update, runtime.context)
             return update
 
         return traced
+
+    def _describe(self, span: Any, name: str, state: State, update: dict[str, Any]) -> None:
+        """A node's span attributes, and its status when the node recorded a failure."""
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attributes(
+            span_attributes(name, state, update, record_sql=self.tracing.record_sql)
+        )
+        failure = update.get("failure")
+        if failure:
+            span.set_status(Status(StatusCode.ERROR, failure["kind"]))
 
     def replay(
         self,
@@ -215,15 +221,8 @@ class GraphObserver:
         graph/fastlane.py): its metrics, and its span with the run's own start and end."""
         tracer = self.tracing.tracer
         if tracer is not None:
-            from opentelemetry.trace import Status, StatusCode
-
             span = tracer.start_span(name, start_time=start_ns)
-            span.set_attributes(
-                span_attributes(name, state, update, record_sql=self.tracing.record_sql)
-            )
-            failure = update.get("failure")
-            if failure:
-                span.set_status(Status(StatusCode.ERROR, failure["kind"]))
+            self._describe(span, name, state, update)
             span.end(end_time=end_ns)
         if self.metrics:
             record_metrics(name, state, update, ctx)

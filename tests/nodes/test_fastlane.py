@@ -6,6 +6,7 @@ cache write, no backend call, no metric counted)."""
 from __future__ import annotations
 
 import inspect
+import itertools
 from typing import Any
 
 import pytest
@@ -185,3 +186,32 @@ async def test_cache_probe_only_reads() -> None:
     hit = await cache_probe(state, Runtime(context=ctx))  # type: ignore[arg-type]
     assert hit["cache_hit"] is True and hit["rows"] == [{"value": 41}]
     assert hit["trace"][0] | {"ms": 0} == {"node": "cache_lookup", "ms": 0, "outcome": "hit"}
+
+
+async def test_the_lanes_spans_are_the_graphs_children_of_the_request() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from observability.tracing import setup_tracing
+
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing({}, exporter=exporter)
+    assert tracing.tracer is not None
+    ctx = make_ctx()
+    await _seed(ctx, 70, note="postgres_timeout")  # the last good answer: four nodes
+    with tracing.tracer.start_as_current_span("request"):
+        out = await answer_from_cache({"widget_id": WIDGET}, ctx, GraphObserver(tracing=tracing))
+    assert out is not None
+    tracing.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    nodes = ["route", "cache_lookup", "mock_data", "degrade_or_return"]
+    assert set(spans) == {"request", *nodes}
+    root = spans["request"]
+    for name in nodes:
+        span = spans[name]
+        assert span.parent is not None and span.parent.span_id == root.context.span_id
+        assert root.start_time <= span.start_time <= span.end_time <= root.end_time
+    assert all(spans[a].end_time <= spans[b].start_time for a, b in itertools.pairwise(nodes))
+    assert spans["degrade_or_return"].attributes["wdr.source"] == "postgres_timeout"
+    # the node that took over the failure (from the note) carries it, as in a graph run
+    assert spans["cache_lookup"].status.status_code.name == "ERROR"
+    tracing.shutdown()
