@@ -10,7 +10,9 @@ import math
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -120,6 +122,49 @@ class Service:
             assert set(r.json()) == RESPONSE_FIELDS | ({"trace"} if trace else set()), r.text
             ResolveResponse.model_validate(r.json())
         return r
+
+
+@contextmanager
+def resolver_serve(
+    env: Mapping[str, str], log_path: Path, *, cwd: Path | None = None, timeout_s: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`resolver serve` as a process with exactly `env` (its `PORT` included), its output in
+    `log_path`; yields once /healthz answers (an AssertionError with the log's tail if it
+    exits or does not come up in `timeout_s`), and is stopped on the way out (SIGTERM, then
+    SIGKILL after 30 s)."""
+    base = f"http://127.0.0.1:{env['PORT']}"
+
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-4000:]
+
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [entry_point("resolver"), "serve"],
+            cwd=cwd,
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                assert proc.poll() is None, f"resolver serve exited ({proc.returncode}):\n{tail()}"
+                assert time.monotonic() < deadline, f"resolver serve did not come up:\n{tail()}"
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.25)
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def copy_config(tmp: Path) -> Path:

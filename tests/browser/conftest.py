@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from tests.helpers import (
     drop_database,
     entry_point,
     free_port,
+    resolver_serve,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,35 +141,11 @@ def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
         | settings
     )
     log_path = tmp / "serve.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [entry_point("resolver"), "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     r = redis.Redis.from_url(REDIS_URL)
-    service = DashService(base, proxy, prefix, r, log_path, proc, env)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        if proc.poll() is not None or time.monotonic() >= deadline:
-            pytest.fail(f"the service did not start:\n{service.log_tail()}", pytrace=False)
-        yield service
+        with resolver_serve(env, log_path, cwd=ROOT) as proc:
+            yield DashService(f"http://127.0.0.1:{port}", proxy, prefix, r, log_path, proc, env)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         proxy.close()
         keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
         if keys:

@@ -58,3 +58,16 @@ def test_resolver_serve_exits_non_zero_naming_each_entry(tmp_path: Path) -> None
         assert "nba_taken_pct" in out and "snowflake" in out and "claims_paid_amount" in out
     finally:
         drop_database(url)
+
+
+def test_the_serve_helper_reports_a_service_that_exits_at_boot(tmp_path: Path) -> None:
+    """tests.helpers.resolver_serve (the tests' way to run `resolver serve`) fails with the
+    process's own words when it does not come up, instead of waiting out its timeout."""
+    from tests.helpers import free_port, resolver_serve
+
+    env = dict(os.environ) | {"PORT": str(free_port()), "WORKERS": "0"}  # refused by Settings
+    with (
+        pytest.raises(AssertionError, match=r"(?s)resolver serve exited.*(WORKERS|workers)"),
+        resolver_serve(env, tmp_path / "serve.log", timeout_s=60),
+    ):
+        pass

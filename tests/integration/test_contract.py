@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from domain.identity import ALL_SCOPES
 from fakes.bedrock_converse import MODEL_ID, REGION, ConverseServer, ToolCall
-from tests.helpers import FAKE_AWS_ENV, create_database, drop_database, entry_point, free_port
+from tests.helpers import (
+    FAKE_AWS_ENV,
+    create_database,
+    drop_database,
+    entry_point,
+    free_port,
+    resolver_serve,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -43,29 +48,10 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
         "AWS_REGION": REGION,
         "LLM_RATE_LIMIT": "100000/minute",
     } | FAKE_AWS_ENV
-    log = (work / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [entry_point("resolver"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            assert proc.poll() is None, (work / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        else:
-            raise AssertionError("resolver serve did not start")
-        yield base, env
+        with resolver_serve(env, work / "serve.log"):
+            yield f"http://127.0.0.1:{port}", env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         converse.stop()
         drop_database(db)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import entry_point, free_port
+from tests.helpers import free_port, resolver_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -32,25 +31,8 @@ def test_embedded_defaults_serve_live_data(embedded_tmp: Path) -> None:
         "PORT": str(port),
         "DATA_DIR": str(tmp_path),
     }
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [entry_point("resolver"), "serve"],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                break
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
+    with resolver_serve(env, tmp_path / "serve.log", cwd=tmp_path, timeout_s=240) as proc:
         ready = httpx.get(base + "/readyz").json()
         assert (
             ready["components"]["cache"]["kind"] == "memory"
@@ -70,10 +52,3 @@ def test_embedded_defaults_serve_live_data(embedded_tmp: Path) -> None:
             ["pgrep", "-f", f"postgres -D {tmp_path / 'pg'}"], capture_output=True, text=True
         )
         assert left.stdout.strip() == "", left.stdout
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.helpers import (
     drop_database,
     entry_point,
     free_port,
+    resolver_serve,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,33 +66,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], ConverseServer
             }
             | FAKE_AWS_ENV
         )
-        log = (tmp_path / "serve.log").open("w")
-        proc = subprocess.Popen(
-            [entry_point("resolver"), "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(240):
-                if proc.poll() is not None:
-                    break
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-4000:]
-            yield base, env, converse
+            with resolver_serve(env, tmp_path / "serve.log", cwd=ROOT):
+                yield f"http://127.0.0.1:{port}", env, converse
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
             drop_database(db)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.helpers import create_database, drop_database, entry_point, free_port
+from tests.helpers import create_database, drop_database, free_port, resolver_serve
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0
@@ -33,26 +32,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         "HTTP_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
         "HTTP_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
     }
-    log = (work / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [entry_point("resolver"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
     try:
-        for _ in range(240):
-            assert proc.poll() is None, (work / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        yield port
+        with resolver_serve(env, work / "serve.log"):
+            yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
         drop_database(db)
 
 
