@@ -125,6 +125,29 @@ class Service:
 
 
 @contextmanager
+def sea_lakehouse(token: str = "dapi-test") -> Iterator[Any]:
+    """The local Statement Execution API server (fakes.databricks_sea) over a fresh demo
+    lakehouse in DuckDB, accepting `token`."""
+    from fakes.databricks_sea import FakeSeaServer
+
+    con = duckdb.connect()
+    build_lakehouse(con, now=datetime.now(UTC))
+    with FakeSeaServer(con, token=token) as srv:
+        yield srv
+
+
+def sea_settings(sea: Any) -> dict[str, Any]:
+    """The settings (running_service keywords) that point a service at the local Statement
+    Execution API server `sea` (the `sea` transport: the connector's client for it)."""
+    return {
+        "databricks_host": f"{sea.server_hostname}:{sea.port}",
+        "databricks_transport": "sea",
+        "databricks_http_path": sea.http_path,
+        "databricks_token": sea.token,
+    }
+
+
+@contextmanager
 def resolver_serve(
     env: Mapping[str, str], log_path: Path, *, cwd: Path | None = None, timeout_s: float = 120
 ) -> Iterator[subprocess.Popen[bytes]]:

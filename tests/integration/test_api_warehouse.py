@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import duckdb
 import psycopg
 import pytest
 import pytest_asyncio
@@ -24,6 +23,7 @@ from fakes.bedrock_converse import (
     Text,
     ToolCall,
 )
+from fakes.databricks_sea import FakeSeaServer
 from tests.helpers import (
     REDIS_URL,
     Service,
@@ -31,6 +31,8 @@ from tests.helpers import (
     create_database,
     drop_database,
     running_service,
+    sea_lakehouse,
+    sea_settings,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -281,28 +283,20 @@ async def test_question_widget_without_a_model_is_bedrock_unconfigured(tmp_path:
 
 
 @pytest.fixture(scope="module")
-def sea() -> Iterator[object]:
-    from datetime import UTC, datetime
-
-    from adapters.lakehouse import build_lakehouse
-    from fakes.databricks_sea import FakeSeaServer
-
-    con = duckdb.connect()
-    build_lakehouse(con, now=datetime.now(UTC))
-    with FakeSeaServer(con, token="dapi-test") as srv:
+def sea() -> Iterator[FakeSeaServer]:
+    with sea_lakehouse(token="dapi-test") as srv:
         yield srv
 
 
-async def test_databricks_warehouse_path_and_failure_kinds(sea, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_databricks_warehouse_path_and_failure_kinds(
+    sea: FakeSeaServer, tmp_path: Path
+) -> None:
     url = create_database()
     try:
         async with running_service(
             database_url=url,
             data_dir=tmp_path,
-            databricks_host=f"{sea.server_hostname}:{sea.port}",
-            databricks_transport="sea",
-            databricks_http_path=sea.http_path,
-            databricks_token="dapi-test",
+            **sea_settings(sea),
             databricks_query_timeout_s=1.5,
         ) as s:
             body = (await s.data("claims-filed-by-region", refresh=True)).json()

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pytest
 from pydantic import ValidationError
 
 from adapters.databricks import DatabricksWarehouse
 from fakes.databricks_sea import FakeSeaServer
 from service.settings import Settings
-from tests.helpers import create_database, drop_database, running_service
+from tests.helpers import (
+    create_database,
+    drop_database,
+    running_service,
+    sea_lakehouse,
+    sea_settings,
+)
 
 KERNEL = importlib.util.find_spec("databricks_sql_kernel") is not None
 
@@ -77,11 +81,7 @@ def test_an_unknown_transport_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def sea() -> Iterator[FakeSeaServer]:
-    from adapters.lakehouse import build_lakehouse
-
-    con = duckdb.connect()
-    build_lakehouse(con, now=datetime.now(UTC))
-    with FakeSeaServer(con, token="dapi-tags") as srv:
+    with sea_lakehouse(token="dapi-tags") as srv:
         yield srv
 
 
@@ -93,10 +93,7 @@ async def test_every_statement_is_tagged_with_widget_metric_and_tenant(
         async with running_service(
             database_url=url,
             data_dir=tmp_path,
-            databricks_host=f"{sea.server_hostname}:{sea.port}",
-            databricks_transport="sea",
-            databricks_http_path=sea.http_path,
-            databricks_token="dapi-tags",
+            **sea_settings(sea),
         ) as s:
             body = (await s.data("claims-paid-weekly", refresh=True)).json()
             assert body["source"] == "databricks", body

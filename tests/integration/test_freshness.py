@@ -10,11 +10,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import psycopg
 import pytest
 import pytest_asyncio
@@ -29,6 +27,8 @@ from tests.helpers import (
     create_database,
     drop_database,
     running_service,
+    sea_lakehouse,
+    sea_settings,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -298,11 +298,7 @@ async def test_postgres_unavailable_answers_the_last_good(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def sea() -> Iterator[FakeSeaServer]:
-    from adapters.lakehouse import build_lakehouse
-
-    con = duckdb.connect()
-    build_lakehouse(con, now=datetime.now(UTC))
-    with FakeSeaServer(con, token="dapi-test") as srv:
+    with sea_lakehouse(token="dapi-test") as srv:
         yield srv
 
 
@@ -316,10 +312,7 @@ async def test_last_good_answer_on_each_databricks_failure_kind(
             redis_url=REDIS_URL,
             cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
             data_dir=tmp_path,
-            databricks_host=f"{sea.server_hostname}:{sea.port}",
-            databricks_transport="sea",
-            databricks_http_path=sea.http_path,
-            databricks_token="dapi-test",
+            **sea_settings(sea),
             databricks_query_timeout_s=1.5,
         ) as s:
 
