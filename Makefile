@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval bench bench-scale clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval verified bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -67,6 +67,10 @@ graph: install
 
 eval: install
 	$(PY) -m evals.run
+
+## verified: rerun the differential test on local Spark and rewrite adapters/embedded_verified.json
+verified: install
+	$(PY) -m tests.differential
 
 ## bench: start the service on the embedded defaults, then measure it
 bench: install
