@@ -59,6 +59,8 @@ class State(InputState, OutputState, total=False):
     cache_hit: bool
     resolved_at: float
     truncated: bool
+    # the sources' data versions the answer was read at (domain/data_versions.py)
+    data_versions: dict[str, int] | None
     # warehouse path
     candidate_sql: str
     generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log
