@@ -101,6 +101,7 @@ class ChangeWatcher:
     interval_s: float = 5.0
     concurrency: int = 8
     max_keys: int = 5000
+    forget_s: float = 900.0  # a key nobody read this long is not refreshed on a change
     lease_wait_s: float = 60.0
     clock: Callable[[], float] = time.time
     hub: ChangeHub = field(default_factory=ChangeHub)
@@ -192,8 +193,12 @@ class ChangeWatcher:
         del self.changes[:-100]
         for callback in self.on_table_changed:
             self._spawn(self._call(callback, change))
-        for key, answered in list(self._index.get(change.source, {}).items()):
-            if key not in self._running:
+        keys = self._index.get(change.source, OrderedDict())
+        now = self.clock()
+        for key, answered in list(keys.items()):
+            if now - answered.at > self.forget_s:
+                del keys[key]  # nobody read it lately: the next reader gets it live
+            elif key not in self._running:
                 self._spawn(self._refresh(key, answered, change.source))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
