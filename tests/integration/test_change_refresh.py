@@ -20,9 +20,9 @@ import psycopg
 import pytest
 import yaml
 
+from adapters.identity import mint_token
 from adapters.lakehouse import CLAIM_EVENTS, new_claim_events
 from fakes.databricks_sea import FakeSeaServer
-from adapters.identity import mint_token
 from tests.helpers import (
     REDIS_URL,
     Served,

@@ -58,8 +58,8 @@ def state(**kw: Any) -> dict[str, Any]:
 async def test_postgres_query_stamps_the_versions_known_before_it_runs() -> None:
     out = await postgres_query(state(), Runtime(context=make_ctx(data_versions=gate(3))))
     assert out["data_versions"] == {SOURCE: 3}
-    unconfirmed = DataVersionGate(valid_s=30, clock=lambda: NOW)
-    out = await postgres_query(state(), Runtime(context=make_ctx(data_versions=unconfirmed)))
+    never = DataVersionGate(valid_s=30, clock=lambda: NOW)
+    out = await postgres_query(state(), Runtime(context=make_ctx(data_versions=never)))
     assert out["data_versions"] is None  # never probed: the TTL rules this answer
     out = await postgres_query(state(), Runtime(context=make_ctx()))
     assert out["data_versions"] is None

@@ -147,4 +147,11 @@ async def test_a_failed_probe_leaves_the_version_unconfirmed() -> None:
     w = watcher(Runs(), versions)
     versions.of[T] = None
     await w.probe_once()
-    assert w.gate.stamp([T]) is None
+    assert w.gate.stamp([T]) is None and w.gate.verdict({T: 1}) == "unknown"
+    versions.of[T] = 1
+    await w.probe_once()
+    assert w.gate.verdict({T: 1}) == "unchanged"
+    versions.of[T] = None
+    w.clock.now += 11  # type: ignore[attr-defined]
+    await w.probe_once()
+    assert w.gate.verdict({T: 1}) == "unknown"  # no probe confirmed it within valid_s
