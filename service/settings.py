@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     pg_connect_timeout_s: float = 2.0
     pg_pool_max: int = 10
     auto_migrate: bool = True
-    seed_demo: bool = True
+    # Seeding at boot (issue 18): None (the default) seeds the embedded database only, never
+    # a DATABASE_URL one; true seeds any. A boot seed upserts the catalog from metrics.yaml
+    # and tops up the demo history, but inserts the demo widgets only into a database never
+    # seeded before (a deleted widget stays deleted). `resolver seed` seeds on request.
+    seed_demo: bool | None = None
 
     # Cache: REDIS_URL, or in-process
     redis_url: str | None = None
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
 
     # Safety and limits
     max_body_bytes: int = 1_048_576
+    # Per-tenant widget limits (issue 18): what one tenant can make every instance hold.
+    widget_max_per_tenant: int = Field(default=500, ge=1)  # a create beyond: 409
+    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON: 413
+    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # its mock_data: 422
     max_rows: int = 10_000
     default_row_limit: int = 1000
 
@@ -120,6 +128,11 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"LLM_RATE_LIMIT {self.llm_rate_limit!r}: {exc}") from None
         return self
+
+    @property
+    def seed_at_boot(self) -> bool:
+        """SEED_DEMO, or when unset: seed the embedded database (no DATABASE_URL) only."""
+        return self.seed_demo if self.seed_demo is not None else self.database_url is None
 
     @property
     def auth_enabled(self) -> bool:

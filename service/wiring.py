@@ -29,7 +29,7 @@ from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
 from adapters.postgres import POSTGRES_QUERIES, PgGateway
 from adapters.rate_limit import TenantLlmBudget
-from adapters.registry import RegistryHolder, RegistryStore, validate_boot
+from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
@@ -244,8 +244,12 @@ async def open_resources(
             applied = await migrate(url)
             if applied:
                 log.info("applied migrations %s", applied)
-        if settings.seed_demo:
-            await seed(url, settings.config_dir)
+        if settings.seed_at_boot:  # never a DATABASE_URL database unless SEED_DEMO=true
+            try:
+                await seed(url, settings.config_dir, trigger="boot")
+            except ValueError as exc:  # widgets.yaml / metrics.yaml: named entries
+                log.error("boot seed: %s", exc)
+                raise BootError(f"refusing to start: {exc}") from None
         gateway = PgGateway(
             url,
             max_size=settings.pg_pool_max,
@@ -262,7 +266,13 @@ async def open_resources(
             conninfo=url,
             deadline_s=settings.pg_deadline_s,
         )
-        registry = await store.load_holder(
+        registry = await RegistryHolder.create(
+            store,
+            limits=WidgetLimits(
+                max_per_tenant=settings.widget_max_per_tenant,
+                max_spec_bytes=settings.widget_spec_max_bytes,
+                max_mock_data_bytes=settings.widget_mock_data_max_bytes,
+            ),
             connect_timeout_s=settings.pg_connect_timeout_s,
             ping_interval_s=settings.registry_ping_interval_s,
             ping_timeout_s=settings.registry_ping_timeout_s,

@@ -27,6 +27,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "DATABASE_URL": db,
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "DATA_DIR": str(work),
     }
     env.pop("REDIS_URL", None)
