@@ -44,8 +44,10 @@ def _audit(url: str, widget_id: str) -> list[tuple[str, str, str | None, str | N
 
 
 def test_only_the_embedded_database_is_seeded_at_boot_unless_seed_demo_says() -> None:
-    assert Settings(database_url=None).seed_at_boot is True  # the embedded demo
-    assert Settings(database_url="postgresql://db.example/app").seed_at_boot is False
+    assert Settings(database_url=None, seed_demo=None).seed_at_boot is True  # embedded demo
+    assert (
+        Settings(database_url="postgresql://db.example/app", seed_demo=None).seed_at_boot is False
+    )
     assert Settings(database_url="postgresql://db.example/app", seed_demo=True).seed_at_boot
     assert Settings(database_url=None, seed_demo=False).seed_at_boot is False
 
