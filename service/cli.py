@@ -20,12 +20,34 @@ import asyncio
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from domain.config import first_error
 from service.settings import REPO_ROOT, Settings
+
+
+def _policy_refusal(settings: Settings) -> str | None:
+    """Why the access policy stops the boot (said before any server starts, without a
+    traceback); None when it loads or ROW_FILTERS_DISABLED=true. The service checks it
+    again, against the catalog, when it opens its resources."""
+    from domain.access import PolicyError, load_policy
+
+    if settings.row_filters_disabled:
+        return None
+    try:
+        load_policy(settings.access_policy_path)
+    except PolicyError as exc:
+        return str(exc)
+    return None
 
 
 def _serve(settings: Settings, workers: int | None = None) -> int:
     import uvicorn
 
+    refusal = _policy_refusal(settings)
+    if refusal is not None:
+        print(f"resolver serve: refusing to start: {refusal}", file=sys.stderr)
+        return 2
     workers = workers or settings.workers
     if workers > 1:
         import os
@@ -266,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     p_kc.add_argument("--claim", action="append", default=[], help="NAME=VALUE[,VALUE...]")
     p_kc.add_argument("--subject", default=None)
     args = parser.parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"resolver: invalid settings: {first_error(exc)}", file=sys.stderr)
+        return 2
     from observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
+    # The access policy is required: a missing, empty or malformed one stops the boot. Only
+    # ROW_FILTERS_DISABLED=true starts without it (no row filters: every principal reads
+    # every row); /readyz then says so.
+    row_filters_disabled: bool = False
     llm_rate_limit: str = "30/minute"  # LLM generations per tenant (`limits` notation)
     refresh_min_interval_s: float = Field(default=5.0, ge=0)  # forced-refresh debounce
 
@@ -120,6 +124,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "AUTH_DEV_OPEN opens dev mode to every client: it cannot be combined with "
                 "AUTH_JWT_SECRET, AUTH_JWKS_URL or AUTH_REQUIRED"
+            )
+        if self.row_filters_disabled and self.access_policy_file is not None:
+            raise ValueError(
+                "ROW_FILTERS_DISABLED=true runs with no row filters: it cannot be combined with "
+                "ACCESS_POLICY_FILE (unset one of them)"
             )
         from limits import parse
 

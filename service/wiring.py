@@ -192,6 +192,7 @@ class Resources:
                 "version": self.registry.version,
             },
             "auth": self.auth.describe(),
+            "access_policy": self.auth.policy.describe(),
         }
         status = "ok" if pg_ok and cache_ok and wh_ok and listening else "degraded"
         return {"status": status, "components": components}
@@ -203,7 +204,14 @@ def open_policy(
     """The row-level security policy, validated against the warehouse allowlist (the
     columns of every table the warehouse described) and the Postgres metrics. BootError
     names every bad entry. A table the warehouse could not describe right now (an outage at
-    boot) is checked by name only, so an outage never stops the boot."""
+    boot) is checked by name only, so an outage never stops the boot. With
+    ROW_FILTERS_DISABLED=true: no policy, no row filters (said loudly)."""
+    if settings.row_filters_disabled:
+        log.warning(
+            "access policy: ROW_FILTERS_DISABLED=true: NO ROW FILTERS, every principal reads "
+            "every row of every table and series"
+        )
+        return AccessPolicy()
     try:
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
@@ -223,6 +231,13 @@ def open_policy(
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
+    log.info(
+        "access policy %s in force: %s (%d tables, %d series)",
+        policy.source,
+        policy.fingerprint,
+        len(policy.tables),
+        len(policy.series),
+    )
     return policy
 
 
