@@ -74,7 +74,8 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
-    stack.callback(duck.close)
+    # off the event loop: closing removes the lakehouse's temporary directory
+    stack.push_async_callback(asyncio.to_thread, duck.close)
     return duck
 
 
