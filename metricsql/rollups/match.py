@@ -63,6 +63,9 @@ def match(
 
     if metric.name not in d.metrics:
         return no(f"metric {metric.name!r} is not one of the rollup's")
+    md = metric.definition
+    if md.table.lower() != d.table or md.time_column.lower() != d.time_column:
+        return no(f"metric {metric.name!r} no longer reads {d.table}.{d.time_column}")
     if intent.question:
         return no("a free-text question is answered by LLM-written SQL")
     dims = set(d.dimensions)

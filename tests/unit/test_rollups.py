@@ -266,6 +266,15 @@ def test_a_metric_the_rollup_does_not_declare() -> None:
     assert "not one of the rollup's" in reason
 
 
+def test_a_metric_moved_to_another_table_since_boot() -> None:
+    m = CONFIG.metrics["claims_paid_amount"]
+    moved = m.model_copy(
+        update={"definition": m.definition.model_copy(update={"table": "main.claims.other"})}
+    )
+    out = match(CLAIMS, moved, intent(), UNRESTRICTED, now=NOW)
+    assert isinstance(out, NoMatch) and "no longer reads" in out.reason
+
+
 def test_a_question_is_not_answered_from_a_rollup() -> None:
     assert "question" in declined(intent(question="how many?"))
 
