@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
@@ -33,12 +35,15 @@ from domain.results import QueryResult
 from domain.rollups import Rollup, RollupQuery
 from graph.builder import build_graph
 from metricsql.rollups import match, partitions_between, validate_rollups
+from service.wiring import BootError
 from tests.helpers import (
     CONFIG_DIR,
     WAREHOUSE_TABLES,
+    copy_config,
     create_database,
     drop_database,
     make_ctx,
+    running_service,
 )
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)  # midnight: relative day ranges are whole days
@@ -319,3 +324,54 @@ async def test_a_changed_definition_is_never_read(
     assert isinstance(query, RollupQuery) and isinstance(current, RollupQuery)
     assert await store.answer(query, now=NOW.timestamp()) is None
     assert await inst.store.answer(current, now=NOW.timestamp()) is not None
+
+
+# ------------------------------------------------------------------ the service
+
+
+async def test_the_service_answers_from_a_rollup_and_says_so(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    async with running_service(
+        database_url=fresh_pg_url,
+        redis_url=redis_url,
+        cache_prefix=cache_namespace,
+        data_dir=tmp_path,
+        rollups_enabled=True,
+    ) as svc:
+        store = svc.res.context.rollups
+        assert isinstance(store, PgRollups)
+        await store.maintain()  # with the service's own maintainer: each partition once
+        r = await svc.data("claims-paid-weekly", trace=True)
+        body = r.json()
+        assert r.status_code == 200 and body["source"] == "rollup", body
+        assert body["backend"] == "databricks" and body["rollup"]["name"] == "claim_events_daily"
+        assert body["rollup"]["data_age_s"] >= 0 and body["data"]
+        assert [t["node"] for t in body["trace"]][2] == "rollup_query"
+        cached = (await svc.data("claims-paid-weekly")).json()
+        assert cached["cache_hit"] and cached["source"] == "rollup" and cached["rollup"]
+        # count-distinct over 30 days: never from a rollup
+        assert (await svc.data("claims-filed-by-region")).json()["source"] == "databricks"
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda r: r["claim_events_daily"]["metrics"].append("no_such_metric"), "no_such_metric"),
+        (lambda r: r["alerts_daily"]["dimensions"].append("colour"), "no column 'colour'"),
+        (lambda r: r["devices_daily"].update(table="main.claims.nope"), "main.claims.nope"),
+    ],
+)
+async def test_boot_refuses_a_bad_rollup(
+    tmp_path: Path, fresh_pg_url: str, edit: Callable[[dict[str, Any]], None], needle: str
+) -> None:
+    cfg = copy_config(tmp_path)
+    raw = yaml.safe_load((cfg / "rollups.yaml").read_text())
+    edit(raw["rollups"])
+    (cfg / "rollups.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(BootError) as err:
+        async with running_service(
+            database_url=fresh_pg_url, config_dir=cfg, data_dir=tmp_path, rollups_enabled=True
+        ):
+            pass
+    assert needle in str(err.value)
