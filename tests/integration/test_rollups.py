@@ -28,7 +28,7 @@ from adapters.pg_migrate import migrate
 from adapters.rollups import PgRollups
 from domain.access import UNRESTRICTED, AccessPolicy, RowAccess, load_policy
 from domain.config import load_config
-from domain.identity import Principal
+from domain.identity import DEV_PRINCIPAL, Principal
 from domain.models import DataIntent, WidgetSpec
 from domain.ports import FixedTableSchemas, SafetyPolicy, TableSchema
 from domain.results import QueryResult
@@ -55,6 +55,7 @@ ROLLUPS, _ = validate_rollups(
     table_columns={t: [c for c, _ in cols] for t, cols in TABLES.items()},
 )
 POLICY: AccessPolicy = load_policy(CONFIG_DIR / "access_policy.yaml")
+DEV_ACCESS = POLICY.access_for(DEV_PRINCIPAL)
 
 
 class CountingWarehouse:
@@ -204,21 +205,27 @@ async def test_build_partitions_records_the_version_and_replaces_the_partition(
             assert (await count.fetchone() or [0])[0] == n
 
 
-def _access(regions: tuple[str, ...] | None) -> RowAccess:
-    """The access of a principal with these `regions` claims (None: no claim at all)."""
+def _access(regions: Any) -> RowAccess:
+    """The access of a principal whose token carries these `regions` claims (None: none)."""
     attributes = {} if regions is None else {"regions": regions}
-    principal = Principal(subject="s", tenant="default", scopes=frozenset(), attributes=attributes)
+    principal = Principal.build(
+        subject="s", tenant="default", scopes=(), attributes=attributes, via="jwt"
+    )
     return POLICY.access_for(principal)
 
 
 ACCESSES: dict[str, RowAccess] = {
-    "dev principal (unrestricted)": UNRESTRICTED,
+    "dev principal (unrestricted)": DEV_ACCESS,
     "no claim": _access(None),
-    "empty list": _access(()),
-    "one region": _access(("west",)),
-    "several regions": _access(("midwest", "west")),
-    "an unknown region": _access(("atlantis",)),
-    "a quote in a value": _access(("o'hare",)),
+    "empty list": _access([]),
+    "one region": _access(["west"]),
+    "several regions": _access(["midwest", "west"]),
+    "every region": _access(["northeast", "southeast", "midwest", "southwest", "west"]),
+    "a region twice": _access(["west", "west"]),
+    "a bare string claim": _access("west"),
+    "a number as a claim": _access([1]),
+    "an unknown region": _access(["atlantis"]),
+    "a quote in a value": _access(["o'hare"]),
 }
 
 EXTRA_INTENTS: dict[str, DataIntent] = {
