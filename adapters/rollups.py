@@ -375,9 +375,12 @@ class PgRollups:
             row = await cur.fetchone()
         return (bool(row[0]), row[1]) if row else (False, None)
 
-    async def maintain(self, now: datetime | None = None) -> dict[str, BuildReport]:
-        """Build what is missing and rebuild the update window's partitions older than
-        max_age_seconds, for every rollup. Failures are reported, never raised."""
+    async def maintain(
+        self, now: datetime | None = None, *, rebuild_aged: bool = True
+    ) -> dict[str, BuildReport]:
+        """Build what is missing and (`rebuild_aged`) rebuild the update window's partitions
+        older than max_age_seconds, for every rollup: the clock's bound, for a table whose
+        data version is not followed. Failures are reported, never raised."""
         now = now or datetime.fromtimestamp(self._clock(), UTC)
         out: dict[str, BuildReport] = {}
         for r in self.rollups.values():
@@ -387,13 +390,15 @@ class PgRollups:
                     continue
                 everything = partitions_between(r, first or now, now)
                 report = await self.build_partitions(r.name, everything)
-                stale = datetime.fromtimestamp(now.timestamp() - r.definition.max_age_seconds, UTC)
-                again = await self.build_partitions(
-                    r.name, update_window(r, now), stale_before=stale
-                )
-                report.built += again.built
-                report.shared += again.shared
-                report.failed |= again.failed
+                if rebuild_aged:
+                    age = r.definition.max_age_seconds
+                    stale = datetime.fromtimestamp(now.timestamp() - age, UTC)
+                    again = await self.build_partitions(
+                        r.name, update_window(r, now), stale_before=stale
+                    )
+                    report.built += again.built
+                    report.shared += again.shared
+                    report.failed |= again.failed
                 out[r.name] = report
             except (ResolverFailure, psycopg.Error) as exc:
                 log.warning("rollup %s: maintenance failed: %s", r.name, exc)

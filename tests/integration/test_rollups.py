@@ -28,6 +28,7 @@ from adapters.pg_migrate import migrate
 from adapters.rollups import PgRollups
 from domain.access import UNRESTRICTED, AccessPolicy, RowAccess, load_policy
 from domain.config import load_config
+from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from domain.identity import DEV_PRINCIPAL, Principal
 from domain.models import DataIntent, WidgetSpec
 from domain.ports import FixedTableSchemas, SafetyPolicy, TableSchema
@@ -382,3 +383,67 @@ async def test_boot_refuses_a_bad_rollup(
         ):
             pass
     assert needle in str(err.value)
+
+
+class FailingWarehouse(CountingWarehouse):
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        self.statements.append(sql)
+        raise WarehouseFailure("the warehouse is down", kind=FailureKind.databricks_unavailable)
+
+
+async def test_a_failed_build_is_reported_leaves_nothing_and_frees_the_lease(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    month = datetime(2026, 10, 1, tzinfo=UTC)
+    async with Instance(fresh_pg_url, FailingWarehouse(duck), redis_url, cache_namespace) as a:
+        report = await a.store.build_partitions("alerts_daily", [month])
+        assert report.built == [] and "databricks_unavailable" in report.failed[month.isoformat()]
+        intent = DataIntent(
+            metric_id="alerts_raised_count",
+            time_range={"start": "2026-10-01T00:00:00Z", "end": "2026-10-08T00:00:00Z"},  # type: ignore[arg-type]
+        )
+        query = match(
+            ROLLUPS["alerts_daily"],
+            CFG.metrics["alerts_raised_count"],
+            intent,
+            UNRESTRICTED,
+            now=NOW,
+        )
+        assert isinstance(query, RollupQuery)
+        assert await a.store.answer(query, now=NOW.timestamp()) is None  # not built: today's path
+    wh = CountingWarehouse(duck)
+    async with Instance(fresh_pg_url, wh, redis_url, cache_namespace) as b:
+        # the lease was released: another instance builds it at once
+        report = await b.store.build_partitions("alerts_daily", [month])
+        assert report.built == [month.isoformat()] and len(wh.statements) == 1
+        answer = await b.store.answer(query, now=NOW.timestamp())
+        assert answer is not None and answer.rows[0]["value"] > 0
+
+
+async def test_an_unreadable_store_is_a_postgres_failure(
+    built: tuple[Instance, CountingWarehouse],
+) -> None:
+    _, wh = built
+    # nothing listens on port 1: the pool cannot hand out a connection
+    pool = AsyncConnectionPool(
+        "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1",
+        min_size=1,
+        open=False,
+        timeout=1.0,
+        reconnect_timeout=1.0,
+    )
+    await pool.open(wait=False)
+    store = PgRollups(pool, dict(ROLLUPS), warehouse=wh)
+    intent = CFG.widgets["critical-alerts-by-service"].data_intent
+    query = match(
+        ROLLUPS["alerts_daily"], CFG.metrics[intent.metric_id], intent, UNRESTRICTED, now=NOW
+    )
+    assert isinstance(query, RollupQuery)
+    try:
+        with pytest.raises(PostgresFailure):
+            await store.answer(query, now=NOW.timestamp())
+    finally:
+        await pool.close()
