@@ -45,6 +45,8 @@ from tests.helpers import (
     drop_database,
     make_ctx,
     running_service,
+    sea_lakehouse,
+    sea_settings,
 )
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)  # midnight: relative day ranges are whole days
@@ -447,3 +449,34 @@ async def test_an_unreadable_store_is_a_postgres_failure(
             await store.answer(query, now=NOW.timestamp())
     finally:
         await pool.close()
+
+
+async def test_two_services_share_one_rollup_built_once_over_statement_execution(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    """Two services (one PostgreSQL, one Redis, one Statement Execution server counting
+    statements, the real connector): each partition is built by one statement, and both
+    answer from the same rollup with no further statement."""
+    with sea_lakehouse() as sea:
+        common: dict[str, Any] = {
+            "database_url": fresh_pg_url,
+            "redis_url": redis_url,
+            "cache_prefix": cache_namespace,
+            "rollups_enabled": True,
+            **sea_settings(sea),
+        }
+        async with (
+            running_service(data_dir=tmp_path / "a", **common) as a,
+            running_service(data_dir=tmp_path / "b", **common) as b,
+        ):
+            stores = [s.res.context.rollups for s in (a, b)]
+            assert all(isinstance(s, PgRollups) for s in stores)
+            await asyncio.gather(*(s.maintain() for s in stores))  # type: ignore[union-attr]
+            builds = [t for t in sea.statement_texts if "AS bucket" in t]
+            assert builds and len(builds) == len(set(builds))  # each partition once
+            before = len(sea.statement_texts)
+            for svc in (a, b):
+                for widget in ("claims-paid-weekly", "alert-mttr-by-severity"):
+                    body = (await svc.data(widget, refresh=True)).json()
+                    assert body["source"] == "rollup", body
+            assert len(sea.statement_texts) == before
