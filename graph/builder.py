@@ -2,6 +2,8 @@
 
     route -> cache_lookup -> (hit) degrade_or_return
                           -> postgres_query -> degrade_or_return
+                          -> rollup_query -> (answered) degrade_or_return
+                                          -> (else) sql_generate -> ...
                           -> sql_generate -> safety_check -> databricks_execute -> degrade_or_return
     any failure -> mock_data -> degrade_or_return
 
@@ -29,6 +31,7 @@ from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
 from nodes.node_timeout import TIMEOUT_KINDS, node_timed_out
 from nodes.postgres_query import postgres_query
+from nodes.rollup_query import rollup_query
 from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
@@ -38,6 +41,7 @@ NODES: dict[str, Any] = {
     "route": route,
     "cache_lookup": cache_lookup,
     "postgres_query": postgres_query,
+    "rollup_query": rollup_query,
     "sql_generate": sql_generate,
     "safety_check": safety_check,
     "databricks_execute": databricks_execute,

@@ -28,6 +28,13 @@ class TraceEntry(TypedDict):
     outcome: str
 
 
+class RollupUsed(TypedDict):
+    """The rollup an answer was read from: its name and when its data was built (epoch s)."""
+
+    name: str
+    built_at: float
+
+
 class RequestInput(TypedDict, total=False):
     """Resolve one widget: what `POST /v1/widgets/{widget_id}/data` asks for. The input
     form LangGraph Studio renders (`make studio`)."""
@@ -105,6 +112,9 @@ class State(InputState, OutputState, total=False):
     cache_hit: bool
     resolved_at: float
     truncated: bool
+    # rollups: the ones declaring the metric (route), the one that answered (rollup_query)
+    rollup_candidates: tuple[str, ...]
+    rollup: RollupUsed | None
     # warehouse path
     candidate_sql: str
     generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log

@@ -171,6 +171,15 @@ class Settings(BaseSettings):
     # answer from the cache with the graph's own read-only nodes, without the Pregel loop
     # (graph/fastlane.py: same answer, ~20x cheaper); false runs every resolution as a graph run
     fast_lane: bool = True
+
+    # Rollups (issue 21, README "Rollups"): config/rollups.yaml's rollups built by the
+    # warehouse into PostgreSQL (one statement per partition, once per fleet) and answering
+    # the intents they can answer exactly. Off: every warehouse intent takes today's path.
+    rollups_enabled: bool = False
+    # every instance checks this often for missing partitions and update-window partitions
+    # older than their rollup's max_age_seconds (builds are leased: one instance runs each)
+    rollup_check_interval_s: float = Field(default=60.0, gt=0)
+    rollup_max_rows: int = Field(default=200_000, ge=1)  # rows of one partition's statement
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
     # deprecated use_sea client, only where asked for: the local Statement Execution fake).

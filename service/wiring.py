@@ -30,8 +30,10 @@ from adapters.pg_seed import seed
 from adapters.postgres import POSTGRES_QUERIES, PgGateway
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
+from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
+from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
@@ -242,6 +244,45 @@ def open_policy(
     return policy
 
 
+def open_rollups(
+    settings: Settings,
+    registry: RegistryHolder,
+    described: tuple[TableSchema, ...],
+    pool: Any,
+    warehouse: Warehouse,
+    leases: LocalLeases | RedisLeases,
+) -> PgRollups | None:
+    """The rollups of config/rollups.yaml when ROLLUPS_ENABLED, validated against the
+    catalog, the routing and the warehouse's columns (a table it could not describe right
+    now is checked by name only). BootError names every bad declaration."""
+    if not settings.rollups_enabled:
+        return None
+    from metricsql.rollups import validate_rollups
+
+    try:
+        defs = load_rollups(settings.config_dir / ROLLUPS_FILE)
+    except ConfigError as exc:
+        raise BootError(f"refusing to start: {exc}") from None
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
+    rollups, problems = validate_rollups(
+        defs, metrics=registry.metrics(), routing=registry.routings(), table_columns=columns
+    )
+    if problems:
+        for p in problems:
+            log.error("boot validation: %s", p)
+        raise BootError("refusing to start: " + "; ".join(problems))
+    return PgRollups(
+        pool,
+        rollups,
+        warehouse=warehouse,
+        leases=leases,
+        lease_wait_s=settings.effective_lease_ttl_s,
+        max_rows=settings.rollup_max_rows,
+        statement_timeout_ms=settings.pg_statement_timeout_ms,
+    )
+
+
 @asynccontextmanager
 async def open_resources(
     settings: Settings,
@@ -327,6 +368,18 @@ async def open_resources(
         registry.subscribe(refresh_schemas)
         policy = open_policy(settings, registry, schemas.current())
         auth = await open_authenticator(settings, policy, ApiKeyStore(gateway.pool), stack)
+        rollups = open_rollups(
+            settings, registry, schemas.current(), gateway.pool, warehouse, leases
+        )
+        if rollups is not None:
+            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s))
+
+            async def stop_maintainer() -> None:
+                maintainer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintainer
+
+            stack.push_async_callback(stop_maintainer)
         context = Context(
             registry=registry,
             cache=cache,
@@ -348,14 +401,17 @@ async def open_resources(
             leases=leases,
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
+            rollups=rollups,
         )
         log.info(
-            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d",
+            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
+            " rollups=%s",
             "DATABASE_URL" if settings.database_url else "embedded",
             getattr(cache, "describe", lambda: "?")(),
             leases.describe(),
             warehouse.name,
             llm.model_id if llm else "none",
             len(registry.all_widgets()),
+            ",".join(rollups.rollups) if rollups else "off",
         )
         yield Resources(settings, context, registry, store, gateway, url, auth)
