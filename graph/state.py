@@ -115,6 +115,8 @@ class State(InputState, OutputState, total=False):
     # rollups: the ones declaring the metric (route), the one that answered (rollup_query)
     rollup_candidates: tuple[str, ...]
     rollup: RollupUsed | None
+    # the sources' data versions the answer was read at (domain/data_versions.py)
+    data_versions: dict[str, int] | None
     # warehouse path
     candidate_sql: str
     generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log

@@ -180,6 +180,15 @@ class Settings(BaseSettings):
     # older than their rollup's max_age_seconds (builds are leased: one instance runs each)
     rollup_check_interval_s: float = Field(default=60.0, gt=0)
     rollup_max_rows: int = Field(default=200_000, ge=1)  # rows of one partition's statement
+    # Refresh when the data changes (issue 21): every DATA_VERSION_INTERVAL_S each source's
+    # data version is probed once across the fleet (Delta `DESCRIBE HISTORY`, the
+    # kpi_metrics_history trigger's counter); an answer stays fresh while its versions hold
+    # and is refreshed (and open dashboards told) when they move. A version not confirmed
+    # for DATA_VERSION_VALID_S (default three intervals) falls back to the TTL.
+    change_refresh: bool = False
+    data_version_interval_s: float = Field(default=3.0, gt=0)
+    data_version_valid_s: float | None = Field(default=None, gt=0)
+    change_refresh_concurrency: int = Field(default=8, ge=1)  # refreshes after a change, at once
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
     # deprecated use_sea client, only where asked for: the local Statement Execution fake).
@@ -196,6 +205,10 @@ class Settings(BaseSettings):
                 "pip install 'databricks-sql-connector[kernel]'"
             )
         return v
+
+    @property
+    def effective_data_version_valid_s(self) -> float:
+        return self.data_version_valid_s or 3 * self.data_version_interval_s
 
     @property
     def effective_lease_ttl_s(self) -> float:

@@ -34,6 +34,7 @@ from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
+from domain.data_versions import DataVersionGate
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
@@ -402,6 +403,9 @@ async def open_resources(
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
             rollups=rollups,
+            data_versions=DataVersionGate(valid_s=settings.effective_data_version_valid_s)
+            if settings.change_refresh
+            else None,
         )
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
