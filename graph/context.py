@@ -20,6 +20,7 @@ from domain.ports import (
     LlmBudget,
     PostgresGateway,
     Registry,
+    RollupStore,
     SafetyPolicy,
     SqlGenerator,
     TableSchemas,
@@ -48,5 +49,7 @@ class Context:
     leases: Leases | None = None
     lease_wait_s: float = 60.0
     failure_backoff_s: float = 5.0
+    # rollups answering warehouse metrics from PostgreSQL (None: off, today's path)
+    rollups: RollupStore | None = None
     # refresh when the data changes: the data versions this process knows (None: TTLs only)
     data_versions: DataVersionGate | None = None

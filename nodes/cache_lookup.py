@@ -52,6 +52,7 @@ def _served(entry: dict[str, Any], outcome: str) -> dict[str, Any]:
         "generated_sql": entry.get("generated_sql"),
         "resolved_at": entry["resolved_at"],
         "truncated": entry.get("truncated", False),
+        "rollup": entry.get("rollup"),
         "executed": True,
         "outcome": outcome,
         "data_versions": entry.get("versions"),

@@ -203,8 +203,10 @@ async def running_service(
 ) -> AsyncIterator[Service]:
     """The service over real PostgreSQL/Redis, called from `client_host` (loopback by
     default: dev mode's dev principal). Forced refreshes are not debounced unless a test
-    sets `refresh_min_interval_s`."""
+    sets `refresh_min_interval_s`; the database is seeded at boot unless it sets
+    `seed_demo`."""
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -317,6 +317,14 @@
     const r = tile.result;
     const status = tile.error ? "error" : classify(r);
     const backend = r ? BACKEND_NAMES[r.backend] || r.backend || "backend" : "";
+    if (r && r.rollup && (status === "live" || status === "cached")) {
+      // read from a rollup (README "Rollups"): the age shown is its data's
+      const age = formatAge(r.rollup.data_age_s + (performance.now() - tile.receivedAt) / 1000);
+      return {
+        status, icon: status === "live" ? "●" : "◷", text: `Rollup · ${age}`, kind: "rollup",
+        tip: `Read from the rollup ${r.rollup.name} in PostgreSQL, no ${backend} statement; its data was built ${age} ago${status === "cached" ? " (this answer from the cache)" : ""}.`,
+      };
+    }
     switch (status) {
       case "live":
         return { status, icon: "●", text: `Live · ${backend}`, kind: null, tip: `Answered live by ${backend} just now.` };
