@@ -96,6 +96,7 @@ async def main_async(args: argparse.Namespace) -> int:
         "DATABRICKS_QUERY_TIMEOUT_S": "15",
         "AUTH_JWT_SECRET": SECRET,
         "AUTH_AUDIENCE": "wdr",
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "LOG_LEVEL": "WARNING",
         "CACHE_SOCKET_TIMEOUT_S": "0.5",
         "METRICS_ENABLED": "false",

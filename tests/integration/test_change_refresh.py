@@ -85,6 +85,7 @@ async def fleet_of(sea: FakeSeaServer, tmp: Path) -> AsyncIterator[Fleet]:
         "data_dir": tmp,
         "config_dir": short_ttls(tmp),
         **sea_settings(sea),
+        "seed_demo": True,  # a fresh database: the demo widgets
         "change_refresh": True,
         "data_version_interval_s": INTERVAL_S,
         "data_version_valid_s": 600.0,  # a slow tick on a busy machine is no probe failure
@@ -223,7 +224,11 @@ async def test_the_change_stream_needs_data_read_and_is_a_404_when_off(tmp_path:
     url = create_database()
     try:
         async with running_service(
-            database_url=url, data_dir=tmp_path, auth_jwt_secret=SECRET, auth_audience="wdr"
+            database_url=url,
+            data_dir=tmp_path,
+            seed_demo=True,
+            auth_jwt_secret=SECRET,
+            auth_audience="wdr",
         ) as s:
             anonymous = await s.client.get("/v1/changes")
             assert anonymous.status_code == 401

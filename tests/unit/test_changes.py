@@ -155,3 +155,56 @@ async def test_a_failed_probe_leaves_the_version_unconfirmed() -> None:
     w.clock.now += 11  # type: ignore[attr-defined]
     await w.probe_once()
     assert w.gate.verdict({T: 1}) == "unknown"  # no probe confirmed it within valid_s
+
+
+async def test_callbacks_run_before_the_refreshes_and_unstamped_answers_are_forced() -> None:
+    runs = Runs()
+    w = watcher(runs, Versions())
+    w.sources_for = lambda inputs: (T,) if inputs["widget_id"] == "rolled" else ()
+    await w.probe_once()
+    inputs = {"widget_id": "rolled", "refresh": False, "access": RowAccess(tenant="acme")}
+    w.observe(inputs, {"freshness": {"key": "kr", "versions": None}})  # e.g. a rollup answer
+    w.observe({"widget_id": "llm"}, {"freshness": {"key": "kl", "versions": None}})
+    assert w.keys_over(T) == ["kr"]
+    order: list[str] = []
+
+    async def rebuild(change: TableChange) -> None:
+        order.append(f"rebuild {change.new}")
+        assert runs.inputs == []  # nothing refreshed before the rollup is rebuilt
+
+    w.on_table_changed.append(rebuild)
+    w.learn(T, 2)
+    await w.idle()
+    assert order == ["rebuild 2"]
+    assert [(i["widget_id"], i["ahead_s"]) for i in runs.inputs] == [("rolled", 1e9)]
+
+
+async def test_rollups_rebuild_their_update_window_from_the_new_version() -> None:
+    from datetime import UTC, datetime
+
+    from domain.config import load_rollups
+    from metricsql.rollups import compile_rollup, update_window
+    from service.changes import rebuild_rollups
+    from tests.helpers import CONFIG_DIR
+
+    class Rollups:
+        def __init__(self) -> None:
+            name, rollup = next(iter(load_rollups(CONFIG_DIR / "rollups.yaml").items()))
+            self.rollups = {"r": compile_rollup(name, rollup)}
+            self.calls: list[tuple[str, list[datetime], str | None]] = []
+
+        async def build_partitions(
+            self, name: str, partitions: list[datetime], *, data_version: str | None = None
+        ) -> str:
+            self.calls.append((name, partitions, data_version))
+            return "report"
+
+    store = Rollups()
+    rollup = store.rollups["r"]
+    callback = rebuild_rollups(store)
+    await callback(TableChange("main.ops.nothing_rolled_up", 1, 2, 1000.0))
+    assert store.calls == []
+    source = rollup.definition.table.lower()
+    await callback(TableChange(source, 1, 2, 1_790_000_000.0))
+    now = datetime.fromtimestamp(1_790_000_000.0, UTC)
+    assert store.calls == [(rollup.name, update_window(rollup, now), "2")]
