@@ -111,6 +111,7 @@ async def main_async(args: argparse.Namespace) -> int:
             "DATA_VERSION_INTERVAL_S": str(args.probe_s),
             "ROLLUPS_ENABLED": "true",
             "REFRESH_MIN_INTERVAL_S": "0",  # the rollup timing asks refresh=true in a row
+            "LOG_LEVEL": os.environ.get("BENCH_ON_LOG_LEVEL", "WARNING"),
         },
         "off": base
         | {"CACHE_PREFIX": f"wdr-bench:{uuid.uuid4().hex[:8]}:", "CHANGE_REFRESH": "false"},
@@ -204,6 +205,7 @@ async def main_async(args: argparse.Namespace) -> int:
             res[n]["p99"] = pct(after, 99) if after else float("nan")
             res[n]["loads"] = len(after)
             res[n]["errors"] = f.errors
+            # the fake sees the warehouse tables' probes (PostgreSQL's are not statements)
             res[n]["probes_per_table_interval"] = res[n]["quiet_probes"] / max(
                 1, len(tables_probed(config)) * (args.quiet / args.probe_s)
             )
