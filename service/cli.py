@@ -2,7 +2,8 @@
 
 resolver serve            run the HTTP service (PORT, default 8000; --workers N processes)
 resolver migrate          apply schema migrations to DATABASE_URL (or the embedded server)
-resolver seed             load the demo catalog, widgets and metric history
+resolver seed             load the demo catalog, widgets and metric history (on request only:
+                          a plain boot never seeds a DATABASE_URL database, see SEED_DEMO)
 resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
 resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
 resolver graph [PATH]     write the mermaid drawing of the compiled graph
@@ -71,8 +72,13 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wdr-metrics-")
         # PostgreSQL started (embedded), migrated and seeded once, here, before the workers:
         # they only attach, so they never race on CREATE DATABASE or a migration
+        try:
+            url = asyncio.run(_prepare_database(settings))
+        except ValueError as exc:  # the seed's config files: named entries
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
         os.environ |= {
-            "DATABASE_URL": asyncio.run(_prepare_database(settings)),
+            "DATABASE_URL": url,
             "AUTO_MIGRATE": "false",
             "SEED_DEMO": "false",
         }
@@ -113,8 +119,8 @@ async def _prepare_database(settings: Settings) -> str:
     url = await database_url(settings)
     if settings.auto_migrate:
         await migrate(url)
-    if settings.seed_demo:
-        await seed(url, settings.config_dir)
+    if settings.seed_at_boot:
+        await seed(url, settings.config_dir, trigger="boot")
     return url
 
 
@@ -128,7 +134,7 @@ def _migrate(settings: Settings, *, seed_too: bool) -> int:
         applied = await migrate(url)
         print(f"migrations applied: {applied or 'none (up to date)'}")
         if seed_too:
-            report = await seed(url, settings.config_dir)
+            report = await seed(url, settings.config_dir, trigger="command")
             print(f"seeded: {report}")
 
     asyncio.run(run())
@@ -259,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         help="worker processes sharing Redis (default WORKERS, 1); needs REDIS_URL when > 1",
     )
     sub.add_parser("migrate", help="apply schema migrations")
-    sub.add_parser("seed", help="migrate, then load demo catalog, widgets and history")
+    sub.add_parser(
+        "seed",
+        help="migrate, then load the demo catalog, widgets (missing ones, audited) and history",
+    )
     sub.add_parser("check-sql", help="run the SQL safety layer (see resolver check-sql --help)")
     p_oa = sub.add_parser("openapi", help="write the OpenAPI document")
     p_oa.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/api/openapi.yaml"))
