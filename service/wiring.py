@@ -235,13 +235,7 @@ def open_policy(
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
-    log.info(
-        "access policy %s in force: %s (%d tables, %d series)",
-        policy.source,
-        policy.fingerprint,
-        len(policy.tables),
-        len(policy.series),
-    )
+    log.info("access policy in force: %s", policy.describe())
     return policy
 
 
