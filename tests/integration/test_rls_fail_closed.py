@@ -43,11 +43,14 @@ CE = "main.claims.claim_events"
 GOOD_POLICY = "tables:\n  main.claims.claim_events: {column: region, claim: regions}\n"
 
 
-def west(tenant: str = "rls-co") -> dict[str, str]:
+def west(tenant: str = "rls-co", scopes: str = SCOPES) -> dict[str, str]:
     tok = mint_token(
-        SECRET, tenant=tenant, scopes=SCOPES, claims={"regions": ["west"]}, audience="wdr"
+        SECRET, tenant=tenant, scopes=scopes, claims={"regions": ["west"]}, audience="wdr"
     )
     return {"Authorization": f"Bearer {tok}"}
+
+
+OPS = west(scopes="ops:read")  # /readyz shows its details to `ops:read` only
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +197,7 @@ async def test_row_filters_disabled_is_the_only_way_without_a_policy(
     (config / "access_policy.yaml").unlink()
     settings = _settings(db_url, tmp_path, row_filters_disabled=True, config_dir=config)
     async with running_service(**settings) as s:
-        ready = (await s.client.get("/readyz")).json()
+        ready = (await s.client.get("/readyz", headers=OPS)).json()
         assert ready["components"]["access_policy"] == {
             "row_filters": False,
             "path": None,
@@ -208,7 +211,7 @@ async def test_readyz_names_the_policy_in_force(svc: Service) -> None:
     from domain.access import load_policy
 
     policy = load_policy(svc.settings.access_policy_path)
-    shown = (await svc.client.get("/readyz")).json()["components"]["access_policy"]
+    shown = (await svc.client.get("/readyz", headers=OPS)).json()["components"]["access_policy"]
     assert shown["row_filters"] is True and shown["fingerprint"] == policy.fingerprint
     assert shown["path"] == str(svc.settings.access_policy_path)
     assert shown["fingerprint"].startswith("sha256:")
