@@ -121,7 +121,8 @@ async def open_authenticator(
                 settings.auth_jwks_url,
                 refresh_s=settings.auth_jwks_refresh_s,
                 wait_s=settings.auth_jwks_wait_s,
-                backoff_max_s=settings.auth_jwks_backoff_max_s,
+                backoff_s=settings.auth_jwks_backoff_s,
+                backoff_max_s=max(settings.auth_jwks_backoff_s, settings.auth_jwks_backoff_max_s),
             )
             stack.push_async_callback(jwks.aclose)
         verifier = JwtVerifier(

@@ -96,8 +96,10 @@ class Settings(BaseSettings):
     auth_jwks_refresh_s: float = Field(default=300.0, gt=0)
     # JWKS outage with no cached keys (issue 18): one fetch in flight shared by every
     # request, each waiting at most AUTH_JWKS_WAIT_S for it (then a 503); after a failure
-    # the next fetch waits a backoff doubling from 1 s up to AUTH_JWKS_BACKOFF_MAX_S
+    # the next fetch waits a backoff doubling from AUTH_JWKS_BACKOFF_S up to
+    # AUTH_JWKS_BACKOFF_MAX_S
     auth_jwks_wait_s: float = Field(default=2.0, gt=0)
+    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)
     auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client

@@ -8,6 +8,7 @@ with credentials pointing at a closed port."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -27,8 +28,10 @@ import pytest
 import pytest_asyncio
 
 from adapters.identity import mint_token
+from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.jwks_server import JwksServer
 from tests.helpers import (
+    FAKE_AWS_ENV,
     Service,
     create_database,
     drop_database,
@@ -45,6 +48,12 @@ JWKS_TOKEN = "jwks-query-s3cret"
 SECRETS = (PG_PASSWORD, REDIS_PASSWORD, JWKS_PASSWORD, JWKS_TOKEN)
 MAX_HEADER_BYTES = 32_768  # the default HTTP_MAX_HEADER_BYTES
 MAX_HEADERS = 100  # the default HTTP_MAX_HEADERS
+ROW_MARK = "row-secret-7f3a"
+FORGED = "2026-01-01 00:00:00,000 WARNING resolver: forged"
+# the model's SQL: the warehouse's error quotes a row's value (and a literal with a newline)
+LEAKY_SQL = (
+    f"SELECT CAST(region || '{ROW_MARK}\n{FORGED}' AS INT) AS n FROM main.claims.claim_events"
+)
 
 
 @dataclass
@@ -66,6 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     db = create_database("wdr_side")
     port = free_port()
     work = tmp_path_factory.mktemp("side")
+    converse = ConverseServer(default=ToolCall(sql=LEAKY_SQL)).start()
     env = {
         k: v
         for k, v in os.environ.items()
@@ -83,11 +93,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ),
         "LOG_FORMAT": "text",
         "LOG_LEVEL": "INFO",
-    }
+        "BEDROCK_MODEL_ID": MODEL_ID,
+        "BEDROCK_ENDPOINT_URL": converse.url,
+    } | FAKE_AWS_ENV
     try:
         with resolver_serve(env, work / "serve.log") as proc:
             yield Served(f"http://127.0.0.1:{port}", port, proc.pid, work / "serve.log")
     finally:
+        converse.stop()
         drop_database(db)
 
 
@@ -554,3 +567,61 @@ async def test_docs_load_swagger_ui_from_this_origin_under_the_csp(dev: Service)
     assert {"js", "css"} <= kinds
     assert (await s.client.get("/docs/assets/index.html")).status_code == 404
     assert (await s.client.get("/docs/assets/..%2Fswagger-initializer.js")).status_code == 404
+
+
+def test_warehouse_error_text_and_row_values_stay_out_of_the_log(served: Served) -> None:
+    """The model's SQL fails in the warehouse with an error quoting a row's value and a
+    literal holding a newline and a forged log line: the caller gets its answer (degraded),
+    the log gets the failure's kind only, one line per record."""
+    writer = bearer(token("widgets:write data:read", regions=["west"]))
+    spec = {
+        "title": "leaky",
+        "kind": "table",
+        "data_intent": {"metric_id": "claims_insights", "question": "Claims per region?"},
+        "mock_data": [{"n": 0}],
+    }
+    put = httpx.put(served.base + "/v1/widgets/leaky-question", json=spec, headers=writer)
+    assert put.status_code in (200, 201), put.text
+    r = httpx.post(served.base + "/v1/widgets/leaky-question/data", headers=writer, timeout=60)
+    body = r.json()
+    assert body["live_data_unavailable"] is True, {
+        k: body[k] for k in ("source", "generated_sql", "data", "degraded") if k in body
+    }
+    log = served.log.read_text(errors="replace")
+    assert "leaky-question degraded: databricks_error" in log, log[-3000:]
+    assert ROW_MARK not in log and "westrow" not in log
+    assert not any(line.startswith(FORGED) for line in log.splitlines())
+
+
+@in_module_loop
+@pytest.mark.parametrize("outage", ["503", "slow then 503"])
+async def test_a_jwks_outage_is_one_fetch_for_many_requests(
+    db_url: str, tmp_path: Path, outage: str
+) -> None:
+    """No cached keys and the identity provider down: 16 concurrent requests share one
+    fetch and get a 503 problem each; the provider is not hit once per request."""
+    with JwksServer() as idp:
+        async with running_service(
+            database_url=db_url,
+            data_dir=tmp_path,
+            auth_jwks_url=idp.url,
+            auth_issuer=idp.issuer,
+            auth_audience=idp.audience,
+            auth_jwks_wait_s=30,
+            auth_jwks_backoff_s=600,  # no second fetch within the test, however slow it runs
+        ) as s:
+            idp.down = True
+            if outage != "503":
+                idp.hold()
+            headers = bearer(idp.mint(tenant="default"))
+            calls = [
+                asyncio.create_task(s.client.get("/v1/widgets", headers=headers)) for _ in range(16)
+            ]
+            if outage != "503":
+                assert await asyncio.to_thread(idp.arrived.wait, 30)
+                idp.release()
+            answers = await asyncio.gather(*calls)
+            for r in answers:
+                _problem(r, 503)
+                assert r.headers["retry-after"]
+            assert idp.requests == 1
