@@ -321,6 +321,10 @@ class ApiKeyStore:
     ) -> str:
         if not TENANT_RE.match(tenant):
             raise ValueError(f"invalid tenant {tenant!r}")
+        try:  # the same bounds as a token's claims
+            check_claim_sizes({"sub": subject or "", **dict(claims or {})})
+        except AuthError as exc:
+            raise ValueError(exc.detail) from None
         key_id = uuid.uuid4().hex[:16]
         secret = secrets.token_urlsafe(32)
         async with self._pool.connection() as conn:

@@ -82,7 +82,9 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # uvicorn's own loggers go through ours (service.cli.main configured them):
+        # redacted, control characters escaped, in both formats
+        log_config=None,
     )
     return 0
 

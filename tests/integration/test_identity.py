@@ -381,3 +381,19 @@ async def test_oversized_attribute_claims_are_refused(hs: JwtVerifier) -> None:
     with pytest.raises(AuthError, match="characters"):
         await hs.verify(hs_token(regions=["x" * 257]))
     assert (await hs.verify(hs_token(regions=[f"r{i}" for i in range(1000)]))).attributes
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"subject": "s" * 300},
+        {"claims": {"regions": ["w" * 9000]}},
+        {"claims": {"profile": {"a": {"b": "x" * 9000}}}},
+    ],
+    ids=["long subject", "oversized list claim", "oversized nested claim"],
+)
+async def test_an_api_key_takes_the_claim_bounds_of_a_token(
+    key_store: ApiKeyStore, kw: dict[str, object]
+) -> None:
+    with pytest.raises(ValueError, match="over"):
+        await key_store.create(tenant="acme", scopes=["data:read"], **kw)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import select
 import socket
 import time
@@ -591,6 +592,9 @@ def test_warehouse_error_text_and_row_values_stay_out_of_the_log(served: Served)
     assert "leaky-question degraded: databricks_error" in log, log[-3000:]
     assert ROW_MARK not in log and "westrow" not in log
     assert not any(line.startswith(FORGED) for line in log.splitlines())
+    # every line is a record of ours (uvicorn's included) or a marked continuation
+    record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: |  \| ")
+    assert all(record.match(line) for line in log.splitlines()), log[-3000:]
 
 
 @in_module_loop
