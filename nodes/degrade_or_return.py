@@ -150,13 +150,15 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         # a WARNING per failure that happened in this run; an answer that only took over a
         # failure another run met and logged (a failure note, a lease leader's failure) is
         # counted in wdr_resolutions_total and logged at DEBUG, not once per viewer
+        # the kind, never the detail: a warehouse's or database's error text quotes the
+        # statement's literals and row values (the caller gets it in its answer)
         log.log(
             logging.DEBUG if failure["node"] == "cache_lookup" else logging.WARNING,
-            "widget %s %s: %s (%s)",
+            "widget %s %s: %s (in %s)",
             state["widget_id"],
             "answered from its last good entry" if last_good else "degraded",
             failure["kind"],
-            failure["detail"],
+            failure["node"],
         )
     await write_generation_log(ctx, state)
     return update

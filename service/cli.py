@@ -90,7 +90,8 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
             port=settings.port,
             log_level=settings.log_level.lower(),
             access_log=False,
-            http="service.http_server:BoundedHttpToolsProtocol",  # header read timeout
+            # header read timeout and head size limits (from the environment)
+            http="service.http_server:BoundedHttpToolsProtocol",
         )
         return 0
 
@@ -99,12 +100,19 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
 
     uvicorn.run(
         create_app(settings),
-        http=protocol_with(settings.http_header_timeout_s),  # header read timeout
+        # header read timeout and head size limits (431 before the app sees the request)
+        http=protocol_with(
+            settings.http_header_timeout_s,
+            max_header_bytes=settings.http_max_header_bytes,
+            max_headers=settings.http_max_headers,
+        ),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # uvicorn's own loggers go through ours (service.cli.main configured them):
+        # redacted, control characters escaped, in both formats
+        log_config=None,
     )
     return 0
 

@@ -150,8 +150,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    """`status` for everyone; `components` (each dependency's state, the auth mode, the
+    registry's version and widget count...) only for a caller holding `ops:read`."""
+
     status: Literal["ok", "degraded"]
-    components: dict[str, dict[str, Any]]
+    components: dict[str, dict[str, Any]] | None = None
 
 
 class AuditEntryOut(BaseModel):

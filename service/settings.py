@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     readyz_probe_timeout_s: float = 1.5  # each /readyz probe (they run concurrently)
     http_header_timeout_s: float = 10.0  # a request's headers must arrive within this...
     http_body_timeout_s: float = 30.0  # ...and its body within this: else a 408 problem
+    # Issue 18: a request's head (request line + headers) is bounded before anything reads
+    # it (authentication included): over either limit the server answers a 431 problem and
+    # closes the connection (service/http_server.py).
+    http_max_header_bytes: int = Field(default=32_768, ge=4096)  # HTTP_MAX_HEADER_BYTES
+    http_max_headers: int = Field(default=100, ge=16)  # HTTP_MAX_HEADERS: header fields
 
     # Identity, tenants and row-level security (issue 10). With none of AUTH_JWT_SECRET,
     # AUTH_JWKS_URL or AUTH_REQUIRED set the service is in dev mode: requests without
@@ -97,6 +102,13 @@ class Settings(BaseSettings):
     auth_leeway_s: float = Field(default=5.0, ge=0, le=300)  # clock skew tolerance
     auth_tenant_claim: str = "tenant"
     auth_jwks_refresh_s: float = Field(default=300.0, gt=0)
+    # JWKS outage with no cached keys (issue 18): one fetch in flight shared by every
+    # request, each waiting at most AUTH_JWKS_WAIT_S for it (then a 503); after a failure
+    # the next fetch waits a backoff doubling from AUTH_JWKS_BACKOFF_S up to
+    # AUTH_JWKS_BACKOFF_MAX_S
+    auth_jwks_wait_s: float = Field(default=2.0, gt=0)
+    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)
+    auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
