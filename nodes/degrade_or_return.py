@@ -55,6 +55,11 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     shows_real_data = failure is None or last_good
     resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
     stale = bool(state.get("stale")) or last_good
+    # refresh=true within REFRESH_MIN_INTERVAL_S of the live answer: that answer, said so
+    debounced = any(
+        t["node"] == "cache_lookup" and t["outcome"] == "refresh_debounced"
+        for t in state.get("trace", [])
+    )
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
@@ -75,6 +80,12 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "generated_sql": state.get("generated_sql"),
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
+        "refresh_debounced": debounced,
+        "refresh_retry_after_s": round(
+            max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
+        )
+        if debounced
+        else None,
     }
     if failure:
         outcome = "last_good" if last_good else "degraded"

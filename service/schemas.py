@@ -58,6 +58,15 @@ class ResolveResponse(BaseModel):
     generated_sql: str | None
     error_detail: str | None
     resolved_at: str
+    refresh_debounced: bool = Field(
+        description="`refresh: true` came within REFRESH_MIN_INTERVAL_S of this widget's last "
+        "live answer: that answer is returned (`cache_hit` true, its age in "
+        "`freshness_seconds`) instead of querying the backend again."
+    )
+    refresh_retry_after_s: float | None = Field(
+        description="When `refresh_debounced`: seconds until a forced refresh queries the "
+        "backend again; null otherwise."
+    )
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
 
 

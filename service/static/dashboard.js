@@ -301,8 +301,10 @@
     return "live";
   }
 
-  // A forced refresh that came too soon after a live answer gets that answer back.
+  // A forced refresh that came too soon after a live answer gets that answer back (the
+  // answer says so: refresh_debounced; older services only in the trace).
   function debounced(r) {
+    if (r && typeof r.refresh_debounced === "boolean") return r.refresh_debounced;
     return Boolean(r && r.trace && r.trace.some((t) => t.node === "cache_lookup" && t.outcome === "refresh_debounced"));
   }
 
@@ -323,7 +325,7 @@
         return {
           status, icon: "◷", text: `Cached · ${formatAge(ageOf(tile))}`, kind: debounced(r) ? "refresh_debounced" : null,
           tip: debounced(r)
-            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
+            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds${r.refresh_retry_after_s ? `: a live refresh is possible in ${formatAge(r.refresh_retry_after_s)}` : ""}). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
             : `A live ${backend} answer from the cache, ${formatAge(ageOf(tile))} old (refreshed when its TTL runs out).`,
         };
       case "stale":
