@@ -103,6 +103,9 @@ class MetricOut(BaseModel):
     generator: str | None
     ttl_seconds: int | None
     dimensions: list[str]
+    dimension_order: dict[str, list[str]] = Field(
+        description="An ordinal dimension's natural order (e.g. severity): charts keep it."
+    )
     filter_columns: list[str]
     governance_status: str
     last_validated_at: str | None
