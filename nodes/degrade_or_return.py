@@ -56,6 +56,11 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
     stale = bool(state.get("stale")) or last_good
     rollup = state.get("rollup") if shows_real_data and not dry_run else None
+    # refresh=true within REFRESH_MIN_INTERVAL_S of the live answer: that answer, said so
+    debounced = any(
+        t["node"] == "cache_lookup" and t["outcome"] == "refresh_debounced"
+        for t in state.get("trace", [])
+    )
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
@@ -83,6 +88,12 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             "data_age_s": round(max(0.0, now - rollup["built_at"]), 3),
         }
         if rollup
+        else None,
+        "refresh_debounced": debounced,
+        "refresh_retry_after_s": round(
+            max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
+        )
+        if debounced
         else None,
     }
     if failure:
