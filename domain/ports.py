@@ -92,6 +92,15 @@ class RollupStore(Protocol):
         ...
 
 
+class DataVersions(Protocol):
+    """The data version of a source (a warehouse table's three-part name, or
+    `postgres:<metric>`): a number that moves forward when its data changes
+    (domain/data_versions.py). Never raises: None when the source has none or the probe
+    failed (answers over it then live by their TTL)."""
+
+    async def probe(self, source: str) -> int | None: ...
+
+
 class SqlGenerator(Protocol):
     """Writes Databricks SQL for a free-text question (the LLM). Raises GenerationFailure."""
 

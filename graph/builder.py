@@ -14,7 +14,7 @@ the service compiles it once at startup; `graph/studio.py` exports it for `langg
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.graph import START, StateGraph
@@ -50,12 +50,18 @@ NODES: dict[str, Any] = {
 }
 
 
-def _bind(fn: Any, context: Context) -> Any:
-    """A node that runs `fn` with `context`, whatever context the caller passed (Studio)."""
+ContextSource = Context | Callable[[], Awaitable[Context]]
+NodeWrapper = Callable[[str, Any], Any]
+
+
+def _bind(fn: Any, context: ContextSource) -> Any:
+    """A node that runs `fn` with `context` (or the one `context()` gives when the node
+    runs), whatever context the caller passed (Studio)."""
 
     @functools.wraps(fn)
     async def node(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-        result: dict[str, Any] = await fn(state, runtime.override(context=context))
+        ctx = context if isinstance(context, Context) else await context()
+        result: dict[str, Any] = await fn(state, runtime.override(context=ctx))
         return result
 
     return node
@@ -72,27 +78,34 @@ DEFAULT_NODE_TIMEOUTS: dict[str, float] = {
 
 
 def build_graph(
-    bind_context: Context | None = None,
+    bind_context: ContextSource | None = None,
     *,
     observer: GraphObserver | None = None,
     node_timeouts: Mapping[str, float] | None = None,
+    input_schema: type[Any] = InputState,
+    output_schema: type[Any] = OutputState,
+    wrap: NodeWrapper | None = None,
 ) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
-    one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead.
+    one per run (the `langgraph dev` server; a coroutine function: opened when a node
+    first needs it); the service passes it to `ainvoke` instead.
     `observer` wraps every node once for metrics and spans (graph/observe.py); without
-    one the nodes run bare (tests)."""
+    one the nodes run bare (tests). `input_schema` (a part of InputState), `output_schema` (a superset of OutputState) and
+    `wrap(name, node)` let a host show more of each step (graph/studio.py)."""
     # A bound graph takes no per-run context: the host may still pass `{}` (langgraph dev).
     builder = StateGraph(
         State,
         context_schema=None if bind_context else Context,
-        input_schema=InputState,
-        output_schema=OutputState,
+        input_schema=input_schema,
+        output_schema=output_schema,
     )
     timeouts = {**DEFAULT_NODE_TIMEOUTS, **(node_timeouts or {})}
     for name, fn in NODES.items():
         node = _bind(fn, bind_context) if bind_context else fn
         if observer is not None and observer.active:
             node = observer.wrap(name, node)
+        if wrap is not None:
+            node = wrap(name, node)
         if name in TIMEOUT_KINDS:
             builder.add_node(  # type: ignore[call-overload]
                 name,

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from domain.data_versions import DataVersionGate
 from domain.ports import (
     Cache,
     FixedTableSchemas,
@@ -50,3 +51,5 @@ class Context:
     failure_backoff_s: float = 5.0
     # rollups answering warehouse metrics from PostgreSQL (None: off, today's path)
     rollups: RollupStore | None = None
+    # refresh when the data changes: the data versions this process knows (None: TTLs only)
+    data_versions: DataVersionGate | None = None

@@ -23,11 +23,10 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from domain.data_versions import gated_age, refresh_needed
 from domain.freshness import (
     Age,
     Policy,
-    age_of,
-    expires_at,
     failure_note_key,
     may_retry,
     usable_as_last_good,
@@ -56,6 +55,7 @@ def _served(entry: dict[str, Any], outcome: str) -> dict[str, Any]:
         "rollup": entry.get("rollup"),
         "executed": True,
         "outcome": outcome,
+        "data_versions": entry.get("versions"),
     }
 
 
@@ -119,7 +119,7 @@ async def _from_entry(
         return _served(entry, "refresh_debounced")
     if refresh:
         return None
-    age = age_of(entry, now, policy)
+    age = gated_age(entry, now, policy, ctx.data_versions)
     if age is Age.fresh:
         return _served(entry, "hit")
     if age in (Age.stale, Age.last_good):
@@ -156,7 +156,10 @@ async def _lead_or_share(
             if role.token is not None and not state.get("refresh"):
                 # a leader may have written the answer between our read and our lease
                 again = _valid(await ctx.cache.get(key))
-                if again is not None and age_of(again, ctx.clock(), policy) is Age.fresh:
+                if (
+                    again is not None
+                    and gated_age(again, ctx.clock(), policy, ctx.data_versions) is Age.fresh
+                ):
                     await ctx.leases.release(key, role.token, Outcome(ok=True))
                     return _served(again, "hit")
             outcome = "bypass_refresh" if state.get("refresh") else "miss"
@@ -169,7 +172,10 @@ async def _lead_or_share(
                 "outcome": "shared_failure",
             }
         again = _valid(await ctx.cache.get(key))
-        if again is not None and age_of(again, ctx.clock(), policy) is Age.fresh:
+        if (
+            again is not None
+            and gated_age(again, ctx.clock(), policy, ctx.data_versions) is Age.fresh
+        ):
             # the leader's live answer: shown as live (as a leader in this process would
             # share its run), not as a cache hit
             return _served(again, "shared") | {"cache_hit": False, "shared": True}
@@ -194,7 +200,7 @@ async def _background(
         return _served(entry, why) | {"skipped": True}
 
     def needed(e: dict[str, Any] | None) -> bool:
-        return e is None or expires_at(e, policy) - ctx.clock() <= ahead_s
+        return refresh_needed(e, ctx.clock(), policy, ahead_s, ctx.data_versions)
 
     if not needed(entry):
         return skip("skip_fresh")

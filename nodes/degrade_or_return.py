@@ -106,7 +106,12 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             )
             if rollup:
                 entry["rollup"] = rollup
-            await ctx.cache.set(key, entry, policy.retention_s)
+            retention = policy.retention_s
+            if state.get("data_versions") and ctx.data_versions is not None:
+                # fresh while its data versions hold (domain/data_versions.py)
+                entry["versions"] = state["data_versions"]
+                retention = max(retention, ctx.data_versions.retention_s)
+            await ctx.cache.set(key, entry, retention)
             if policy.ttl_s > 0:
                 await ctx.cache.delete(failure_note_key(key))
         elif failure and "lease" in state and failure["node"] != "cache_lookup":
@@ -139,6 +144,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             "live": outcome in ("live", "shared"),
             "hit": outcome == "cached",
             "skipped": bool(state.get("skipped")),
+            "versions": shown.get("data_versions") if shown else None,
         }
     if failure:
         # a WARNING per failure that happened in this run; an answer that only took over a

@@ -62,8 +62,12 @@ class Refresher:
         default_estimate_s: float = 0.5,
         retry_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        holds: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
+        """`holds(hint)`: the answer stays fresh past its TTL (its data versions have not
+        moved: service/changes.py), so it is not kept warm ahead of its expiry."""
         self._run = run
+        self._holds = holds
         self._ahead = refresh_ahead
         self._max_concurrency = max(1, max_concurrency)
         self._max_keys = max(1, max_keys)
@@ -89,7 +93,9 @@ class Refresher:
         if tracked is not None and hint.get("live"):  # a tracked key answered live
             tracked.expires_at = float(hint["expires_at"])
             tracked.observe(_backend_seconds(out, tracked.estimate_s))
-        if self._ahead and hint.get("hit") and float(hint["ttl_s"]) > 0:
+        if self._holds is not None and self._holds(hint):
+            self._tracked.pop(key, None)  # nothing to re-run while its data does not change
+        elif self._ahead and hint.get("hit") and float(hint["ttl_s"]) > 0:
             # read from the cache: keep it warm while it is read during each entry's life
             self._tracked[key] = _Tracked(
                 inputs=inputs,
@@ -132,7 +138,9 @@ class Refresher:
             return
         hint = out.get("freshness") or {}
         tracked = self._tracked.get(key)
-        if tracked is not None:
+        if tracked is not None and self._holds is not None and self._holds(hint):
+            del self._tracked[key]
+        elif tracked is not None:
             if hint.get("expires_at") is not None:
                 tracked.expires_at = float(hint["expires_at"])
             if hint.get("live"):

@@ -5,7 +5,7 @@ responses and problems."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -57,16 +57,31 @@ class Resolver:
             max_concurrency=refresh_concurrency,
             max_keys=refresh_max_keys,
             clock=context.clock,
+            holds=self._holds if context.data_versions is not None else None,
         )
+        # called with (graph input, output) after every answered run (service/changes.py)
+        self.watchers: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
         self.flights = Flights(
             self.graph,
             context,
             config=config,
-            on_result=lambda graph_input, out: self.refresher.after(
-                graph_input | {"refresh": False}, out
-            ),
+            on_result=self._answered,
             fast=self._fast if fast_lane and not (config or {}).get("callbacks") else None,
         )
+
+    def _answered(self, graph_input: dict[str, Any], out: dict[str, Any]) -> None:
+        inputs = graph_input | {"refresh": False}
+        self.refresher.after(inputs, out)
+        for watch in self.watchers:
+            watch(inputs, out)
+
+    def _holds(self, hint: dict[str, Any]) -> bool:
+        gate = self.context.data_versions
+        return gate is not None and gate.verdict(hint.get("versions")) == "unchanged"
+
+    async def background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
+        """One background refresh run (for service/changes.py)."""
+        return await self._background(graph_input)
 
     async def _fast(self, graph_input: dict[str, Any]) -> dict[str, Any] | None:
         return await answer_from_cache(graph_input, self.context, self._observer)

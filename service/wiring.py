@@ -29,11 +29,12 @@ from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
 from adapters.postgres import POSTGRES_QUERIES, PgGateway
 from adapters.rate_limit import TenantLlmBudget
-from adapters.registry import RegistryHolder, RegistryStore, validate_boot
+from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
 from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
+from domain.data_versions import DataVersionGate
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
@@ -76,7 +77,8 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
-    stack.callback(duck.close)
+    # off the event loop: closing removes the lakehouse's temporary directory
+    stack.push_async_callback(asyncio.to_thread, duck.close)
     return duck
 
 
@@ -194,6 +196,7 @@ class Resources:
                 "version": self.registry.version,
             },
             "auth": self.auth.describe(),
+            "access_policy": self.auth.policy.describe(),
         }
         status = "ok" if pg_ok and cache_ok and wh_ok and listening else "degraded"
         return {"status": status, "components": components}
@@ -205,7 +208,14 @@ def open_policy(
     """The row-level security policy, validated against the warehouse allowlist (the
     columns of every table the warehouse described) and the Postgres metrics. BootError
     names every bad entry. A table the warehouse could not describe right now (an outage at
-    boot) is checked by name only, so an outage never stops the boot."""
+    boot) is checked by name only, so an outage never stops the boot. With
+    ROW_FILTERS_DISABLED=true: no policy, no row filters (said loudly)."""
+    if settings.row_filters_disabled:
+        log.warning(
+            "access policy: ROW_FILTERS_DISABLED=true: NO ROW FILTERS, every principal reads "
+            "every row of every table and series"
+        )
+        return AccessPolicy()
     try:
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
@@ -225,6 +235,13 @@ def open_policy(
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
+    log.info(
+        "access policy %s in force: %s (%d tables, %d series)",
+        policy.source,
+        policy.fingerprint,
+        len(policy.tables),
+        len(policy.series),
+    )
     return policy
 
 
@@ -285,8 +302,12 @@ async def open_resources(
             applied = await migrate(url)
             if applied:
                 log.info("applied migrations %s", applied)
-        if settings.seed_demo:
-            await seed(url, settings.config_dir)
+        if settings.seed_at_boot:  # never a DATABASE_URL database unless SEED_DEMO=true
+            try:
+                await seed(url, settings.config_dir, trigger="boot")
+            except ValueError as exc:  # widgets.yaml / metrics.yaml: named entries
+                log.error("boot seed: %s", exc)
+                raise BootError(f"refusing to start: {exc}") from None
         gateway = PgGateway(
             url,
             max_size=settings.pg_pool_max,
@@ -303,7 +324,13 @@ async def open_resources(
             conninfo=url,
             deadline_s=settings.pg_deadline_s,
         )
-        registry = await store.load_holder(
+        registry = await RegistryHolder.create(
+            store,
+            limits=WidgetLimits(
+                max_per_tenant=settings.widget_max_per_tenant,
+                max_spec_bytes=settings.widget_spec_max_bytes,
+                max_mock_data_bytes=settings.widget_mock_data_max_bytes,
+            ),
             connect_timeout_s=settings.pg_connect_timeout_s,
             ping_interval_s=settings.registry_ping_interval_s,
             ping_timeout_s=settings.registry_ping_timeout_s,
@@ -376,6 +403,9 @@ async def open_resources(
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
             rollups=rollups,
+            data_versions=DataVersionGate(valid_s=settings.effective_data_version_valid_s)
+            if settings.change_refresh
+            else None,
         )
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
