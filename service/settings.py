@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     # data version is probed once across the fleet (Delta `DESCRIBE HISTORY`, the
     # kpi_metrics_history trigger's counter); an answer stays fresh while its versions hold
     # and is refreshed (and open dashboards told) when they move. A version not confirmed
-    # for DATA_VERSION_VALID_S (default three intervals) falls back to the TTL.
+    # for DATA_VERSION_VALID_S (default five intervals) falls back to the TTL.
     change_refresh: bool = False
     data_version_interval_s: float = Field(default=3.0, gt=0)
     data_version_valid_s: float | None = Field(default=None, gt=0)
@@ -234,7 +234,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_data_version_valid_s(self) -> float:
-        return self.data_version_valid_s or 3 * self.data_version_interval_s
+        return self.data_version_valid_s or 5 * self.data_version_interval_s
 
     @property
     def effective_lease_ttl_s(self) -> float:
