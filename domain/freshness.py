@@ -122,3 +122,17 @@ def failure_note(*, kind: str, detail: str, now: float, backoff_s: float) -> dic
 def may_retry(note: Mapping[str, Any] | None, now: float) -> bool:
     """No failure noted, or its backoff is over."""
     return note is None or now >= float(note.get("retry_at", 0.0))
+
+
+# ------------------------------------------------------------------ the read that decides
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One read of a key's cache entry (and of its failure note when the entry is not
+    fresh), taken once to decide and handed on: the decision and the answer it gives use
+    the same read (graph/runner.py reads it, cache_lookup answers from it)."""
+
+    entry: dict[str, Any] | None  # the entry as read; None when absent or malformed
+    note: dict[str, Any] | None  # the failure note beside it (read only when it matters)
+    at: float  # the clock when read

@@ -6,7 +6,9 @@
     any failure -> mock_data -> degrade_or_return
 
 `build_graph()` returns the uncompiled builder (tests compile it with their own context);
-the service compiles it once at startup; `graph/studio.py` exports it for `langgraph dev`.
+the service's runner (graph/runner.py) compiles it once at startup; `graph/studio.py`
+exports it for `langgraph dev`. `node_table()` is the one table of (observed) node
+functions: the builder adds them, the runner calls the same ones for the steps it runs.
 """
 
 from __future__ import annotations
@@ -67,28 +69,44 @@ DEFAULT_NODE_TIMEOUTS: dict[str, float] = {
 }
 
 
+def node_table(
+    bind_context: Context | None = None, observer: GraphObserver | None = None
+) -> dict[str, Any]:
+    """Every node function as the graph runs it: bound to `bind_context` when given, and
+    wrapped once by `observer` (metrics, spans) when it is active."""
+    table: dict[str, Any] = {}
+    for name, fn in NODES.items():
+        node = _bind(fn, bind_context) if bind_context else fn
+        if observer is not None and observer.active:
+            node = observer.wrap(name, node)
+        table[name] = node
+    return table
+
+
 def build_graph(
     bind_context: Context | None = None,
     *,
     observer: GraphObserver | None = None,
     node_timeouts: Mapping[str, float] | None = None,
+    nodes: Mapping[str, Any] | None = None,
+    entry: str = "route",
 ) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
     one per run (the `langgraph dev` server); the service passes it to `ainvoke` instead.
     `observer` wraps every node once for metrics and spans (graph/observe.py); without
-    one the nodes run bare (tests)."""
+    one the nodes run bare (tests). `nodes` is a `node_table()` to reuse. `entry` other
+    than `route` gives the same graph entered at that node, taking the whole state as
+    input: the runner hands a run on there once the steps before it are done."""
     # A bound graph takes no per-run context: the host may still pass `{}` (langgraph dev).
     builder = StateGraph(
         State,
         context_schema=None if bind_context else Context,
-        input_schema=InputState,
+        input_schema=InputState if entry == "route" else State,
         output_schema=OutputState,
     )
     timeouts = {**DEFAULT_NODE_TIMEOUTS, **(node_timeouts or {})}
-    for name, fn in NODES.items():
-        node = _bind(fn, bind_context) if bind_context else fn
-        if observer is not None and observer.active:
-            node = observer.wrap(name, node)
+    table = nodes if nodes is not None else node_table(bind_context, observer)
+    for name, node in table.items():
         if name in TIMEOUT_KINDS:
             builder.add_node(  # type: ignore[call-overload]
                 name,
@@ -99,7 +117,7 @@ def build_graph(
         else:
             builder.add_node(name, node)  # type: ignore[arg-type]
 
-    builder.add_edge(START, "route")
+    builder.add_edge(START, entry)
     for name, after in NEXT.items():
         if isinstance(after, str):
             builder.add_edge(name, after)

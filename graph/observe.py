@@ -207,22 +207,3 @@ class GraphObserver:
         failure = update.get("failure")
         if failure:
             span.set_status(Status(StatusCode.ERROR, failure["kind"]))
-
-    def replay(
-        self,
-        name: str,
-        state: State,
-        update: dict[str, Any],
-        ctx: Context,
-        start_ns: int,
-        end_ns: int,
-    ) -> None:
-        """What `wrap` records for one node run, after the fact (the fast lane,
-        graph/fastlane.py): its metrics, and its span with the run's own start and end."""
-        tracer = self.tracing.tracer
-        if tracer is not None:
-            span = tracer.start_span(name, start_time=start_ns)
-            self._describe(span, name, state, update)
-            span.end(end_time=end_ns)
-        if self.metrics:
-            record_metrics(name, state, update, ctx)

@@ -7,6 +7,8 @@ import operator
 from typing import Annotated, Any, Literal, TypedDict
 
 from domain.access import RowAccess
+from domain.freshness import Probe
+from domain.lease import Lead
 from domain.models import Backend, MetricDef, RoutingEntry, WidgetSpec
 
 
@@ -69,7 +71,11 @@ class State(InputState, OutputState, total=False):
     revalidate: bool  # serve now, refresh in the background
     last_good: dict[str, Any] | None  # a cache entry that may stand in for a failing backend
     fallback: Literal["last_good", "mock"]
-    lease: str | None  # present when this run leads: the lease token (None: no lease)
+    # given by the runner (graph/runner.py) to cache_lookup: the entry read that decided
+    # (so it is not read again) and, when the backend was needed, this run's part in the
+    # key's leadership scope (no token: the scope holds the lease)
+    probe: Probe | None
+    lead: Lead | None
     skipped: bool  # a background refresh that had nothing to do
     shared: bool  # the live answer another resolution (the lease's leader) just wrote
     # failure

@@ -2,8 +2,8 @@
 a degraded one never is, and always says so (`live_data_unavailable`, `source` = the failure
 kind, `error_detail`); a last good answer also says `stale` and its true age. A failed
 backend query leaves the entry alone and writes a failure note beside it. The lease this
-run led under is released last, so its followers find the answer in the cache.
-The LLM generation log row is written here, after the answer is decided."""
+run led under is released by its scope once the run ends (graph/runner.py), so its
+followers find the answer in the cache. The LLM generation log row is written here, after the answer is decided."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from domain.freshness import Policy, failure_note, failure_note_key, make_entry
-from domain.lease import Outcome
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced
@@ -98,7 +97,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             await ctx.cache.set(key, entry, policy.retention_s)
             if policy.ttl_s > 0:
                 await ctx.cache.delete(failure_note_key(key))
-        elif failure and "lease" in state and failure["node"] != "cache_lookup":
+        elif failure and failure["node"] not in ("route", "cache_lookup"):
             # this run queried the backend and it failed: never touch the entry, note the
             # failure so every instance answers from the last good entry until the retry
             note = failure_note(
@@ -108,17 +107,6 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 backoff_s=ctx.failure_backoff_s,
             )
             await ctx.cache.set(failure_note_key(key), note, policy.retention_s)
-        token = state.get("lease")
-        if token is not None and ctx.leases is not None:
-            await ctx.leases.release(
-                key,
-                token,
-                Outcome(
-                    ok=outcome == "live",
-                    kind=failure["kind"] if failure else None,
-                    detail=failure["detail"] if failure else None,
-                ),
-            )
         shown = state if shows_real_data else {}
         update["freshness"] = {
             "key": key,

@@ -6,6 +6,7 @@ conftest or from one another."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -552,3 +553,15 @@ def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
+    """Wait for `condition()` to hold (polled on the event loop), instead of sleeping for a
+    time a loaded machine may not meet; fails after `timeout_s` (a generous bound, never
+    an expectation of speed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:.0f}s")
+        await asyncio.sleep(0.002)
