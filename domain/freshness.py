@@ -124,6 +124,23 @@ def may_retry(note: Mapping[str, Any] | None, now: float) -> bool:
     return note is None or now >= float(note.get("retry_at", 0.0))
 
 
+# ------------------------------------------------------------------ the answer's hint
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """What degrade_or_return tells the service about an answer over a cache key (its
+    background refreshes: service/refresh.py)."""
+
+    key: str  # the cache key
+    expires_at: float | None  # when the answer shown expires (None: it showed no real data)
+    ttl_s: float  # the key's TTL
+    revalidate: bool  # refresh it in the background now (stale answer, backoff over)
+    live: bool  # the answer was resolved live by a backend (this run or its lease leader)
+    hit: bool  # the answer was read from the cache
+    skipped: bool  # a background refresh that had nothing to do
+
+
 # ------------------------------------------------------------------ the read that decides
 
 

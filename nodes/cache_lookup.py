@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from domain.failures import FailureKind
 from domain.freshness import (
     Age,
     Policy,
@@ -42,7 +43,7 @@ from domain.freshness import (
 )
 from domain.lease import Lead
 from graph.context import Context
-from graph.state import State
+from graph.state import Failure, State
 from nodes._common import traced
 
 # every outcome cache_lookup reports (graph/observe.py and service/refresh.py decode them)
@@ -82,8 +83,13 @@ def _served(entry: dict[str, Any], outcome: CacheOutcome) -> dict[str, Any]:
     }
 
 
-def _failure(note: dict[str, Any], node: str = "cache_lookup") -> dict[str, Any]:
-    return {"kind": str(note.get("kind")), "detail": str(note.get("detail")), "node": node}
+def _failure(kind: Any, detail: Any) -> Failure | None:
+    """A failure another run met (a failure note, a lease leader's outcome), taken over by
+    this one; None when its kind is not one of ours (an entry of another version)."""
+    try:
+        return {"kind": FailureKind(kind), "detail": str(detail), "node": "cache_lookup"}
+    except ValueError:
+        return None
 
 
 async def probe(state: State, ctx: Context) -> Probe | None:
@@ -164,10 +170,11 @@ def _from_entry(
     if age in (Age.stale, Age.last_good):
         note = read.note
         last_good = entry if usable_as_last_good(entry, now, policy) else None
-        if note is not None and last_good is not None:
+        failure = _failure(note.get("kind"), note.get("detail")) if note is not None else None
+        if note is not None and failure is not None and last_good is not None:
             # the backend failed a moment ago: the last good answer now, a retry later
             return _served(entry, "last_good") | {
-                "failure": _failure(note),
+                "failure": failure,
                 "last_good": last_good,
                 "revalidate": may_retry(note, now),
             }
@@ -204,11 +211,9 @@ async def _lead_or_share(
         return miss | {"outcome": "takeover" if lead.takeover else outcome}
     followed = lead.followed
     assert followed is not None
-    if not followed.ok:
-        return miss | {
-            "failure": _failure({"kind": followed.kind, "detail": followed.detail}),
-            "outcome": "shared_failure",
-        }
+    failure = None if followed.ok else _failure(followed.kind, followed.detail)
+    if failure is not None:
+        return miss | {"failure": failure, "outcome": "shared_failure"}
     again = await _fresh_again(ctx, key, policy)
     if again is not None:
         # the leader's live answer: shown as live (as a leader in this process would

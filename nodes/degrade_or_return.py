@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from domain.freshness import Policy, failure_note, failure_note_key, make_entry
+from domain.freshness import Freshness, Policy, failure_note, failure_note_key, make_entry
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced
 
 log = logging.getLogger(__name__)
+
+# every outcome degrade_or_return reports (graph/observe.py decodes them)
+AnswerOutcome = Literal["live", "cached", "shared", "dry_run", "degraded", "last_good"]
 
 
 def _iso(ts: float) -> str:
@@ -29,12 +32,12 @@ async def write_generation_log(ctx: Context, state: State) -> None:
     generation = state.get("generation")
     if not generation or generation.get("reused") or ctx.generation_log is None:
         return
-    safety = state.get("safety") or {}
+    safety = state.get("safety")
     failure = state.get("failure")
-    record = {k: v for k, v in generation.items() if k != "reused"}
+    record: dict[str, Any] = {k: v for k, v in generation.items() if k != "reused"}
     record |= {
-        "safety_allowed": safety.get("allowed"),
-        "safety_rule": safety.get("rule"),
+        "safety_allowed": safety["allowed"] if safety else None,
+        "safety_rule": safety["rule"] if safety else None,
         "failure_kind": failure["kind"] if failure else None,
     }
     await ctx.generation_log.write(record)  # never raises: it logs and drops
@@ -75,6 +78,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
     }
+    outcome: AnswerOutcome
     if failure:
         outcome = "last_good" if last_good else "degraded"
     elif dry_run:
@@ -108,15 +112,15 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             )
             await ctx.cache.set(failure_note_key(key), note, policy.retention_s)
         shown = state if shows_real_data else {}
-        update["freshness"] = {
-            "key": key,
-            "expires_at": (shown.get("resolved_at", now) + policy.ttl_s) if shown else None,
-            "ttl_s": policy.ttl_s,
-            "revalidate": bool(state.get("revalidate")),
-            "live": outcome in ("live", "shared"),
-            "hit": outcome == "cached",
-            "skipped": bool(state.get("skipped")),
-        }
+        update["freshness"] = Freshness(
+            key=key,
+            expires_at=(shown.get("resolved_at", now) + policy.ttl_s) if shown else None,
+            ttl_s=policy.ttl_s,
+            revalidate=bool(state.get("revalidate")),
+            live=outcome in ("live", "shared"),
+            hit=outcome == "cached",
+            skipped=bool(state.get("skipped")),
+        )
     if failure:
         # a WARNING per failure that happened in this run; an answer that only took over a
         # failure another run met and logged (a failure note, a lease leader's failure) is

@@ -192,7 +192,7 @@ async def test_degrade_or_return_writes_the_windows_and_clears_the_note() -> Non
         60,
     )
     assert await ctx.cache.get(failure_note_key("k")) is None
-    assert out["freshness"]["expires_at"] == NOW + 10 and out["freshness"]["live"]
+    assert out["freshness"].expires_at == NOW + 10 and out["freshness"].live
 
 
 def test_query_tags_name_widget_metric_and_tenant() -> None:
