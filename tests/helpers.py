@@ -261,10 +261,12 @@ class StubGateway:
     calls: list[str] = field(default_factory=list)
     row_filters: list[Any] = field(default_factory=list)
 
-    def has_query(self, metric_id: str) -> bool:
+    def has_query(self, metric: MetricDef) -> bool:
         return self.mapped
 
-    def render_sql(self, metric: MetricDef, intent: DataIntent, *, row_filter: Any = None) -> str:
+    def render_sql(
+        self, metric: MetricDef, intent: DataIntent, *, now: float = 0.0, row_filter: Any = None
+    ) -> str:
         return (
             f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
         )
@@ -276,7 +278,8 @@ class StubGateway:
         self.row_filters.append(row_filter)
         if self.error:
             raise self.error
-        return QueryResult(rows=self.rows, columns=[Column("value", "number")])
+        sql = self.render_sql(metric, intent, now=now)
+        return QueryResult(rows=self.rows, columns=[Column("value", "number")], sql=sql)
 
     async def ping(self) -> bool:
         return self.error is None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable
 from pathlib import Path
 
 from adapters.registry.snapshot import RegistrySnapshot
 from domain import config
 from domain.identity import DEFAULT_TENANT
-from domain.models import RoutingEntry, validate_intent, widget_id_problem
+from domain.models import MetricDef, RoutingEntry, validate_intent, widget_id_problem
 
 
 def load_routing(path: Path) -> dict[str, RoutingEntry]:
@@ -17,25 +17,27 @@ def load_routing(path: Path) -> dict[str, RoutingEntry]:
 
 
 def validate_boot(
-    snapshot: RegistrySnapshot, *, postgres_queries: Collection[str] | None = None
+    snapshot: RegistrySnapshot,
+    *,
+    postgres_problems: Callable[[MetricDef], list[str]] | None = None,
 ) -> list[str]:
     """Everything that must be fixed before serving; each problem names its entry.
-    `postgres_queries` (the gateway's allowlist) also checks that each metric's definition
-    can be served by the backend it is routed to."""
+    `postgres_problems` (the gateway's check of a metric definition) also checks that each
+    metric's definition can be served by the backend it is routed to."""
     metrics = snapshot.metrics()
     routing = snapshot.routings()
     problems = list(snapshot.load_errors)
     for name, entry in sorted(routing.items()):
         metric = metrics.get(name)
-        if metric is None or postgres_queries is None:
+        if metric is None or postgres_problems is None:
             continue
         d = metric.definition
-        if entry.backend == "postgres" and (d.aggregation is None or name not in postgres_queries):
-            problems.append(
-                f"metric {name!r} is routed to postgres but its definition has no allowlisted "
-                "PostgreSQL query (add it to adapters/postgres.py POSTGRES_QUERIES or route it "
-                "to databricks)"
-            )
+        if entry.backend == "postgres":
+            problems += [
+                f"{p} (it is routed to postgres: fix its definition in metrics.yaml or route "
+                "it to databricks)"
+                for p in postgres_problems(metric)
+            ]
         if entry.backend == "databricks" and (not d.measure or d.table.count(".") != 2):
             problems.append(
                 f"metric {name!r} is routed to databricks but its definition has no warehouse "
