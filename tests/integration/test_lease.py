@@ -106,7 +106,7 @@ async def test_scope_releases_on_failure_and_cancellation(leases: Any) -> None:
     task = asyncio.create_task(leader(fail=False))
     await entered.wait()
     follower = asyncio.create_task(leases.lead_or_follow("k", wait_s=5))
-    await until(lambda: leases.waiting("k") == 1)
+    await until(lambda: _waited_on(leases, "k"))
     task.cancel()
     role = await follower
     assert role.leads and role.token and role.takeover  # abandoned: the follower leads
