@@ -139,6 +139,8 @@ class Freshness:
     live: bool  # the answer was resolved live by a backend (this run or its lease leader)
     hit: bool  # the answer was read from the cache
     skipped: bool  # a background refresh that had nothing to do
+    # the sources' data versions the answer was read at (domain/data_versions.py)
+    versions: Mapping[str, int] | None = None
 
 
 # ------------------------------------------------------------------ the read that decides

@@ -1,11 +1,15 @@
 """Graph state. Input is a widget id plus request flags; the output is `response`,
-the HTTP body the dashboard receives. Rows in state are capped by the row limit."""
+the HTTP body the dashboard receives. Rows in state are capped by the row limit.
+
+The TypedDicts come from typing_extensions: pydantic (and so LangGraph Studio's input and
+output forms) needs it on Python < 3.12. Descriptions are `Field(description=...)`."""
 
 from __future__ import annotations
 
 import operator
 from typing import Annotated, Any, Literal
 
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from domain.access import RowAccess
@@ -71,11 +75,46 @@ class TraceEntry(TypedDict):
     outcome: str
 
 
-class InputState(TypedDict, total=False):
-    widget_id: str
-    refresh: bool
-    dry_run: bool
-    spec: WidgetSpec  # optional: given inline (tests, evals); else looked up in the registry
+class RollupUsed(TypedDict):
+    """The rollup an answer was read from: its name and when its data was built (epoch s)."""
+
+    name: str
+    built_at: float
+
+
+class RequestInput(TypedDict, total=False):
+    """Resolve one widget: what `POST /v1/widgets/{widget_id}/data` asks for. The input
+    form LangGraph Studio renders (`make studio`)."""
+
+    # needed (route says so when it is missing); not `Required`: nodes build states
+    widget_id: Annotated[
+        str,
+        Field(
+            description="Needed: a registered widget's id (GET /v1/widgets lists them), "
+            "e.g. open-issues-kpi or claims-filed-by-region"
+        ),
+    ]
+    refresh: Annotated[
+        bool,
+        Field(
+            description="Skip the cached answer and query the backend (a refresh within "
+            "REFRESH_MIN_INTERVAL_S of the last live answer reuses it)"
+        ),
+    ]
+    dry_run: Annotated[
+        bool,
+        Field(description="Generate and check the SQL, run nothing: the answer has no rows"),
+    ]
+    spec: Annotated[
+        WidgetSpec,
+        Field(
+            description="Optional: the widget given inline (title, kind, data_intent, "
+            "mock_data) instead of the registered one; `widget_id` still names it"
+        ),
+    ]
+
+
+class InputState(RequestInput, total=False):
     # the caller's tenant and row filters (service: from the principal); absent = the dev
     # principal's: tenant `default`, no row filters (Studio, evals of the unfiltered graph)
     access: RowAccess
@@ -86,11 +125,23 @@ class InputState(TypedDict, total=False):
 
 
 class OutputState(TypedDict, total=False):
-    response: dict[str, Any]
+    response: Annotated[dict[str, Any], Field(description="The HTTP body the dashboard receives")]
     # observability: every node appends {node, ms, outcome}
     trace: Annotated[list[TraceEntry], operator.add]
     # for the service's background refreshes (domain/freshness.py::Freshness)
     freshness: Freshness
+
+
+class StudioOutput(OutputState, total=False):
+    """What `langgraph dev` streams: the output plus, after each node, what it decided."""
+
+    decided: Annotated[
+        dict[str, Any],
+        Field(
+            description="What the last node wrote to the state: backend, metric, cache key, "
+            "candidate SQL, the safety verdict, the failure; row data as a count"
+        ),
+    ]
 
 
 class State(InputState, OutputState, total=False):
@@ -108,6 +159,11 @@ class State(InputState, OutputState, total=False):
     cache_hit: bool
     resolved_at: float
     truncated: bool
+    # rollups: the ones declaring the metric (route), the one that answered (rollup_query)
+    rollup_candidates: tuple[str, ...]
+    rollup: RollupUsed | None
+    # the sources' data versions the answer was read at (domain/data_versions.py)
+    data_versions: dict[str, int] | None
     # warehouse path
     candidate_sql: str
     generation: Generation  # LLM generation facts, written to sql_generation_log

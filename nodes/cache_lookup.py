@@ -30,13 +30,12 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from domain.data_versions import gated_age, refresh_needed
 from domain.failures import FailureKind
 from domain.freshness import (
     Age,
     Policy,
     Probe,
-    age_of,
-    expires_at,
     failure_note_key,
     may_retry,
     usable_as_last_good,
@@ -78,8 +77,10 @@ def _served(entry: dict[str, Any], outcome: CacheOutcome) -> dict[str, Any]:
         "generated_sql": entry.get("generated_sql"),
         "resolved_at": entry["resolved_at"],
         "truncated": entry.get("truncated", False),
+        "rollup": entry.get("rollup"),
         "executed": True,
         "outcome": outcome,
+        "data_versions": entry.get("versions"),
     }
 
 
@@ -101,7 +102,8 @@ async def probe(state: State, ctx: Context) -> Probe | None:
     now = ctx.clock()
     entry = _valid(await ctx.cache.get(key))
     note = None
-    fresh = entry is not None and age_of(entry, now, Policy.of(state["routing"])) is Age.fresh
+    policy = Policy.of(state["routing"])
+    fresh = entry is not None and gated_age(entry, now, policy, ctx.data_versions) is Age.fresh
     if state.get("background") or (entry is not None and not fresh and not state.get("refresh")):
         note = await ctx.cache.get(failure_note_key(key))
     return Probe(entry=entry, note=note, at=now)
@@ -124,9 +126,8 @@ def _refresh(state: State) -> bool:
 def _background_needed(
     state: State, ctx: Context, entry: dict[str, Any] | None, policy: Policy
 ) -> bool:
-    return entry is None or expires_at(entry, policy) - ctx.clock() <= float(
-        state.get("ahead_s", 0.0)
-    )
+    ahead_s = float(state.get("ahead_s", 0.0))
+    return refresh_needed(entry, ctx.clock(), policy, ahead_s, ctx.data_versions)
 
 
 @traced("cache_lookup")
@@ -164,7 +165,7 @@ def _from_entry(
         return _served(entry, "refresh_debounced")
     if refresh:
         return None
-    age = age_of(entry, now, policy)
+    age = gated_age(entry, now, policy, ctx.data_versions)
     if age is Age.fresh:
         return _served(entry, "hit")
     if age in (Age.stale, Age.last_good):
@@ -191,7 +192,9 @@ async def _fresh_again(ctx: Context, key: str, policy: Policy) -> dict[str, Any]
     """The second read: the entry, if fresh now (filled by the leader we followed, or by
     another instance between our first read and our lease)."""
     again = _valid(await ctx.cache.get(key))
-    return again if again is not None and age_of(again, ctx.clock(), policy) is Age.fresh else None
+    if again is None or gated_age(again, ctx.clock(), policy, ctx.data_versions) is not Age.fresh:
+        return None
+    return again
 
 
 async def _lead_or_share(

@@ -57,11 +57,12 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     shows_real_data = failure is None or last_good
     resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
     stale = bool(state.get("stale")) or last_good
+    rollup = state.get("rollup") if shows_real_data and not dry_run else None
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
         "backend": routing.backend if routing else None,
-        "source": failure["kind"] if failure else state["backend"],
+        "source": failure["kind"] if failure else ("rollup" if rollup else state["backend"]),
         "data": rows,
         "schema": state.get("schema", []),
         "row_count": len(rows),
@@ -77,6 +78,14 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "generated_sql": state.get("generated_sql"),
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
+        # read from a rollup: which one, and how old its data is
+        "rollup": {
+            "name": rollup["name"],
+            "built_at": _iso(rollup["built_at"]),
+            "data_age_s": round(max(0.0, now - rollup["built_at"]), 3),
+        }
+        if rollup
+        else None,
     }
     outcome: AnswerOutcome
     if failure:
@@ -98,7 +107,14 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 resolved_at=resolved_at,
                 policy=policy,
             )
-            await ctx.cache.set(key, entry, policy.retention_s)
+            if rollup:
+                entry["rollup"] = rollup
+            retention = policy.retention_s
+            if state.get("data_versions") and ctx.data_versions is not None:
+                # fresh while its data versions hold (domain/data_versions.py)
+                entry["versions"] = state["data_versions"]
+                retention = max(retention, ctx.data_versions.retention_s)
+            await ctx.cache.set(key, entry, retention)
             if policy.ttl_s > 0:
                 await ctx.cache.delete(failure_note_key(key))
         elif failure and failure["node"] not in ("route", "cache_lookup"):
@@ -120,6 +136,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             live=outcome in ("live", "shared"),
             hit=outcome == "cached",
             skipped=bool(state.get("skipped")),
+            versions=shown.get("data_versions") if shown else None,
         )
     if failure:
         # a WARNING per failure that happened in this run; an answer that only took over a

@@ -11,6 +11,7 @@ from domain.failures import FailureKind, ResolverFailure
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, failed, traced
+from nodes._versions import stamp
 
 
 @traced("postgres_query")
@@ -39,6 +40,7 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
                 "schema": [],
                 "outcome": "dry_run",
             }
+        versions = stamp(ctx, state)  # before the query (see nodes/_versions.py)
         result = await ctx.postgres.run_metric(metric, intent, now=now, row_filter=row_filter)
     except ResolverFailure as exc:
         return failed("postgres_query", exc)
@@ -50,4 +52,4 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
         "truncated": result.truncated,
         "resolved_at": ctx.clock(),
         "outcome": "ok",
-    }
+    } | versions

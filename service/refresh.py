@@ -64,8 +64,12 @@ class Refresher:
         default_estimate_s: float = 0.5,
         retry_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        holds: Callable[[Freshness], bool] | None = None,
     ) -> None:
+        """`holds(hint)`: the answer stays fresh past its TTL (its data versions have not
+        moved: service/changes.py), so it is not kept warm ahead of its expiry."""
         self._run = run
+        self._holds = holds
         self._ahead = refresh_ahead
         self._max_concurrency = max(1, max_concurrency)
         self._max_keys = max(1, max_keys)
@@ -91,7 +95,9 @@ class Refresher:
         if tracked is not None and hint.live and hint.expires_at is not None:
             tracked.expires_at = hint.expires_at  # a tracked key answered live
             tracked.observe(_backend_seconds(out, tracked.estimate_s))
-        if self._ahead and hint.hit and hint.ttl_s > 0 and hint.expires_at is not None:
+        if self._holds is not None and self._holds(hint):
+            self._tracked.pop(key, None)  # nothing to re-run while its data does not change
+        elif self._ahead and hint.hit and hint.ttl_s > 0 and hint.expires_at is not None:
             # read from the cache: keep it warm while it is read during each entry's life
             self._tracked[key] = _Tracked(
                 inputs=inputs,
@@ -134,7 +140,9 @@ class Refresher:
             return
         hint: Freshness | None = out.get("freshness")
         tracked = self._tracked.get(key)
-        if tracked is not None:
+        if tracked is not None and hint is not None and self._holds is not None and self._holds(hint):
+            del self._tracked[key]
+        elif tracked is not None:
             if hint is not None and hint.expires_at is not None:
                 tracked.expires_at = hint.expires_at
             if hint is not None and hint.live:

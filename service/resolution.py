@@ -6,12 +6,13 @@ responses and problems."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
 from domain.access import UNRESTRICTED, RowAccess
+from domain.freshness import Freshness
 from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
 from graph.context import Context
@@ -60,13 +61,25 @@ class Resolver:
             max_concurrency=refresh_concurrency,
             max_keys=refresh_max_keys,
             clock=context.clock,
+            holds=self._holds if context.data_versions is not None else None,
         )
-        self.flights = Flights(
-            self.runner,
-            on_result=lambda graph_input, out: self.refresher.after(
-                graph_input | {"refresh": False}, out
-            ),
-        )
+        # called with (graph input, output) after every answered run (service/changes.py)
+        self.watchers: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
+        self.flights = Flights(self.runner, on_result=self._answered)
+
+    def _answered(self, graph_input: dict[str, Any], out: dict[str, Any]) -> None:
+        inputs = graph_input | {"refresh": False}
+        self.refresher.after(inputs, out)
+        for watch in self.watchers:
+            watch(inputs, out)
+
+    def _holds(self, hint: Freshness) -> bool:
+        gate = self.context.data_versions
+        return gate is not None and gate.verdict(hint.versions) == "unchanged"
+
+    async def background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
+        """One background refresh run (for service/changes.py)."""
+        return await self._background(graph_input)
 
     async def _background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
         """One background refresh (`background=true`): under the key's lease, like any run,

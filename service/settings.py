@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     pg_connect_timeout_s: float = 2.0
     pg_pool_max: int = 10
     auto_migrate: bool = True
-    seed_demo: bool = True
+    # Seeding at boot (issue 18): None (the default) seeds the embedded database only, never
+    # a DATABASE_URL one; true seeds any. A boot seed upserts the catalog from metrics.yaml
+    # and tops up the demo history, but inserts the demo widgets only into a database never
+    # seeded before (a deleted widget stays deleted). `resolver seed` seeds on request.
+    seed_demo: bool | None = None
 
     # Cache: REDIS_URL, or in-process
     redis_url: str | None = None
@@ -62,6 +66,10 @@ class Settings(BaseSettings):
 
     # Safety and limits
     max_body_bytes: int = 1_048_576
+    # Per-tenant widget limits (issue 18): what one tenant can make every instance hold.
+    widget_max_per_tenant: int = Field(default=500, ge=1)  # a create beyond: 409
+    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON: 413
+    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # its mock_data: 422
     max_rows: int = 10_000
     default_row_limit: int = 1000
 
@@ -92,6 +100,10 @@ class Settings(BaseSettings):
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
+    # The access policy is required: a missing, empty or malformed one stops the boot. Only
+    # ROW_FILTERS_DISABLED=true starts without it (no row filters: every principal reads
+    # every row); /readyz then says so.
+    row_filters_disabled: bool = False
     llm_rate_limit: str = "30/minute"  # LLM generations per tenant (`limits` notation)
     refresh_min_interval_s: float = Field(default=5.0, ge=0)  # forced-refresh debounce
 
@@ -113,6 +125,11 @@ class Settings(BaseSettings):
                 "AUTH_DEV_OPEN opens dev mode to every client: it cannot be combined with "
                 "AUTH_JWT_SECRET, AUTH_JWKS_URL or AUTH_REQUIRED"
             )
+        if self.row_filters_disabled and self.access_policy_file is not None:
+            raise ValueError(
+                "ROW_FILTERS_DISABLED=true runs with no row filters: it cannot be combined with "
+                "ACCESS_POLICY_FILE (unset one of them)"
+            )
         from limits import parse
 
         try:
@@ -120,6 +137,11 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"LLM_RATE_LIMIT {self.llm_rate_limit!r}: {exc}") from None
         return self
+
+    @property
+    def seed_at_boot(self) -> bool:
+        """SEED_DEMO, or when unset: seed the embedded database (no DATABASE_URL) only."""
+        return self.seed_demo if self.seed_demo is not None else self.database_url is None
 
     @property
     def auth_enabled(self) -> bool:
@@ -150,6 +172,24 @@ class Settings(BaseSettings):
     # (graph/runner.py: same answer, ~20x cheaper); false hands every run to the compiled
     # graph right after cache_lookup
     fast_lane: bool = True
+
+    # Rollups (issue 21, README "Rollups"): config/rollups.yaml's rollups built by the
+    # warehouse into PostgreSQL (one statement per partition, once per fleet) and answering
+    # the intents they can answer exactly. Off: every warehouse intent takes today's path.
+    rollups_enabled: bool = False
+    # every instance checks this often for missing partitions and update-window partitions
+    # older than their rollup's max_age_seconds (builds are leased: one instance runs each)
+    rollup_check_interval_s: float = Field(default=60.0, gt=0)
+    rollup_max_rows: int = Field(default=200_000, ge=1)  # rows of one partition's statement
+    # Refresh when the data changes (issue 21): every DATA_VERSION_INTERVAL_S each source's
+    # data version is probed once across the fleet (Delta `DESCRIBE HISTORY`, the
+    # kpi_metrics_history trigger's counter); an answer stays fresh while its versions hold
+    # and is refreshed (and open dashboards told) when they move. A version not confirmed
+    # for DATA_VERSION_VALID_S (default three intervals) falls back to the TTL.
+    change_refresh: bool = False
+    data_version_interval_s: float = Field(default=3.0, gt=0)
+    data_version_valid_s: float | None = Field(default=None, gt=0)
+    change_refresh_concurrency: int = Field(default=8, ge=1)  # refreshes after a change, at once
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
     # deprecated use_sea client, only where asked for: the local Statement Execution fake).
@@ -166,6 +206,10 @@ class Settings(BaseSettings):
                 "pip install 'databricks-sql-connector[kernel]'"
             )
         return v
+
+    @property
+    def effective_data_version_valid_s(self) -> float:
+        return self.data_version_valid_s or 3 * self.data_version_interval_s
 
     @property
     def effective_lease_ttl_s(self) -> float:

@@ -203,8 +203,10 @@ async def running_service(
 ) -> AsyncIterator[Service]:
     """The service over real PostgreSQL/Redis, called from `client_host` (loopback by
     default: dev mode's dev principal). Forced refreshes are not debounced unless a test
-    sets `refresh_min_interval_s`."""
+    sets `refresh_min_interval_s`; the database is seeded at boot unless it sets
+    `seed_demo`."""
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -213,6 +215,41 @@ async def running_service(
             transport=transport, base_url="http://resolver.test"
         ) as client:
             yield Service(app=app, client=client, settings=settings)
+
+
+@dataclass
+class Served:
+    """The service on a real loopback HTTP server (uvicorn, in this event loop)."""
+
+    app: Any
+    url: str
+    settings: Settings
+
+
+@asynccontextmanager
+async def served(**overrides: Any) -> AsyncIterator[Served]:
+    """The service over real PostgreSQL/Redis behind uvicorn on a free loopback port: for
+    what the in-memory ASGI transport cannot carry (a stream that stays open)."""
+    import uvicorn
+
+    overrides.setdefault("refresh_min_interval_s", 0)
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 120
+    while not server.started:  # a condition, not a timing: the lifespan boots the service
+        assert not task.done(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield Served(app=app, url=f"http://127.0.0.1:{port}", settings=settings)
+    finally:
+        server.should_exit = True
+        await task
 
 
 # ---------------------------------------------------------------- doubles and demo config
