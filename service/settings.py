@@ -194,8 +194,9 @@ class Settings(BaseSettings):
     refresh_ahead: bool = True  # re-resolve recently read entries shortly before they expire
     refresh_concurrency: int = Field(default=4, ge=1)  # background refreshes at once, per process
     refresh_ahead_max_keys: int = Field(default=1000, ge=1)  # keys kept warm, per process
-    # answer from the cache with the graph's own read-only nodes, without the Pregel loop
-    # (graph/fastlane.py: same answer, ~20x cheaper); false runs every resolution as a graph run
+    # take the steps of a cache answer with the graph's own nodes, without the Pregel loop
+    # (graph/runner.py: same answer, ~20x cheaper); false hands every run to the compiled
+    # graph right after cache_lookup
     fast_lane: bool = True
 
     # Rollups (issue 21, README "Rollups"): config/rollups.yaml's rollups built by the
