@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval bench bench-scale bench-cost clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval bench bench-scale bench-cost clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -64,6 +64,10 @@ openapi: install
 
 graph: install
 	$(VENV)/bin/resolver graph docs/graph.md
+
+## settings-doc: docs/settings.md, the settings reference, generated from service/settings.py::Settings
+settings-doc: install
+	$(VENV)/bin/resolver settings-doc docs/settings.md
 
 eval: install
 	$(PY) -m evals.run

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from domain.data_versions import DataVersionGate, TableChange, postgres_source, sources_of
+from domain.freshness import Freshness
 from domain.lease import Leases
 from domain.ports import DataVersions
 
@@ -131,14 +132,14 @@ class ChangeWatcher:
     def observe(self, inputs: dict[str, Any], out: dict[str, Any]) -> None:
         """A resolution answered: index its key by the sources its answer was read at (or,
         for an answer without a stamp, e.g. a rollup's, the sources its metric reads)."""
-        hint = out.get("freshness") or {}
-        if not hint.get("key"):
+        hint: Freshness | None = out.get("freshness")
+        if hint is None:
             return
-        versions = hint.get("versions")
+        versions = hint.versions
         sources = list(versions) if versions else list(self.sources_for(inputs))
         if not sources:
             return
-        key = str(hint["key"])
+        key = hint.key
         access = inputs.get("access")
         tenant = getattr(access, "tenant", "default")
         answered = _Answered(

@@ -27,7 +27,7 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
-from adapters.postgres import POSTGRES_QUERIES, PgGateway
+from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
 from adapters.rollups import PgRollups
@@ -220,28 +220,23 @@ def open_policy(
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
         raise BootError(f"refusing to start: {exc}") from None
-    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    metrics = registry.metrics()
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(metrics)}
     columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
     problems = validate_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: POSTGRES_QUERIES[name].dimensions
+            name: tuple(metrics[name].definition.dimensions)
             for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in POSTGRES_QUERIES
+            if r.backend == "postgres" and name in metrics
         },
     )
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
-    log.info(
-        "access policy %s in force: %s (%d tables, %d series)",
-        policy.source,
-        policy.fingerprint,
-        len(policy.tables),
-        len(policy.series),
-    )
+    log.info("access policy in force: %s", policy.describe())
     return policy
 
 
@@ -337,7 +332,7 @@ async def open_resources(
             backoff_max_s=settings.registry_backoff_max_s,
             keepalives_idle_s=settings.pg_keepalives_idle_s,
         )
-        problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
+        problems = validate_boot(registry.current, postgres_problems=postgres_problems)
         if problems:
             for p in problems:
                 log.error("boot validation: %s", p)
