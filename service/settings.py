@@ -212,9 +212,11 @@ class Settings(BaseSettings):
     # kpi_metrics_history trigger's counter); an answer stays fresh while its versions hold
     # and is refreshed (and open dashboards told) when they move. A version not confirmed
     # for DATA_VERSION_VALID_S (default five intervals) falls back to the TTL.
-    change_refresh: bool = False
-    data_version_interval_s: float = Field(default=3.0, gt=0)
-    data_version_valid_s: float | None = Field(default=None, gt=0)
+    change_refresh: bool = False  # probe data versions; answers hold while they do not move
+    data_version_interval_s: float = Field(default=3.0, gt=0)  # one probe per source per interval
+    data_version_valid_s: float | None = Field(
+        default=None, gt=0
+    )  # unconfirmed: TTLs (5 intervals)
     change_refresh_concurrency: int = Field(default=8, ge=1)  # refreshes after a change, at once
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
