@@ -64,5 +64,7 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if problems:
         return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
     update["cache_key"] = result_cache_key(widget_id, intent, routing, metric, access)
+    if ctx.rollups is not None and update["generator"] == "compiled":
+        update["rollup_candidates"] = tuple(r.name for r in ctx.rollups.for_metric(metric.name))
     update["outcome"] = routing.backend
     return update

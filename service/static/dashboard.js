@@ -26,7 +26,8 @@
     widgets: [], // [{id, spec}]
     metrics: {}, // name -> MetricOut
     tiles: new Map(), // widget id -> Tile
-    features: { stream: false },
+    features: { stream: false, changes: false },
+    changes: null, // the pushed-changes watcher (watchChanges)
     autoSeconds: 0,
     timer: null,
     lastFullLoad: 0,
@@ -318,6 +319,14 @@
     const r = tile.result;
     const status = tile.error ? "error" : classify(r);
     const backend = r ? BACKEND_NAMES[r.backend] || r.backend || "backend" : "";
+    if (r && r.rollup && (status === "live" || status === "cached")) {
+      // read from a rollup (README "Rollups"): the age shown is its data's
+      const age = formatAge(r.rollup.data_age_s + (performance.now() - tile.receivedAt) / 1000);
+      return {
+        status, icon: status === "live" ? "●" : "◷", text: `Rollup · ${age}`, kind: "rollup",
+        tip: `Read from the rollup ${r.rollup.name} in PostgreSQL, no ${backend} statement; its data was built ${age} ago${status === "cached" ? " (this answer from the cache)" : ""}.`,
+      };
+    }
     switch (status) {
       case "live":
         return { status, icon: "●", text: `Live · ${backend}`, kind: null, tip: `Answered live by ${backend} just now.` };
@@ -1245,6 +1254,68 @@
     }
     updateSummary();
     await loadAll();
+    watchChanges();
+  }
+
+  // ------------------------------------------------------------------ pushed changes
+
+  // GET /v1/changes: the service names each widget whose data changed (CHANGE_REFRESH on);
+  // its tile is re-fetched at once. Polling (auto-refresh) stays as the fallback: a 404
+  // (off) stops watching, any other failure retries with a growing pause.
+  async function watchChanges() {
+    if (state.changes) return;
+    state.changes = { retryS: 1, pending: new Map() };
+    for (;;) {
+      try {
+        const resp = await api("/v1/changes", { accept: "text/event-stream" });
+        state.features.changes = true;
+        const reader = resp.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (value) buffer += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
+            const raw = buffer.slice(0, cut);
+            buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
+            let event = "message";
+            let data = "";
+            for (const line of raw.split(/\r?\n/)) {
+              if (line.startsWith("event:")) event = line.slice(6).trim();
+              else if (line.startsWith("data:")) data += line.slice(5).replace(/^ /, "");
+            }
+            if (event === "ready") state.changes.retryS = 1;
+            if (event === "changed") changed(data);
+          }
+          if (done) break;
+        }
+      } catch (err) {
+        if (err && (err.status === 404 || err.status === 401 || err.status === 403)) {
+          state.features.changes = false;
+          return;
+        }
+      }
+      state.features.changes = false;
+      await new Promise((r) => setTimeout(r, state.changes.retryS * 1000));
+      state.changes.retryS = Math.min(30, state.changes.retryS * 2);
+    }
+  }
+
+  function changed(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    const tile = msg && state.tiles.get(msg.widget_id);
+    if (!tile || state.changes.pending.has(tile.id)) return;
+    // one re-fetch per tile for a burst of events (each identity's answer refreshed)
+    state.changes.pending.set(tile.id, setTimeout(() => {
+      state.changes.pending.delete(tile.id);
+      loadTiles([tile]);
+    }, 150));
   }
 
   function init() {

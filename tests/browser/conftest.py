@@ -167,6 +167,7 @@ def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
             "PORT": str(port),
             "DATA_DIR": str(tmp),
             "DATABASE_URL": proxy.url_for(db_url),
+            "SEED_DEMO": "true",  # a fresh database: the demo widgets
             "REDIS_URL": REDIS_URL,
             "CACHE_PREFIX": prefix,
             "LOG_LEVEL": "WARNING",

@@ -192,7 +192,8 @@ async def test_each_route_needs_its_scope(
 async def test_health_and_readiness_stay_open_and_say_the_auth_mode(svc: Service) -> None:
     assert (await svc.client.get("/healthz")).status_code == 200
     ready = await svc.client.get("/readyz")
-    assert ready.status_code == 200
+    assert ready.status_code == 200 and set(ready.json()) == {"status"}  # open: status only
+    ready = await svc.client.get("/readyz", headers=token("default", "ops:read"))
     assert ready.json()["components"]["auth"]["mode"] == "jwt"
 
 
@@ -681,7 +682,8 @@ async def test_rs256_and_es256_tokens_through_a_jwks_server(db_url: str, tmp_pat
                 assert (await s.data("open-issues-kpi", headers=h)).status_code == 200
             # an HS256 token signed with anything is not accepted with JWKS only
             assert (await s.data("open-issues-kpi", headers=token("default"))).status_code == 401
-            ready = (await s.client.get("/readyz")).json()["components"]["auth"]
+            ops = {"Authorization": f"Bearer {idp.mint(tenant='default', scope='ops:read')}"}
+            ready = (await s.client.get("/readyz", headers=ops)).json()["components"]["auth"]
             assert ready["mode"] == "jwt" and ready["jwks_keys"] == 2
             idp.down = True  # the identity provider is unreachable: cached keys still verify
             h = {"Authorization": f"Bearer {idp.mint(alg='RS256', tenant='default')}"}

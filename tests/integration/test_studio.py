@@ -63,6 +63,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGGRAPH_STRICT_MSGPACK": "true",
         "DATABASE_URL": db,
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "DATA_DIR": str(work),
         "TMPDIR": str(tmp),
     }
