@@ -62,7 +62,9 @@ async def test_route_bad_input_says_what_is_wrong() -> None:
     spec = DictRegistry.demo().widget("open-issues-kpi")
     out = await route({"widget_id": None, "spec": spec}, Runtime(context=make_ctx()))  # type: ignore[typeddict-item]
     assert out["backend"] == "postgres"
-    for given in ({}, {"refresh": True}, {"widget_id": ""}, {"spec": spec}):
+    out = await route({"spec": spec}, Runtime(context=make_ctx()))
+    assert out["backend"] == "postgres"
+    for given in ({}, {"refresh": True}, {"widget_id": ""}):
         with pytest.raises(InvalidInput, match=r"the input needs `widget_id`.*open-issues-kpi"):
             await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
 
