@@ -154,6 +154,16 @@ async def test_a_bad_policy_stops_the_boot_naming_the_problem(
     assert str(path) in str(err.value)
 
 
+async def test_a_policy_naming_an_unknown_table_says_how_to_fix_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = write_policy(tmp_path, "tables:\n  main.claims.nope: {column: region, claim: regions}\n")
+    with pytest.raises(BootError) as err:
+        async with running_service(**_settings(db_url, tmp_path, access_policy_file=path)):
+            pass
+    assert "main.claims.nope" in str(err.value) and f"fix {path}" in str(err.value)
+
+
 @pytest.mark.parametrize("case", ["missing", "duplicate_table", "directory"])
 def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
     tmp_path: Path, case: str
