@@ -189,6 +189,9 @@ def parse_policy(data: Any, *, source: str = "access policy") -> AccessPolicy:
         if not isinstance(name, str) or not _TABLE.match(name):
             raise PolicyError(f"{source}: table {name!r} must be a three-part catalog.schema.table")
         column, claim = _rule(f"{source}: table {name}", raw, ("column", "claim"))
+        first = next((r for r in tables if r.table == name.lower()), None)
+        if first is not None:  # names are case-insensitive: one table, two rules
+            raise PolicyError(f"{source}: table {name!r} is listed twice (letter case aside)")
         tables.append(TableRule(name.lower(), column.lower(), claim))
     for name, raw in raw_series.items():
         if not isinstance(name, str) or not _IDENT.match(name):

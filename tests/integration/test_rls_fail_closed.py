@@ -128,6 +128,10 @@ BAD_POLICIES: dict[str, tuple[str | None, str]] = {
         GOOD_POLICY + "  main.claims.claim_events: {column: channel, claim: regions}\n",
         "duplicate key 'main.claims.claim_events'",
     ),
+    "duplicate_table_other_case": (
+        GOOD_POLICY + "  MAIN.claims.Claim_Events: {column: channel, claim: regions}\n",
+        "listed twice",
+    ),
 }
 
 
