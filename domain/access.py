@@ -176,7 +176,8 @@ def parse_policy(data: Any, *, source: str = "access policy") -> AccessPolicy:
         raise PolicyError(f"{source}: expected a mapping with 'tables' and/or 'series'")
     if data.get("version", 1) != 1:
         raise PolicyError(f"{source}: unsupported version {data['version']!r} (expected 1)")
-    tables, series = [], []
+    tables: list[TableRule] = []
+    series: list[SeriesRule] = []
     raw_tables = data.get("tables")
     raw_series = data.get("series")
     raw_tables = {} if raw_tables is None else raw_tables
