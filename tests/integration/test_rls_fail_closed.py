@@ -320,3 +320,32 @@ async def test_hidden_metadata_columns_are_refused(
     body = await ask(svc, converse, f"hidden_{attack}", HIDDEN[attack])
     assert body["source"] == "safety_violation" and body["executed"] is False, body
     assert "hidden_column" in (body["error_detail"] or ""), body
+
+
+HONEST_PIVOTS = {
+    "alias_after": (
+        f"SELECT 'west' AS region, sum(p.app) AS n FROM {CE} "
+        "PIVOT (count(*) FOR channel IN ('app' AS app)) AS p"
+    ),
+    "over_a_subquery": (
+        f"SELECT event_type AS region, app AS n FROM (SELECT channel, event_type FROM {CE}) "
+        "PIVOT (count(*) FOR channel IN ('app' AS app))"
+    ),
+}
+
+
+@pytest.mark.parametrize("query", sorted(HONEST_PIVOTS))
+async def test_an_honest_pivot_is_answered_from_the_callers_rows(
+    svc: Service, converse: ConverseServer, query: str
+) -> None:
+    body = await ask(svc, converse, f"honest_{query}", HONEST_PIVOTS[query])
+    assert body["source"] == "databricks" and body["row_count"] > 0, body
+    assert "IN ('west')" in (body["generated_sql"] or "")
+    if query == "alias_after":  # the same number as a plain count of west's app claims
+        plain = await ask(
+            svc,
+            converse,
+            "honest_plain_count",
+            f"SELECT 'west' AS region, count(*) AS n FROM {CE} WHERE channel = 'app'",
+        )
+        assert body["data"] == plain["data"] and plain["data"][0]["n"] > 0
