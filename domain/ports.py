@@ -43,11 +43,18 @@ class Cache(Protocol):
 
 
 class PostgresGateway(Protocol):
-    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure."""
+    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure.
+    A query is planned once: `render_sql` for a dry run, `run_metric` (its result carries
+    the SQL it ran) otherwise, both at the caller's `now`."""
 
-    def has_query(self, metric_id: str) -> bool: ...
+    def has_query(self, metric: MetricDef) -> bool: ...
     def render_sql(
-        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
     ) -> str: ...
     async def run_metric(
         self,
