@@ -202,6 +202,33 @@ def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
     assert "Traceback" not in out
 
 
+def test_resolver_serve_names_an_unknown_table_of_the_policy_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Checked against the catalog once the service opens its resources: the refusal is
+    the server's last words, alone (service/app.py::BootRefusalAsText)."""
+    path = write_policy(tmp_path, "tables:\n  main.claims.nope: {column: region, claim: regions}\n")
+    url = create_database()
+    try:
+        env = os.environ | {
+            "DATABASE_URL": url,
+            "SEED_DEMO": "true",
+            "DATA_DIR": str(tmp_path),
+            "PORT": "0",
+            "ACCESS_POLICY_FILE": str(path),
+            "AUTH_JWT_SECRET": SECRET,
+        }
+        proc = subprocess.run(
+            [entry_point("resolver"), "serve"], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        drop_database(url)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "refusing to start" in out and "main.claims.nope" in out and f"fix {path}" in out
+    assert "Traceback" not in out
+
+
 async def test_row_filters_disabled_is_the_only_way_without_a_policy(
     db_url: str, tmp_path: Path
 ) -> None:
