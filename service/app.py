@@ -14,6 +14,7 @@ from observability.langsmith import langsmith_callbacks
 from observability.logs import configure_logging
 from observability.metrics import mark_process_dead
 from observability.tracing import setup_tracing
+from service.changes import change_refresh
 from service.middleware import BodyLimit, RequestGuard
 from service.problems import install_problem_handlers
 from service.resolution import Resolver
@@ -48,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.resources = resources
                 app.state.resolver = resolver
                 try:
-                    yield
+                    async with change_refresh(resources, resolver) as changes:
+                        app.state.changes = changes  # service/changes.py (None: off)
+                        yield
                 finally:
                     await resolver.aclose()
         finally:

@@ -135,7 +135,6 @@ class RedisLeases(_LeasesBase):
         if got == 2:
             log.warning("lease %s: taken over from a leader that stopped beating", key)
         self._beats[(key, token)] = asyncio.create_task(self._beating(key, token))
-        self._track(key, token)
         return token
 
     async def _local_acquire(self, key: str) -> str | None:
@@ -161,7 +160,6 @@ class RedisLeases(_LeasesBase):
     async def release(self, key: str, token: str, outcome: Outcome) -> bool:
         if token.startswith("local:"):
             return await self._local.release(key, token.removeprefix("local:"), outcome)
-        self._untrack(key, token)
         beat = self._beats.pop((key, token), None)
         if beat is not None:
             beat.cancel()
@@ -224,6 +222,10 @@ class RedisLeases(_LeasesBase):
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(key, None)
+
+    def waiting(self, key: str) -> int:
+        """How many followers in this process wait for the key's outcome now."""
+        return len(self._waiters.get(key, [])) + self._local.waiting(key)
 
     def _ensure_listener(self) -> None:
         if self._listener is None and not self._closed:

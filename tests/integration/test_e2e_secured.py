@@ -57,6 +57,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], ConverseServer
                 "PORT": str(port),
                 "DATA_DIR": str(tmp_path),
                 "DATABASE_URL": db,
+                "SEED_DEMO": "true",  # a fresh database: the demo widgets
                 "REDIS_URL": REDIS_URL,
                 "CACHE_PREFIX": f"wdr-e2e:{Path(db).name}:",
                 "AUTH_JWT_SECRET": SECRET,

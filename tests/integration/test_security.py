@@ -505,11 +505,16 @@ async def test_forced_refresh_is_debounced(db_url: str, tmp_path: Path) -> None:
     async with running_service(
         database_url=db_url,
         data_dir=tmp_path,
-        refresh_min_interval_s=30,
+        refresh_min_interval_s=86_400,  # a day: no machine is that slow between two calls
     ) as s:
         first = (await s.data("open-issues-kpi")).json()
+        assert first["refresh_debounced"] is False and first["refresh_retry_after_s"] is None
         forced = (await s.data("open-issues-kpi", refresh=True)).json()
         assert forced["cache_hit"] is True and forced["resolved_at"] == first["resolved_at"]
+        # the body says so (README "Try it"), and when a forced refresh will run again
+        assert forced["refresh_debounced"] is True
+        wait = forced["refresh_retry_after_s"]
+        assert 86_400 - 60 < wait <= 86_400 - forced["freshness_seconds"] + 0.001, forced
     async with running_service(
         database_url=db_url, data_dir=tmp_path, refresh_min_interval_s=0
     ) as s:
@@ -517,6 +522,7 @@ async def test_forced_refresh_is_debounced(db_url: str, tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
         forced = (await s.data("open-issues-kpi", refresh=True)).json()
         assert forced["cache_hit"] is False and forced["resolved_at"] != first["resolved_at"]
+        assert forced["refresh_debounced"] is False and forced["refresh_retry_after_s"] is None
 
 
 async def test_llm_rate_limit_per_tenant(

@@ -27,6 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABRICKS_"))}
     env |= {
         "DATABASE_URL": db,
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "PORT": str(port),
         "DATA_DIR": str(work),
         "HTTP_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
