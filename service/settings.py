@@ -211,8 +211,8 @@ class Settings(BaseSettings):
     # and is refreshed (and open dashboards told) when they move. A version not confirmed
     # for DATA_VERSION_VALID_S (default five intervals) falls back to the TTL.
     change_refresh: bool = False
-    data_version_interval_s: float = Field(default=3.0, gt=0)
-    data_version_valid_s: float | None = Field(default=None, gt=0)
+    data_version_interval_s: float = Field(default=3.0, gt=0)  # probe each source this often
+    data_version_valid_s: float | None = Field(default=None, gt=0)  # unset: 5 intervals
     change_refresh_concurrency: int = Field(default=8, ge=1)  # refreshes after a change, at once
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
