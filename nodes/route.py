@@ -15,17 +15,33 @@ from graph.state import State
 from nodes._common import fail, traced
 
 
-class WidgetNotFound(LookupError):
-    """The widget id is not registered (the HTTP layer answers 404 before invoking)."""
+class InvalidInput(ValueError):
+    """The run's input names no widget (the HTTP layer always passes one; Studio users
+    type it). A ValueError: hosts that show a run's error (langgraph dev) show this."""
+
+
+class WidgetNotFound(LookupError, ValueError):
+    """The widget id is not registered (the HTTP layer answers 404 before invoking; in
+    Studio the message says what to send)."""
 
 
 @traced("route")
 async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     access = state.get("access") or UNRESTRICTED
-    spec = state.get("spec") or ctx.registry.widget(state["widget_id"], access.tenant)
+    widget_id = state.get("widget_id")
+    if not isinstance(widget_id, str) or not widget_id:
+        raise InvalidInput(
+            "the input needs `widget_id`, a registered widget's id (GET /v1/widgets lists "
+            'them), e.g. {"widget_id": "open-issues-kpi"}'
+        )
+    spec = state.get("spec") or ctx.registry.widget(widget_id, access.tenant)
     if spec is None:
-        raise WidgetNotFound(state["widget_id"])
+        raise WidgetNotFound(
+            f"unknown widget {widget_id!r} (tenant {access.tenant!r}): no such widget is "
+            "registered. GET /v1/widgets lists the registered ids; or give the widget "
+            "inline as `spec`"
+        )
     update: dict[str, Any] = {"spec": spec}
     intent = spec.data_intent
     metric = ctx.registry.metric(intent.metric_id)
@@ -47,6 +63,8 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     problems = validate_intent(intent, {metric.name: metric})
     if problems:
         return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
-    update["cache_key"] = result_cache_key(state["widget_id"], intent, routing, metric, access)
+    update["cache_key"] = result_cache_key(widget_id, intent, routing, metric, access)
+    if ctx.rollups is not None and update["generator"] == "compiled":
+        update["rollup_candidates"] = tuple(r.name for r in ctx.rollups.for_metric(metric.name))
     update["outcome"] = routing.backend
     return update

@@ -27,14 +27,17 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
-from adapters.postgres import POSTGRES_QUERIES, PgGateway
+from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
+from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
+from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
+from service.changes import open_gate
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -74,7 +77,8 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
-    stack.callback(duck.close)
+    # off the event loop: closing removes the lakehouse's temporary directory
+    stack.push_async_callback(asyncio.to_thread, duck.close)
     return duck
 
 
@@ -192,6 +196,7 @@ class Resources:
                 "version": self.registry.version,
             },
             "auth": self.auth.describe(),
+            "access_policy": self.auth.policy.describe(),
         }
         status = "ok" if pg_ok and cache_ok and wh_ok and listening else "degraded"
         return {"status": status, "components": components}
@@ -203,27 +208,75 @@ def open_policy(
     """The row-level security policy, validated against the warehouse allowlist (the
     columns of every table the warehouse described) and the Postgres metrics. BootError
     names every bad entry. A table the warehouse could not describe right now (an outage at
-    boot) is checked by name only, so an outage never stops the boot."""
+    boot) is checked by name only, so an outage never stops the boot. With
+    ROW_FILTERS_DISABLED=true: no policy, no row filters (said loudly)."""
+    if settings.row_filters_disabled:
+        log.warning(
+            "access policy: ROW_FILTERS_DISABLED=true: NO ROW FILTERS, every principal reads "
+            "every row of every table and series"
+        )
+        return AccessPolicy()
     try:
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
         raise BootError(f"refusing to start: {exc}") from None
-    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    metrics = registry.metrics()
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(metrics)}
     columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
     problems = validate_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: POSTGRES_QUERIES[name].dimensions
+            name: tuple(metrics[name].definition.dimensions)
             for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in POSTGRES_QUERIES
+            if r.backend == "postgres" and name in metrics
         },
     )
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
+    log.info("access policy in force: %s", policy.describe())
     return policy
+
+
+def open_rollups(
+    settings: Settings,
+    registry: RegistryHolder,
+    described: tuple[TableSchema, ...],
+    pool: Any,
+    warehouse: Warehouse,
+    leases: LocalLeases | RedisLeases,
+) -> PgRollups | None:
+    """The rollups of config/rollups.yaml when ROLLUPS_ENABLED, validated against the
+    catalog, the routing and the warehouse's columns (a table it could not describe right
+    now is checked by name only). BootError names every bad declaration."""
+    if not settings.rollups_enabled:
+        return None
+    from metricsql.rollups import validate_rollups
+
+    try:
+        defs = load_rollups(settings.config_dir / ROLLUPS_FILE)
+    except ConfigError as exc:
+        raise BootError(f"refusing to start: {exc}") from None
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
+    rollups, problems = validate_rollups(
+        defs, metrics=registry.metrics(), routing=registry.routings(), table_columns=columns
+    )
+    if problems:
+        for p in problems:
+            log.error("boot validation: %s", p)
+        raise BootError("refusing to start: " + "; ".join(problems))
+    return PgRollups(
+        pool,
+        rollups,
+        warehouse=warehouse,
+        leases=leases,
+        lease_wait_s=settings.effective_lease_ttl_s,
+        max_rows=settings.rollup_max_rows,
+        statement_timeout_ms=settings.pg_statement_timeout_ms,
+    )
 
 
 @asynccontextmanager
@@ -279,7 +332,7 @@ async def open_resources(
             backoff_max_s=settings.registry_backoff_max_s,
             keepalives_idle_s=settings.pg_keepalives_idle_s,
         )
-        problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
+        problems = validate_boot(registry.current, postgres_problems=postgres_problems)
         if problems:
             for p in problems:
                 log.error("boot validation: %s", p)
@@ -311,6 +364,19 @@ async def open_resources(
         registry.subscribe(refresh_schemas)
         policy = open_policy(settings, registry, schemas.current())
         auth = await open_authenticator(settings, policy, ApiKeyStore(gateway.pool), stack)
+        rollups = open_rollups(
+            settings, registry, schemas.current(), gateway.pool, warehouse, leases
+        )
+        if rollups is not None:
+            aged = not settings.change_refresh  # else rebuilt when the version moves
+            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s, aged))
+
+            async def stop_maintainer() -> None:
+                maintainer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintainer
+
+            stack.push_async_callback(stop_maintainer)
         context = Context(
             registry=registry,
             cache=cache,
@@ -332,14 +398,18 @@ async def open_resources(
             leases=leases,
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
+            rollups=rollups,
+            data_versions=open_gate(settings),  # service/changes.py
         )
         log.info(
-            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d",
+            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
+            " rollups=%s",
             "DATABASE_URL" if settings.database_url else "embedded",
             getattr(cache, "describe", lambda: "?")(),
             leases.describe(),
             warehouse.name,
             llm.model_id if llm else "none",
             len(registry.all_widgets()),
+            ",".join(rollups.rollups) if rollups else "off",
         )
         yield Resources(settings, context, registry, store, gateway, url, auth)

@@ -135,6 +135,32 @@ def test_validate_boot_names_each_offending_entry(tmp_path: Path) -> None:
     assert "ok-widget" not in text
 
 
+def test_validate_boot_refuses_a_postgres_metric_the_gateway_cannot_serve() -> None:
+    from adapters.postgres import postgres_problems
+    from domain.models import MetricDefinition
+
+    bad = CATALOG["nba_taken_pct"].model_copy(
+        update={
+            "definition": MetricDefinition(
+                table="kpi_metrics_history", aggregation="avg", dimensions=["Channel"]
+            )
+        }
+    )
+    catalog = CATALOG | {"nba_taken_pct": bad}
+    routing = load_routing(ROUTING)
+    snap = RegistrySnapshot.build({}, catalog, routing, ())
+    assert (
+        validate_boot(
+            RegistrySnapshot.build({}, CATALOG, routing, ()), postgres_problems=postgres_problems
+        )
+        == []
+    )
+    [problem] = validate_boot(snap, postgres_problems=postgres_problems)
+    assert (
+        "'nba_taken_pct'" in problem and "'Channel'" in problem and "routed to postgres" in problem
+    )
+
+
 def test_load_routing_errors_name_the_entry(tmp_path: Path) -> None:
     assert load_routing(ROUTING)["claims_insights"].generator == "llm"
     bad = tmp_path / "routing.yaml"

@@ -13,7 +13,7 @@ from nodes.databricks_execute import databricks_execute
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
 from nodes.postgres_query import postgres_query
-from nodes.route import WidgetNotFound, route
+from nodes.route import InvalidInput, WidgetNotFound, route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 from service.schemas import ResolveResponse
@@ -52,6 +52,15 @@ async def test_route_question_widget_uses_llm_generator() -> None:
 async def test_route_unknown_widget_raises() -> None:
     with pytest.raises(WidgetNotFound):
         await run_route(make_ctx(), "nope")
+
+
+async def test_route_bad_input_says_what_is_wrong() -> None:
+    """Studio shows a ValueError's message (and hides others'): each says what to send."""
+    with pytest.raises(ValueError, match=r"unknown widget 'nope' .*GET /v1/widgets"):
+        await run_route(make_ctx(), "nope")
+    for given in ({}, {"refresh": True}, {"widget_id": ""}):
+        with pytest.raises(InvalidInput, match=r"the input needs `widget_id`.*open-issues-kpi"):
+            await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
 
 
 async def test_route_missing_routing_entry_fails_routing_missing() -> None:

@@ -1,0 +1,414 @@
+"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by every
+instance.
+
+- Each rollup's rows live in a typed table `rollup_<name>` (created from its first
+  partition's columns; text in the "C" collation, so ORDER BY and comparisons are the
+  warehouse's byte order), one row per (dimensions, bucket) of each partition.
+- `build_partitions(rollup, partitions)` runs one warehouse statement per partition and
+  replaces that partition's rows in one PostgreSQL transaction, recording in
+  `rollup_partitions` when it was built and from which data version. Each partition is
+  built under a fleet-wide lease (Redis when REDIS_URL is set), so N instances asking at
+  once build it once: the others wait for the leader and then find it built.
+- `answer(query)` reads, in one REPEATABLE READ snapshot, whether every partition the
+  range needs is built (with the current definition) and, if so, the rows. None when it is
+  not: the resolution takes today's path.
+- `maintain(now)` (every instance, every ROLLUP_CHECK_INTERVAL_S): find where the table's
+  data starts (once), build missing partitions, rebuild update-window partitions older
+  than the rollup's max_age_seconds (the clock's bound when no data version moves them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, LiteralString, cast
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.pg_errors import postgres_failure
+from adapters.postgres import _type_name
+from domain.failures import ResolverFailure, WarehouseFailure
+from domain.jsonsafe import json_safe, portable_type
+from domain.lease import Leases, Outcome
+from domain.ports import Warehouse
+from domain.results import Column
+from domain.rollups import Rollup, RollupAnswer, RollupQuery
+from metricsql.rollups import build_sql, data_start_sql, partitions_between, update_window
+from metricsql.rollups.timegrid import following, partition_of
+
+log = logging.getLogger(__name__)
+
+_PG_TYPES = {
+    "integer": "bigint",
+    "number": "numeric",
+    "string": 'text COLLATE "C"',
+    "timestamp": "timestamptz",
+    "date": "date",
+    "boolean": "boolean",
+    "json": "jsonb",
+}
+
+
+@dataclass
+class BuildReport:
+    """What one `build_partitions` call did, per partition start (ISO 8601)."""
+
+    built: list[str] = field(default_factory=list)  # by this call: one statement each
+    skipped: list[str] = field(default_factory=list)  # already built as asked
+    shared: list[str] = field(default_factory=list)  # built meanwhile by another instance
+    failed: dict[str, str] = field(default_factory=dict)  # failure kind: detail
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    built_at: datetime
+    data_version: str | None
+
+
+class PgRollups:
+    """`domain.ports.RollupStore` on the resolver's PostgreSQL pool and the warehouse."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        rollups: dict[str, Rollup],
+        *,
+        warehouse: Warehouse | None,
+        leases: Leases | None = None,
+        lease_wait_s: float = 60.0,
+        max_rows: int = 200_000,
+        statement_timeout_ms: int = 3000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pool = pool
+        self.rollups = rollups
+        self._warehouse = warehouse
+        self._leases = leases
+        self._lease_wait_s = lease_wait_s
+        self._max_rows = max_rows
+        self._timeout_ms = int(statement_timeout_ms)
+        self._clock = clock
+        self._by_metric: dict[str, tuple[Rollup, ...]] = {}
+        for r in rollups.values():
+            for m in r.definition.metrics:
+                self._by_metric[m] = (*self._by_metric.get(m, ()), r)
+
+    def for_metric(self, metric: str) -> tuple[Rollup, ...]:
+        return self._by_metric.get(metric, ())
+
+    # ------------------------------------------------------------------ read
+
+    async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
+        rollup = self.rollups[query.rollup]
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    cast(
+                        LiteralString,
+                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
+                        f" SET LOCAL statement_timeout = {self._timeout_ms}",
+                    )
+                )
+                built = await self._covering(conn, rollup, query, now)
+                if built is None:
+                    return None
+                async with conn.cursor(row_factory=dict_row) as cur:
+                    await cur.execute(cast(LiteralString, query.sql))
+                    raw = await cur.fetchall()
+                    description = list(cur.description or [])
+        except psycopg.Error as exc:
+            raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
+        columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
+        return RollupAnswer(
+            rows=[{k: json_safe(v) for k, v in r.items()} for r in raw],
+            columns=columns,
+            sql=query.sql,
+            rollup=rollup.name,
+            built_at=built[0],
+            partitions=built[1],
+        )
+
+    async def _covering(
+        self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery, now: float
+    ) -> tuple[float, int] | None:
+        """(built_at, partitions) when every partition of the range is built, else None."""
+        cur = await conn.execute(
+            "SELECT signature, data_start, data_start_known FROM rollups WHERE name = %s",
+            (rollup.name,),
+        )
+        head = await cur.fetchone()
+        if head is None or head[0] != rollup.signature:
+            return None
+        data_start: datetime | None = head[1] if head[2] else None
+        lo = query.start
+        if lo is None:
+            if not head[2]:  # where `all` starts is not known yet
+                return None
+            lo = data_start or query.end
+        elif data_start is not None and lo < data_start:
+            lo = data_start  # the partitions before the data's first are empty
+        needed = partitions_between(rollup, lo, query.end) if lo < query.end else []
+        if not needed:
+            return None
+        cur = await conn.execute(
+            "SELECT partition_start, built_at FROM rollup_partitions"
+            " WHERE rollup = %s AND partition_start = ANY(%s)",
+            (rollup.name, needed),
+        )
+        found = {r[0]: r[1] for r in await cur.fetchall()}
+        if len(found) != len(needed):
+            return None
+        window = set(update_window(rollup, datetime.fromtimestamp(now, UTC)))
+        changing = [t for s, t in found.items() if s in window] or list(found.values())
+        return min(changing).timestamp(), len(found)
+
+    # ------------------------------------------------------------------ build
+
+    async def build_partitions(
+        self,
+        rollup: str,
+        partitions: Sequence[datetime],
+        *,
+        data_version: str | None = None,
+        stale_before: datetime | None = None,
+    ) -> BuildReport:
+        """Build the partitions starting at (or holding) each of `partitions`, one
+        warehouse statement each, unless already built as asked: from `data_version` when
+        one is given (the table's version moved: w3's change-driven refresh), else at or
+        after `stale_before` (None: built at all). Never raises for a failed build."""
+        r = self.rollups[rollup]
+        report = BuildReport()
+        await self._prepare(r)
+        for start in sorted({partition_of(r, p)[0] for p in partitions}):
+            await self._build_one(r, start, data_version, stale_before, report)
+        return report
+
+    def _current(
+        self, have: _Built | None, data_version: str | None, stale_before: datetime | None
+    ) -> bool:
+        if have is None:
+            return False
+        if data_version is not None:
+            return have.data_version == data_version
+        return stale_before is None or have.built_at >= stale_before
+
+    async def _build_one(
+        self,
+        r: Rollup,
+        start: datetime,
+        data_version: str | None,
+        stale_before: datetime | None,
+        report: BuildReport,
+    ) -> None:
+        label = start.isoformat()
+        if self._current(await self._built(r, start), data_version, stale_before):
+            report.skipped.append(label)
+            return
+        key = f"rollup:{r.name}:{r.signature}:{label}"
+        token: str | None = None
+        if self._leases is not None:
+            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
+            if not role.leads:
+                followed = role.followed
+                assert followed is not None
+                if followed.ok:
+                    report.shared.append(label)
+                else:
+                    report.failed[label] = f"{followed.kind}: {followed.detail}"
+                return
+            token = role.token
+        outcome = Outcome(ok=True)
+        try:
+            if self._current(await self._built(r, start), data_version, stale_before):
+                report.shared.append(label)  # built by another instance meanwhile
+            else:
+                await self._run_build(r, start, data_version)
+                report.built.append(label)
+        except ResolverFailure as exc:
+            outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
+            report.failed[label] = f"{exc.kind.value}: {exc.detail}"
+            log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
+        finally:
+            if token is not None and self._leases is not None:
+                await asyncio.shield(self._leases.release(key, token, outcome))
+
+    async def _run_build(self, r: Rollup, start: datetime, data_version: str | None) -> None:
+        if self._warehouse is None:
+            raise WarehouseFailure("no warehouse is configured")
+        end = following(start, r.definition.partition_by)
+        t0 = time.perf_counter()
+        result = await self._warehouse.execute(
+            build_sql(r, start, end),
+            max_rows=self._max_rows,
+            tags={"app": "widget-data-resolver", "rollup": r.name, "partition": start.isoformat()},
+        )
+        if result.truncated:
+            raise WarehouseFailure(
+                f"partition {start.isoformat()} has more than {self._max_rows} rollup rows"
+            )
+        build_ms = (time.perf_counter() - t0) * 1000
+        names = [c.name for c in result.columns]
+        table = sql.Identifier(r.table_name)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (r.name,))
+                cur = await conn.execute("SELECT signature FROM rollups WHERE name = %s", (r.name,))
+                head = await cur.fetchone()
+                if head is None or head[0] != r.signature:
+                    raise WarehouseFailure("the rollup's definition changed during the build")
+                columns = sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(
+                        sql.Identifier(c.name), sql.SQL(_PG_TYPES.get(c.type, "text"))
+                    )
+                    for c in result.columns
+                )
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (partition_start timestamptz NOT NULL, {})"
+                    ).format(table, columns)
+                )
+                await conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition_start, bucket)").format(
+                        sql.Identifier(f"{r.table_name}_part_idx"), table
+                    )
+                )
+                await conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE partition_start = %s").format(table), (start,)
+                )
+                copy_sql = sql.SQL("COPY {} (partition_start, {}) FROM STDIN").format(
+                    table, sql.SQL(", ").join(map(sql.Identifier, names))
+                )
+                async with conn.cursor() as cur2, cur2.copy(copy_sql) as copy:
+                    for row in result.rows:
+                        await copy.write_row((start, *(row[n] for n in names)))
+                await conn.execute(
+                    "INSERT INTO rollup_partitions AS p (rollup, partition_start, partition_end,"
+                    " built_at, data_version, row_count, build_ms)"
+                    " VALUES (%s, %s, %s, now(), %s, %s, %s)"
+                    " ON CONFLICT (rollup, partition_start) DO UPDATE SET"
+                    " partition_end = excluded.partition_end, built_at = excluded.built_at,"
+                    " data_version = excluded.data_version, row_count = excluded.row_count,"
+                    " build_ms = excluded.build_ms",
+                    (r.name, start, end, data_version, len(result.rows), build_ms),
+                )
+        except psycopg.Error as exc:
+            raise postgres_failure(exc, what="rollup build") from exc
+        log.info("rollup %s: built %s (%d rows)", r.name, start.isoformat(), len(result.rows))
+
+    async def _built(self, r: Rollup, start: datetime) -> _Built | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT p.built_at, p.data_version FROM rollup_partitions p"
+                " JOIN rollups r ON r.name = p.rollup AND r.signature = %s"
+                " WHERE p.rollup = %s AND p.partition_start = %s",
+                (r.signature, r.name, start),
+            )
+            row = await cur.fetchone()
+        return _Built(row[0], row[1]) if row else None
+
+    async def _prepare(self, r: Rollup) -> None:
+        """Register the rollup; a changed definition drops its rows and partitions."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (r.name,))
+            cur = await conn.execute("SELECT signature FROM rollups WHERE name = %s", (r.name,))
+            head = await cur.fetchone()
+            if head is not None and head[0] == r.signature:
+                return
+            await conn.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(r.table_name))
+            )
+            await conn.execute("DELETE FROM rollups WHERE name = %s", (r.name,))
+            await conn.execute(
+                "INSERT INTO rollups (name, signature) VALUES (%s, %s)", (r.name, r.signature)
+            )
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def data_start(self, r: Rollup) -> tuple[bool, datetime | None]:
+        """(known, first time value) of the rollup's table; measured once, fleet-wide."""
+        await self._prepare(r)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
+            )
+            row = await cur.fetchone()
+        if row is not None and row[0]:
+            return True, row[1]
+        if self._warehouse is None:
+            return False, None
+        key = f"rollup:{r.name}:{r.signature}:start"
+        token = None
+        if self._leases is not None:
+            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
+            if not role.leads:
+                return await self._stored_start(r)
+            token = role.token
+        try:
+            known, first = await self._stored_start(r)
+            if not known:
+                result = await self._warehouse.execute(data_start_sql(r), max_rows=1)
+                value = result.rows[0]["first_ts"] if result.rows else None
+                first = datetime.fromisoformat(value) if isinstance(value, str) else None
+                async with self._pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE rollups SET data_start = %s, data_start_known = true,"
+                        " updated_at = now() WHERE name = %s AND signature = %s",
+                        (first, r.name, r.signature),
+                    )
+            return True, first
+        finally:
+            if token is not None and self._leases is not None:
+                await asyncio.shield(self._leases.release(key, token, Outcome(ok=True)))
+
+    async def _stored_start(self, r: Rollup) -> tuple[bool, datetime | None]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
+            )
+            row = await cur.fetchone()
+        return (bool(row[0]), row[1]) if row else (False, None)
+
+    async def maintain(
+        self, now: datetime | None = None, *, rebuild_aged: bool = True
+    ) -> dict[str, BuildReport]:
+        """Build what is missing and (`rebuild_aged`) rebuild the update window's partitions
+        older than max_age_seconds, for every rollup: the clock's bound, for a table whose
+        data version is not followed. Failures are reported, never raised."""
+        now = now or datetime.fromtimestamp(self._clock(), UTC)
+        out: dict[str, BuildReport] = {}
+        for r in self.rollups.values():
+            try:
+                known, first = await self.data_start(r)
+                if not known:
+                    continue
+                everything = partitions_between(r, first or now, now)
+                report = await self.build_partitions(r.name, everything)
+                if rebuild_aged:
+                    age = r.definition.max_age_seconds
+                    stale = datetime.fromtimestamp(now.timestamp() - age, UTC)
+                    again = await self.build_partitions(
+                        r.name, update_window(r, now), stale_before=stale
+                    )
+                    report.built += again.built
+                    report.shared += again.shared
+                    report.failed |= again.failed
+                out[r.name] = report
+            except (ResolverFailure, psycopg.Error) as exc:
+                log.warning("rollup %s: maintenance failed: %s", r.name, exc)
+        return out
+
+    async def run(self, interval_s: float, rebuild_aged: bool = True) -> None:
+        """`maintain` now and every `interval_s` until cancelled."""
+        while True:
+            try:
+                await self.maintain(rebuild_aged=rebuild_aged)
+            except Exception:  # a bug must not end maintenance for good: logged, retried
+                log.exception("rollup maintenance failed")
+            await asyncio.sleep(interval_s)
