@@ -79,9 +79,9 @@ class Settings(BaseSettings):
     # Safety and limits
     max_body_bytes: int = 1_048_576  # a bigger request body is refused (413)
     # Per-tenant widget limits (issue 18): what one tenant can make every instance hold.
-    widget_max_per_tenant: int = Field(default=500, ge=1)  # a create beyond: 409
-    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON: 413
-    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # its mock_data: 422
+    widget_max_per_tenant: int = Field(default=500, ge=1)  # widgets a tenant holds; more: 409
+    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON; over: 413
+    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # mock_data JSON; over: 422
     max_rows: int = 10_000  # the most rows any query may return (the safety check enforces a LIMIT)
     default_row_limit: int = 1000  # the LIMIT of a query whose intent sets none
 

@@ -180,6 +180,7 @@ def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
     try:
         env = os.environ | {
             "DATABASE_URL": url,
+            "SEED_DEMO": "true",  # a fresh database: the demo catalog and widgets
             "DATA_DIR": str(tmp_path),
             "PORT": "0",
             "ACCESS_POLICY_FILE": str(path),

@@ -84,6 +84,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     env |= {
         "DATABASE_URL": _with_password(db),
+        "SEED_DEMO": "true",  # a fresh database: the demo catalog and widgets
         "REDIS_URL": f"redis://127.0.0.1:6379/0?password={REDIS_PASSWORD}",
         "CACHE_PREFIX": f"wdr-test:{Path(db).name}:",
         "PORT": str(port),

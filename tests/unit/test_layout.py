@@ -142,14 +142,9 @@ REGISTRY = "adapters.registry"
 
 
 def test_no_import_cycle_among_modules() -> None:
-    assert [c for c in import_cycles() if not all(_under(m, (REGISTRY,)) for m in c)] == []
+    assert import_cycles() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store <-> holder inside adapters/registry: being restructured on w3/sec-data "
-    "(issue 20); drop this mark when that lands",
-)
 def test_no_import_cycle_inside_the_registry() -> None:
     assert [c for c in import_cycles() if all(_under(m, (REGISTRY,)) for m in c)] == []
 
