@@ -140,7 +140,12 @@ class Refresher:
             return
         hint: Freshness | None = out.get("freshness")
         tracked = self._tracked.get(key)
-        if tracked is not None and hint is not None and self._holds is not None and self._holds(hint):
+        if (
+            tracked is not None
+            and hint is not None
+            and self._holds is not None
+            and self._holds(hint)
+        ):
             del self._tracked[key]
         elif tracked is not None:
             if hint is not None and hint.expires_at is not None:

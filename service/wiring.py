@@ -190,8 +190,7 @@ class Resources:
             "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
             "registry": {
                 "ok": listening,
-                # not following other instances' changes: serving the last snapshot
-                "stale": not listening,
+                "stale": not listening,  # not following other instances: the last snapshot
                 "widgets": len(self.registry.all_widgets()),
                 "version": self.registry.version,
             },
@@ -220,16 +219,15 @@ def open_policy(
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
         raise BootError(f"refusing to start: {exc}") from None
-    metrics = registry.metrics()
-    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(metrics)}
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
     columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
     problems = validate_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: tuple(metrics[name].definition.dimensions)
-            for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in metrics
+            name: tuple(m.definition.dimensions)
+            for name, m in registry.metrics().items()
+            if (r := registry.routings().get(name)) is not None and r.backend == "postgres"
         },
     )
     if problems:
