@@ -229,10 +229,12 @@ class Served:
 @asynccontextmanager
 async def served(**overrides: Any) -> AsyncIterator[Served]:
     """The service over real PostgreSQL/Redis behind uvicorn on a free loopback port: for
-    what the in-memory ASGI transport cannot carry (a stream that stays open)."""
+    what the in-memory ASGI transport cannot carry (a stream that stays open); seeded at boot
+    unless `seed_demo` is given, as running_service."""
     import uvicorn
 
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings)
     port = free_port()
