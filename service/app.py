@@ -3,7 +3,8 @@ they depend on in service/deps.py, the wiring in service/wiring.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -48,7 +49,11 @@ class BootRefusalAsText:
         await self.app(scope, receive, relay)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The service. `clock` is the resolver's wall clock (freshness, TTLs, backoffs): tests
+    pass one they move instead of waiting for a TTL to pass."""
     settings = settings or Settings()
 
     # Telemetry (observability/): tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
@@ -60,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with open_resources(settings) as resources:
+            async with open_resources(settings, clock=clock) as resources:
                 resolver = Resolver(
                     resources.context,
                     observer=observer,

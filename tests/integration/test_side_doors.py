@@ -93,7 +93,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "AUTH_JWKS_URL": (
             f"http://jwks:{JWKS_PASSWORD}@127.0.0.1:{free_port()}/jwks?token={JWKS_TOKEN}"
         ),
-        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "LOG_FORMAT": "text",
         "LOG_LEVEL": "INFO",
         "BEDROCK_MODEL_ID": MODEL_ID,
