@@ -34,6 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
+from domain.data_versions import TableChange
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.lease import Leases, Outcome
@@ -182,7 +183,8 @@ class PgRollups:
         """Build the partitions starting at (or holding) each of `partitions`, one
         warehouse statement each, unless already built as asked: from `data_version` when
         one is given (the table's version moved: w3's change-driven refresh), else at or
-        after `stale_before` (None: built at all). Never raises for a failed build."""
+        after `stale_before` (None: built at all; a partition built from a known version
+        does not age). Never raises for a failed build."""
         r = self.rollups[rollup]
         report = BuildReport()
         await self._prepare(r)
@@ -197,7 +199,11 @@ class PgRollups:
             return False
         if data_version is not None:
             return have.data_version == data_version
-        return stale_before is None or have.built_at >= stale_before
+        # a partition built from a known version is rebuilt when the version moves, not
+        # when it ages (nothing over a table is re-run while its version holds)
+        return (
+            stale_before is None or have.built_at >= stale_before or have.data_version is not None
+        )
 
     async def _build_one(
         self,
@@ -328,6 +334,19 @@ class PgRollups:
             await conn.execute(
                 "INSERT INTO rollups (name, signature) VALUES (%s, %s)", (r.name, r.signature)
             )
+
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        r = self.rollups[rollup]
+        window = update_window(r, datetime.fromtimestamp(now, UTC))
+        report = await self.build_partitions(rollup, window, data_version=data_version)
+        return not report.failed
+
+    async def on_table_changed(self, change: TableChange) -> None:
+        """A table's data version moved (service/changes.py): rebuild the update window of
+        every rollup over it, once across the fleet, before the answers over it refresh."""
+        for r in self.rollups.values():
+            if r.definition.table == change.source:
+                await self.catch_up(r.name, data_version=str(change.new), now=self._clock())
 
     # ------------------------------------------------------------------ maintenance
 

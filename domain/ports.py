@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.access import SeriesFilter
+from domain.data_versions import TableChange
 from domain.lease import Leases as Leases  # the lease port lives with its data there
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.results import QueryResult
@@ -89,6 +90,15 @@ class RollupStore(Protocol):
 
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         """The rows of a matched read, or None while a partition it needs is not built."""
+        ...
+
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        """Rebuild the rollup's update-window partitions not built from `data_version` (the
+        table's version now; once across the fleet). False when a build failed."""
+        ...
+
+    async def on_table_changed(self, change: TableChange) -> None:
+        """A table's version moved: catch up the rollups over it (service/changes.py)."""
         ...
 
 

@@ -294,6 +294,8 @@ async def change_refresh(resources: Any, resolver: Any) -> Any:
         lease_wait_s=ctx.lease_wait_s,
         clock=ctx.clock,
     )
+    if ctx.rollups is not None:  # rollups over a changed table catch up first (README "Rollups")
+        watcher.on_table_changed.append(ctx.rollups.on_table_changed)
     listener = PgChangeListener(resources.database_url, watcher.metric_changed)
     resolver.watchers.append(watcher.observe)
     listener.start()
