@@ -233,6 +233,7 @@ async def served(**overrides: Any) -> AsyncIterator[Served]:
     import uvicorn
 
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings)
     port = free_port()
