@@ -12,9 +12,8 @@ instance.
 - `answer(query)` reads, in one REPEATABLE READ snapshot, whether every partition the
   range needs is built (with the current definition) and, if so, the rows. None when it is
   not: the resolution takes today's path.
-- `maintain(now)` (every instance, every ROLLUP_CHECK_INTERVAL_S): find where the table's
-  data starts (once), build missing partitions, rebuild update-window partitions older
-  than the rollup's max_age_seconds (the clock's bound when no data version moves them).
+- `maintain(now)` (every ROLLUP_CHECK_INTERVAL_S): find where the data starts (once), build
+  missing partitions, rebuild unversioned update-window partitions past max_age_seconds.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
-from domain.data_versions import TableChange
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.lease import Leases, Outcome
@@ -213,10 +211,9 @@ class PgRollups:
         stale_before: datetime | None,
         report: BuildReport,
     ) -> None:
-        label = start.isoformat()
         if self._current(await self._built(r, start), data_version, stale_before):
-            report.skipped.append(label)
-            return
+            return report.skipped.append(start.isoformat())
+        label = start.isoformat()
         key = f"rollup:{r.name}:{r.signature}:{label}"
         token: str | None = None
         if self._leases is not None:
@@ -341,25 +338,14 @@ class PgRollups:
         report = await self.build_partitions(rollup, window, data_version=data_version)
         return not report.failed
 
-    async def on_table_changed(self, change: TableChange) -> None:
-        """A table's data version moved (service/changes.py): rebuild the update window of
-        every rollup over it, once across the fleet, before the answers over it refresh."""
-        for r in self.rollups.values():
-            if r.definition.table == change.source:
-                await self.catch_up(r.name, data_version=str(change.new), now=self._clock())
-
     # ------------------------------------------------------------------ maintenance
 
     async def data_start(self, r: Rollup) -> tuple[bool, datetime | None]:
         """(known, first time value) of the rollup's table; measured once, fleet-wide."""
         await self._prepare(r)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
-            )
-            row = await cur.fetchone()
-        if row is not None and row[0]:
-            return True, row[1]
+        known, first = await self._stored_start(r)
+        if known:
+            return True, first
         if self._warehouse is None:
             return False, None
         key = f"rollup:{r.name}:{r.signature}:start"
@@ -423,11 +409,11 @@ class PgRollups:
                 log.warning("rollup %s: maintenance failed: %s", r.name, exc)
         return out
 
-    async def run(self, interval_s: float) -> None:
+    async def run(self, interval_s: float, rebuild_aged: bool = True) -> None:
         """`maintain` now and every `interval_s` until cancelled."""
         while True:
             try:
-                await self.maintain()
+                await self.maintain(rebuild_aged=rebuild_aged)
             except Exception:  # a bug must not end maintenance for good: logged, retried
                 log.exception("rollup maintenance failed")
             await asyncio.sleep(interval_s)

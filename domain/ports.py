@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from domain.access import SeriesFilter
-from domain.data_versions import TableChange
 from domain.lease import Leases as Leases  # the lease port lives with its data there
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.results import QueryResult
@@ -44,11 +43,18 @@ class Cache(Protocol):
 
 
 class PostgresGateway(Protocol):
-    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure."""
+    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure.
+    A query is planned once: `render_sql` for a dry run, `run_metric` (its result carries
+    the SQL it ran) otherwise, both at the caller's `now`."""
 
-    def has_query(self, metric_id: str) -> bool: ...
+    def has_query(self, metric: MetricDef) -> bool: ...
     def render_sql(
-        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
     ) -> str: ...
     async def run_metric(
         self,
@@ -95,10 +101,6 @@ class RollupStore(Protocol):
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         """Rebuild the rollup's update-window partitions not built from `data_version` (the
         table's version now; once across the fleet). False when a build failed."""
-        ...
-
-    async def on_table_changed(self, change: TableChange) -> None:
-        """A table's version moved: catch up the rollups over it (service/changes.py)."""
         ...
 
 

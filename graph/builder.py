@@ -8,7 +8,9 @@
     any failure -> mock_data -> degrade_or_return
 
 `build_graph()` returns the uncompiled builder (tests compile it with their own context);
-the service compiles it once at startup; `graph/studio.py` exports it for `langgraph dev`.
+the service's runner (graph/runner.py) compiles it once at startup; `graph/studio.py`
+exports it for `langgraph dev`. `node_table()` is the one table of (observed) node
+functions: the builder adds them, the runner calls the same ones for the steps it runs.
 """
 
 from __future__ import annotations
@@ -77,6 +79,24 @@ DEFAULT_NODE_TIMEOUTS: dict[str, float] = {
 }
 
 
+def node_table(
+    bind_context: ContextSource | None = None,
+    observer: GraphObserver | None = None,
+    wrap: NodeWrapper | None = None,
+) -> dict[str, Any]:
+    """Every node function as the graph runs it: bound to `bind_context` when given,
+    wrapped once by `observer` (metrics, spans) when it is active, then by `wrap`."""
+    table: dict[str, Any] = {}
+    for name, fn in NODES.items():
+        node = _bind(fn, bind_context) if bind_context else fn
+        if observer is not None and observer.active:
+            node = observer.wrap(name, node)
+        if wrap is not None:
+            node = wrap(name, node)
+        table[name] = node
+    return table
+
+
 def build_graph(
     bind_context: ContextSource | None = None,
     *,
@@ -85,27 +105,28 @@ def build_graph(
     input_schema: type[Any] = InputState,
     output_schema: type[Any] = OutputState,
     wrap: NodeWrapper | None = None,
+    nodes: Mapping[str, Any] | None = None,
+    entry: str = "route",
 ) -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled graph. `bind_context` fixes the context for hosts that cannot pass
     one per run (the `langgraph dev` server; a coroutine function: opened when a node
     first needs it); the service passes it to `ainvoke` instead.
     `observer` wraps every node once for metrics and spans (graph/observe.py); without
-    one the nodes run bare (tests). `input_schema` (a part of InputState), `output_schema` (a superset of OutputState) and
-    `wrap(name, node)` let a host show more of each step (graph/studio.py)."""
+    one the nodes run bare (tests). `input_schema` (a part of InputState), `output_schema`
+    (a superset of OutputState) and `wrap(name, node)` let a host show more of each step
+    (graph/studio.py). `nodes` is a `node_table()` to reuse. `entry` other than `route`
+    gives the same graph entered at that node, taking the whole state as input: the
+    runner (graph/runner.py) hands a run on there once the steps before it are done."""
     # A bound graph takes no per-run context: the host may still pass `{}` (langgraph dev).
     builder = StateGraph(
         State,
         context_schema=None if bind_context else Context,
-        input_schema=input_schema,
+        input_schema=input_schema if entry == "route" else State,
         output_schema=output_schema,
     )
     timeouts = {**DEFAULT_NODE_TIMEOUTS, **(node_timeouts or {})}
-    for name, fn in NODES.items():
-        node = _bind(fn, bind_context) if bind_context else fn
-        if observer is not None and observer.active:
-            node = observer.wrap(name, node)
-        if wrap is not None:
-            node = wrap(name, node)
+    table = nodes if nodes is not None else node_table(bind_context, observer, wrap)
+    for name, node in table.items():
         if name in TIMEOUT_KINDS:
             builder.add_node(  # type: ignore[call-overload]
                 name,
@@ -116,7 +137,7 @@ def build_graph(
         else:
             builder.add_node(name, node)  # type: ignore[arg-type]
 
-    builder.add_edge(START, "route")
+    builder.add_edge(START, entry)
     for name, after in NEXT.items():
         if isinstance(after, str):
             builder.add_edge(name, after)

@@ -58,7 +58,7 @@ async def route_after_databricks_execute(state: State) -> Literal["degrade_or_re
 
 
 # What follows each node: its router, or the one node (or END) it always hands on to. The
-# builder adds these edges; the fast lane (graph/fastlane.py) walks the same table.
+# builder adds these edges; the runner (graph/runner.py) walks the same table.
 NEXT: dict[str, Callable[[State], Awaitable[str]] | str] = {
     "route": route_after_route,
     "cache_lookup": route_after_cache_lookup,

@@ -13,13 +13,60 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from domain.access import RowAccess
+from domain.failures import FailureKind
+from domain.freshness import Freshness, Probe
+from domain.lease import Lead
 from domain.models import Backend, MetricDef, RoutingEntry, WidgetSpec
 
 
 class Failure(TypedDict):
-    kind: str
-    detail: str
-    node: str
+    """A failure a node met (or took over: a failure note, a lease leader's outcome)."""
+
+    kind: FailureKind  # the degrade kind: the answer's `source`, a problem's `kind`
+    detail: str  # safe to show to the dashboard
+    node: str  # the node that met it (cache_lookup: taken over from another run)
+
+
+class SafetyVerdict(TypedDict):
+    """safety_check's verdict on the candidate SQL."""
+
+    allowed: bool
+    rule: str | None  # the rule that refused it (sqlsafety/rules/), None when allowed
+    reason: str | None
+
+
+class Generation(TypedDict, total=False):
+    """An LLM generation's facts, written to sql_generation_log by degrade_or_return."""
+
+    tenant: str
+    widget_id: str | None
+    metric_id: str
+    question: str
+    generator: Literal["llm"]
+    model_id: str | None
+    prompt_hash: str
+    generated_sql: str
+    latency_ms: float
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    approved_key: str  # the approved-SQL cache key of this question, intent and policy
+    reused: bool  # the SQL came from the approved cache or the log: not written again
+    failure_kind: str  # the model's failure, when it failed
+
+
+class CacheEntry(TypedDict, total=False):
+    """A cached answer (domain/freshness.py::make_entry), with the windows it was written with."""
+
+    v: int
+    rows: list[dict[str, Any]]
+    schema: list[dict[str, str]]
+    generated_sql: str | None
+    truncated: bool
+    resolved_at: float  # when the live answer was resolved (epoch seconds)
+    ttl_s: float
+    swr_s: float
+    sie_s: float
 
 
 class TraceEntry(TypedDict):
@@ -81,8 +128,8 @@ class OutputState(TypedDict, total=False):
     response: Annotated[dict[str, Any], Field(description="The HTTP body the dashboard receives")]
     # observability: every node appends {node, ms, outcome}
     trace: Annotated[list[TraceEntry], operator.add]
-    # for the service's background refreshes: {key, expires_at, ttl_s, revalidate, live}
-    freshness: dict[str, Any]
+    # for the service's background refreshes (domain/freshness.py::Freshness)
+    freshness: Freshness
 
 
 class StudioOutput(OutputState, total=False):
@@ -119,15 +166,19 @@ class State(InputState, OutputState, total=False):
     data_versions: dict[str, int] | None
     # warehouse path
     candidate_sql: str
-    generation: dict[str, Any]  # LLM generation facts, written to sql_generation_log
-    safety: dict[str, Any]  # {allowed, rule, reason}
+    generation: Generation  # LLM generation facts, written to sql_generation_log
+    safety: SafetyVerdict
     # freshness
     stale: bool
     stale_reason: str | None
     revalidate: bool  # serve now, refresh in the background
-    last_good: dict[str, Any] | None  # a cache entry that may stand in for a failing backend
+    last_good: CacheEntry | None  # a cache entry that may stand in for a failing backend
     fallback: Literal["last_good", "mock"]
-    lease: str | None  # present when this run leads: the lease token (None: no lease)
+    # given by the runner (graph/runner.py) to cache_lookup: the entry read that decided
+    # (so it is not read again) and, when the backend was needed, this run's part in the
+    # key's leadership scope (no token: the scope holds the lease)
+    probe: Probe | None
+    lead: Lead | None
     skipped: bool  # a background refresh that had nothing to do
     shared: bool  # the live answer another resolution (the lease's leader) just wrote
     # failure

@@ -27,17 +27,17 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
-from adapters.postgres import POSTGRES_QUERIES, PgGateway
+from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
 from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
-from domain.data_versions import DataVersionGate
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
+from service.changes import open_gate
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -220,28 +220,23 @@ def open_policy(
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
         raise BootError(f"refusing to start: {exc}") from None
-    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    metrics = registry.metrics()
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(metrics)}
     columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
     problems = validate_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: POSTGRES_QUERIES[name].dimensions
+            name: tuple(metrics[name].definition.dimensions)
             for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in POSTGRES_QUERIES
+            if r.backend == "postgres" and name in metrics
         },
     )
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
-    log.info(
-        "access policy %s in force: %s (%d tables, %d series)",
-        policy.source,
-        policy.fingerprint,
-        len(policy.tables),
-        len(policy.series),
-    )
+    log.info("access policy in force: %s", policy.describe())
     return policy
 
 
@@ -337,7 +332,7 @@ async def open_resources(
             backoff_max_s=settings.registry_backoff_max_s,
             keepalives_idle_s=settings.pg_keepalives_idle_s,
         )
-        problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
+        problems = validate_boot(registry.current, postgres_problems=postgres_problems)
         if problems:
             for p in problems:
                 log.error("boot validation: %s", p)
@@ -373,7 +368,8 @@ async def open_resources(
             settings, registry, schemas.current(), gateway.pool, warehouse, leases
         )
         if rollups is not None:
-            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s))
+            aged = not settings.change_refresh  # else rebuilt when the version moves
+            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s, aged))
 
             async def stop_maintainer() -> None:
                 maintainer.cancel()
@@ -403,9 +399,7 @@ async def open_resources(
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
             rollups=rollups,
-            data_versions=DataVersionGate(valid_s=settings.effective_data_version_valid_s)
-            if settings.change_refresh
-            else None,
+            data_versions=open_gate(settings),  # service/changes.py
         )
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -212,7 +212,8 @@ async def running_service(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://resolver.test"
+            transport=transport,
+            base_url="http://127.0.0.1:8000",  # dev mode: a loopback Host
         ) as client:
             yield Service(app=app, client=client, settings=settings)
 
@@ -299,10 +300,12 @@ class StubGateway:
     calls: list[str] = field(default_factory=list)
     row_filters: list[Any] = field(default_factory=list)
 
-    def has_query(self, metric_id: str) -> bool:
+    def has_query(self, metric: MetricDef) -> bool:
         return self.mapped
 
-    def render_sql(self, metric: MetricDef, intent: DataIntent, *, row_filter: Any = None) -> str:
+    def render_sql(
+        self, metric: MetricDef, intent: DataIntent, *, now: float = 0.0, row_filter: Any = None
+    ) -> str:
         return (
             f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
         )
@@ -314,7 +317,8 @@ class StubGateway:
         self.row_filters.append(row_filter)
         if self.error:
             raise self.error
-        return QueryResult(rows=self.rows, columns=[Column("value", "number")])
+        sql = self.render_sql(metric, intent, now=now)
+        return QueryResult(rows=self.rows, columns=[Column("value", "number")], sql=sql)
 
     async def ping(self) -> bool:
         return self.error is None
@@ -591,3 +595,15 @@ def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
+    """Wait for `condition()` to hold (polled on the event loop), instead of sleeping for a
+    time a loaded machine may not meet; fails after `timeout_s` (a generous bound, never
+    an expectation of speed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:.0f}s")
+        await asyncio.sleep(0.002)

@@ -1,6 +1,6 @@
 """The fast lane over the real PostgreSQL and Redis: two services on one database and one
-cache prefix, one answering from the cache in the lane (the default) and one running every
-resolution as a graph run (`fast_lane=False`), give the same answers for a fresh hit, a
+cache prefix, one taking a cache answer's steps in the runner (the default) and one handing
+every run to the compiled graph after cache_lookup (`fast_lane=False`), give the same answers for a fresh hit, a
 stale answer, and a last good answer beside a failure note, on both backends."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 
+from graph.runner import DECIDE, LANE
 from tests.helpers import (
     REDIS_URL,
     Service,
@@ -48,9 +49,10 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
             running_service(data_dir=tmp / "a", **common) as lane,
             running_service(data_dir=tmp / "b", fast_lane=False, **common) as graph,
         ):
-            # the one difference between them: whether the lane answers first
-            assert lane.app.state.resolver.flights.fast is not None
-            assert graph.app.state.resolver.flights.fast is None
+            # the one difference between them: whether the runner takes a cache answer's
+            # steps itself or hands every run to the compiled graph after cache_lookup
+            assert lane.app.state.resolver.runner.lane == LANE
+            assert graph.app.state.resolver.runner.lane == DECIDE
             yield lane, graph
     finally:
         drop_database(url)

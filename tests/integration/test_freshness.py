@@ -371,6 +371,33 @@ async def test_a_failed_refresh_releases_the_lease(
     assert backend_calls["active_issues_count"] == 2  # each refresh ran (and failed) itself
 
 
+async def test_a_miss_reads_the_widgets_entry_at_most_twice(svc: Service) -> None:
+    """Once to decide, once after taking the lease (another instance may have filled it):
+    counted as GETs on the real Redis."""
+    client: Any = svc.res.context.cache._client  # type: ignore[attr-defined]
+    real = client.get
+    reads: Counter[str] = Counter()
+
+    async def counting(name: str, *a: Any, **kw: Any) -> Any:
+        reads[name] += 1
+        return await real(name, *a, **kw)
+
+    client.get = counting
+    try:
+        first = (await svc.data("cost-avoided-mtd", trace=True)).json()
+        entry = [k for k in reads if not k.endswith("#failed")]
+        assert len(entry) == 1  # the widget's one entry key
+        await client.delete(entry[0])  # nothing cached: the next read is a miss
+        reads.clear()
+        miss = (await svc.data("cost-avoided-mtd", trace=True)).json()
+    finally:
+        client.get = real
+    assert first["live_data_unavailable"] is False
+    steps = [(t["node"], t["outcome"]) for t in miss["trace"]]
+    assert steps[:3] == [("route", "postgres"), ("cache_lookup", "miss"), ("postgres_query", "ok")]
+    assert reads[entry[0]] == 2
+
+
 # ------------------------------------------------------------------ refresh-ahead
 
 

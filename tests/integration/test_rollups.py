@@ -38,6 +38,7 @@ from domain.results import QueryResult
 from domain.rollups import Rollup, RollupQuery
 from graph.builder import build_graph
 from metricsql.rollups import match, partitions_between, update_window, validate_rollups
+from service.changes import rebuild_rollups
 from service.wiring import BootError
 from tests.helpers import (
     CONFIG_DIR,
@@ -552,7 +553,7 @@ async def test_a_moved_data_version_rebuilds_the_update_window_once_across_insta
         await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
         built = len(wh.statements)
         change = TableChange(source="main.ops.alerts", old=4, new=5, seen_at=NOW.timestamp())
-        await asyncio.gather(a.store.on_table_changed(change), b.store.on_table_changed(change))
+        await asyncio.gather(rebuild_rollups(a.store)(change), rebuild_rollups(b.store)(change))
         window = update_window(ROLLUPS["alerts_daily"], NOW)
         assert len(wh.statements) == built + len(window)  # one statement per partition
         assert all("main.ops.alerts" in s for s in wh.statements[built:])

@@ -49,9 +49,6 @@ class FakeRollups:
         self.caught_up.append((rollup, data_version))
         return self.catch_up_ok
 
-    async def on_table_changed(self, change: Any) -> None:
-        return None
-
     def for_metric(self, metric: str) -> tuple[Rollup, ...]:
         return tuple(r for r in self.rollups.values() if metric in r.definition.metrics)
 
