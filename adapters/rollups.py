@@ -138,31 +138,28 @@ class PgRollups:
         self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery, now: float
     ) -> tuple[float, int] | None:
         """(built_at, partitions) when every partition of the range is built, else None."""
-        cur = await conn.execute(
-            "SELECT signature, data_start, data_start_known FROM rollups WHERE name = %s",
+        cur = await conn.execute(  # one round trip: the rollup and all its partitions
+            "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
+            " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name"
+            " WHERE r.name = %s",
             (rollup.name,),
         )
-        head = await cur.fetchone()
-        if head is None or head[0] != rollup.signature:
+        rows = await cur.fetchall()
+        if not rows or rows[0][0] != rollup.signature:
             return None
-        data_start: datetime | None = head[1] if head[2] else None
+        known = bool(rows[0][2])
+        data_start: datetime | None = rows[0][1] if known else None
         lo = query.start
         if lo is None:
-            if not head[2]:  # where `all` starts is not known yet
+            if not known:  # where `all` starts is not known yet
                 return None
             lo = data_start or query.end
         elif data_start is not None and lo < data_start:
             lo = data_start  # the partitions before the data's first are empty
         needed = partitions_between(rollup, lo, query.end) if lo < query.end else []
-        if not needed:
-            return None
-        cur = await conn.execute(
-            "SELECT partition_start, built_at FROM rollup_partitions"
-            " WHERE rollup = %s AND partition_start = ANY(%s)",
-            (rollup.name, needed),
-        )
-        found = {r[0]: r[1] for r in await cur.fetchall()}
-        if len(found) != len(needed):
+        built = {row[3]: row[4] for row in rows if row[3] is not None}
+        found = {p: built[p] for p in needed if p in built}
+        if not needed or len(found) != len(needed):
             return None
         window = set(update_window(rollup, datetime.fromtimestamp(now, UTC)))
         changing = [t for s, t in found.items() if s in window] or list(found.values())
@@ -277,11 +274,12 @@ class PgRollups:
                         "CREATE TABLE IF NOT EXISTS {} (partition_start timestamptz NOT NULL, {})"
                     ).format(table, columns)
                 )
-                await conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition_start, bucket)").format(
-                        sql.Identifier(f"{r.table_name}_part_idx"), table
+                for col in ("partition_start", "bucket"):  # replacing a partition; reading a range
+                    await conn.execute(
+                        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                            sql.Identifier(f"{r.table_name}_{col}_idx"), table, sql.Identifier(col)
+                        )
                     )
-                )
                 await conn.execute(
                     sql.SQL("DELETE FROM {} WHERE partition_start = %s").format(table), (start,)
                 )
