@@ -30,7 +30,8 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     access = state.get("access") or UNRESTRICTED
     widget_id = state.get("widget_id")
-    if not isinstance(widget_id, str) or not widget_id:
+    # an inline spec needs no id (the SQL preview route sends none)
+    if "spec" not in state and (not isinstance(widget_id, str) or not widget_id):
         raise InvalidInput(
             "the input needs `widget_id`, a registered widget's id (GET /v1/widgets lists "
             'them), e.g. {"widget_id": "open-issues-kpi"}'

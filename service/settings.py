@@ -121,8 +121,8 @@ class Settings(BaseSettings):
     # the next fetch waits a backoff doubling from AUTH_JWKS_BACKOFF_S up to
     # AUTH_JWKS_BACKOFF_MAX_S
     auth_jwks_wait_s: float = Field(default=2.0, gt=0)
-    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)
-    auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)
+    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)  # first wait after a failed fetch
+    auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)  # the longest wait
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml
@@ -213,8 +213,8 @@ class Settings(BaseSettings):
     # and is refreshed (and open dashboards told) when they move. A version not confirmed
     # for DATA_VERSION_VALID_S (default five intervals) falls back to the TTL.
     change_refresh: bool = False
-    data_version_interval_s: float = Field(default=3.0, gt=0)
-    data_version_valid_s: float | None = Field(default=None, gt=0)
+    data_version_interval_s: float = Field(default=3.0, gt=0)  # probe each source this often
+    data_version_valid_s: float | None = Field(default=None, gt=0)  # unset: 5 intervals
     change_refresh_concurrency: int = Field(default=8, ge=1)  # refreshes after a change, at once
     # How the connector reaches Databricks: thrift (its default backend), kernel (use_kernel,
     # the supported Statement Execution path; needs the [kernel] extra) or sea (the
