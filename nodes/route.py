@@ -36,7 +36,7 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             "the input needs `widget_id`, a registered widget's id (GET /v1/widgets lists "
             'them), e.g. {"widget_id": "open-issues-kpi"}'
         )
-    spec = state.get("spec") or ctx.registry.widget(widget_id, access.tenant)
+    spec = state.get("spec") or ctx.registry.widget(str(widget_id), access.tenant)
     if spec is None:
         raise WidgetNotFound(
             f"unknown widget {widget_id!r} (tenant {access.tenant!r}): no such widget is "
@@ -64,7 +64,7 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     problems = validate_intent(intent, {metric.name: metric})
     if problems:
         return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
-    update["cache_key"] = result_cache_key(widget_id, intent, routing, metric, access)
+    update["cache_key"] = result_cache_key(widget_id or "", intent, routing, metric, access)
     if ctx.rollups is not None and update["generator"] == "compiled":
         update["rollup_candidates"] = tuple(r.name for r in ctx.rollups.for_metric(metric.name))
     update["outcome"] = routing.backend
