@@ -30,19 +30,20 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     access = state.get("access") or UNRESTRICTED
     widget_id = state.get("widget_id")
-    # an inline spec needs no id (the SQL preview route sends none)
-    if "spec" not in state and (not isinstance(widget_id, str) or not widget_id):
-        raise InvalidInput(
-            "the input needs `widget_id`, a registered widget's id (GET /v1/widgets lists "
-            'them), e.g. {"widget_id": "open-issues-kpi"}'
-        )
-    spec = state.get("spec") or ctx.registry.widget(widget_id, access.tenant)
+    spec = state.get("spec")  # an inline spec needs no id (the SQL preview route sends none)
     if spec is None:
-        raise WidgetNotFound(
-            f"unknown widget {widget_id!r} (tenant {access.tenant!r}): no such widget is "
-            "registered. GET /v1/widgets lists the registered ids; or give the widget "
-            "inline as `spec`"
-        )
+        if not isinstance(widget_id, str) or not widget_id:
+            raise InvalidInput(
+                "the input needs `widget_id`, a registered widget's id (GET /v1/widgets "
+                'lists them), e.g. {"widget_id": "open-issues-kpi"}'
+            )
+        spec = ctx.registry.widget(widget_id, access.tenant)
+        if spec is None:
+            raise WidgetNotFound(
+                f"unknown widget {widget_id!r} (tenant {access.tenant!r}): no such widget is "
+                "registered. GET /v1/widgets lists the registered ids; or give the widget "
+                "inline as `spec`"
+            )
     update: dict[str, Any] = {"spec": spec}
     intent = spec.data_intent
     metric = ctx.registry.metric(intent.metric_id)
@@ -64,7 +65,7 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     problems = validate_intent(intent, {metric.name: metric})
     if problems:
         return update | fail("route", FailureKind.invalid_intent, "; ".join(problems))
-    update["cache_key"] = result_cache_key(widget_id, intent, routing, metric, access)
+    update["cache_key"] = result_cache_key(str(widget_id), intent, routing, metric, access)
     if ctx.rollups is not None and update["generator"] == "compiled":
         update["rollup_candidates"] = tuple(r.name for r in ctx.rollups.for_metric(metric.name))
     update["outcome"] = routing.backend

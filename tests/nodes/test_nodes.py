@@ -58,6 +58,12 @@ async def test_route_bad_input_says_what_is_wrong() -> None:
     """Studio shows a ValueError's message (and hides others'): each says what to send."""
     with pytest.raises(ValueError, match=r"unknown widget 'nope' .*GET /v1/widgets"):
         await run_route(make_ctx(), "nope")
+    # an inline spec needs no registered id (the service's SQL generation passes None)
+    spec = DictRegistry.demo().widget("open-issues-kpi")
+    out = await route({"widget_id": None, "spec": spec}, Runtime(context=make_ctx()))  # type: ignore[typeddict-item]
+    assert out["backend"] == "postgres"
+    out = await route({"spec": spec}, Runtime(context=make_ctx()))
+    assert out["backend"] == "postgres"
     for given in ({}, {"refresh": True}, {"widget_id": ""}):
         with pytest.raises(InvalidInput, match=r"the input needs `widget_id`.*open-issues-kpi"):
             await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
