@@ -12,17 +12,17 @@ instance.
 - `answer(query)` reads, in one REPEATABLE READ snapshot, whether every partition the
   range needs is built (with the current definition) and, if so, the rows. None when it is
   not: the resolution takes today's path.
-- `maintain(now)` (every instance, every ROLLUP_CHECK_INTERVAL_S): find where the table's
-  data starts (once), build missing partitions, rebuild update-window partitions older
-  than the rollup's max_age_seconds (the clock's bound when no data version moves them).
+- `maintain(now)` (every ROLLUP_CHECK_INTERVAL_S): find where the data starts (once), build
+  missing partitions, rebuild unversioned update-window partitions past max_age_seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString, cast
@@ -36,7 +36,7 @@ from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
-from domain.lease import Leases, Outcome
+from domain.lease import Lead, Leases, Outcome
 from domain.ports import Warehouse
 from domain.results import Column
 from domain.rollups import Rollup, RollupAnswer, RollupQuery
@@ -139,31 +139,28 @@ class PgRollups:
         self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery, now: float
     ) -> tuple[float, int] | None:
         """(built_at, partitions) when every partition of the range is built, else None."""
-        cur = await conn.execute(
-            "SELECT signature, data_start, data_start_known FROM rollups WHERE name = %s",
+        cur = await conn.execute(  # one round trip: the rollup and all its partitions
+            "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
+            " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name"
+            " WHERE r.name = %s",
             (rollup.name,),
         )
-        head = await cur.fetchone()
-        if head is None or head[0] != rollup.signature:
+        rows = await cur.fetchall()
+        if not rows or rows[0][0] != rollup.signature:
             return None
-        data_start: datetime | None = head[1] if head[2] else None
+        known = bool(rows[0][2])
+        data_start: datetime | None = rows[0][1] if known else None
         lo = query.start
         if lo is None:
-            if not head[2]:  # where `all` starts is not known yet
+            if not known:  # where `all` starts is not known yet
                 return None
             lo = data_start or query.end
         elif data_start is not None and lo < data_start:
             lo = data_start  # the partitions before the data's first are empty
         needed = partitions_between(rollup, lo, query.end) if lo < query.end else []
-        if not needed:
-            return None
-        cur = await conn.execute(
-            "SELECT partition_start, built_at FROM rollup_partitions"
-            " WHERE rollup = %s AND partition_start = ANY(%s)",
-            (rollup.name, needed),
-        )
-        found = {r[0]: r[1] for r in await cur.fetchall()}
-        if len(found) != len(needed):
+        built = {row[3]: row[4] for row in rows if row[3] is not None}
+        found = {p: built[p] for p in needed if p in built}
+        if not needed or len(found) != len(needed):
             return None
         window = set(update_window(rollup, datetime.fromtimestamp(now, UTC)))
         changing = [t for s, t in found.items() if s in window] or list(found.values())
@@ -182,7 +179,8 @@ class PgRollups:
         """Build the partitions starting at (or holding) each of `partitions`, one
         warehouse statement each, unless already built as asked: from `data_version` when
         one is given (the table's version moved: w3's change-driven refresh), else at or
-        after `stale_before` (None: built at all). Never raises for a failed build."""
+        after `stale_before` (None: built at all; a partition built from a known version
+        does not age). Never raises for a failed build."""
         r = self.rollups[rollup]
         report = BuildReport()
         await self._prepare(r)
@@ -197,7 +195,11 @@ class PgRollups:
             return False
         if data_version is not None:
             return have.data_version == data_version
-        return stale_before is None or have.built_at >= stale_before
+        # a partition built from a known version is rebuilt when the version moves, not
+        # when it ages (nothing over a table is re-run while its version holds)
+        return (
+            stale_before is None or have.built_at >= stale_before or have.data_version is not None
+        )
 
     async def _build_one(
         self,
@@ -207,37 +209,41 @@ class PgRollups:
         stale_before: datetime | None,
         report: BuildReport,
     ) -> None:
-        label = start.isoformat()
         if self._current(await self._built(r, start), data_version, stale_before):
-            report.skipped.append(label)
-            return
+            return report.skipped.append(start.isoformat())
+        label = start.isoformat()
         key = f"rollup:{r.name}:{r.signature}:{label}"
-        token: str | None = None
-        if self._leases is not None:
-            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
-            if not role.leads:
-                followed = role.followed
+        async with self._lead(key) as lead:
+            if lead is not None and not lead.leads:
+                followed = lead.followed
                 assert followed is not None
                 if followed.ok:
                     report.shared.append(label)
                 else:
                     report.failed[label] = f"{followed.kind}: {followed.detail}"
                 return
-            token = role.token
-        outcome = Outcome(ok=True)
-        try:
-            if self._current(await self._built(r, start), data_version, stale_before):
-                report.shared.append(label)  # built by another instance meanwhile
-            else:
-                await self._run_build(r, start, data_version)
-                report.built.append(label)
-        except ResolverFailure as exc:
-            outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
-            report.failed[label] = f"{exc.kind.value}: {exc.detail}"
-            log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
-        finally:
-            if token is not None and self._leases is not None:
-                await asyncio.shield(self._leases.release(key, token, outcome))
+            outcome = Outcome(ok=True)
+            try:
+                if self._current(await self._built(r, start), data_version, stale_before):
+                    report.shared.append(label)  # built by another instance meanwhile
+                else:
+                    await self._run_build(r, start, data_version)
+                    report.built.append(label)
+            except ResolverFailure as exc:
+                outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
+                report.failed[label] = f"{exc.kind.value}: {exc.detail}"
+                log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
+            if lead is not None:
+                lead.settle(outcome)
+
+    @contextlib.asynccontextmanager
+    async def _lead(self, key: str) -> AsyncIterator[Lead | None]:
+        """The key's fleet-wide leadership scope (domain/lease.py); None without leases."""
+        if self._leases is None:
+            yield None
+            return
+        async with self._leases.lead(key, wait_s=self._lease_wait_s) as lead:
+            yield lead
 
     async def _run_build(self, r: Rollup, start: datetime, data_version: str | None) -> None:
         if self._warehouse is None:
@@ -274,11 +280,12 @@ class PgRollups:
                         "CREATE TABLE IF NOT EXISTS {} (partition_start timestamptz NOT NULL, {})"
                     ).format(table, columns)
                 )
-                await conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition_start, bucket)").format(
-                        sql.Identifier(f"{r.table_name}_part_idx"), table
+                for col in ("partition_start", "bucket"):  # replacing a partition; reading a range
+                    await conn.execute(
+                        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                            sql.Identifier(f"{r.table_name}_{col}_idx"), table, sql.Identifier(col)
+                        )
                     )
-                )
                 await conn.execute(
                     sql.SQL("DELETE FROM {} WHERE partition_start = %s").format(table), (start,)
                 )
@@ -329,28 +336,26 @@ class PgRollups:
                 "INSERT INTO rollups (name, signature) VALUES (%s, %s)", (r.name, r.signature)
             )
 
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        r = self.rollups[rollup]
+        window = update_window(r, datetime.fromtimestamp(now, UTC))
+        report = await self.build_partitions(rollup, window, data_version=data_version)
+        return not report.failed
+
     # ------------------------------------------------------------------ maintenance
 
     async def data_start(self, r: Rollup) -> tuple[bool, datetime | None]:
         """(known, first time value) of the rollup's table; measured once, fleet-wide."""
         await self._prepare(r)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
-            )
-            row = await cur.fetchone()
-        if row is not None and row[0]:
-            return True, row[1]
+        known, first = await self._stored_start(r)
+        if known:
+            return True, first
         if self._warehouse is None:
             return False, None
         key = f"rollup:{r.name}:{r.signature}:start"
-        token = None
-        if self._leases is not None:
-            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
-            if not role.leads:
+        async with self._lead(key) as lead:
+            if lead is not None and not lead.leads:
                 return await self._stored_start(r)
-            token = role.token
-        try:
             known, first = await self._stored_start(r)
             if not known:
                 result = await self._warehouse.execute(data_start_sql(r), max_rows=1)
@@ -362,10 +367,9 @@ class PgRollups:
                         " updated_at = now() WHERE name = %s AND signature = %s",
                         (first, r.name, r.signature),
                     )
+            if lead is not None:
+                lead.settle(Outcome(ok=True))
             return True, first
-        finally:
-            if token is not None and self._leases is not None:
-                await asyncio.shield(self._leases.release(key, token, Outcome(ok=True)))
 
     async def _stored_start(self, r: Rollup) -> tuple[bool, datetime | None]:
         async with self._pool.connection() as conn:
