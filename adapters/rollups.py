@@ -55,7 +55,6 @@ _PG_TYPES = {
 }
 
 
-# the rollup and all its partitions, in one query
 _COVERAGE = (
     "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
     " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
@@ -114,8 +113,7 @@ class PgRollups:
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         rollup = self.rollups[query.rollup]
         try:
-            # one snapshot, pipelined: the coverage check and the read in one round trip
-            # (the rows are dropped when a partition turns out not to be built)
+            # one snapshot, one round trip: coverage and rows (dropped if not covered)
             async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 await conn.execute(
@@ -335,7 +333,10 @@ class PgRollups:
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         r = self.rollups[rollup]
         window = update_window(r, datetime.fromtimestamp(now, UTC))
-        report = await self.build_partitions(rollup, window, data_version=data_version)
+        try:
+            report = await self.build_partitions(rollup, window, data_version=data_version)
+        except psycopg.Error as exc:  # the store itself: a PostgresFailure, as for a read
+            raise postgres_failure(exc, what="rollup catch-up") from exc
         return not report.failed
 
     # ------------------------------------------------------------------ maintenance
