@@ -22,7 +22,7 @@ install: $(STAMP)
 
 ## run: migrate, seed and serve on PORT (embedded defaults unless DATABASE_URL etc. are set)
 run: install
-	PORT=$(PORT) ROLLUPS_ENABLED=$${ROLLUPS_ENABLED:-true} $(VENV)/bin/resolver serve
+	PORT=$(PORT) ROLLUPS_ENABLED=$${ROLLUPS_ENABLED:-true} CHANGE_REFRESH=$${CHANGE_REFRESH:-true} $(VENV)/bin/resolver serve
 
 ## test: lint, the test suite (real PostgreSQL and Redis on this machine), and the eval replay
 test: install lint eval pytest

@@ -19,9 +19,10 @@ instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, LiteralString, cast
@@ -35,7 +36,7 @@ from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
-from domain.lease import Leases, Outcome
+from domain.lease import Lead, Leases, Outcome
 from domain.ports import Warehouse
 from domain.results import Column
 from domain.rollups import Rollup, RollupAnswer, RollupQuery
@@ -212,32 +213,37 @@ class PgRollups:
             return report.skipped.append(start.isoformat())
         label = start.isoformat()
         key = f"rollup:{r.name}:{r.signature}:{label}"
-        token: str | None = None
-        if self._leases is not None:
-            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
-            if not role.leads:
-                followed = role.followed
+        async with self._lead(key) as lead:
+            if lead is not None and not lead.leads:
+                followed = lead.followed
                 assert followed is not None
                 if followed.ok:
                     report.shared.append(label)
                 else:
                     report.failed[label] = f"{followed.kind}: {followed.detail}"
                 return
-            token = role.token
-        outcome = Outcome(ok=True)
-        try:
-            if self._current(await self._built(r, start), data_version, stale_before):
-                report.shared.append(label)  # built by another instance meanwhile
-            else:
-                await self._run_build(r, start, data_version)
-                report.built.append(label)
-        except ResolverFailure as exc:
-            outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
-            report.failed[label] = f"{exc.kind.value}: {exc.detail}"
-            log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
-        finally:
-            if token is not None and self._leases is not None:
-                await asyncio.shield(self._leases.release(key, token, outcome))
+            outcome = Outcome(ok=True)
+            try:
+                if self._current(await self._built(r, start), data_version, stale_before):
+                    report.shared.append(label)  # built by another instance meanwhile
+                else:
+                    await self._run_build(r, start, data_version)
+                    report.built.append(label)
+            except ResolverFailure as exc:
+                outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
+                report.failed[label] = f"{exc.kind.value}: {exc.detail}"
+                log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
+            if lead is not None:
+                lead.settle(outcome)
+
+    @contextlib.asynccontextmanager
+    async def _lead(self, key: str) -> AsyncIterator[Lead | None]:
+        """The key's fleet-wide leadership scope (domain/lease.py); None without leases."""
+        if self._leases is None:
+            yield None
+            return
+        async with self._leases.lead(key, wait_s=self._lease_wait_s) as lead:
+            yield lead
 
     async def _run_build(self, r: Rollup, start: datetime, data_version: str | None) -> None:
         if self._warehouse is None:
@@ -350,13 +356,9 @@ class PgRollups:
         if self._warehouse is None:
             return False, None
         key = f"rollup:{r.name}:{r.signature}:start"
-        token = None
-        if self._leases is not None:
-            role = await self._leases.lead_or_follow(key, wait_s=self._lease_wait_s)
-            if not role.leads:
+        async with self._lead(key) as lead:
+            if lead is not None and not lead.leads:
                 return await self._stored_start(r)
-            token = role.token
-        try:
             known, first = await self._stored_start(r)
             if not known:
                 result = await self._warehouse.execute(data_start_sql(r), max_rows=1)
@@ -368,10 +370,9 @@ class PgRollups:
                         " updated_at = now() WHERE name = %s AND signature = %s",
                         (first, r.name, r.signature),
                     )
+            if lead is not None:
+                lead.settle(Outcome(ok=True))
             return True, first
-        finally:
-            if token is not None and self._leases is not None:
-                await asyncio.shield(self._leases.release(key, token, Outcome(ok=True)))
 
     async def _stored_start(self, r: Rollup) -> tuple[bool, datetime | None]:
         async with self._pool.connection() as conn:

@@ -80,28 +80,19 @@ GONE = Outcome(ok=True, kind=None, detail="the lease was released or expired")
 
 
 class Leases(Protocol):
-    """Per-key leases. Never raises for an unreachable store: it degrades to in-process."""
-
-    async def acquire(self, key: str) -> str | None:
-        """The lease's token, or None while another live leader holds it."""
-        ...
-
-    async def release(self, key: str, token: str, outcome: Outcome) -> bool:
-        """Release (only if `token` still holds it) and wake the followers."""
-        ...
+    """Per-key leases. Never raises for an unreachable store: it degrades to in-process.
+    Leadership is taken only as a scope (`lead`); tokens, acquire and release stay inside
+    the adapter (adapters/lease/)."""
 
     async def wait(self, key: str, timeout_s: float) -> Waited:
-        """Wait for the current leader's outcome, at most `timeout_s`."""
-        ...
-
-    async def lead_or_follow(self, key: str, *, wait_s: float, follow: bool = True) -> Role:
-        """Lead, or (if `follow`) wait for the leader's outcome, taking over if it vanishes.
-        With `follow=False` a held lease answers at once with `Outcome(ok=False, kind="busy")`."""
+        """Wait for the current leader's outcome, at most `timeout_s` (no lead taken)."""
         ...
 
     def lead(
         self, key: str, *, wait_s: float, follow: bool = True
     ) -> AbstractAsyncContextManager[Lead]:
-        """The key's leadership as one scope (see the module docstring): `lead_or_follow`
-        on entry, the release (the settled outcome, else `abandoned`) on exit."""
+        """The key's leadership as one scope (see the module docstring): lead, or (if
+        `follow`) wait for the leader's outcome, taking over if it vanishes, on entry (with
+        `follow=False` a held lease is at once the outcome `busy`); the release (the
+        settled outcome, else `abandoned`) on exit."""
         ...

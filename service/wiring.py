@@ -4,9 +4,8 @@
 (LangGraph Studio) and by `evals/harness.py`, so the three run the same parts. With no
 configuration: embedded PostgreSQL (pgserver) under data_dir, an in-process TTL cache,
 the embedded DuckDB lakehouse, and no LLM. DATABASE_URL, REDIS_URL, DATABRICKS_* and
-BEDROCK_MODEL_ID switch each part to the real thing. A caller that must hold a part of
-its own (the evals' replaying model, a warehouse with a long statement log) passes it
-in; `open_resources` then opens everything else around it.
+BEDROCK_MODEL_ID switch each part to the real thing; a part a caller passes in (the
+evals' replaying model, a warehouse with a statement log) is used instead.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,8 +77,7 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
-    # off the event loop: closing removes the lakehouse's temporary directory
-    stack.push_async_callback(asyncio.to_thread, duck.close)
+    stack.push_async_callback(asyncio.to_thread, duck.close)  # off the loop: it removes files
     return duck
 
 
@@ -190,8 +189,7 @@ class Resources:
             "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
             "registry": {
                 "ok": listening,
-                # not following other instances' changes: serving the last snapshot
-                "stale": not listening,
+                "stale": not listening,  # not following other instances: the last snapshot
                 "widgets": len(self.registry.all_widgets()),
                 "version": self.registry.version,
             },
@@ -220,22 +218,22 @@ def open_policy(
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
         raise BootError(f"refusing to start: {exc}") from None
-    metrics = registry.metrics()
-    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(metrics)}
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
     columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
     problems = validate_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: tuple(metrics[name].definition.dimensions)
-            for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in metrics
+            name: tuple(m.definition.dimensions)
+            for name, m in registry.metrics().items()
+            if (r := registry.routings().get(name)) is not None and r.backend == "postgres"
         },
     )
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
-        raise BootError("refusing to start: " + "; ".join(problems))
+        fix = f"fix {policy.source} (or ACCESS_POLICY_FILE); ROW_FILTERS_DISABLED=true runs unfiltered"
+        raise BootError("refusing to start: " + "; ".join(problems) + f" ({fix})")
     log.info("access policy in force: %s", policy.describe())
     return policy
 
@@ -286,11 +284,11 @@ async def open_resources(
     llm: SqlGenerator | None = None,
     warehouse: Warehouse | None = None,
     cache: Cache | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Resources]:
     """Open (and on exit close) PostgreSQL, the registry and its listener, the cache, the
-    warehouse and the model, and build the runtime Context. Raises BootError when the
-    configuration is inconsistent. `llm`, `warehouse` and `cache` replace the part the
-    settings would open (the caller owns and closes what it passes)."""
+    warehouse and the model; build the runtime Context (`clock`: tests move it). BootError
+    when the configuration is inconsistent. `llm`, `warehouse`, `cache` replace the parts."""
     async with AsyncExitStack() as stack:
         url = await database_url(settings, stack)
         if settings.auto_migrate:
@@ -378,6 +376,7 @@ async def open_resources(
 
             stack.push_async_callback(stop_maintainer)
         context = Context(
+            clock=clock,
             registry=registry,
             cache=cache,
             postgres=gateway,

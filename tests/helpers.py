@@ -199,16 +199,16 @@ def copy_config(tmp: Path) -> Path:
 
 @asynccontextmanager
 async def running_service(
-    *, client_host: str = "127.0.0.1", **overrides: Any
+    *, client_host: str = "127.0.0.1", clock: Callable[[], float] | None = None, **overrides: Any
 ) -> AsyncIterator[Service]:
     """The service over real PostgreSQL/Redis, called from `client_host` (loopback by
     default: dev mode's dev principal). Forced refreshes are not debounced unless a test
     sets `refresh_min_interval_s`; the database is seeded at boot unless it sets
-    `seed_demo`."""
+    `seed_demo`. `clock` (a FakeClock) replaces the resolver's wall clock."""
     overrides.setdefault("refresh_min_interval_s", 0)
     overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
-    app = create_app(settings)
+    app = create_app(settings, clock=clock or time.time)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
         async with httpx.AsyncClient(
@@ -230,7 +230,8 @@ class Served:
 @asynccontextmanager
 async def served(**overrides: Any) -> AsyncIterator[Served]:
     """The service over real PostgreSQL/Redis behind uvicorn on a free loopback port: for
-    what the in-memory ASGI transport cannot carry (a stream that stays open)."""
+    what the in-memory ASGI transport cannot carry (a stream that stays open); seeded at boot
+    unless `seed_demo` is given, as running_service."""
     import uvicorn
 
     overrides.setdefault("refresh_min_interval_s", 0)
@@ -595,6 +596,20 @@ def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class FakeClock:
+    """A wall clock a test moves (`advance`) instead of sleeping until a TTL has passed.
+    It starts at the real time, so data seeded around now stays in range."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:

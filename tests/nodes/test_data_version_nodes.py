@@ -12,7 +12,7 @@ from adapters.lease import LocalLeases
 from domain.data_versions import DataVersionGate, postgres_source
 from domain.freshness import Policy, make_entry
 from domain.models import RoutingEntry
-from nodes.cache_lookup import cache_lookup, cache_probe
+from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.degrade_or_return import degrade_or_return
 from nodes.postgres_query import postgres_query
 from tests.helpers import NOW, DictRegistry, make_ctx
@@ -69,18 +69,21 @@ async def test_a_live_answer_keeps_its_stamp_in_the_entry_and_the_hint() -> None
     ctx = make_ctx(data_versions=gate())
     live = state(rows=[{"v": 2}], executed=True, resolved_at=NOW, data_versions={SOURCE: 1})
     out = await degrade_or_return(live, Runtime(context=ctx))
-    assert out["freshness"]["versions"] == {SOURCE: 1}
+    assert out["freshness"].versions == {SOURCE: 1}
     assert (await ctx.cache.get("k"))["versions"] == {SOURCE: 1}  # type: ignore[index]
 
 
 async def test_an_unchanged_version_keeps_an_old_entry_fresh() -> None:
     ctx = make_ctx(data_versions=gate(), leases=LocalLeases())
     await ctx.cache.set("k", entry(60, {SOURCE: 1}), 3600)  # past its TTL and both windows
-    for node in (cache_lookup, cache_probe):
-        out = await node(state(), Runtime(context=ctx))
-        assert out["cache_hit"] and out["trace"][0]["outcome"] == "hit", out
-        assert not out.get("stale") and out["data_versions"] == {SOURCE: 1}
-    background = await cache_lookup(state(background=True, ahead_s=1e6), Runtime(context=ctx))
+    read = await probe(state(), ctx)  # type: ignore[arg-type]
+    assert not needs_lease(state(), ctx, read)  # type: ignore[arg-type]
+    out = await cache_lookup(state(probe=read), Runtime(context=ctx))
+    assert out["cache_hit"] and out["trace"][0]["outcome"] == "hit", out
+    assert not out.get("stale") and out["data_versions"] == {SOURCE: 1}
+    bg = state(background=True, ahead_s=1e6)
+    assert not needs_lease(bg, ctx, await probe(bg, ctx))  # type: ignore[arg-type]
+    background = await cache_lookup(bg, Runtime(context=ctx))
     assert background["skipped"] and background["trace"][0]["outcome"] == "skip_fresh"
 
 
@@ -89,8 +92,10 @@ async def test_a_moved_version_makes_a_young_entry_stale_and_refreshes_it() -> N
     await ctx.cache.set("k", entry(1, {SOURCE: 1}), 3600)  # fresh by its TTL
     out = await cache_lookup(state(), Runtime(context=ctx))
     assert out["cache_hit"] and out["stale"] and out["revalidate"]
-    background = await cache_lookup(state(background=True, ahead_s=0), Runtime(context=ctx))
-    assert background["trace"][0]["outcome"] == "refresh" and background["lease"]
+    bg = state(background=True, ahead_s=0)
+    assert needs_lease(bg, ctx, await probe(bg, ctx))  # type: ignore[arg-type]
+    background = await cache_lookup(bg, Runtime(context=ctx))
+    assert background["trace"][0]["outcome"] == "refresh"
 
 
 async def test_an_unstamped_entry_lives_by_its_ttl() -> None:
