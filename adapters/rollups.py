@@ -1,5 +1,4 @@
-"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by every
-instance.
+"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by all.
 
 - Each rollup's rows live in a typed table `rollup_<name>` (created from its first
   partition's columns; text in the "C" collation, so ORDER BY and comparisons are the
