@@ -405,11 +405,11 @@ class PgRollups:
                 log.warning("rollup %s: maintenance failed: %s", r.name, exc)
         return out
 
-    async def run(self, interval_s: float) -> None:
+    async def run(self, interval_s: float, rebuild_aged: bool = True) -> None:
         """`maintain` now and every `interval_s` until cancelled."""
         while True:
             try:
-                await self.maintain()
+                await self.maintain(rebuild_aged=rebuild_aged)
             except Exception:  # a bug must not end maintenance for good: logged, retried
                 log.exception("rollup maintenance failed")
             await asyncio.sleep(interval_s)

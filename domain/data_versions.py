@@ -107,12 +107,13 @@ class DataVersionGate:
         return known
 
     def stamp(self, sources: Iterable[str]) -> Stamp | None:
-        """The versions to stamp an answer with, taken before its query runs; None when a
-        source is not confirmed (the answer then lives by its TTL)."""
-        now = self._clock()
+        """The versions to stamp an answer with, taken before its query runs: the latest
+        known, confirmed lately or not (the data the query reads is at least that new; if it
+        is newer, a later probe moves past the stamp and the answer is refreshed once). None
+        when a source's version was never learned (the answer then lives by its TTL)."""
         out: Stamp = {}
         for source in sources:
-            known = self._confirmed(source, now)
+            known = self._known.get(source)
             if known is None:
                 return None
             out[source] = known.version

@@ -28,6 +28,7 @@ Scripted failures (plain attributes, change them at any time):
     srv.http_status = 503             every request answered with that HTTP status
     srv.fail_message = "..."          every statement ends FAILED with this message
     srv.statement_delay_s = 3.0       statements stay PENDING/RUNNING that long
+    srv.probe_delay_s = 0.1           the same for DESCRIBE HISTORY probes (default 0)
 A wrong bearer token is answered with HTTP 401.
 
 Delta table versions: `DESCRIBE HISTORY <table> [LIMIT n]` is answered with Delta-shaped
@@ -99,6 +100,7 @@ class FakeSeaServer:
         self.fail_message: str | None = None
         self.fail_error_code: str = "BAD_REQUEST"
         self.statement_delay_s: float = 0.0
+        self.probe_delay_s: float = 0.0  # DESCRIBE HISTORY (metadata) is not held
         # records
         self.requests: list[RecordedRequest] = []
         self.sessions: dict[str, Session] = {}
@@ -258,7 +260,12 @@ class FakeSeaServer:
             session_id=session.session_id,
             statement=str(body.get("statement", "")),
             request=body,
-            ready_at=time.monotonic() + self.statement_delay_s,
+            ready_at=time.monotonic()
+            + (
+                self.probe_delay_s
+                if is_history_probe(str(body.get("statement", "")))
+                else self.statement_delay_s
+            ),
         )
         self._run(stmt, body.get("row_limit"))
         with self._lock:

@@ -58,6 +58,11 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
     stale = bool(state.get("stale")) or last_good
     rollup = state.get("rollup") if shows_real_data and not dry_run else None
+    # refresh=true within REFRESH_MIN_INTERVAL_S of the live answer: that answer, said so
+    debounced = any(
+        t["node"] == "cache_lookup" and t["outcome"] == "refresh_debounced"
+        for t in state.get("trace", [])
+    )
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
@@ -85,6 +90,12 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             "data_age_s": round(max(0.0, now - rollup["built_at"]), 3),
         }
         if rollup
+        else None,
+        "refresh_debounced": debounced,
+        "refresh_retry_after_s": round(
+            max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
+        )
+        if debounced
         else None,
     }
     outcome: AnswerOutcome
@@ -142,13 +153,15 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         # a WARNING per failure that happened in this run; an answer that only took over a
         # failure another run met and logged (a failure note, a lease leader's failure) is
         # counted in wdr_resolutions_total and logged at DEBUG, not once per viewer
+        # the kind, never the detail: a warehouse's or database's error text quotes the
+        # statement's literals and row values (the caller gets it in its answer)
         log.log(
             logging.DEBUG if failure["node"] == "cache_lookup" else logging.WARNING,
-            "widget %s %s: %s (%s)",
+            "widget %s %s: %s (in %s)",
             state["widget_id"],
             "answered from its last good entry" if last_good else "degraded",
             failure["kind"],
-            failure["detail"],
+            failure["node"],
         )
     await write_generation_log(ctx, state)
     return update

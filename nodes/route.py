@@ -30,13 +30,13 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
     access = state.get("access") or UNRESTRICTED
     widget_id = state.get("widget_id")
-    given = state.get("spec")  # inline (SQL generation runs the dry-run path without a widget)
-    if given is None and (not isinstance(widget_id, str) or not widget_id):
+    # an inline spec needs no id (the SQL preview route sends none)
+    if "spec" not in state and (not isinstance(widget_id, str) or not widget_id):
         raise InvalidInput(
             "the input needs `widget_id`, a registered widget's id (GET /v1/widgets lists "
             'them), e.g. {"widget_id": "open-issues-kpi"}'
         )
-    spec = given or ctx.registry.widget(str(widget_id), access.tenant)
+    spec = state.get("spec") or ctx.registry.widget(str(widget_id), access.tenant)
     if spec is None:
         raise WidgetNotFound(
             f"unknown widget {widget_id!r} (tenant {access.tenant!r}): no such widget is "

@@ -16,7 +16,7 @@ from observability.logs import configure_logging
 from observability.metrics import mark_process_dead
 from observability.tracing import setup_tracing
 from service.changes import change_refresh
-from service.middleware import BodyLimit
+from service.middleware import BodyLimit, RequestGuard
 from service.problems import install_problem_handlers
 from service.resolution import Resolver
 from service.routes import api_router
@@ -80,6 +80,9 @@ def create_app(
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.http_body_timeout_s
     )
+    # before routing and authentication: one credential header each; in dev mode (loopback
+    # clients only) loopback Host names only, against DNS rebinding
+    app.add_middleware(RequestGuard, loopback_hosts_only=settings.auth_mode == "dev")
     app.include_router(api_router)
     # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
     app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)

@@ -27,9 +27,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from domain.data_versions import DataVersionGate, TableChange, postgres_source
+from domain.data_versions import DataVersionGate, TableChange, postgres_source, sources_of
 from domain.freshness import Freshness
 from domain.lease import Leases
 from domain.ports import DataVersions
@@ -89,6 +90,11 @@ class _Answered:
     tenant: str
     widget_id: str
     at: float
+    stamped: bool = True  # its entry carries data versions (else: refreshed regardless)
+
+
+def _no_sources(_inputs: dict[str, Any]) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass
@@ -102,10 +108,14 @@ class ChangeWatcher:
     interval_s: float = 5.0
     concurrency: int = 8
     max_keys: int = 5000
+    forget_s: float = 900.0  # a key nobody read this long is not refreshed on a change
     lease_wait_s: float = 60.0
     clock: Callable[[], float] = time.time
     hub: ChangeHub = field(default_factory=ChangeHub)
+    # callbacks run first on a change (rollups rebuild their update window), then the
+    # answers over the source are refreshed
     on_table_changed: list[OnTableChanged] = field(default_factory=list)
+    sources_for: Callable[[dict[str, Any]], Iterable[str]] = _no_sources
     probes: int = 0  # probes this process ran (for tests and the bench)
     refreshes: int = 0  # refreshes started by a change
 
@@ -120,18 +130,26 @@ class ChangeWatcher:
     # ---------------------------------------------------------------- answers seen
 
     def observe(self, inputs: dict[str, Any], out: dict[str, Any]) -> None:
-        """A resolution answered: index its key by the sources its answer was read at."""
+        """A resolution answered: index its key by the sources its answer was read at (or,
+        for an answer without a stamp, e.g. a rollup's, the sources its metric reads)."""
         hint: Freshness | None = out.get("freshness")
-        versions = hint.versions if hint is not None else None
-        if hint is None or not versions:
+        if hint is None:
+            return
+        versions = hint.versions
+        sources = list(versions) if versions else list(self.sources_for(inputs))
+        if not sources:
             return
         key = hint.key
         access = inputs.get("access")
         tenant = getattr(access, "tenant", "default")
         answered = _Answered(
-            inputs | {"refresh": False}, tenant, str(inputs.get("widget_id")), self.clock()
+            inputs | {"refresh": False},
+            tenant,
+            str(inputs.get("widget_id")),
+            self.clock(),
+            stamped=bool(versions),
         )
-        for source in versions:
+        for source in sources:
             keys = self._index.setdefault(source, OrderedDict())
             keys[key] = answered
             keys.move_to_end(key)
@@ -191,10 +209,16 @@ class ChangeWatcher:
         log.info("data changed: %s version %s -> %s", change.source, change.old, change.new)
         self.changes.append(change)
         del self.changes[:-100]
-        for callback in self.on_table_changed:
-            self._spawn(self._call(callback, change))
-        for key, answered in list(self._index.get(change.source, {}).items()):
-            if key not in self._running:
+        self._spawn(self._after(change))
+
+    async def _after(self, change: TableChange) -> None:
+        await asyncio.gather(*(self._call(c, change) for c in self.on_table_changed))
+        keys = self._index.get(change.source, OrderedDict())
+        now = self.clock()
+        for key, answered in list(keys.items()):
+            if now - answered.at > self.forget_s:
+                del keys[key]  # nobody read it lately: the next reader gets it live
+            elif key not in self._running:
                 self._spawn(self._refresh(key, answered, change.source))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -215,7 +239,10 @@ class ChangeWatcher:
         try:
             async with self._slots:
                 self.refreshes += 1
-                out = await self.run(answered.inputs | {"background": True, "ahead_s": 0.0})
+                # a stamped entry is refreshed only if its versions moved; one without
+                # (a rollup's answer) is refreshed regardless (`ahead_s` past any expiry)
+                ahead = 0.0 if answered.stamped else 1e9
+                out = await self.run(answered.inputs | {"background": True, "ahead_s": ahead})
             how = next(
                 (t["outcome"] for t in out.get("trace", []) if t["node"] == "cache_lookup"), ""
             )
@@ -244,6 +271,34 @@ class ChangeWatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def rebuild_rollups(rollups: Any) -> OnTableChanged:
+    """The on_table_changed callback of adapters/rollups.py: each rollup over the changed
+    table rebuilds its update window's partitions from the new version (one warehouse
+    statement per partition, once across the fleet; skipped where already built from it)."""
+    from metricsql.rollups import update_window
+
+    async def rebuild(change: TableChange) -> None:
+        now = datetime.fromtimestamp(change.seen_at, UTC)
+        for rollup in rollups.rollups.values():
+            if rollup.definition.table.lower() != change.source:
+                continue
+            report = await rollups.build_partitions(
+                rollup.name, update_window(rollup, now), data_version=str(change.new)
+            )
+            log.info(
+                "rollup %s after %s moved to %s: %s", rollup.name, change.source, change.new, report
+            )
+
+    return rebuild
+
+
+def open_gate(settings: Any) -> DataVersionGate | None:
+    """The process's data-version gate (Context.data_versions), when CHANGE_REFRESH is on."""
+    if not settings.change_refresh:
+        return None
+    return DataVersionGate(valid_s=settings.effective_data_version_valid_s)
 
 
 def versioned_sources(registry: Any) -> list[str]:
@@ -295,6 +350,21 @@ async def change_refresh(resources: Any, resolver: Any) -> Any:
         lease_wait_s=ctx.lease_wait_s,
         clock=ctx.clock,
     )
+    registry = resources.registry
+
+    def sources_for(inputs: dict[str, Any]) -> tuple[str, ...]:
+        spec = inputs.get("spec")
+        if spec is None or spec.data_intent.question:
+            return ()
+        metric = registry.metric(spec.data_intent.metric_id)
+        routing = registry.routing(metric.name) if metric is not None else None
+        if metric is None or routing is None:
+            return ()
+        return sources_of(metric.definition.table, metric.name, routing.backend, routing.generator)
+
+    watcher.sources_for = sources_for
+    if ctx.rollups is not None:
+        watcher.on_table_changed.append(rebuild_rollups(ctx.rollups))
     listener = PgChangeListener(resources.database_url, watcher.metric_changed)
     resolver.watchers.append(watcher.observe)
     listener.start()

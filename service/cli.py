@@ -7,6 +7,7 @@ resolver seed             load the demo catalog, widgets and metric history (on 
 resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
 resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
 resolver graph [PATH]     write the mermaid drawing of the compiled graph
+resolver settings-doc [PATH]  write the settings reference (default docs/settings.md)
 resolver token --tenant T --scope "data:read ..." [--claim regions=west,midwest] [--ttl 1h]
                           mint an HS256 token with AUTH_JWT_SECRET (to try the secured service)
 resolver api-key create --tenant T --scope data:read [--scope ...] [--claim k=v,...]
@@ -90,7 +91,8 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
             port=settings.port,
             log_level=settings.log_level.lower(),
             access_log=False,
-            http="service.http_server:BoundedHttpToolsProtocol",  # header read timeout
+            # header read timeout and head size limits (from the environment)
+            http="service.http_server:BoundedHttpToolsProtocol",
         )
         return 0
 
@@ -99,12 +101,19 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
 
     uvicorn.run(
         create_app(settings),
-        http=protocol_with(settings.http_header_timeout_s),  # header read timeout
+        # header read timeout and head size limits (431 before the app sees the request)
+        http=protocol_with(
+            settings.http_header_timeout_s,
+            max_header_bytes=settings.http_max_header_bytes,
+            max_headers=settings.http_max_headers,
+        ),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # uvicorn's own loggers go through ours (service.cli.main configured them):
+        # redacted, control characters escaped, in both formats
+        log_config=None,
     )
     return 0
 
@@ -257,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="resolver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_serve = sub.add_parser("serve", help="run the HTTP service")
+    p_serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service on HOST:PORT (environment variables; default "
+        "127.0.0.1:8000, e.g. `PORT=8001 HOST=0.0.0.0 resolver serve`). Every setting is "
+        "read from the environment or a .env file: docs/settings.md lists them all.",
+    )
     p_serve.add_argument(
         "--workers",
         type=int,
@@ -274,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p_oa.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/api/openapi.yaml"))
     p_gr = sub.add_parser("graph", help="write the mermaid drawing of the graph")
     p_gr.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/graph.md"))
+    p_sd = sub.add_parser("settings-doc", help="write the settings reference from Settings")
+    p_sd.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/settings.md"))
     p_tok = sub.add_parser("token", help="mint an HS256 token with AUTH_JWT_SECRET")
     p_tok.add_argument("--tenant", required=True)
     p_tok.add_argument("--scope", action="append", default=[], help='"data:read widgets:read"')
@@ -288,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     p_kc.add_argument("--claim", action="append", default=[], help="NAME=VALUE[,VALUE...]")
     p_kc.add_argument("--subject", default=None)
     args = parser.parse_args(argv)
+    if args.cmd == "settings-doc":  # needs no valid configuration
+        from service.settings_doc import settings_markdown
+
+        Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.path).write_text(settings_markdown())
+        print(f"wrote {args.path}")
+        return 0
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -182,6 +182,21 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _content_type_hint(request: Request, errors: list[dict[str, Any]]) -> str:
+    """When a body failed validation and was not sent as JSON (curl's `-d` alone sends a
+    form), say which header to set."""
+    if not any(e["loc"][:1] == ["body"] for e in errors):
+        return ""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return ""
+    sent = content_type or "no content-type"
+    return (
+        f"the body was sent as {sent}, not JSON: send it with the header "
+        "`content-type: application/json` (curl: -H 'content-type: application/json'); "
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -208,7 +223,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request,
             422,
-            f"request failed validation: {summary}",
+            _content_type_hint(request, errors) + f"request failed validation: {summary}",
             title="Unprocessable Content",
             type_="urn:problem:validation",
             errors=errors,

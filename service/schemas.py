@@ -70,6 +70,15 @@ class ResolveResponse(BaseModel):
     rollup: RollupInfo | None = Field(
         default=None, description="Present when the answer was read from a rollup."
     )
+    refresh_debounced: bool = Field(
+        description="`refresh: true` came within REFRESH_MIN_INTERVAL_S of this widget's last "
+        "live answer: that answer is returned (`cache_hit` true, its age in "
+        "`freshness_seconds`) instead of querying the backend again."
+    )
+    refresh_retry_after_s: float | None = Field(
+        description="When `refresh_debounced`: seconds until a forced refresh queries the "
+        "backend again; null otherwise."
+    )
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
 
 
@@ -106,6 +115,9 @@ class MetricOut(BaseModel):
     generator: str | None
     ttl_seconds: int | None
     dimensions: list[str]
+    dimension_order: dict[str, list[str]] = Field(
+        description="An ordinal dimension's natural order (e.g. severity): charts keep it."
+    )
     filter_columns: list[str]
     governance_status: str
     last_validated_at: str | None
@@ -150,8 +162,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    """`status` for everyone; `components` (each dependency's state, the auth mode, the
+    registry's version and widget count...) only for a caller holding `ops:read`."""
+
     status: Literal["ok", "degraded"]
-    components: dict[str, dict[str, Any]]
+    components: dict[str, dict[str, Any]] | None = None
 
 
 class AuditEntryOut(BaseModel):

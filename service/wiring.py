@@ -34,10 +34,10 @@ from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
-from domain.data_versions import DataVersionGate
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
+from service.changes import open_gate
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -233,13 +233,7 @@ def open_policy(
         for p in problems:
             log.error("boot validation: %s", p)
         raise BootError("refusing to start: " + "; ".join(problems))
-    log.info(
-        "access policy %s in force: %s (%d tables, %d series)",
-        policy.source,
-        policy.fingerprint,
-        len(policy.tables),
-        len(policy.series),
-    )
+    log.info("access policy in force: %s", policy.describe())
     return policy
 
 
@@ -371,7 +365,8 @@ async def open_resources(
             settings, registry, schemas.current(), gateway.pool, warehouse, leases
         )
         if rollups is not None:
-            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s))
+            aged = not settings.change_refresh  # else rebuilt when the version moves
+            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s, aged))
 
             async def stop_maintainer() -> None:
                 maintainer.cancel()
@@ -402,9 +397,7 @@ async def open_resources(
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
             rollups=rollups,
-            data_versions=DataVersionGate(valid_s=settings.effective_data_version_valid_s)
-            if settings.change_refresh
-            else None,
+            data_versions=open_gate(settings),  # service/changes.py
         )
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"

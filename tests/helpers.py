@@ -212,7 +212,8 @@ async def running_service(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://resolver.test"
+            transport=transport,
+            base_url="http://127.0.0.1:8000",  # dev mode: a loopback Host
         ) as client:
             yield Service(app=app, client=client, settings=settings)
 

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from adapters.lease.base import LocalLeases, _LeasesBase
 from domain.lease import Outcome, Waited
+from observability.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class RedisLeases(_LeasesBase):
         self._closed = False
 
     def describe(self) -> str:
-        return f"redis {self._url.split('@')[-1]}"
+        return f"redis {redact_url(self._url).split('://', 1)[-1]}"
 
     def _keys(self, key: str) -> list[str]:
         lease = f"{self._prefix}lease:{key}"

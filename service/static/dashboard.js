@@ -302,8 +302,10 @@
     return "live";
   }
 
-  // A forced refresh that came too soon after a live answer gets that answer back.
+  // A forced refresh that came too soon after a live answer gets that answer back (the
+  // answer says so: refresh_debounced; older services only in the trace).
   function debounced(r) {
+    if (r && typeof r.refresh_debounced === "boolean") return r.refresh_debounced;
     return Boolean(r && r.trace && r.trace.some((t) => t.node === "cache_lookup" && t.outcome === "refresh_debounced"));
   }
 
@@ -332,7 +334,7 @@
         return {
           status, icon: "◷", text: `Cached · ${formatAge(ageOf(tile))}`, kind: debounced(r) ? "refresh_debounced" : null,
           tip: debounced(r)
-            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
+            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds${r.refresh_retry_after_s ? `: a live refresh is possible in ${formatAge(r.refresh_retry_after_s)}` : ""}). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
             : `A live ${backend} answer from the cache, ${formatAge(ageOf(tile))} old (refreshed when its TTL runs out).`,
         };
       case "stale":
@@ -394,6 +396,55 @@
     };
   }
 
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const MAX_TIME_LABELS = 8;
+
+  // Ticks on the data's own points when they fall on whole days (daily, weekly, monthly
+  // buckets, in UTC): every k-th bucket so at most MAX_TIME_LABELS labels, each month
+  // named at its first label ("Sep 8", "15", "22", "Oct 6"), the year at its first label
+  // and on every January. Null for finer grains: the time axis picks its own ticks then.
+  // A bucket as epoch ms; a timestamp without an offset is UTC (as the backends mean it).
+  function timeMs(t) {
+    if (typeof t === "string" && /T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t)) return new Date(t + "Z").getTime();
+    return new Date(t).getTime();
+  }
+
+  function timeTicks(times) {
+    const points = [...new Set(times.map(timeMs).filter((t) => !Number.isNaN(t)))].sort((a, b) => a - b);
+    if (points.length < 2 || points.some((t) => t % 86400000 !== 0)) return null;
+    const monthly = points.every((t) => new Date(t).getUTCDate() === 1);
+    const step = Math.ceil(points.length / MAX_TIME_LABELS);
+    // thin from the last point back, so the latest bucket always has its label
+    const shown = points.filter((_, i) => (points.length - 1 - i) % step === 0);
+    const labels = new Map();
+    let lastMonth = null;
+    let lastYear = null;
+    for (const t of shown) {
+      const d = new Date(t);
+      const month = d.getUTCFullYear() * 12 + d.getUTCMonth();
+      const name = MONTHS[d.getUTCMonth()];
+      const year = d.getUTCFullYear();
+      const yearText = lastYear === null || year !== lastYear ? ` ${year}` : "";
+      if (monthly) labels.set(t, `${name}${d.getUTCMonth() === 0 || lastYear === null ? yearText : ""}`);
+      else labels.set(t, month !== lastMonth ? `${name} ${d.getUTCDate()}` : String(d.getUTCDate()));
+      lastMonth = month;
+      lastYear = year;
+    }
+    return { values: shown, label: (v) => labels.get(v) ?? "" };
+  }
+
+  // Categories in the catalog's natural order for this dimension (GET /v1/metrics
+  // dimension_order), values it does not list after them, as they came.
+  function inCatalogOrder(categories, metricId, dimension) {
+    const order = ((state.metrics[metricId] || {}).dimension_order || {})[dimension];
+    if (!order || !order.length) return categories;
+    const rank = new Map(order.map((v, i) => [String(v), i]));
+    return categories
+      .map((c, i) => [c, rank.has(c) ? rank.get(c) : order.length + i])
+      .sort((a, b) => a[1] - b[1])
+      .map(([c]) => c);
+  }
+
   function chartOption(kind, r, unit) {
     const full = numberFormatter(unit);
     const compact = numberFormatter(unit, { compact: true });
@@ -408,13 +459,18 @@
       for (const row of rows) {
         const key = split ? String(row[split]) : "value";
         if (!groups.has(key)) groups.set(key, []);
-        groups.get(key).push([row[tcol], row[vcol]]);
+        groups.get(key).push([timeMs(row[tcol]), row[vcol]]);
       }
       opt.tooltip.trigger = "axis";
       opt.xAxis = {
         type: "time", splitNumber: 6, axisLine: { lineStyle: { color: "#cbd5e1" } }, splitLine: { show: false },
         axisLabel: { hideOverlap: true, color: "#64748b" },
       };
+      const ticks = timeTicks(rows.map((row) => row[tcol]));
+      if (ticks) {
+        opt.xAxis.axisLabel = { color: "#64748b", customValues: ticks.values, formatter: ticks.label, hideOverlap: false };
+        opt.xAxis.axisTick = { customValues: ticks.values };
+      }
       opt.yAxis = {
         type: "value", axisLabel: { formatter: (v) => compact(v) },
         splitLine: { lineStyle: { color: "#eef2f7" } },
@@ -449,7 +505,7 @@
     }
     // bar (and anything else categorical)
     const [cat, split] = dimensionColumns(r, [vcol]);
-    const categories = [];
+    let categories = [];
     const bySplit = new Map();
     for (const row of rows) {
       const c = String(row[cat]);
@@ -458,6 +514,7 @@
       if (!bySplit.has(key)) bySplit.set(key, new Map());
       bySplit.get(key).set(c, row[vcol]);
     }
+    categories = inCatalogOrder(categories, r.metric_id, cat);
     const horizontal = categories.length > 6 || categories.some((c) => c.length > 10);
     const catAxis = {
       type: "category", data: horizontal ? [...categories].reverse() : categories,

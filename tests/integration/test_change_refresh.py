@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import yaml
 
+from adapters.identity import mint_token
 from adapters.lakehouse import CLAIM_EVENTS, new_claim_events
 from fakes.databricks_sea import FakeSeaServer
 from tests.helpers import (
@@ -28,6 +29,7 @@ from tests.helpers import (
     copy_config,
     create_database,
     drop_database,
+    running_service,
     sea_lakehouse,
     sea_settings,
     served,
@@ -83,6 +85,7 @@ async def fleet_of(sea: FakeSeaServer, tmp: Path) -> AsyncIterator[Fleet]:
         "data_dir": tmp,
         "config_dir": short_ttls(tmp),
         **sea_settings(sea),
+        "seed_demo": True,  # a fresh database: the demo widgets
         "change_refresh": True,
         "data_version_interval_s": INTERVAL_S,
         "data_version_valid_s": 600.0,  # a slow tick on a busy machine is no probe failure
@@ -152,6 +155,7 @@ def region_value(body: dict[str, Any], region: str) -> float:
 async def test_a_table_change_reaches_every_instance_and_nothing_reruns_while_it_holds(
     sea: FakeSeaServer, tmp_path: Path
 ) -> None:
+    started = time.time()
     async with fleet_of(sea, tmp_path) as fleet, httpx.AsyncClient() as client:
         a, b = fleet.instances
         first = await data(client, a, WIDGET)
@@ -173,14 +177,16 @@ async def test_a_table_change_reaches_every_instance_and_nothing_reruns_while_it
             assert again["cache_hit"] and not again["stale"], again
             assert again["data"] == first["data"]
         assert len(fleet.reads_of(CLAIM_EVENTS)) == reads  # no data statement re-ran
+        # probes: at most one per table per interval across both instances (an upper bound:
+        # a busy machine only probes less often)
+        assert fleet.probes_of(CLAIM_EVENTS) <= (time.time() - started) / INTERVAL_S + 2
 
         # rows appended: both instances' dashboards are told, and answer the new rows
         west = region_value(first, "west")
         async with change_stream(client, a) as changed_a, change_stream(client, b) as changed_b:
-            # a little in the past: a compiled range ends at the refresh's second (half-open),
-            # so rows stamped within that very second would fall outside it
-            past = datetime.now(UTC) - timedelta(seconds=2)
-            sea.append(CLAIM_EVENTS, new_claim_events(3, now=past, region="west"))
+            # stamped a little in the past: a compiled range ends at the whole second it ran
+            recent = datetime.now(UTC) - timedelta(seconds=10)
+            sea.append(CLAIM_EVENTS, new_claim_events(3, now=recent, region="west"))
             await asyncio.gather(changed_a(WIDGET), changed_b(WIDGET))
         for inst in (a, b):
             now = await data(client, inst, WIDGET)
@@ -209,3 +215,34 @@ async def test_a_kpi_history_row_reaches_the_tile_on_both_instances(
             after = await data(client, inst, KPI)
             assert after["data"] != before["data"], after
             assert not after["stale"]
+
+
+SECRET = "change-stream-secret-at-least-32-bytes"
+
+
+async def test_the_change_stream_needs_data_read_and_is_a_404_when_off(tmp_path: Path) -> None:
+    url = create_database()
+    try:
+        async with running_service(
+            database_url=url,
+            data_dir=tmp_path,
+            seed_demo=True,
+            auth_jwt_secret=SECRET,
+            auth_audience="wdr",
+        ) as s:
+            anonymous = await s.client.get("/v1/changes")
+            assert anonymous.status_code == 401
+            assert anonymous.headers["content-type"] == "application/problem+json"
+
+            def bearer(scopes: str) -> dict[str, str]:
+                token = mint_token(SECRET, tenant="acme", scopes=scopes, audience="wdr")
+                return {"Authorization": f"Bearer {token}"}
+
+            no_scope = await s.client.get("/v1/changes", headers=bearer("widgets:read"))
+            assert no_scope.status_code == 403
+            off = await s.client.get("/v1/changes", headers=bearer("data:read"))
+            assert off.status_code == 404  # CHANGE_REFRESH is off: the dashboard polls
+            assert off.headers["content-type"] == "application/problem+json"
+            assert "poll" in off.json()["detail"]
+    finally:
+        drop_database(url)

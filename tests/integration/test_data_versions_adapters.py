@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -18,7 +18,7 @@ from adapters.lakehouse import CLAIM_EVENTS, DEVICES, new_claim_events
 from adapters.pg_migrate import migrate
 from tests.helpers import sea_lakehouse
 
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC) - timedelta(seconds=10)
 COUNT_FILED = f"SELECT count(*) AS n FROM {CLAIM_EVENTS} WHERE event_type = 'filed'"
 
 

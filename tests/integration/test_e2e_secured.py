@@ -91,7 +91,9 @@ def test_secured_service_as_a_new_user(served: tuple[str, dict[str, str], Conver
     data = base + "/v1/widgets/{}/data"
     anon = httpx.post(data.format("open-issues-kpi"))
     assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Bearer ")
-    assert httpx.get(base + "/readyz").json()["components"]["auth"]["mode"] == "jwt"
+    assert httpx.get(base + "/readyz").json() == {"status": "ok"}  # details need ops:read
+    ops = bearer(env, "default", "ops:read")
+    assert httpx.get(base + "/readyz", headers=ops).json()["components"]["auth"]["mode"] == "jwt"
 
     reader = bearer(env, "default", "data:read")
     assert httpx.post(data.format("open-issues-kpi"), headers=reader).json()["source"] == "postgres"

@@ -298,11 +298,19 @@ class GatedStore(RegistryStore):
         self, conn: psycopg.AsyncConnection[Any], routing: dict[str, RoutingEntry]
     ) -> RegistrySnapshot:
         snap = await super()._read(conn, routing)
+        await self._gate()
+        return snap
+
+    async def read_widgets(self, *args: Any, **kwargs: Any) -> Any:
+        widgets = await super().read_widgets(*args, **kwargs)
+        await self._gate()
+        return widgets
+
+    async def _gate(self) -> None:
         if self._armed:
             self._armed = False
             self.read_done.set()
             await self.release.wait()
-        return snap
 
 
 @pytest.fixture
@@ -314,20 +322,21 @@ async def gated(db_url: str) -> AsyncIterator[GatedStore]:
 
 
 async def _stale_reload(holder: RegistryHolder, path: str, db_url: str) -> asyncio.Task[Any]:
-    """Start a reload the way `path` does it: the listener's (over its own connection)
-    or `refresh()` (over the pool)."""
+    """Start a reload the way `path` does it: the listener's (over its own connection; in
+    full, or of the one widget a notification named) or `refresh()` (over the pool)."""
     if path == "refresh":
         return asyncio.create_task(holder.refresh())
     conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+    widget_ids = frozenset({"race-tile"}) if path == "listener-widget" else None
 
     async def listener_reload() -> None:
         async with conn:
-            await holder._reload(conn)
+            await holder._reload(conn, widget_ids)
 
     return asyncio.create_task(listener_reload())
 
 
-@pytest.mark.parametrize("path", ["listener", "refresh"])
+@pytest.mark.parametrize("path", ["listener", "listener-widget", "refresh"])
 @pytest.mark.parametrize("write", ["create", "replace", "delete"])
 async def test_stale_reload_never_undoes_a_local_write(
     gated: GatedStore, db_url: str, path: str, write: str

@@ -22,6 +22,7 @@ import yaml
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
+from adapters.identity import mint_token
 from adapters.lakehouse import TABLES
 from adapters.lease import RedisLeases
 from adapters.pg_migrate import migrate
@@ -480,3 +481,59 @@ async def test_two_services_share_one_rollup_built_once_over_statement_execution
                     body = (await svc.data(widget, refresh=True)).json()
                     assert body["source"] == "rollup", body
             assert len(sea.statement_texts) == before
+
+
+SECRET = "rollup-integration-secret-0123456789"
+SCOPES = "data:read widgets:read widgets:write metrics:read"
+EVERY_REGION = ["midwest", "northeast", "southeast", "southwest", "west"]
+
+
+def bearer(regions: Any = None) -> dict[str, str]:
+    claims = {} if regions is None else {"regions": regions}
+    tok = mint_token(SECRET, tenant="default", scopes=SCOPES, claims=claims, audience="wdr")
+    return {"Authorization": f"Bearer {tok}"}
+
+
+async def test_signed_in_identities_see_only_their_regions_rows_from_one_rollup(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    async with running_service(
+        database_url=fresh_pg_url,
+        redis_url=redis_url,
+        cache_prefix=cache_namespace,
+        data_dir=tmp_path,
+        rollups_enabled=True,
+        auth_jwt_secret=SECRET,
+        auth_audience="wdr",
+    ) as svc:
+        store = svc.res.context.rollups
+        assert isinstance(store, PgRollups)
+        await store.maintain()
+        spec = {
+            "title": "Paid by region",
+            "kind": "bar",
+            "data_intent": {
+                "metric_id": "claims_paid_amount",
+                "dimensions": ["region"],
+                "time_range": "last_90d",
+            },
+            "mock_data": [{"region": "west", "value": 1}],
+        }
+        put = await svc.client.put("/v1/widgets/paid-by-region", json=spec, headers=bearer())
+        assert put.status_code in (200, 201), put.text
+
+        async def regions_seen(regions: Any) -> dict[str, float]:
+            body = (await svc.data("paid-by-region", headers=bearer(regions))).json()
+            assert body["source"] == "rollup", body
+            return {r["region"]: r["value"] for r in body["data"]}
+
+        assert await regions_seen(None) == {}  # no claim: no rows
+        assert await regions_seen([]) == {}
+        west = await regions_seen(["west"])
+        assert set(west) == {"west"}
+        assert set(await regions_seen(["west", "midwest"])) == {"west", "midwest"}
+        assert set(await regions_seen(["atlantis"])) == set()
+        everything = await regions_seen(EVERY_REGION)
+        assert set(everything) == set(EVERY_REGION)
+        for region in EVERY_REGION:  # one rollup: each identity's rows are the same rows
+            assert await regions_seen([region]) == {region: everything[region]}

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from adapters.pg_migrate import migrate
-from adapters.pg_seed import seed
+from adapters.pg_seed import load_widgets, seed
 from adapters.postgres import PgGateway
 from adapters.registry import (
     AuditEntry,
@@ -32,6 +32,7 @@ from tests.helpers import running_service
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ROUTING = CONFIG_DIR / "metric_routing.yaml"
+DEMO = load_widgets(CONFIG_DIR / "widgets.yaml")
 
 
 def spec(title: str, rows: int = 1, pad: str = "") -> WidgetSpec:
@@ -134,29 +135,32 @@ async def test_each_limit_is_its_own_problem(fresh_pg_url: str, tmp_path: Path) 
     async with running_service(
         database_url=fresh_pg_url,
         data_dir=tmp_path,
+        widget_max_per_tenant=len(DEMO) + 1,  # room for one more beside the demo widgets
         widget_spec_max_bytes=8192,
         widget_mock_data_max_bytes=2048,
     ) as s:
-        demo = len(s.res.registry.widgets())
-        s.res.registry.limits = WidgetLimits(
-            max_per_tenant=demo + 1, max_spec_bytes=8192, max_mock_data_bytes=2048
-        )
+        assert len(s.res.registry.widgets()) == len(DEMO)
         body = spec("Small").model_dump(mode="json")
         over_mock = body | {"mock_data": [{"value": i, "note": "z" * 100} for i in range(30)]}
         r = await s.client.put("/v1/widgets/big-mock", json=over_mock)
         assert r.status_code == 422, r.text
         assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["limit"] == "mock_data_bytes" and "WIDGET_MOCK_DATA_MAX_BYTES" in r.text
+        assert s.res.registry.widget("big-mock") is None
 
         assert (await s.client.put("/v1/widgets/last-one", json=body)).status_code == 201
         r = await s.client.put("/v1/widgets/one-too-many", json=body)
         assert r.status_code == 409, r.text
+        assert r.headers["content-type"] == "application/problem+json"
         assert r.json()["limit"] == "widget_count" and "WIDGET_MAX_PER_TENANT" in r.text
         assert s.res.registry.widget("one-too-many") is None
         # replacing one it holds is fine; deleting one makes room
         assert (await s.client.put("/v1/widgets/last-one", json=body)).status_code == 200
         assert (await s.client.delete("/v1/widgets/last-one")).status_code == 204
         assert (await s.client.put("/v1/widgets/one-too-many", json=body)).status_code == 201
+        with psycopg.connect(fresh_pg_url) as conn:  # nothing refused was stored or audited
+            ids = {r[0] for r in conn.execute("SELECT widget_id FROM audit_log")}
+        assert "big-mock" not in ids and ids >= {"last-one", "one-too-many"}
 
 
 async def test_a_spec_over_its_limit_is_a_413(fresh_pg_url: str, tmp_path: Path) -> None:

@@ -164,3 +164,16 @@ async def test_the_graph_falls_back_to_the_warehouse_when_not_built() -> None:
     assert [t["node"] for t in out["trace"]][2:4] == ["rollup_query", "sql_generate"]
     assert out["response"]["source"] == "databricks" and out["response"]["rollup"] is None
     assert len(ctx.warehouse.executed) == 1  # type: ignore[union-attr]
+
+
+async def test_a_degraded_answer_never_claims_a_rollup() -> None:
+    from nodes.degrade_or_return import degrade_or_return
+
+    state = await _routed("claims-paid-weekly", FakeRollups())
+    state |= {
+        "rollup": {"name": "claim_events_daily", "built_at": BUILT_AT},
+        "failure": {"kind": "postgres_error", "detail": "x", "node": "rollup_query"},
+    }
+    ctx = make_ctx(rollups=FakeRollups())
+    r = (await degrade_or_return(state, Runtime(context=ctx)))["response"]  # type: ignore[arg-type]
+    assert r["source"] == "postgres_error" and r["rollup"] is None

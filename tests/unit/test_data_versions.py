@@ -12,6 +12,7 @@ from domain.data_versions import (
 from domain.freshness import Age, Policy
 
 T = "main.claims.claim_events"
+U = "main.ops.alerts"
 POLICY = Policy(ttl_s=10, swr_s=10, sie_s=60)
 
 
@@ -53,17 +54,17 @@ def test_learning_versions_reports_only_forward_moves() -> None:
     assert g.known(T).version == 4  # type: ignore[union-attr]
 
 
-def test_stamp_needs_every_source_confirmed_recently() -> None:
+def test_stamp_needs_every_source_known() -> None:
     clock = Clock()
     g = gate(clock)
     assert g.stamp([T]) is None  # never probed
     g.learn(T, 5)
     assert g.stamp([T]) == {T: 5}
+    assert g.stamp([T, U]) is None  # one source never learned
     assert g.stamp([]) is None
-    clock.now += 10  # no probe confirmed it within valid_s
-    assert g.stamp([T]) is None
-    g.learn(T, 5, checked_at=clock.now)
+    clock.now += 10  # no probe confirmed it within valid_s: still the latest known
     assert g.stamp([T]) == {T: 5}
+    assert g.verdict({T: 5}) == "unknown"  # ... but it holds no answer fresh
 
 
 def test_verdicts() -> None:

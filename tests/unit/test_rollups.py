@@ -432,3 +432,44 @@ def test_partitions_and_the_update_window() -> None:
         datetime(2026, 2, 1, tzinfo=UTC),
         datetime(2026, 3, 1, tzinfo=UTC),
     ]
+
+
+@pytest.mark.parametrize(
+    ("unit", "ts", "start", "after"),
+    [
+        (
+            "minute",
+            datetime(2026, 3, 15, 10, 30, 59, 5, tzinfo=UTC),
+            datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
+            datetime(2026, 3, 15, 10, 31, tzinfo=UTC),
+        ),
+        (
+            "hour",
+            datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
+            datetime(2026, 3, 15, 10, tzinfo=UTC),
+            datetime(2026, 3, 15, 11, tzinfo=UTC),
+        ),
+        (
+            "day",
+            datetime(2026, 3, 15, 10, 30, tzinfo=UTC),
+            datetime(2026, 3, 15, tzinfo=UTC),
+            datetime(2026, 3, 16, tzinfo=UTC),
+        ),
+        (
+            "week",
+            datetime(2026, 3, 15, 10, 30, tzinfo=UTC),  # a Sunday: its Monday
+            datetime(2026, 3, 9, tzinfo=UTC),
+            datetime(2026, 3, 16, tzinfo=UTC),
+        ),
+        (
+            "month",
+            datetime(2026, 12, 31, 23, 59, tzinfo=UTC),
+            datetime(2026, 12, 1, tzinfo=UTC),
+            datetime(2027, 1, 1, tzinfo=UTC),
+        ),
+    ],
+)
+def test_the_time_grid(unit: str, ts: datetime, start: datetime, after: datetime) -> None:
+    from metricsql.rollups.timegrid import following, trunc
+
+    assert trunc(ts, unit) == start and following(start, unit) == after
