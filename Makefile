@@ -22,7 +22,7 @@ install: $(STAMP)
 
 ## run: migrate, seed and serve on PORT (embedded defaults unless DATABASE_URL etc. are set)
 run: install
-	PORT=$(PORT) ROLLUPS_ENABLED=$${ROLLUPS_ENABLED:-true} $(VENV)/bin/resolver serve
+	PORT=$(PORT) ROLLUPS_ENABLED=$${ROLLUPS_ENABLED:-true} CHANGE_REFRESH=$${CHANGE_REFRESH:-true} $(VENV)/bin/resolver serve
 
 ## test: lint, the test suite (real PostgreSQL and Redis on this machine), and the eval replay
 test: install lint eval pytest
@@ -83,6 +83,10 @@ bench-scale: install
 ## bench-cost: change-driven refresh on and off side by side: 2+2 instances, a ~1 s warehouse, 5 JWT identities (~3 min)
 bench-cost: install
 	$(PY) bench/bench_cost.py
+
+## bench-rollups: a rollup answer's latency over HTTP (one instance, real Redis + PostgreSQL, embedded DuckDB)
+bench-rollups: install
+	$(PY) bench/bench_rollups.py
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,4 @@
-"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by every
-instance.
+"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by all.
 
 - Each rollup's rows live in a typed table `rollup_<name>` (created from its first
   partition's columns; text in the "C" collation, so ORDER BY and comparisons are the
@@ -12,9 +11,8 @@ instance.
 - `answer(query)` reads, in one REPEATABLE READ snapshot, whether every partition the
   range needs is built (with the current definition) and, if so, the rows. None when it is
   not: the resolution takes today's path.
-- `maintain(now)` (every instance, every ROLLUP_CHECK_INTERVAL_S): find where the table's
-  data starts (once), build missing partitions, rebuild update-window partitions older
-  than the rollup's max_age_seconds (the clock's bound when no data version moves them).
+- `maintain(now)` (every ROLLUP_CHECK_INTERVAL_S): find where the data starts (once), build
+  missing partitions, rebuild unversioned update-window partitions past max_age_seconds.
 """
 
 from __future__ import annotations
@@ -55,6 +53,12 @@ _PG_TYPES = {
     "boolean": "boolean",
     "json": "jsonb",
 }
+
+
+_COVERAGE = (
+    "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
+    " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
+)
 
 
 @dataclass
@@ -109,21 +113,22 @@ class PgRollups:
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         rollup = self.rollups[query.rollup]
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            # one snapshot, one round trip: coverage and rows (dropped if not covered)
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 await conn.execute(
-                    cast(
-                        LiteralString,
-                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
-                        f" SET LOCAL statement_timeout = {self._timeout_ms}",
-                    )
+                    cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
                 )
-                built = await self._covering(conn, rollup, query, now)
-                if built is None:
-                    return None
+                head = await conn.execute(_COVERAGE, (rollup.name,))
                 async with conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(cast(LiteralString, query.sql))
+                    built = self._covering(rollup, query, now, await head.fetchall())
+                    if built is None:
+                        return None
                     raw = await cur.fetchall()
                     description = list(cur.description or [])
+        except psycopg.errors.UndefinedTable:
+            return None  # no partition built yet
         except psycopg.Error as exc:
             raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
@@ -136,35 +141,25 @@ class PgRollups:
             partitions=built[1],
         )
 
-    async def _covering(
-        self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery, now: float
+    def _covering(
+        self, rollup: Rollup, query: RollupQuery, now: float, rows: list[Any]
     ) -> tuple[float, int] | None:
         """(built_at, partitions) when every partition of the range is built, else None."""
-        cur = await conn.execute(
-            "SELECT signature, data_start, data_start_known FROM rollups WHERE name = %s",
-            (rollup.name,),
-        )
-        head = await cur.fetchone()
-        if head is None or head[0] != rollup.signature:
+        if not rows or rows[0][0] != rollup.signature:
             return None
-        data_start: datetime | None = head[1] if head[2] else None
+        known = bool(rows[0][2])
+        data_start: datetime | None = rows[0][1] if known else None
         lo = query.start
         if lo is None:
-            if not head[2]:  # where `all` starts is not known yet
+            if not known:  # where `all` starts is not known yet
                 return None
             lo = data_start or query.end
         elif data_start is not None and lo < data_start:
             lo = data_start  # the partitions before the data's first are empty
         needed = partitions_between(rollup, lo, query.end) if lo < query.end else []
-        if not needed:
-            return None
-        cur = await conn.execute(
-            "SELECT partition_start, built_at FROM rollup_partitions"
-            " WHERE rollup = %s AND partition_start = ANY(%s)",
-            (rollup.name, needed),
-        )
-        found = {r[0]: r[1] for r in await cur.fetchall()}
-        if len(found) != len(needed):
+        built = {row[3]: row[4] for row in rows if row[3] is not None}
+        found = {p: built[p] for p in needed if p in built}
+        if not needed or len(found) != len(needed):
             return None
         window = set(update_window(rollup, datetime.fromtimestamp(now, UTC)))
         changing = [t for s, t in found.items() if s in window] or list(found.values())
@@ -183,7 +178,8 @@ class PgRollups:
         """Build the partitions starting at (or holding) each of `partitions`, one
         warehouse statement each, unless already built as asked: from `data_version` when
         one is given (the table's version moved: w3's change-driven refresh), else at or
-        after `stale_before` (None: built at all). Never raises for a failed build."""
+        after `stale_before` (None: built at all; a partition built from a known version
+        does not age). Never raises for a failed build."""
         r = self.rollups[rollup]
         report = BuildReport()
         await self._prepare(r)
@@ -198,7 +194,11 @@ class PgRollups:
             return False
         if data_version is not None:
             return have.data_version == data_version
-        return stale_before is None or have.built_at >= stale_before
+        # a partition built from a known version is rebuilt when the version moves, not
+        # when it ages (nothing over a table is re-run while its version holds)
+        return (
+            stale_before is None or have.built_at >= stale_before or have.data_version is not None
+        )
 
     async def _build_one(
         self,
@@ -208,10 +208,9 @@ class PgRollups:
         stale_before: datetime | None,
         report: BuildReport,
     ) -> None:
-        label = start.isoformat()
         if self._current(await self._built(r, start), data_version, stale_before):
-            report.skipped.append(label)
-            return
+            return report.skipped.append(start.isoformat())
+        label = start.isoformat()
         key = f"rollup:{r.name}:{r.signature}:{label}"
         async with self._lead(key) as lead:
             if lead is not None and not lead.leads:
@@ -280,11 +279,12 @@ class PgRollups:
                         "CREATE TABLE IF NOT EXISTS {} (partition_start timestamptz NOT NULL, {})"
                     ).format(table, columns)
                 )
-                await conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (partition_start, bucket)").format(
-                        sql.Identifier(f"{r.table_name}_part_idx"), table
+                for col in ("partition_start", "bucket"):  # replacing a partition; reading a range
+                    await conn.execute(
+                        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                            sql.Identifier(f"{r.table_name}_{col}_idx"), table, sql.Identifier(col)
+                        )
                     )
-                )
                 await conn.execute(
                     sql.SQL("DELETE FROM {} WHERE partition_start = %s").format(table), (start,)
                 )
@@ -335,18 +335,23 @@ class PgRollups:
                 "INSERT INTO rollups (name, signature) VALUES (%s, %s)", (r.name, r.signature)
             )
 
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        r = self.rollups[rollup]
+        window = update_window(r, datetime.fromtimestamp(now, UTC))
+        try:
+            report = await self.build_partitions(rollup, window, data_version=data_version)
+        except psycopg.Error as exc:  # the store itself: a PostgresFailure, as for a read
+            raise postgres_failure(exc, what="rollup catch-up") from exc
+        return not report.failed
+
     # ------------------------------------------------------------------ maintenance
 
     async def data_start(self, r: Rollup) -> tuple[bool, datetime | None]:
         """(known, first time value) of the rollup's table; measured once, fleet-wide."""
         await self._prepare(r)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
-            )
-            row = await cur.fetchone()
-        if row is not None and row[0]:
-            return True, row[1]
+        known, first = await self._stored_start(r)
+        if known:
+            return True, first
         if self._warehouse is None:
             return False, None
         key = f"rollup:{r.name}:{r.signature}:start"

@@ -21,8 +21,10 @@ Phases, the same for both fleets:
    probe interval + 2 s), and the data statements it took;
 3. a row inserted into kpi_metrics_history: the time until the KPI tile changes on every
    instance (target 3 s);
-4. the viewers' p50/p99 over the whole run.
-Rollups (issue 21's other half) are not in this build: no rollup figures.
+4. the viewers' p50/p99 after the first build.
+The `on` fleet also answers from rollups (ROLLUPS_ENABLED=true, config/rollups.yaml; rebuilt
+per partition when the table's version moves); 5. the p50/p99 of rollup answers over HTTP
+(`refresh=true`, so the rollup read itself, not the cache).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_http import pct  # noqa: E402
-from cost_clients import snapshot, time_to_change, viewer  # noqa: E402
+from cost_clients import rollup_latencies, snapshot, time_to_change, viewer  # noqa: E402
 from cost_fleet import (  # noqa: E402
     IDENTITIES,
     KPI_METRIC,
@@ -107,6 +109,9 @@ async def main_async(args: argparse.Namespace) -> int:
             "CACHE_PREFIX": f"wdr-bench:{uuid.uuid4().hex[:8]}:",
             "CHANGE_REFRESH": "true",
             "DATA_VERSION_INTERVAL_S": str(args.probe_s),
+            "ROLLUPS_ENABLED": "true",
+            "REFRESH_MIN_INTERVAL_S": "0",  # the rollup timing asks refresh=true in a row
+            "LOG_LEVEL": os.environ.get("BENCH_ON_LOG_LEVEL", "WARNING"),
         },
         "off": base
         | {"CACHE_PREFIX": f"wdr-bench:{uuid.uuid4().hex[:8]}:", "CHANGE_REFRESH": "false"},
@@ -182,6 +187,16 @@ async def main_async(args: argparse.Namespace) -> int:
         for n, seen in zip(fleets, kpi, strict=True):
             res[n]["kpi_s"] = [v for v in seen.values() if v is not None]
             res[n]["kpi_tiles"] = len(seen)
+        # 4. rollup answers over HTTP (refresh=true: the rollup read, not the cache)
+        before_rollups = fleets["on"].warehouse.ask("stats")["data"]
+        rolled = await rollup_latencies(
+            fleets["on"].urls[0], over_table, toks["ben"], args.rollup_n
+        )
+        res["on"]["rollup_widgets"] = rolled["widgets"]
+        res["on"]["rollup_ms"] = rolled["ms"]
+        res["on"]["rollup_statements"] = (
+            fleets["on"].warehouse.ask("stats")["data"] - before_rollups
+        )
         stop.set()
         await asyncio.gather(*viewers)
         for n, f in fleets.items():
@@ -190,6 +205,7 @@ async def main_async(args: argparse.Namespace) -> int:
             res[n]["p99"] = pct(after, 99) if after else float("nan")
             res[n]["loads"] = len(after)
             res[n]["errors"] = f.errors
+            # the fake sees the warehouse tables' probes (PostgreSQL's are not statements)
             res[n]["probes_per_table_interval"] = res[n]["quiet_probes"] / max(
                 1, len(tables_probed(config)) * (args.quiet / args.probe_s)
             )
@@ -254,7 +270,15 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
         off["quiet_statements"] / on["quiet_statements"] if on["quiet_statements"] else float("inf")
     )
     print(f"quiet-window statements off/on: {ratio:g}; tiles over {TABLE}: {', '.join(over_table)}")
-    print("rollups: not in this build (no rollup answer latency)")
+    ms = on.get("rollup_ms") or []
+    if ms:
+        print(
+            f"rollup answers over HTTP (refresh=true, {len(ms)} of {', '.join(on['rollup_widgets'])}):"
+            f" p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms (target p99 < 20 ms);"
+            f" warehouse statements meanwhile: {on['rollup_statements']}"
+        )
+    else:
+        print("rollup answers: none of the tiles over the table was answered from a rollup")
     print(json.dumps(res, default=str))
 
 
@@ -271,6 +295,7 @@ def main() -> int:
     p.add_argument("--probe-s", type=float, default=2.0, help="data version probe interval")
     p.add_argument("--limit", type=float, default=30.0, help="longest wait for a change to show")
     p.add_argument("--delay", type=float, default=1.0, help="seconds per warehouse statement")
+    p.add_argument("--rollup-n", type=int, default=100, help="timed rollup answers per widget")
     return asyncio.run(main_async(p.parse_args()))
 
 

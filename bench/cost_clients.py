@@ -127,3 +127,26 @@ async def time_to_change(
 
     await asyncio.gather(*(watch(who, url) for who in toks for url in fleet.urls))
     return seen
+
+
+async def rollup_latencies(url: str, widgets: list[str], token: str, n: int) -> dict[str, Any]:
+    """`refresh=true` answers (no cache: the rollup read itself) of every widget a rollup
+    answers, `n` each, sequentially on one connection: their latencies (ms)."""
+    conn = await Conn.open(url)
+    out: dict[str, Any] = {"widgets": [], "ms": []}
+    body = json.dumps({"refresh": True}).encode()
+    try:
+        for w in widgets:
+            status, payload = await conn.post(f"/v1/widgets/{w}/data", body, token)
+            if status != 200 or json.loads(payload).get("source") != "rollup":
+                continue
+            out["widgets"].append(w)
+            for _ in range(n):
+                t = time.perf_counter()
+                status, payload = await conn.post(f"/v1/widgets/{w}/data", body, token)
+                ms = (time.perf_counter() - t) * 1000
+                if status == 200 and json.loads(payload).get("source") == "rollup":
+                    out["ms"].append(ms)
+    finally:
+        conn.close()
+    return out

@@ -201,14 +201,12 @@ def widgets_of(config: Path) -> tuple[list[str], list[str]]:
 
 
 def tables_probed(config: Path) -> list[str]:
-    """Sources the on fleet probes: warehouse tables of compiled metrics, PostgreSQL metrics."""
+    """The warehouse tables the on fleet probes (those of compiled metrics)."""
     metrics = yaml.safe_load((config / "metrics.yaml").read_text())["metrics"]
     routing = yaml.safe_load((config / "metric_routing.yaml").read_text())["metrics"]
     out = set()
     for m in metrics:
         r = routing[m["name"]]
-        if r["backend"] == "postgres":
-            out.add("postgres:" + m["name"])
-        elif r.get("generator", "compiled") == "compiled":
+        if r["backend"] != "postgres" and r.get("generator", "compiled") == "compiled":
             out.add(m["definition"]["table"])
     return sorted(out)

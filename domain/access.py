@@ -176,7 +176,8 @@ def parse_policy(data: Any, *, source: str = "access policy") -> AccessPolicy:
         raise PolicyError(f"{source}: expected a mapping with 'tables' and/or 'series'")
     if data.get("version", 1) != 1:
         raise PolicyError(f"{source}: unsupported version {data['version']!r} (expected 1)")
-    tables, series = [], []
+    tables: list[TableRule] = []
+    series: list[SeriesRule] = []
     raw_tables = data.get("tables")
     raw_series = data.get("series")
     raw_tables = {} if raw_tables is None else raw_tables
@@ -189,6 +190,9 @@ def parse_policy(data: Any, *, source: str = "access policy") -> AccessPolicy:
         if not isinstance(name, str) or not _TABLE.match(name):
             raise PolicyError(f"{source}: table {name!r} must be a three-part catalog.schema.table")
         column, claim = _rule(f"{source}: table {name}", raw, ("column", "claim"))
+        first = next((r for r in tables if r.table == name.lower()), None)
+        if first is not None:  # names are case-insensitive: one table, two rules
+            raise PolicyError(f"{source}: table {name!r} is listed twice (letter case aside)")
         tables.append(TableRule(name.lower(), column.lower(), claim))
     for name, raw in raw_series.items():
         if not isinstance(name, str) or not _IDENT.match(name):

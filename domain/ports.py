@@ -98,6 +98,11 @@ class RollupStore(Protocol):
         """The rows of a matched read, or None while a partition it needs is not built."""
         ...
 
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        """Rebuild the rollup's update-window partitions not built from `data_version` (the
+        table's version now; once across the fleet). False when a build failed."""
+        ...
+
 
 class DataVersions(Protocol):
     """The data version of a source (a warehouse table's three-part name, or

@@ -6,7 +6,9 @@ or this identity: see the DEBUG log for why), `not_built` (the range is not buil
 `store_failed` (PostgreSQL could not be read). All but `rollup` go on to today's path
 (sql_generate): a rollup only ever saves a warehouse statement, never costs an answer.
 Row filters apply to the rollup's rows as to the warehouse's (the identity's filters are
-in the read's WHERE clause)."""
+in the read's WHERE clause). When the table's data version is known (refresh when the data
+changes), the update window is first caught up with it (built once across the fleet; a
+no-op when current) and the answer is stamped with it, so it stays fresh while it holds."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from graph.context import Context
 from graph.state import RollupUsed, State
 from metricsql.rollups import NoMatch, match
 from nodes._common import traced
+from nodes._versions import stamp
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,13 @@ async def rollup_query(state: State, runtime: Runtime[Context]) -> dict[str, Any
         if isinstance(query, NoMatch):
             log.debug("widget %s: rollup %s: %s", state.get("widget_id"), rollup.name, query.reason)
             continue
+        versions = stamp(ctx, state)  # the table's version now, before the read
+        version = (versions["data_versions"] or {}).get(rollup.definition.table)
         try:
+            if version is not None and not await store.catch_up(
+                rollup.name, data_version=str(version), now=now
+            ):
+                versions = {"data_versions": None}  # behind its table: lives by the TTL
             answer = await store.answer(query, now=now)
         except ResolverFailure as exc:
             log.warning("rollup %s unreadable (%s): today's path", rollup.name, exc.detail)
@@ -74,5 +83,5 @@ async def rollup_query(state: State, runtime: Runtime[Context]) -> dict[str, Any
             "resolved_at": ctx.clock(),
             "rollup": used,
             "outcome": "rollup",
-        }
+        } | versions
     return {"outcome": outcome}

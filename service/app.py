@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.observe import GraphObserver
 from observability.asgi import RequestTelemetry
@@ -22,6 +23,30 @@ from service.resolution import Resolver
 from service.routes import api_router
 from service.settings import Settings
 from service.wiring import open_resources
+
+
+class BootRefusalAsText:
+    """A boot refused for its configuration (`BootError`, which names every problem and
+    its fix) is reported by the server (uvicorn logs the lifespan's failure text) as that
+    message alone, not as a traceback. Anything else keeps its traceback."""
+
+    MARK = "BootError: "
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def relay(message: Message) -> None:
+            text = str(message.get("message") or "")
+            if message["type"] == "lifespan.startup.failed" and self.MARK in text:
+                message = {**message, "message": text.rsplit(self.MARK, 1)[1].strip()}
+            await send(message)
+
+        await self.app(scope, receive, relay)
 
 
 def create_app(
@@ -86,6 +111,7 @@ def create_app(
     app.include_router(api_router)
     # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
     app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)
+    app.add_middleware(BootRefusalAsText)
     app.state.tracing = tracing
     return app
 

@@ -168,8 +168,10 @@ class ChangeWatcher:
             self._task = asyncio.create_task(self._loop(), name="data-version-probes")
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
+        next_at = time.monotonic()
+        while True:  # at a fixed rate: a slow probe does not stretch the interval
+            next_at = max(next_at + self.interval_s, time.monotonic())
+            await asyncio.sleep(next_at - time.monotonic())
             try:
                 await self.probe_once()
             except Exception:  # a bug must not stop the probes
@@ -212,14 +214,20 @@ class ChangeWatcher:
         self._spawn(self._after(change))
 
     async def _after(self, change: TableChange) -> None:
+        """Stamped answers (read from the warehouse) are refreshed at once; the others (a
+        rollup's) once the callbacks (the rollups' rebuilds) are done."""
+        self._refresh_over(change.source, stamped=True)
         await asyncio.gather(*(self._call(c, change) for c in self.on_table_changed))
-        keys = self._index.get(change.source, OrderedDict())
+        self._refresh_over(change.source, stamped=False)
+
+    def _refresh_over(self, source: str, *, stamped: bool) -> None:
+        keys = self._index.get(source, OrderedDict())
         now = self.clock()
         for key, answered in list(keys.items()):
             if now - answered.at > self.forget_s:
                 del keys[key]  # nobody read it lately: the next reader gets it live
-            elif key not in self._running:
-                self._spawn(self._refresh(key, answered, change.source))
+            elif answered.stamped == stamped and key not in self._running:
+                self._spawn(self._refresh(key, answered, source))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

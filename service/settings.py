@@ -79,9 +79,9 @@ class Settings(BaseSettings):
     # Safety and limits
     max_body_bytes: int = 1_048_576  # a bigger request body is refused (413)
     # Per-tenant widget limits (issue 18): what one tenant can make every instance hold.
-    widget_max_per_tenant: int = Field(default=500, ge=1)  # a create beyond: 409
-    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON: 413
-    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # its mock_data: 422
+    widget_max_per_tenant: int = Field(default=500, ge=1)  # widgets a tenant holds; more: 409
+    widget_spec_max_bytes: int = Field(default=256 * 1024, ge=1024)  # a spec's JSON; over: 413
+    widget_mock_data_max_bytes: int = Field(default=128 * 1024, ge=256)  # mock_data JSON; over: 422
     max_rows: int = 10_000  # the most rows any query may return (the safety check enforces a LIMIT)
     default_row_limit: int = 1000  # the LIMIT of a query whose intent sets none
 
@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     # Issue 18: a request's head (request line + headers) is bounded before anything reads
     # it (authentication included): over either limit the server answers a 431 problem and
     # closes the connection (service/http_server.py).
-    http_max_header_bytes: int = Field(default=32_768, ge=4096)  # HTTP_MAX_HEADER_BYTES
-    http_max_headers: int = Field(default=100, ge=16)  # HTTP_MAX_HEADERS: header fields
+    http_max_header_bytes: int = Field(default=32_768, ge=4096)  # request line + headers: 431
+    http_max_headers: int = Field(default=100, ge=16)  # header fields per request: 431
 
     # Identity, tenants and row-level security (issue 10). With none of AUTH_JWT_SECRET,
     # AUTH_JWKS_URL or AUTH_REQUIRED set the service is in dev mode: requests without
@@ -116,13 +116,11 @@ class Settings(BaseSettings):
     auth_leeway_s: float = Field(default=5.0, ge=0, le=300)  # clock skew tolerance
     auth_tenant_claim: str = "tenant"  # the JWT claim naming the tenant
     auth_jwks_refresh_s: float = Field(default=300.0, gt=0)  # refetch the JWKS this often
-    # JWKS outage with no cached keys (issue 18): one fetch in flight shared by every
-    # request, each waiting at most AUTH_JWKS_WAIT_S for it (then a 503); after a failure
-    # the next fetch waits a backoff doubling from AUTH_JWKS_BACKOFF_S up to
-    # AUTH_JWKS_BACKOFF_MAX_S
-    auth_jwks_wait_s: float = Field(default=2.0, gt=0)
-    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)  # first wait after a failed fetch
-    auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)  # the longest wait
+    # JWKS outage with no cached keys (issue 18): one fetch in flight, shared by every
+    # request; after a failure, requests get a 503 without a fetch for a doubling backoff
+    auth_jwks_wait_s: float = Field(default=2.0, gt=0)  # a request waits for keys this long
+    auth_jwks_backoff_s: float = Field(default=1.0, gt=0)  # no fetch this long after a failure
+    auth_jwks_backoff_max_s: float = Field(default=30.0, gt=0)  # the doubling backoff's cap
     auth_required: bool = False  # API keys only, no dev principal
     auth_dev_open: bool = False  # dev mode accepts credential-less requests from ANY client
     access_policy_file: Path | None = None  # default: config_dir / access_policy.yaml

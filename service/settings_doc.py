@@ -1,7 +1,7 @@
 """The settings reference (docs/settings.md), generated from `Settings` itself: every field's
 environment variable, default and meaning. The meaning is the field's `description`, else
-its own comment (on its line; else the comment lines right above it); a comment block above
-a field with its own comment heads a group. `make settings-doc` (`resolver settings-doc`)
+its own comment (on its line; else the comment lines right above it; else the comment heading
+its run of lines); a comment block above a field with its own comment heads a group. `make settings-doc` (`resolver settings-doc`)
 writes it; tests/unit/test_settings_doc.py checks it is complete and current."""
 
 from __future__ import annotations
@@ -50,6 +50,17 @@ def _block_above(line: int, comments: dict[int, str], lines: list[str]) -> list[
     return found[::-1]
 
 
+def _group_comment(line: int, comments: dict[int, str], lines: list[str]) -> str:
+    """The comment block heading the run of lines (no blank line between) `line` is in:
+    the meaning of a field that has no comment of its own."""
+    n = line - 1
+    while n >= 1 and lines[n - 1].strip():
+        if n in comments and lines[n - 1].lstrip().startswith("#"):
+            return " ".join(comments[k] for k in _block_above(n + 1, comments, lines))
+        n -= 1
+    return ""
+
+
 def _default(name: str) -> str:
     field = Settings.model_fields[name]
     if field.default is PydanticUndefined and field.default_factory is not None:
@@ -95,7 +106,12 @@ def settings_docs() -> list[SettingDoc]:
         if block and (own or description):
             section, meaning = block, description or " ".join(own)
         else:
-            meaning = description or " ".join(own) or block
+            meaning = (
+                description
+                or " ".join(own)
+                or block
+                or _group_comment(node.lineno, comments, lines)
+            )
         field = Settings.model_fields[name]
         env = field.alias or name.upper()
         docs.append(SettingDoc(env, _default(name), meaning.strip(), section))

@@ -232,7 +232,8 @@ def open_policy(
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
-        raise BootError("refusing to start: " + "; ".join(problems))
+        fix = f"fix {policy.source} (or ACCESS_POLICY_FILE); ROW_FILTERS_DISABLED=true runs unfiltered"
+        raise BootError("refusing to start: " + "; ".join(problems) + f" ({fix})")
     log.info("access policy in force: %s", policy.describe())
     return policy
 

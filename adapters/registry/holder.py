@@ -16,8 +16,9 @@ generation) guards this; the store keeps no state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import psycopg
@@ -85,6 +86,9 @@ class RegistryHolder:
         )
         self._subscribers: list[Callable[[RegistrySnapshot], Awaitable[None]]] = []
         self._generation = 0  # bumped on every snapshot install
+        # This instance's writes to one widget, in commit order through to their install
+        # (PostgreSQL orders the commits; this keeps a later commit from installing first).
+        self._writing: dict[WidgetKey, tuple[asyncio.Lock, list[int]]] = {}
         self.reloads = 0  # changes applied by the listener, in full or one widget at a time
         self.full_reloads = 0  # of which full reloads (a reconnect, a catalog change)
         self.stale_loads = 0  # reads dropped because something newer was installed meanwhile
@@ -216,19 +220,33 @@ class RegistryHolder:
         too_large = prepared.size_problem(self.limits)
         if too_large is not None:
             raise too_large
-        created = await self.store.write_widget(
-            tenant, widget_id, prepared, who=who, limits=self.limits
-        )
-        self._install(self._snapshot.with_widget(widget_id, spec, tenant, prepared.digest))
+        async with self._one_writer((tenant, widget_id)):
+            created = await self.store.write_widget(
+                tenant, widget_id, prepared, who=who, limits=self.limits
+            )
+            self._install(self._snapshot.with_widget(widget_id, spec, tenant, prepared.digest))
         return created
 
     async def delete_widget(
         self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
     ) -> bool:
         """Delete through the one write path (audited). True when it existed."""
-        existed = await self.store.delete_widget(tenant, widget_id, who=who)
-        self._install(self._snapshot.without_widget(widget_id, tenant))
+        async with self._one_writer((tenant, widget_id)):
+            existed = await self.store.delete_widget(tenant, widget_id, who=who)
+            self._install(self._snapshot.without_widget(widget_id, tenant))
         return existed
+
+    @contextlib.asynccontextmanager
+    async def _one_writer(self, key: WidgetKey) -> AsyncIterator[None]:
+        lock, users = self._writing.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._writing[key]
 
     # ------------------------------------------------------------ listener
 

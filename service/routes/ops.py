@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from observability.metrics import render
 from service.deps import DataReader, MaybePrincipal, ResourcesDep
-from service.problems import AUTH_PROBLEMS
+from service.problems import AUTH_PROBLEMS, PROBLEMS
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["ops"])
@@ -21,7 +21,12 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True)
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={401: PROBLEMS[401]},  # presented credentials that do not verify
+)
 async def readyz(res: ResourcesDep, who: MaybePrincipal) -> Readiness:
     """Readiness: `status` (`ok` / `degraded`) for anyone; with the scope `ops:read`, also
     `components`: the state of PostgreSQL, the cache, the warehouse, the model, the

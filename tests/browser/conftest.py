@@ -20,11 +20,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+import yaml
 
 from fakes.tcp_proxy import TcpProxy
 from tests.helpers import (
     PG_ADMIN_URL,
     REDIS_URL,
+    copy_config,
     create_database,
     drop_database,
     entry_point,
@@ -129,11 +131,30 @@ def browser_binaries() -> tuple[str, str]:
     return CHROMIUM, CHROMEDRIVER
 
 
+LONG_TTL_S = 6 * 3600
+
+
+def long_lived_config(tmp: Path) -> Path:
+    """The demo config with every answer fresh for hours: however slow the machine, no tile
+    turns stale while the suite runs (the stale test sets its own windows and backdates
+    its entries; the outage test drops its entry with `forget_cached`)."""
+    config = copy_config(tmp)
+    path = config / "metric_routing.yaml"
+    routing = yaml.safe_load(path.read_text())
+    for entry in routing["metrics"].values():
+        entry["ttl_seconds"] = max(int(entry.get("ttl_seconds", 0)), LONG_TTL_S)
+        entry.pop("stale_while_revalidate_seconds", None)
+    path.write_text(yaml.safe_dump(routing))
+    return config
+
+
 @contextmanager
 def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
     """`resolver serve` over a fresh database on the real PostgreSQL (through a TCP proxy
     the test can cut) and the real Redis (a prefix of its own); embedded DuckDB warehouse,
     no LLM. `settings` are extra environment variables."""
+    if "CONFIG_DIR" not in settings:
+        settings = {"CONFIG_DIR": str(long_lived_config(tmp))} | settings
     db_url = create_database("wdr_browser")
     pg = urlsplit(PG_ADMIN_URL)
     proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)

@@ -128,6 +128,10 @@ BAD_POLICIES: dict[str, tuple[str | None, str]] = {
         GOOD_POLICY + "  main.claims.claim_events: {column: channel, claim: regions}\n",
         "duplicate key 'main.claims.claim_events'",
     ),
+    "duplicate_table_other_case": (
+        GOOD_POLICY + "  MAIN.claims.Claim_Events: {column: channel, claim: regions}\n",
+        "listed twice",
+    ),
 }
 
 
@@ -154,6 +158,16 @@ async def test_a_bad_policy_stops_the_boot_naming_the_problem(
     assert str(path) in str(err.value)
 
 
+async def test_a_policy_naming_an_unknown_table_says_how_to_fix_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = write_policy(tmp_path, "tables:\n  main.claims.nope: {column: region, claim: regions}\n")
+    with pytest.raises(BootError) as err:
+        async with running_service(**_settings(db_url, tmp_path, access_policy_file=path)):
+            pass
+    assert "main.claims.nope" in str(err.value) and f"fix {path}" in str(err.value)
+
+
 @pytest.mark.parametrize("case", ["missing", "duplicate_table", "directory"])
 def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
     tmp_path: Path, case: str
@@ -166,6 +180,7 @@ def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
     try:
         env = os.environ | {
             "DATABASE_URL": url,
+            "SEED_DEMO": "true",  # a fresh database: the demo catalog and widgets
             "DATA_DIR": str(tmp_path),
             "PORT": "0",
             "ACCESS_POLICY_FILE": str(path),
@@ -185,6 +200,33 @@ def test_resolver_serve_refuses_a_bad_policy_with_a_helpful_message(
         "duplicate_table": "fix the access policy file",
     }
     assert fix[case] in out
+    assert "Traceback" not in out
+
+
+def test_resolver_serve_names_an_unknown_table_of_the_policy_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Checked against the catalog once the service opens its resources: the refusal is
+    the server's last words, alone (service/app.py::BootRefusalAsText)."""
+    path = write_policy(tmp_path, "tables:\n  main.claims.nope: {column: region, claim: regions}\n")
+    url = create_database()
+    try:
+        env = os.environ | {
+            "DATABASE_URL": url,
+            "SEED_DEMO": "true",
+            "DATA_DIR": str(tmp_path),
+            "PORT": "0",
+            "ACCESS_POLICY_FILE": str(path),
+            "AUTH_JWT_SECRET": SECRET,
+        }
+        proc = subprocess.run(
+            [entry_point("resolver"), "serve"], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        drop_database(url)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "refusing to start" in out and "main.claims.nope" in out and f"fix {path}" in out
     assert "Traceback" not in out
 
 
@@ -306,3 +348,32 @@ async def test_hidden_metadata_columns_are_refused(
     body = await ask(svc, converse, f"hidden_{attack}", HIDDEN[attack])
     assert body["source"] == "safety_violation" and body["executed"] is False, body
     assert "hidden_column" in (body["error_detail"] or ""), body
+
+
+HONEST_PIVOTS = {
+    "alias_after": (
+        f"SELECT 'west' AS region, sum(p.app) AS n FROM {CE} "
+        "PIVOT (count(*) FOR channel IN ('app' AS app)) AS p"
+    ),
+    "over_a_subquery": (
+        f"SELECT event_type AS region, app AS n FROM (SELECT channel, event_type FROM {CE}) "
+        "PIVOT (count(*) FOR channel IN ('app' AS app))"
+    ),
+}
+
+
+@pytest.mark.parametrize("query", sorted(HONEST_PIVOTS))
+async def test_an_honest_pivot_is_answered_from_the_callers_rows(
+    svc: Service, converse: ConverseServer, query: str
+) -> None:
+    body = await ask(svc, converse, f"honest_{query}", HONEST_PIVOTS[query])
+    assert body["source"] == "databricks" and body["row_count"] > 0, body
+    assert "IN ('west')" in (body["generated_sql"] or "")
+    if query == "alias_after":  # the same number as a plain count of west's app claims
+        plain = await ask(
+            svc,
+            converse,
+            "honest_plain_count",
+            f"SELECT 'west' AS region, count(*) AS n FROM {CE} WHERE channel = 'app'",
+        )
+        assert body["data"] == plain["data"] and plain["data"][0]["n"] > 0

@@ -29,6 +29,7 @@ from adapters.pg_migrate import migrate
 from adapters.rollups import PgRollups
 from domain.access import UNRESTRICTED, AccessPolicy, RowAccess, load_policy
 from domain.config import load_config
+from domain.data_versions import TableChange
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from domain.identity import DEV_PRINCIPAL, Principal
 from domain.models import DataIntent, WidgetSpec
@@ -36,7 +37,8 @@ from domain.ports import FixedTableSchemas, SafetyPolicy, TableSchema
 from domain.results import QueryResult
 from domain.rollups import Rollup, RollupQuery
 from graph.builder import build_graph
-from metricsql.rollups import match, partitions_between, validate_rollups
+from metricsql.rollups import match, partitions_between, update_window, validate_rollups
+from service.changes import rebuild_rollups
 from service.wiring import BootError
 from tests.helpers import (
     CONFIG_DIR,
@@ -448,6 +450,8 @@ async def test_an_unreadable_store_is_a_postgres_failure(
     try:
         with pytest.raises(PostgresFailure):
             await store.answer(query, now=NOW.timestamp())
+        with pytest.raises(PostgresFailure):  # the catch-up before a versioned read too
+            await store.catch_up("alerts_daily", data_version="3", now=NOW.timestamp())
     finally:
         await pool.close()
 
@@ -537,3 +541,24 @@ async def test_signed_in_identities_see_only_their_regions_rows_from_one_rollup(
         assert set(everything) == set(EVERY_REGION)
         for region in EVERY_REGION:  # one rollup: each identity's rows are the same rows
             assert await regions_seen([region]) == {region: everything[region]}
+
+
+async def test_a_moved_data_version_rebuilds_the_update_window_once_across_instances(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    wh = CountingWarehouse(duck)
+    async with (
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as a,
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as b,
+    ):
+        await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
+        built = len(wh.statements)
+        change = TableChange(source="main.ops.alerts", old=4, new=5, seen_at=NOW.timestamp())
+        await asyncio.gather(rebuild_rollups(a.store)(change), rebuild_rollups(b.store)(change))
+        window = update_window(ROLLUPS["alerts_daily"], NOW)
+        assert len(wh.statements) == built + len(window)  # one statement per partition
+        assert all("main.ops.alerts" in s for s in wh.statements[built:])
+        # the version holds: a catch-up (any instance) runs nothing
+        ok = await b.store.catch_up("alerts_daily", data_version="5", now=NOW.timestamp())
+        assert ok and len(wh.statements) == built + len(window)

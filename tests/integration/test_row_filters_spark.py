@@ -99,6 +99,15 @@ HONEST = {
         f"SELECT t.c, count(*) AS n FROM {CE} AS e LATERAL VIEW explode(array(e.channel)) t AS c "
         "GROUP BY t.c"
     ),
+    "pivot_after_a_join_on_the_filtered_table": (
+        "SELECT d.manufacturer, sum(app) AS app FROM main.claims.devices AS d JOIN "
+        f"{CE} AS e ON d.device_id = e.device_id "
+        "PIVOT (count(*) FOR channel IN ('app' AS app)) GROUP BY d.manufacturer"
+    ),
+    "pivot_after_a_join_from_the_filtered_table": (
+        f"SELECT sum(app) AS app FROM {CE} AS e JOIN main.claims.devices AS d "
+        "ON d.device_id = e.device_id PIVOT (count(*) FOR channel IN ('app' AS app))"
+    ),
     "pivot_alerts_joined": (
         "SELECT d.manufacturer, sum(p.app) AS app FROM main.claims.devices AS d JOIN "
         f"(SELECT device_id, app FROM {CE} PIVOT (count(*) FOR channel IN ('app' AS app))) AS p "

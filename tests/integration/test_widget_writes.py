@@ -107,6 +107,19 @@ async def test_concurrent_creates_keep_the_audit_chain_whole(
         assert created == sum(1 for a, _, _ in rows if a == "widget.create")
 
 
+async def test_an_instances_concurrent_writes_install_in_commit_order(
+    instances: list[RegistryHolder],
+) -> None:
+    holder = instances[0]
+    for n in range(4):
+        wid = f"order-{n}"
+        await asyncio.gather(
+            *(holder.put_widget(wid, spec(f"Write {i}"), tenant="order") for i in range(12))
+        )
+        stored = (await holder.store.read_widgets([wid]))[("order", wid)][0]
+        assert holder.widget(wid, "order") == stored  # the last commit is what it serves
+
+
 async def test_concurrent_creates_never_pass_the_tenants_widget_count(
     instances: list[RegistryHolder], db_url: str
 ) -> None:

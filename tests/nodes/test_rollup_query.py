@@ -42,6 +42,13 @@ class FakeRollups:
     queries: list[RollupQuery] = field(default_factory=list)
     rollups: dict[str, Rollup] = field(default_factory=lambda: dict(ROLLUPS))
 
+    caught_up: list[tuple[str, str]] = field(default_factory=list)
+    catch_up_ok: bool = True
+
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        self.caught_up.append((rollup, data_version))
+        return self.catch_up_ok
+
     def for_metric(self, metric: str) -> tuple[Rollup, ...]:
         return tuple(r for r in self.rollups.values() if metric in r.definition.metrics)
 
@@ -177,3 +184,23 @@ async def test_a_degraded_answer_never_claims_a_rollup() -> None:
     ctx = make_ctx(rollups=FakeRollups())
     r = (await degrade_or_return(state, Runtime(context=ctx)))["response"]  # type: ignore[arg-type]
     assert r["source"] == "postgres_error" and r["rollup"] is None
+
+
+async def test_a_known_data_version_catches_the_rollup_up_and_stamps_the_answer() -> None:
+    from domain.data_versions import DataVersionGate
+
+    gate = DataVersionGate(valid_s=60.0, clock=lambda: NOW)
+    gate.learn("main.claims.claim_events", 12)
+    store = FakeRollups()
+    state = await _routed("claims-paid-weekly", store)
+    out = await rollup_query(state, Runtime(context=make_ctx(rollups=store, data_versions=gate)))  # type: ignore[arg-type]
+    assert store.caught_up == [("claim_events_daily", "12")]
+    assert out["data_versions"] == {"main.claims.claim_events": 12} and out["rollup"]
+    # a catch-up that failed: the answer is not stamped (it lives by its TTL)
+    behind = FakeRollups(catch_up_ok=False)
+    out = await rollup_query(state, Runtime(context=make_ctx(rollups=behind, data_versions=gate)))  # type: ignore[arg-type]
+    assert out["data_versions"] is None and out["rollup"]
+    # no version known: no catch-up, no stamp
+    plain = FakeRollups()
+    out = await rollup_query(state, Runtime(context=make_ctx(rollups=plain)))  # type: ignore[arg-type]
+    assert plain.caught_up == [] and not out.get("data_versions")

@@ -144,6 +144,10 @@ BAD_FILES: dict[str, tuple[str | bytes | None, str]] = {
         "  'main.ops.alerts': {column: severity, claim: regions}\n",
         "duplicate key 'main.ops.alerts'",
     ),
+    "duplicate_table_other_case": (
+        GOOD + "  MAIN.Ops.Alerts: {column: severity, claim: regions}\n",
+        "listed twice",
+    ),
     "duplicate_rule_key": (
         "tables:\n  main.ops.alerts: {column: region, column: severity, claim: regions}\n",
         "duplicate key 'column'",
