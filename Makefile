@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph eval verified bench bench-scale clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval verified bench bench-scale bench-cost clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,7 +22,7 @@ install: $(STAMP)
 
 ## run: migrate, seed and serve on PORT (embedded defaults unless DATABASE_URL etc. are set)
 run: install
-	PORT=$(PORT) $(VENV)/bin/resolver serve
+	PORT=$(PORT) ROLLUPS_ENABLED=$${ROLLUPS_ENABLED:-true} CHANGE_REFRESH=$${CHANGE_REFRESH:-true} $(VENV)/bin/resolver serve
 
 ## test: lint, the test suite (real PostgreSQL and Redis on this machine), and the eval replay
 test: install lint eval pytest
@@ -65,6 +65,10 @@ openapi: install
 graph: install
 	$(VENV)/bin/resolver graph docs/graph.md
 
+## settings-doc: docs/settings.md, the settings reference, generated from service/settings.py::Settings
+settings-doc: install
+	$(VENV)/bin/resolver settings-doc docs/settings.md
+
 eval: install
 	$(PY) -m evals.run
 
@@ -79,6 +83,14 @@ bench: install
 ## bench-scale: 4 instances on the real Redis + PostgreSQL, a ~1 s warehouse, 100 viewers (~3 min)
 bench-scale: install
 	$(PY) bench/bench_scale.py
+
+## bench-cost: change-driven refresh on and off side by side: 2+2 instances, a ~1 s warehouse, 5 JWT identities (~3 min)
+bench-cost: install
+	$(PY) bench/bench_cost.py
+
+## bench-rollups: a rollup answer's latency over HTTP (one instance, real Redis + PostgreSQL, embedded DuckDB)
+bench-rollups: install
+	$(PY) bench/bench_rollups.py
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from observability.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +96,8 @@ class RedisCache:
         self._timeout = socket_timeout_s
         self._breaker_s = breaker_s
         self._open_until = 0.0
-        self._url_for_logs = url.split("@")[-1]
+        # no password, in userinfo or in the query string; no scheme (the kind says redis)
+        self._url_for_logs = redact_url(url).split("://", 1)[-1]
 
     def _tripped(self) -> bool:
         return time.monotonic() < self._open_until

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from observability.redact import loggable_error
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _winding_down: set[asyncio.Future[object]] = set()
@@ -22,7 +24,7 @@ _winding_down: set[asyncio.Future[object]] = set()
 def _forget(task: asyncio.Future[object]) -> None:
     _winding_down.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        log.debug("abandoned call ended with %r", task.exception())
+        log.debug("abandoned call ended with %s", loggable_error(task.exception()))  # type: ignore[arg-type]
 
 
 def _abandon(task: asyncio.Future[T]) -> None:

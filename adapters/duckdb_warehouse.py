@@ -56,9 +56,11 @@ class DuckDBWarehouse:
         statement_timeout_s: float = 10.0,
         statement_log_size: int = STATEMENT_LOG_SIZE,
         verified: VerifiedSet | None = None,
+        appendable: bool = False,
     ) -> None:
         """Build the lakehouse for `now` (default: the current time) into `path` (default:
-        a temporary file removed on close), then reopen it read-only."""
+        a temporary file removed on close), then reopen it read-only. `appendable` keeps
+        the file so that `append` can add rows (tests, benches)."""
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.statement_timeout_s = statement_timeout_s
         self.verified = verified  # None: the committed verified set (adapters/embedded_rule.py)
@@ -70,7 +72,9 @@ class DuckDBWarehouse:
             build_lakehouse(builder, now=self.now)
             builder.execute("CHECKPOINT")
         self._con = _open_read_only(self.path)
-        if tmpdir:
+        self._tmpdir, self._appendable = tmpdir, appendable
+        self._versions: dict[str, int] = {name.lower(): 0 for name in TABLES}
+        if tmpdir and not appendable:
             # The open connection keeps the data; unlinking now leaves nothing behind even
             # if the process is killed. The directory stays for DuckDB's spill files.
             Path(self.path).unlink()
@@ -132,6 +136,41 @@ class DuckDBWarehouse:
             return tuple(out)
         finally:
             cur.close()
+
+    # ------------------------------------------------------------------ data versions
+
+    def data_version(self, table: str) -> int | None:
+        """The table's data version (domain/data_versions.py): 0 as built, +1 per `append`;
+        None for a table the lakehouse does not hold."""
+        return self._versions.get(table.lower())
+
+    def append(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert `rows` (column -> value) into a demo table and move its version; returns
+        the new version. The read-only connection is reopened around the write (a statement
+        running at that moment fails, as on a warehouse restart)."""
+        if not self._appendable:
+            raise RuntimeError("this lakehouse was opened without appendable=True")
+        if table.lower() not in self._versions:
+            raise ValueError(f"no demo table {table!r}")
+        with self._lock:
+            self._finalizer.detach()
+            self._con.close()
+            try:
+                if rows:
+                    names = list(rows[0])
+                    with duckdb.connect(self.path) as rw:
+                        rw.execute("SET TimeZone = 'UTC'")
+                        rw.executemany(
+                            f"INSERT INTO {table} ({', '.join(names)}) "
+                            f"VALUES ({', '.join('?' for _ in names)})",
+                            [[r[n] for n in names] for r in rows],
+                        )
+                        rw.execute("CHECKPOINT")
+            finally:
+                self._con = _open_read_only(self.path)
+                self._finalizer = weakref.finalize(self, _release, self._con, self._tmpdir)
+            self._versions[table.lower()] += 1
+            return self._versions[table.lower()]
 
     # ------------------------------------------------------------------ evidence
 

@@ -40,6 +40,13 @@ def _pgserver() -> object:
     return pgserver
 
 
+def _quiet_pgserver() -> None:
+    """pgserver logs every initdb / pg_ctl run at INFO, with its whole output (a cold start
+    prints ~17 multi-line blocks): only its warnings and errors, unless we log at DEBUG."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
 def _uri_for(server: pgserver.PostgresServer, database: str) -> str:
     return server.get_uri(database=database)
 
@@ -69,6 +76,9 @@ def start_embedded_postgres(
     """
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _quiet_pgserver()
+    if not (data_dir / "PG_VERSION").exists():
+        logger.info("first start: creating the embedded PostgreSQL in %s", data_dir)
     server = _pgserver().get_server(data_dir, cleanup_mode=cleanup_mode)  # type: ignore[attr-defined]
     ensure_database(_uri_for(server, "postgres"), database)
     uri = _uri_for(server, database)

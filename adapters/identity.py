@@ -6,9 +6,17 @@ alone: HS256 only with the configured secret, RS256/ES256 only with a JWKS key (
 HMAC-signed with the public key, or `alg: none`, is refused). `exp` and `sub` are required;
 `iss` / `aud` are checked when configured; `nbf`/`exp` with a few seconds of leeway.
 
-JWKS keys are cached and refreshed in the background of requests: a stale set is
-refetched, an unknown `kid` triggers one refetch (at most every `min_refetch_s`), and a
-JWKS outage keeps the last good set in service, so tokens whose key is cached still verify.
+A token's shape is checked strictly before PyJWT sees it (`adapters.token_checks`):
+canonical base64url, NumericDates that are numbers in range, bounded claim sizes.
+
+JWKS keys are cached and refreshed: a stale set is refetched in the background (requests
+whose key is cached do not wait), an unknown `kid` triggers one refetch (at most every
+`min_refetch_s`), and a JWKS outage keeps the last good set in service, so tokens whose key
+is cached still verify. One fetch at a time is in flight, shared by every request waiting
+for keys, and each waits at most `wait_s` for it; after a failed fetch the next one waits
+a backoff (doubling from `backoff_s` up to `backoff_max_s`), and meanwhile a request
+needing keys that are not cached is answered at once (503): the identity provider is never
+hit once per request.
 
 API keys (`X-API-Key: wdr_<id>_<secret>`) live hashed (SHA-256 of the secret: keys are
 256-bit random, so a fast hash is enough) in the `api_keys` table, each with a tenant,
@@ -18,6 +26,7 @@ scopes and attribute claims; the stored hash is compared in constant time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -35,7 +44,14 @@ import psycopg
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
+from adapters.token_checks import (
+    AuthError,
+    AuthUnavailable,
+    check_claim_sizes,
+    check_compact,
+)
 from domain.identity import Principal, parse_scopes
+from observability.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +62,6 @@ REGISTERED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope"
 API_KEY_RE = re.compile(r"^wdr_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 MAX_CLAIM_VALUES = 1000  # values of one attribute claim (they become SQL literals)
 MAX_CLAIM_VALUE_CHARS = 256
-
-
-class AuthError(Exception):
-    """Credentials were presented but are not acceptable: a 401 (`error` is the RFC 6750 code)."""
-
-    def __init__(self, detail: str, *, error: str = "invalid_token") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.error = error
-
-
-class AuthUnavailable(Exception):
-    """The credentials cannot be checked right now (identity provider or key store down): a 503."""
 
 
 # ------------------------------------------------------------------------------ JWKS
@@ -74,18 +77,28 @@ class JwksKeys:
         refresh_s: float = 300.0,
         min_refetch_s: float = 30.0,
         timeout_s: float = 2.0,
+        wait_s: float = 2.0,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 30.0,
         clock: Any = time.monotonic,
     ) -> None:
         self.url = url
         self.refresh_s, self.min_refetch_s = refresh_s, min_refetch_s
+        self.wait_s, self.backoff_s, self.backoff_max_s = wait_s, backoff_s, backoff_max_s
         self._clock = clock
         self._client = httpx.AsyncClient(timeout=timeout_s)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._tried_at: float | None = None  # last attempt
-        self._lock = asyncio.Lock()
+        self._failures = 0  # consecutive failed fetches
+        self._retry_at = 0.0  # no fetch before this (a backoff after a failure)
+        self._inflight: asyncio.Task[None] | None = None  # the one fetch in flight
 
     async def aclose(self) -> None:
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._inflight
         await self._client.aclose()
 
     async def _fetch(self) -> None:
@@ -94,12 +107,16 @@ class JwksKeys:
             response = await self._client.get(self.url)
             response.raise_for_status()
             keyset = jwt.PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+        except Exception as exc:  # any failure is an outage: keep what is cached, back off
+            self._failures += 1
+            delay = min(self.backoff_max_s, self.backoff_s * 2 ** (self._failures - 1))
+            self._retry_at = self._clock() + delay
             log.warning(
-                "JWKS fetch from %s failed (keeping %d cached keys): %s",
-                self.url,
+                "JWKS fetch from %s failed (keeping %d cached keys; next attempt in %.0fs): %s",
+                redact_url(self.url),
                 len(self._keys),
-                exc,
+                delay,
+                type(exc).__name__,
             )
             return
         keys = {}
@@ -107,14 +124,28 @@ class JwksKeys:
             keys[k.key_id or f"#{i}"] = k
         self._keys = keys
         self._fetched_at = self._clock()
+        self._failures, self._retry_at = 0, 0.0
 
     def _due(self, *, missing: bool) -> bool:
         now = self._clock()
+        if now < self._retry_at:
+            return False  # backing off after a failed fetch
         if self._tried_at is not None and now - self._tried_at < self.min_refetch_s and self._keys:
             return False
         if self._fetched_at is None:
             return True
         return missing or now - self._fetched_at >= self.refresh_s
+
+    def _start_fetch(self) -> asyncio.Task[None]:
+        """The fetch in flight, started if there is none: every caller shares it."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.create_task(self._fetch())
+        return self._inflight
+
+    async def settled(self) -> None:
+        """Returns once no fetch is in flight (a background refresh included)."""
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
         if kid is not None:
@@ -122,11 +153,13 @@ class JwksKeys:
         return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
-        if self._due(missing=self._find(kid) is None):
-            async with self._lock:
-                if self._due(missing=self._find(kid) is None):
-                    await self._fetch()
         found = self._find(kid)
+        if self._due(missing=found is None):
+            task = self._start_fetch()
+            if found is None:  # only a caller that needs new keys waits, and not for long
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), self.wait_s)
+                found = self._find(kid)
         if found is not None:
             return found
         if not self._keys:
@@ -151,6 +184,7 @@ class JwtConfig:
 
 
 def principal_from_claims(claims: Mapping[str, Any], *, tenant_claim: str, via: Any) -> Principal:
+    check_claim_sizes(claims)
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthError("token has no subject (sub)")
@@ -182,6 +216,7 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         cfg = self.config
+        check_compact(token)  # strict shape, before any key lookup or PyJWT
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -286,6 +321,10 @@ class ApiKeyStore:
     ) -> str:
         if not TENANT_RE.match(tenant):
             raise ValueError(f"invalid tenant {tenant!r}")
+        try:  # the same bounds as a token's claims
+            check_claim_sizes({"sub": subject or "", **dict(claims or {})})
+        except AuthError as exc:
+            raise ValueError(exc.detail) from None
         key_id = uuid.uuid4().hex[:16]
         secret = secrets.token_urlsafe(32)
         async with self._pool.connection() as conn:

@@ -219,3 +219,26 @@ def build_lakehouse(con: duckdb.DuckDBPyConnection, *, now: datetime) -> None:
     ):
         con.execute(_create_table_sql(name))
         con.execute(insert, {"now": now})
+
+
+def new_claim_events(
+    n: int, *, now: datetime, region: str = "west", first_id: int = 10_000_000
+) -> list[dict[str, object]]:
+    """`n` new `filed` claim events at `now` (rows to append to CLAIM_EVENTS in tests, the
+    benchmark and the demo: each is a new claim, so `claims_filed_count` moves by `n`)."""
+    from decimal import Decimal
+
+    return [
+        {
+            "event_id": first_id + i,
+            "claim_id": f"CLM-NEW-{first_id + i}",
+            "device_id": "DEV-000001",
+            "event_type": "filed",
+            "event_ts": now,
+            "region": region,
+            "channel": "app",
+            "amount": Decimal("100.00"),
+            "attributes": "{}",
+        }
+        for i in range(n)
+    ]

@@ -2,8 +2,12 @@
 
 - `metrics_catalog` is upserted from config/metrics.yaml (the file is authoritative; a row
   is only rewritten when something changed, so re-seeding does not fire NOTIFY for nothing).
-- `widgets` from config/widgets.yaml: only ids that are missing are inserted, so edits made
-  through the API survive a restart.
+- `widgets` from config/widgets.yaml (validated as a PUT is: adapters/registry/routing.py
+  `widget_problems`), tenant `default`: only ids that are missing are inserted (each with
+  its audit row, subject `resolver seed`), so edits made through the API survive. Asked
+  for by command (`resolver seed`, trigger "command") they are inserted every time; at
+  boot (trigger "boot", see SEED_DEMO) only into a database never seeded before, so a
+  widget somebody deleted stays deleted across restarts. `seed_runs` records each seed.
 - `kpi_metrics_history`: for every catalog metric whose table is kpi_metrics_history,
   realistic demo points are generated in SQL (generate_series), from `history_days` ago up
   to `now`. Re-seeding tops up the gap since the metric's last point, so a later
@@ -27,20 +31,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Json, Jsonb
 from pydantic import ValidationError
 
 from adapters.postgres import HISTORY_TABLE
-from adapters.registry.store import CATALOG_COLUMNS, metric_from_row
-from domain.config import METRICS_FILE, WIDGETS_FILE, first_error, load_catalog, load_widgets
-from domain.models import MetricDef, validate_intent
+from adapters.registry.audit import AuditEntry, append_audit
+from adapters.registry.routing import widget_problems
+from adapters.registry.snapshot import spec_digest
+from adapters.registry.store import CATALOG_COLUMNS, lock_widget, metric_from_row
+from domain.config import (
+    METRICS_FILE,
+    WIDGETS_FILE,
+    first_error,
+    load_catalog,
+    load_widgets,
+    read_routing,
+)
+from domain.identity import DEFAULT_TENANT
+from domain.models import MetricDef
 
 logger = logging.getLogger(__name__)
 
 SEED_LOCK_KEY = 0x5744525F53454544  # "WDR_SEED"
+SEED_AUTHOR = AuditEntry(DEFAULT_TENANT, "resolver seed")  # who the audit log names
+ROUTING_FILE = "metric_routing.yaml"
+# "command": asked for (`resolver seed`); "boot": SEED_DEMO at start-up (widgets only once).
+SeedTrigger = Literal["command", "boot"]
 
 # The demo values of each dimension key (the keys of kpi_metrics_history.dimensions).
 DIMENSION_VALUES: Mapping[str, tuple[str, ...]] = {
@@ -153,7 +172,7 @@ DEFAULT_PROFILE = HistoryProfile(step=timedelta(hours=1), base=100.0, daily_amp=
 class SeedReport:
     metrics_upserted: int  # catalog rows inserted or changed
     widgets_inserted: int
-    widgets_skipped: int  # already present: left as they are
+    widgets_skipped: int  # already present (left as they are), or not re-added at boot
     history_rows: dict[str, int]  # rows added per metric by this call
 
     @property
@@ -296,23 +315,33 @@ async def _history_metrics(conn: psycopg.AsyncConnection) -> list[MetricDef]:
     return out
 
 
+def load_seed_config(config_dir: Path) -> tuple[dict[str, MetricDef], dict[str, Any]]:
+    """The catalog and demo widgets of `config_dir`, each widget checked as a PUT is
+    (ValueError naming every widget and its problem)."""
+    metrics = load_catalog(config_dir / METRICS_FILE)
+    widgets = load_widgets(config_dir / WIDGETS_FILE)
+    routing, _ = read_routing(config_dir / ROUTING_FILE)  # bad entries: boot validation
+    problems = [
+        f"{WIDGETS_FILE}: widget {wid!r}: {err}"
+        for wid, spec in widgets.items()
+        for err in widget_problems(spec, wid, metrics, routing)
+    ]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return metrics, widgets
+
+
 async def seed(
     conninfo: str,
     config_dir: Path,
     *,
     now: datetime | None = None,
     history_days: int = 90,
+    trigger: SeedTrigger = "command",
 ) -> SeedReport:
-    """Upsert the catalog, insert missing demo widgets, top up demo history to `now`."""
-    metrics = await asyncio.to_thread(load_catalog, config_dir / METRICS_FILE)
-    widgets = await asyncio.to_thread(load_widgets, config_dir / WIDGETS_FILE)
-    problems = [
-        f"widget {wid!r}: {err}"
-        for wid, spec in widgets.items()
-        for err in validate_intent(spec.data_intent, metrics)
-    ]
-    if problems:
-        raise ValueError("; ".join(problems))
+    """Upsert the catalog, insert missing demo widgets (at boot: only into a database never
+    seeded), top up demo history to `now`. ValueError when the config files are invalid."""
+    metrics, widgets = await asyncio.to_thread(load_seed_config, config_dir)
     now = (now or datetime.now(UTC)).astimezone(UTC)
 
     async with (
@@ -324,26 +353,42 @@ async def seed(
         for metric in metrics.values():
             cur = await conn.execute(_UPSERT_METRIC, metric_row(metric))
             upserted += cur.rowcount
+        seeded_before = await (await conn.execute("SELECT 1 FROM seed_runs LIMIT 1")).fetchone()
         inserted = 0
-        for wid, spec in widgets.items():
-            cur = await conn.execute(
-                "INSERT INTO widgets (tenant, id, spec) VALUES ('default', %s, %s)"
-                " ON CONFLICT (tenant, id) DO NOTHING",
-                (wid, Json(spec.model_dump(mode="json"))),
-            )
-            inserted += cur.rowcount
+        if trigger == "command" or seeded_before is None:
+            for wid, spec in widgets.items():
+                inserted += await _insert_widget(conn, wid, spec)
         history = {
             m.name: await _top_up_history(conn, m, now, history_days)
             for m in await _history_metrics(conn)
         }
+        await conn.execute(
+            "INSERT INTO seed_runs (trigger, widgets_inserted, history_rows) VALUES (%s, %s, %s)",
+            (trigger, inserted, sum(history.values())),
+        )
     report = SeedReport(
         metrics_upserted=upserted,
         widgets_inserted=inserted,
         widgets_skipped=len(widgets) - inserted,
         history_rows=history,
     )
-    logger.info("seeded: %s", report)
+    logger.info("seeded (%s): %s", trigger, report)
     return report
+
+
+async def _insert_widget(conn: psycopg.AsyncConnection, widget_id: str, spec: Any) -> int:
+    """Insert a missing demo widget with its audit row, under the widget's write lock (so
+    the audit chain stays whole beside concurrent PUTs). 1 when inserted, else 0."""
+    await lock_widget(conn, DEFAULT_TENANT, widget_id)
+    cur = await conn.execute(
+        "INSERT INTO widgets (tenant, id, spec) VALUES (%s, %s, %s)"
+        " ON CONFLICT (tenant, id) DO NOTHING",
+        (DEFAULT_TENANT, widget_id, Json(spec.model_dump(mode="json"))),
+    )
+    if cur.rowcount != 1:
+        return 0
+    await append_audit(conn, SEED_AUTHOR, "widget.create", widget_id, None, spec_digest(spec))
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m adapters.pg_seed CONNINFO [CONFIG_DIR]", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    report = asyncio.run(seed(conninfo, config_dir))
+    report = asyncio.run(seed(conninfo, config_dir, trigger="command"))
     print(
         f"catalog rows changed: {report.metrics_upserted}, widgets inserted: "
         f"{report.widgets_inserted} (kept {report.widgets_skipped}), "

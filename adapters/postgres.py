@@ -1,10 +1,14 @@
 """The PostgreSQL gateway: allowlisted, parameterized KPI queries over kpi_metrics_history.
 
-Only metrics listed in `POSTGRES_QUERIES` can run. A query is assembled from fixed SQL
-fragments chosen by the metric's aggregation and the intent's shape (which allowlisted
-dimensions, whether a time bucket is wanted, which filter operators); every value coming
-from an intent (metric name, time range, grain, filter values, limit) reaches the server
-as a bound parameter only. No identifier is ever taken from input.
+A metric runs here when its catalog definition (config/metrics.yaml) reads
+`kpi_metrics_history` with an aggregation; its `dimensions` are the keys of the
+`dimensions` jsonb its SQL may use (`postgres_problems` checks a definition; the boot
+refuses one that fails it). A query is assembled from fixed SQL fragments chosen by the
+metric's aggregation and the intent's shape (which of the metric's dimensions, whether a
+time bucket is wanted, which filter operators); every value coming from an intent (metric
+name, time range, grain, filter values, limit) reaches the server as a bound parameter
+only. No identifier is ever taken from input: a dimension key comes from the catalog and
+must be a plain lowercase name.
 
 Result columns follow the warehouse convention: the requested dimensions (named as the
 dimension), `bucket` (timestamptz) when grain != none, then `value`.
@@ -19,6 +23,7 @@ Aggregations:
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,30 +47,31 @@ logger = logging.getLogger(__name__)
 
 HISTORY_TABLE = "kpi_metrics_history"
 
-# The only SQL a dimension can become: its key looked up in the `dimensions` jsonb.
-DIMENSION_SQL: Mapping[str, str] = {
-    "team": "dimensions->>'team'",
-    "severity": "dimensions->>'severity'",
-    "region": "dimensions->>'region'",
-    "service": "dimensions->>'service'",
-    "channel": "dimensions->>'channel'",
-}
+# A dimension key the SQL may name: a plain lowercase name from the catalog.
+_DIMENSION_KEY = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
-@dataclass(frozen=True, slots=True)
-class MetricQuery:
-    """The allowlist entry of one postgres metric: the dimension keys its SQL may use."""
+def dimension_sql(key: str) -> str:
+    """The only SQL a dimension can become: its key looked up in the `dimensions` jsonb
+    (a plain name: postgres_problems refuses any other at boot and before each query)."""
+    assert _DIMENSION_KEY.fullmatch(key), key
+    return f"dimensions->>'{key}'"
 
-    dimensions: tuple[str, ...]
 
+def postgres_problems(metric: MetricDef) -> list[str]:
+    """Why this gateway cannot serve `metric` (empty: it can). Checked at boot for every
+    metric routed to postgres, and before every query."""
+    d = metric.definition
+    problems = [f"metric {metric.name!r} is not a {HISTORY_TABLE} metric with an aggregation"]
+    if d.table == HISTORY_TABLE and d.aggregation is not None:
+        problems = []
+    problems += [
+        f"metric {metric.name!r}: dimension key {key!r} is not a plain lowercase name"
+        for key in d.dimensions
+        if not _DIMENSION_KEY.fullmatch(key)
+    ]
+    return problems
 
-POSTGRES_QUERIES: Mapping[str, MetricQuery] = {
-    "active_issues_count": MetricQuery(dimensions=("team", "severity")),
-    "claims_in_progress_count": MetricQuery(dimensions=("region",)),
-    "cost_avoided_mtd": MetricQuery(dimensions=("region",)),
-    "critical_alerts_count_15min": MetricQuery(dimensions=("service",)),
-    "nba_taken_pct": MetricQuery(dimensions=("channel",)),
-}
 
 _AGGREGATES: Mapping[str, str] = {"sum": "sum", "avg": "avg", "max": "max", "min": "min"}
 _FILTER_SQL: Mapping[str, str] = {
@@ -95,19 +101,13 @@ def _param_text(value: Any) -> str:
     return str(value)
 
 
-def _check_intent(metric: MetricDef, intent: DataIntent) -> MetricQuery:
-    entry = POSTGRES_QUERIES.get(metric.name)
-    if entry is None:
-        raise PostgresFailure(
-            f"metric {metric.name!r} has no allowlisted PostgreSQL query",
-            kind=FailureKind.postgres_unmapped,
-        )
+def _check_intent(metric: MetricDef, intent: DataIntent) -> tuple[str, ...]:
+    """The metric's dimension keys, once the metric and the intent are both servable."""
+    unservable = postgres_problems(metric)
+    if unservable:
+        raise PostgresFailure("; ".join(unservable), kind=FailureKind.postgres_unmapped)
     d = metric.definition
-    if d.table != HISTORY_TABLE or d.aggregation is None:
-        raise PostgresFailure(
-            f"metric {metric.name!r} is not a {HISTORY_TABLE} metric with an aggregation",
-            kind=FailureKind.postgres_unmapped,
-        )
+    dimensions = tuple(d.dimensions)
     if intent.metric_id != metric.name:
         raise InvalidIntent(f"intent is for metric {intent.metric_id!r}, not {metric.name!r}")
     errors = validate_intent(intent, {metric.name: metric})
@@ -115,12 +115,12 @@ def _check_intent(metric: MetricDef, intent: DataIntent) -> MetricQuery:
     errors += [
         f"dimension {dim!r} is not served by the PostgreSQL query of {metric.name!r}"
         for dim in intent.dimensions
-        if dim not in entry.dimensions
+        if dim not in dimensions
     ]
     errors += [
         f"filter column {f.column!r} is not served by the PostgreSQL query of {metric.name!r}"
         for f in filters
-        if f.column not in entry.dimensions
+        if f.column not in dimensions
     ]
     errors += [
         f"filter operator {f.op!r} is not supported on PostgreSQL metrics (use =, !=, in, not_in)"
@@ -129,14 +129,14 @@ def _check_intent(metric: MetricDef, intent: DataIntent) -> MetricQuery:
     ]
     if errors:
         raise InvalidIntent("; ".join(errors))
-    return entry
+    return dimensions
 
 
 def _filter_clauses(filters: list[Filter], params: dict[str, Any]) -> list[str]:
     clauses = []
     for i, f in enumerate(filters):
         name = f"f{i}"
-        col = DIMENSION_SQL[f.column]  # allowlisted by _check_intent
+        col = dimension_sql(f.column)  # one of the metric's dimensions (_check_intent)
         if isinstance(f.value, list):
             params[name] = [_param_text(v) for v in f.value]
         else:
@@ -145,17 +145,19 @@ def _filter_clauses(filters: list[Filter], params: dict[str, Any]) -> list[str]:
     return clauses
 
 
-def _row_filter_clause(row_filter: SeriesFilter, params: dict[str, Any]) -> str:
+def _row_filter_clause(
+    row_filter: SeriesFilter, dimensions: tuple[str, ...], params: dict[str, Any]
+) -> str:
     """Row-level security on the series' dimension key, as a bound parameter. No values
     match nothing (`= ANY('{}')` is false): a principal without the claim sees no points."""
-    col = DIMENSION_SQL.get(row_filter.dimension)
-    if col is None:  # boot validation refuses such a policy; stay closed if it slips through
+    if row_filter.dimension not in dimensions:
+        # boot validation refuses such a policy; stay closed if it slips through
         raise PostgresFailure(
             f"row filter on unknown dimension {row_filter.dimension!r}",
             kind=FailureKind.postgres_unmapped,
         )
     params["rls"] = list(row_filter.values)
-    return f"({col}) = ANY(%(rls)s)"
+    return f"({dimension_sql(row_filter.dimension)}) = ANY(%(rls)s)"
 
 
 def plan_query(
@@ -168,7 +170,7 @@ def plan_query(
 ) -> PlannedQuery:
     """Validate the intent and build the fixed-shape SQL plus its bound parameters.
     `row_filter` (the principal's row-level security on this metric's series) is ANDed in."""
-    _check_intent(metric, intent)
+    dimensions = _check_intent(metric, intent)
     start, end = resolve_time_range(intent.time_range, now)
     params: dict[str, Any] = {"metric": metric.name}
     where = ["metric_name = %(metric)s"]
@@ -179,7 +181,7 @@ def plan_query(
     where.append("recorded_at < %(end)s")
     where += _filter_clauses([*metric.definition.default_filters, *intent.filters], params)
     if row_filter is not None:
-        where.append(_row_filter_clause(row_filter, params))
+        where.append(_row_filter_clause(row_filter, dimensions, params))
 
     bucketed = intent.grain != "none"
     if bucketed:
@@ -191,7 +193,7 @@ def plan_query(
         params["limit"] = max_rows + 1
         truncate_at = max_rows
 
-    dims = [(name, DIMENSION_SQL[name]) for name in intent.dimensions]
+    dims = [(name, dimension_sql(name)) for name in intent.dimensions]
     group_cols = [f'{expr} AS "{name}"' for name, expr in dims]
     if bucketed:
         group_cols.append("bucket")
@@ -234,7 +236,7 @@ def _newest_buckets(grouped_sql: str, dimensions: list[str]) -> str:
     The inner query takes the first rows in exactly the reverse of the output order
     (bucket DESC, dimensions DESC: the tail of the full ascending series); the outer one
     puts them back in order (bucket, then the dimensions, each ASC). Dimension names are
-    allowlisted keys of DIMENSION_SQL, never input.
+    the metric's dimension keys (plain names from the catalog), never input.
     """
     columns = [f'"{name}"' for name in dimensions]
     bucket_pos = len(dimensions) + 1  # select list: dimensions, bucket, value
@@ -322,15 +324,25 @@ class PgGateway:
     async def close(self) -> None:
         await self._pool.close()
 
-    def has_query(self, metric_id: str) -> bool:
-        return metric_id in POSTGRES_QUERIES
+    def has_query(self, metric: MetricDef) -> bool:
+        return not postgres_problems(metric)
 
     def render_sql(
-        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
     ) -> str:
-        """The SQL text that would run, with %(name)s placeholders for the bound values."""
+        """The SQL text that would run at `now`, with %(name)s placeholders for the bound
+        values (a dry run; a run's result carries the SQL it ran)."""
         return plan_query(
-            metric, intent, now=datetime.now(UTC), max_rows=self._max_rows, row_filter=row_filter
+            metric,
+            intent,
+            now=datetime.fromtimestamp(now, tz=UTC),
+            max_rows=self._max_rows,
+            row_filter=row_filter,
         ).sql
 
     async def run_metric(

@@ -3,7 +3,9 @@
     python bench/bench_http.py --url http://127.0.0.1:8000 [--widget open-issues-kpi]
 
 Measures, with a lean keep-alive HTTP/1.1 client so the client costs little:
-- sequential cache-hit latency (median, p95),
+- sequential cache-hit latency (median, p95) and, interleaved with it on the same
+  connection, the service's own floor (GET /healthz: no auth, no graph), and their ratio
+  (target: a hit within 2x of /healthz),
 - sequential `refresh=true` Postgres resolution latency (median, p95),
 - sequential `refresh=true` warehouse resolution latency (compile + check + execute),
 - cache-hit throughput at concurrency 8 (requests/s), each connection on its own widget,
@@ -38,6 +40,13 @@ class Conn:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.w.write(head + body)
+        return await self._response()
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.w.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        return await self._response()
+
+    async def _response(self) -> tuple[int, bytes]:
         status_line = await self.r.readline()
         status = int(status_line.split()[1])
         length = 0
@@ -58,6 +67,17 @@ class Conn:
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
+
+
+async def floor(conn: Conn, n: int) -> list[float]:
+    """The service's own floor: GET /healthz (no auth, no graph), on the same connection."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, payload = await conn.get("/healthz")
+        out.append((time.perf_counter() - t0) * 1000)
+        assert status == 200, payload
+    return out
 
 
 async def sequential(conn: Conn, path: str, body: bytes, n: int, check: str) -> list[float]:
@@ -119,7 +139,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
     conn = await Conn.open(host, port)
     await conn.post(path, b'{"refresh": true}')  # warm the cache
     await sequential(conn, path, b"{}", 50, "hit")  # warm-up
-    hits = await sequential(conn, path, b"{}", args.n, "hit")
+    await floor(conn, 50)
+    # side by side, interleaved in rounds, so a busy moment weighs on both alike
+    hits: list[float] = []
+    healthz: list[float] = []
+    for _ in range(10):
+        hits += await sequential(conn, path, b"{}", args.n // 10, "hit")
+        healthz += await floor(conn, args.n // 10)
     pg = await sequential(conn, path, b'{"refresh": true}', args.n, "postgres")
     wh_path = f"/v1/widgets/{args.warehouse_widget}/data"
     wh = await sequential(conn, wh_path, b'{"refresh": true}', max(20, args.n // 5), "databricks")
@@ -134,7 +160,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
     rps = await throughput(host, port, distinct, args.concurrency, args.seconds)
     same = await throughput(host, port, [path], args.concurrency, args.seconds)
     return {
+        "healthz_median_ms": statistics.median(healthz),
         "cache_hit_median_ms": statistics.median(hits),
+        "cache_hit_over_healthz": statistics.median(hits) / statistics.median(healthz),
         "cache_hit_p95_ms": pct(hits, 95),
         "postgres_median_ms": statistics.median(pg),
         "postgres_p95_ms": pct(pg, 95),
@@ -159,6 +187,7 @@ def main() -> None:
     res = asyncio.run(main_async(args))
     targets = {
         "cache_hit_median_ms": ("<=", 3.0),
+        "cache_hit_over_healthz": ("<=", 2.0),
         "postgres_median_ms": ("<=", 6.0),
         f"cache_hit_rps_c{args.concurrency}": (">=", 400.0),
     }

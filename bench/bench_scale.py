@@ -280,6 +280,7 @@ async def main_async(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "BEDROCK_"))}
     env |= {
         "DATABASE_URL": db_url,
+        "SEED_DEMO": "true",  # a fresh database: the demo catalog and widgets
         "REDIS_URL": REDIS_URL,
         "CACHE_PREFIX": prefix,
         "CONFIG_DIR": str(config),

@@ -18,9 +18,11 @@ import yaml
 from pydantic import ValidationError
 
 from domain.models import MetricDef, RoutingEntry, WidgetSpec, widget_id_problem
+from domain.rollups import NAME_RE, RollupDef
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 METRICS_FILE, ROUTING_FILE, WIDGETS_FILE = "metrics.yaml", "metric_routing.yaml", "widgets.yaml"
+ROLLUPS_FILE = "rollups.yaml"
 
 
 class ConfigError(ValueError):
@@ -155,6 +157,28 @@ def load_widgets(path: Path) -> dict[str, WidgetSpec]:
     return widgets
 
 
+def load_rollups(path: Path) -> dict[str, RollupDef]:
+    """config/rollups.yaml -> {name: RollupDef} (shape only: the service checks tables,
+    columns and metrics at boot). A missing file declares no rollups."""
+    if not path.exists():
+        return {}
+    data = read_yaml(path)
+    if not isinstance(data, dict) or set(data) - {"version", "rollups"}:
+        raise ConfigError(f"{path}: expected a mapping with 'version' and 'rollups'")
+    raw_rollups = data.get("rollups") or {}
+    if not isinstance(raw_rollups, dict):
+        raise ConfigError(f"{path}: 'rollups' must be a mapping of name -> rollup")
+    rollups: dict[str, RollupDef] = {}
+    for name, raw in raw_rollups.items():
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ConfigError(f"{path}: rollup name {name!r} must match {NAME_RE.pattern}")
+        try:
+            rollups[name] = RollupDef.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: rollup {name!r}: {first_error(exc)}") from None
+    return rollups
+
+
 @dataclass(frozen=True)
 class ConfigFiles:
     """Everything under one config folder, parsed."""
@@ -162,6 +186,7 @@ class ConfigFiles:
     widgets: dict[str, WidgetSpec]
     metrics: dict[str, MetricDef]
     routing: dict[str, RoutingEntry]
+    rollups: dict[str, RollupDef]
 
 
 def load_config(directory: Path | str | None = None) -> ConfigFiles:
@@ -170,4 +195,5 @@ def load_config(directory: Path | str | None = None) -> ConfigFiles:
         widgets=load_widgets(folder / WIDGETS_FILE),
         metrics=load_catalog(folder / METRICS_FILE),
         routing=load_routing(folder / ROUTING_FILE),
+        rollups=load_rollups(folder / ROLLUPS_FILE),
     )

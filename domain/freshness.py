@@ -122,3 +122,36 @@ def failure_note(*, kind: str, detail: str, now: float, backoff_s: float) -> dic
 def may_retry(note: Mapping[str, Any] | None, now: float) -> bool:
     """No failure noted, or its backoff is over."""
     return note is None or now >= float(note.get("retry_at", 0.0))
+
+
+# ------------------------------------------------------------------ the answer's hint
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """What degrade_or_return tells the service about an answer over a cache key (its
+    background refreshes: service/refresh.py)."""
+
+    key: str  # the cache key
+    expires_at: float | None  # when the answer shown expires (None: it showed no real data)
+    ttl_s: float  # the key's TTL
+    revalidate: bool  # refresh it in the background now (stale answer, backoff over)
+    live: bool  # the answer was resolved live by a backend (this run or its lease leader)
+    hit: bool  # the answer was read from the cache
+    skipped: bool  # a background refresh that had nothing to do
+    # the sources' data versions the answer was read at (domain/data_versions.py)
+    versions: Mapping[str, int] | None = None
+
+
+# ------------------------------------------------------------------ the read that decides
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One read of a key's cache entry (and of its failure note when the entry is not
+    fresh), taken once to decide and handed on: the decision and the answer it gives use
+    the same read (graph/runner.py reads it, cache_lookup answers from it)."""
+
+    entry: dict[str, Any] | None  # the entry as read; None when absent or malformed
+    note: dict[str, Any] | None  # the failure note beside it (read only when it matters)
+    at: float  # the clock when read

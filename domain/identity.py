@@ -23,6 +23,7 @@ SCOPES: Mapping[str, str] = MappingProxyType(
         "metrics:read": "read the metric catalog",
         "sql:generate": "generate checked SQL without running it (spends LLM budget)",
         "audit:read": "read the audit log of widget writes",
+        "ops:read": "see /readyz's details (components, auth mode, registry, widget counts)",
     }
 )
 ALL_SCOPES: frozenset[str] = frozenset(SCOPES)

@@ -255,8 +255,23 @@ class MetricDefinition(_Strict):
     aggregation: Literal["sum", "avg", "max", "min", "last"] | None = None  # postgres
     time_column: str = "recorded_at"
     dimensions: list[str] = Field(default_factory=list)
+    # an ordinal dimension's natural order (severity: critical, high, medium, low): charts
+    # keep it instead of sorting by value; values not listed come after, as they came
+    dimension_order: dict[str, list[str]] = Field(default_factory=dict)
     filter_columns: list[str] = Field(default_factory=list)
     default_filters: list[Filter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _orders_name_dimensions(self) -> MetricDefinition:
+        for dim, values in self.dimension_order.items():
+            if dim not in self.dimensions:
+                raise ValueError(
+                    f"dimension_order names {dim!r}, which is not one of the dimensions "
+                    f"{self.dimensions}"
+                )
+            if len(set(values)) != len(values):
+                raise ValueError(f"dimension_order of {dim!r} lists a value twice")
+        return self
 
     @property
     def allowed_filter_columns(self) -> set[str]:

@@ -14,6 +14,7 @@ from domain.access import SeriesFilter
 from domain.lease import Leases as Leases  # the lease port lives with its data there
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.results import QueryResult
+from domain.rollups import Rollup, RollupAnswer, RollupQuery
 
 
 def _policy_version() -> str:
@@ -42,11 +43,18 @@ class Cache(Protocol):
 
 
 class PostgresGateway(Protocol):
-    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure."""
+    """Allowlisted, parameterized queries per metric. Raises domain.failures.PostgresFailure.
+    A query is planned once: `render_sql` for a dry run, `run_metric` (its result carries
+    the SQL it ran) otherwise, both at the caller's `now`."""
 
-    def has_query(self, metric_id: str) -> bool: ...
+    def has_query(self, metric: MetricDef) -> bool: ...
     def render_sql(
-        self, metric: MetricDef, intent: DataIntent, *, row_filter: SeriesFilter | None = None
+        self,
+        metric: MetricDef,
+        intent: DataIntent,
+        *,
+        now: float,
+        row_filter: SeriesFilter | None = None,
     ) -> str: ...
     async def run_metric(
         self,
@@ -76,6 +84,33 @@ class Warehouse(Protocol):
         ...
 
     async def ping(self) -> bool: ...
+
+
+class RollupStore(Protocol):
+    """Rollups kept in a shared store (adapters/rollups.py: PostgreSQL). Raises
+    PostgresFailure when the store cannot be read (the resolution then takes today's path)."""
+
+    def for_metric(self, metric: str) -> tuple[Rollup, ...]:
+        """The rollups declaring `metric`, in config order."""
+        ...
+
+    async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
+        """The rows of a matched read, or None while a partition it needs is not built."""
+        ...
+
+    async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
+        """Rebuild the rollup's update-window partitions not built from `data_version` (the
+        table's version now; once across the fleet). False when a build failed."""
+        ...
+
+
+class DataVersions(Protocol):
+    """The data version of a source (a warehouse table's three-part name, or
+    `postgres:<metric>`): a number that moves forward when its data changes
+    (domain/data_versions.py). Never raises: None when the source has none or the probe
+    failed (answers over it then live by their TTL)."""
+
+    async def probe(self, source: str) -> int | None: ...
 
 
 class SqlGenerator(Protocol):

@@ -28,7 +28,13 @@ Scripted failures (plain attributes, change them at any time):
     srv.http_status = 503             every request answered with that HTTP status
     srv.fail_message = "..."          every statement ends FAILED with this message
     srv.statement_delay_s = 3.0       statements stay PENDING/RUNNING that long
+    srv.probe_delay_s = 0.1           the same for DESCRIBE HISTORY probes (default 0)
 A wrong bearer token is answered with HTTP 401.
+
+Delta table versions: `DESCRIBE HISTORY <table> [LIMIT n]` is answered with Delta-shaped
+rows (version, timestamp, operation, ...), newest first; every table starts at version 0
+and `srv.append(table, rows)` inserts rows and moves its version by one (a WRITE).
+`srv.data_statements` are the statements that were not such probes.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ _CANCEL_RE = re.compile(rf"^{API}/statements/([^/]+)/cancel$")
 _CHUNK_RE = re.compile(rf"^{API}/statements/([^/]+)/result/chunks/(\d+)$")
 
 
+from fakes.delta_history import DeltaHistory, insert_rows, is_history_probe  # noqa: E402
 from fakes.sea_wire import (  # noqa: E402
     RecordedRequest,
     Session,
@@ -93,6 +100,7 @@ class FakeSeaServer:
         self.fail_message: str | None = None
         self.fail_error_code: str = "BAD_REQUEST"
         self.statement_delay_s: float = 0.0
+        self.probe_delay_s: float = 0.0  # DESCRIBE HISTORY (metadata) is not held
         # records
         self.requests: list[RecordedRequest] = []
         self.sessions: dict[str, Session] = {}
@@ -103,6 +111,7 @@ class FakeSeaServer:
         self._db_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.history = DeltaHistory()  # Delta versions per table (fakes/delta_history.py)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -157,6 +166,24 @@ class FakeSeaServer:
     @property
     def statement_texts(self) -> list[str]:
         return [s.statement for s in self.statements]
+
+    @property
+    def data_statements(self) -> list[str]:
+        """The statements that read data (not `DESCRIBE HISTORY` version probes)."""
+        return [t for t in self.statement_texts if not is_history_probe(t)]
+
+    # ---------------------------------------------------------------- Delta versions
+
+    def table_version(self, table: str) -> int:
+        return self.history.version(table)
+
+    def append(self, table: str, rows: list[dict[str, Any]]) -> int:
+        """Insert `rows` (column -> value) into `table` and move its version (a Delta
+        WRITE); returns the new version."""
+        with self._db_lock:
+            db = self._db() if callable(self._db) else self._db
+            insert_rows(db, table, rows)
+        return self.history.write(table, len(rows))
 
     # ---------------------------------------------------------------- dispatch
 
@@ -233,7 +260,12 @@ class FakeSeaServer:
             session_id=session.session_id,
             statement=str(body.get("statement", "")),
             request=body,
-            ready_at=time.monotonic() + self.statement_delay_s,
+            ready_at=time.monotonic()
+            + (
+                self.probe_delay_s
+                if is_history_probe(str(body.get("statement", "")))
+                else self.statement_delay_s
+            ),
         )
         self._run(stmt, body.get("row_limit"))
         with self._lock:
@@ -248,6 +280,10 @@ class FakeSeaServer:
     def _run(self, stmt: Statement, row_limit: Any) -> None:
         if self.fail_message is not None:
             stmt.error = {"error_code": self.fail_error_code, "message": self.fail_message}
+            return
+        history = self.history.answer(stmt.statement)
+        if history is not None:
+            stmt.columns, stmt.data = history
             return
         try:
             statements = sqlglot.transpile(stmt.statement, read="databricks", write="duckdb")

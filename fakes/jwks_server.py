@@ -3,7 +3,9 @@
 It serves `GET /.well-known/jwks.json` with the public halves of an RSA (RS256) and an
 EC P-256 (ES256) key, exactly as an identity provider does (RFC 7517), and mints tokens
 signed with the private halves. It can go down (`srv.down = True` answers 503; `stop()`
-closes the port) and rotate keys, to test caching and outages.
+closes the port), rotate keys, and hold its answers (`srv.hold()` ... `srv.release()`: a
+slow identity provider, with `srv.arrived` set once a request is waiting), to test caching,
+outages and single flight. `srv.requests` counts the requests it got.
 
     with JwksServer() as idp:
         verifier = JwtVerifier(JwtConfig(), JwksKeys(idp.url))
@@ -59,9 +61,12 @@ class JwksServer:
     )
     down: bool = False
     requests: int = 0
+    arrived: threading.Event = field(default_factory=threading.Event)
+    _gate: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         server = self
+        self._gate.set()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -69,6 +74,8 @@ class JwksServer:
 
             def do_GET(self) -> None:
                 server.requests += 1
+                server.arrived.set()
+                server._gate.wait(30)
                 if server.down:
                     self.send_response(503)
                     self.end_headers()
@@ -97,6 +104,7 @@ class JwksServer:
         return self
 
     def stop(self) -> None:
+        self._gate.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -105,6 +113,14 @@ class JwksServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def hold(self) -> None:
+        """Requests wait (until `release`) before being answered."""
+        self.arrived.clear()
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
 
     def key(self, alg: str) -> SigningKey:
         return next(k for k in self.keys if k.alg == alg)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from domain.data_versions import DataVersionGate
 from domain.ports import (
     Cache,
     FixedTableSchemas,
@@ -19,6 +20,7 @@ from domain.ports import (
     LlmBudget,
     PostgresGateway,
     Registry,
+    RollupStore,
     SafetyPolicy,
     SqlGenerator,
     TableSchemas,
@@ -47,3 +49,7 @@ class Context:
     leases: Leases | None = None
     lease_wait_s: float = 60.0
     failure_backoff_s: float = 5.0
+    # rollups answering warehouse metrics from PostgreSQL (None: off, today's path)
+    rollups: RollupStore | None = None
+    # refresh when the data changes: the data versions this process knows (None: TTLs only)
+    data_versions: DataVersionGate | None = None

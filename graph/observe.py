@@ -13,39 +13,70 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, assert_never, cast
 
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.state import State
+from nodes.cache_lookup import CacheOutcome
+from nodes.degrade_or_return import AnswerOutcome
 from observability import metrics as m
 from observability.tracing import Tracing, sql_hash
 
 NodeFn = Callable[[State, Runtime[Context]], Any]
 
-# outcome of degrade_or_return -> the `outcome` label of wdr_resolutions_total
-RESOLUTION_OUTCOMES = {
-    "live": "live",
-    "cached": "cached",
-    "stale": "stale",
-    "degraded": "mock",
-    "mock": "mock",
-    "dry_run": "dry_run",
-    "last_good": "stale",  # the last good answer stood in for a failure
-}
-# cache_lookup's outcome -> the `result` label of wdr_cache_lookups_total (outcomes not
-# listed, e.g. bypass_refresh, are no lookup); and -> wdr_lease_followers_total's `result`
-CACHE_RESULTS = {
-    "hit": "hit",
-    "shared": "hit",  # a lease follower found the leader's answer in the cache
-    "miss": "miss",
-    "takeover": "miss",
-    "stale": "stale",
-    "last_good": "stale",
-    "error": "error",
-}
-LEASE_FOLLOWERS = {"shared": "served", "shared_failure": "failure"}
+ResolutionLabel = Literal["live", "cached", "shared", "stale", "mock", "dry_run"]
+CacheResult = Literal["hit", "miss", "stale"]
+
+
+def resolution_label(outcome: AnswerOutcome) -> ResolutionLabel:
+    """degrade_or_return's outcome -> the `outcome` label of wdr_resolutions_total."""
+    match outcome:
+        case "live" | "cached" | "shared" | "dry_run":
+            return outcome
+        case "degraded":
+            return "mock"
+        case "last_good":  # the last good answer stood in for a failure
+            return "stale"
+        case _:
+            assert_never(outcome)
+
+
+def cache_result(outcome: CacheOutcome) -> CacheResult | None:
+    """cache_lookup's outcome -> the `result` label of wdr_cache_lookups_total (None: no
+    lookup of an answer, e.g. bypass_refresh or a background refresh)."""
+    match outcome:
+        case "hit" | "shared":  # shared: a lease follower found the leader's answer
+            return "hit"
+        case "miss" | "takeover":
+            return "miss"
+        case "stale" | "last_good":
+            return "stale"
+        case (
+            "refresh_debounced"
+            | "bypass_refresh"
+            | "bypass_dry_run"
+            | "shared_failure"
+            | "refresh"
+            | "skip_fresh"
+            | "skip_backoff"
+            | "skip_busy"
+        ):
+            return None
+        case _:
+            assert_never(outcome)
+
+
+def lease_follower(outcome: CacheOutcome) -> Literal["served", "failure"] | None:
+    """cache_lookup's outcome -> wdr_lease_followers_total's `result` (None: not a follower)."""
+    if outcome == "shared":
+        return "served"
+    if outcome == "shared_failure":
+        return "failure"
+    return None
+
+
 # LLM failures that mean a request was made (bedrock_unconfigured makes none)
 LLM_REQUEST_FAILURES = frozenset({"bedrock_unavailable", "llm_timeout", "llm_invalid_output"})
 # postgres_query failures that ran no statement
@@ -67,10 +98,10 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
     m.NODE_OUTCOMES.labels(name, outcome).inc()
     failure = update.get("failure")
     if name == "cache_lookup":
-        result = CACHE_RESULTS.get(outcome)
+        result = cache_result(cast(CacheOutcome, outcome))
         if result is not None:
             m.CACHE_LOOKUPS.labels(result).inc()
-        follower = LEASE_FOLLOWERS.get(outcome)
+        follower = lease_follower(cast(CacheOutcome, outcome))
         if follower is not None:
             m.LEASE_FOLLOWERS.labels(follower).inc()
     elif name == "postgres_query":
@@ -95,7 +126,9 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
     elif name == "degrade_or_return" and state.get("widget_id") is not None:
         # (POST /v1/widgets/sql/generate runs the dry-run path with no widget: not counted)
         response = update.get("response") or {}
-        resolution = "stale" if response.get("stale") else RESOLUTION_OUTCOMES.get(outcome, outcome)
+        resolution = (
+            "stale" if response.get("stale") else resolution_label(cast(AnswerOutcome, outcome))
+        )
         m.RESOLUTIONS.labels(
             str(response.get("backend") or "none"),
             str(response.get("source") or "none"),
@@ -207,22 +240,3 @@ class GraphObserver:
         failure = update.get("failure")
         if failure:
             span.set_status(Status(StatusCode.ERROR, failure["kind"]))
-
-    def replay(
-        self,
-        name: str,
-        state: State,
-        update: dict[str, Any],
-        ctx: Context,
-        start_ns: int,
-        end_ns: int,
-    ) -> None:
-        """What `wrap` records for one node run, after the fact (the fast lane,
-        graph/fastlane.py): its metrics, and its span with the run's own start and end."""
-        tracer = self.tracing.tracer
-        if tracer is not None:
-            span = tracer.start_span(name, start_time=start_ns)
-            self._describe(span, name, state, update)
-            span.end(end_time=end_ns)
-        if self.metrics:
-            record_metrics(name, state, update, ctx)

@@ -19,12 +19,22 @@ async def route_after_route(state: State) -> Literal["cache_lookup", "mock_data"
 
 async def route_after_cache_lookup(
     state: State,
-) -> Literal["degrade_or_return", "mock_data", "postgres_query", "sql_generate"]:
+) -> Literal["degrade_or_return", "mock_data", "postgres_query", "rollup_query", "sql_generate"]:
     if state.get("failure"):  # the backend failed a moment ago, or for the leader we followed
         return "mock_data"
     if state.get("cache_hit") or state.get("shared"):
         return "degrade_or_return"
-    return "postgres_query" if state["backend"] == "postgres" else "sql_generate"
+    if state["backend"] == "postgres":
+        return "postgres_query"
+    # a compiled warehouse metric some rollup declares: try the rollup first (not a dry run:
+    # that shows the warehouse SQL)
+    if state.get("rollup_candidates") and not state.get("dry_run"):
+        return "rollup_query"
+    return "sql_generate"
+
+
+async def route_after_rollup_query(state: State) -> Literal["degrade_or_return", "sql_generate"]:
+    return "degrade_or_return" if state.get("rollup") else "sql_generate"
 
 
 async def route_after_postgres_query(state: State) -> Literal["degrade_or_return", "mock_data"]:
@@ -48,10 +58,11 @@ async def route_after_databricks_execute(state: State) -> Literal["degrade_or_re
 
 
 # What follows each node: its router, or the one node (or END) it always hands on to. The
-# builder adds these edges; the fast lane (graph/fastlane.py) walks the same table.
+# builder adds these edges; the runner (graph/runner.py) walks the same table.
 NEXT: dict[str, Callable[[State], Awaitable[str]] | str] = {
     "route": route_after_route,
     "cache_lookup": route_after_cache_lookup,
+    "rollup_query": route_after_rollup_query,
     "postgres_query": route_after_postgres_query,
     "sql_generate": route_after_sql_generate,
     "safety_check": route_after_safety_check,

@@ -40,5 +40,5 @@ def failed(node: str, exc: ResolverFailure) -> dict[str, Any]:
 
 
 def fail(node: str, kind: FailureKind, detail: str) -> dict[str, Any]:
-    failure: Failure = {"kind": kind.value, "detail": detail, "node": node}
+    failure: Failure = {"kind": kind, "detail": detail, "node": node}
     return {"failure": failure, "outcome": kind.value}

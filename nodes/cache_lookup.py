@@ -7,37 +7,61 @@ query for this key or share the answer of the resolution already leading it.
 - a refresh failed a moment ago (a failure note next to the entry): the last good entry
   (within stale-if-error) is answered at once with that failure, and the backend is only
   tried again in the background once the note's backoff is over;
-- otherwise the backend is needed: under the key's lease (`ctx.leases`) one resolution
-  across all instances runs it; the others wait for its outcome and re-read the cache, or
-  take its failure (and then answer from the last good entry or the mock).
+- otherwise the backend is needed: under the key's lease one resolution across all
+  instances runs it; the others wait for its outcome and re-read the cache, or take its
+  failure (and then answer from the last good entry or the mock).
 A background refresh (`background`) never waits: it skips when another resolution holds
 the lease, when the entry has more than `ahead_s` left, or while a failure's backoff runs.
 `refresh=true` skips the fresh read (a last good entry may still stand in for a failure),
 except within `refresh_min_interval_s` of the entry's live resolution, when it is answered
 from that resolution (`refresh=true` cannot hammer a backend); dry runs bypass the cache.
+
+The runner (graph/runner.py) reads the entry once (`probe`, handed on in `probe`), asks
+`needs_lease`, and when the backend is needed runs this node inside the key's leadership
+scope (`lead`, domain/lease.py): the leader reads once more (another instance may have
+filled the entry meanwhile), a follower reads the leader's answer. Run bare (Studio, node
+tests) the node reads the entry itself and, given no `lead`, goes to the backend without a
+lease.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from domain.data_versions import gated_age, refresh_needed
+from domain.failures import FailureKind
 from domain.freshness import (
     Age,
     Policy,
-    age_of,
-    expires_at,
+    Probe,
     failure_note_key,
     may_retry,
     usable_as_last_good,
 )
-from domain.lease import Outcome
+from domain.lease import Lead
 from graph.context import Context
-from graph.state import State
+from graph.state import Failure, State
 from nodes._common import traced
 
-_LEAD_ATTEMPTS = 3
+# every outcome cache_lookup reports (graph/observe.py and service/refresh.py decode them)
+CacheOutcome = Literal[
+    "hit",
+    "stale",
+    "last_good",
+    "refresh_debounced",
+    "miss",
+    "takeover",
+    "bypass_refresh",
+    "bypass_dry_run",
+    "shared",
+    "shared_failure",
+    "refresh",
+    "skip_fresh",
+    "skip_backoff",
+    "skip_busy",
+]
 
 
 def _valid(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -45,7 +69,7 @@ def _valid(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     return entry if ok else None
 
 
-def _served(entry: dict[str, Any], outcome: str) -> dict[str, Any]:
+def _served(entry: dict[str, Any], outcome: CacheOutcome) -> dict[str, Any]:
     return {
         "cache_hit": True,
         "rows": entry["rows"],
@@ -53,32 +77,57 @@ def _served(entry: dict[str, Any], outcome: str) -> dict[str, Any]:
         "generated_sql": entry.get("generated_sql"),
         "resolved_at": entry["resolved_at"],
         "truncated": entry.get("truncated", False),
+        "rollup": entry.get("rollup"),
         "executed": True,
         "outcome": outcome,
+        "data_versions": entry.get("versions"),
     }
 
 
-def _failure(note: dict[str, Any], node: str = "cache_lookup") -> dict[str, Any]:
-    return {"kind": str(note.get("kind")), "detail": str(note.get("detail")), "node": node}
+def _failure(kind: Any, detail: Any) -> Failure | None:
+    """A failure another run met (a failure note, a lease leader's outcome), taken over by
+    this one; None when its kind is not one of ours (an entry of another version)."""
+    try:
+        return {"kind": FailureKind(kind), "detail": str(detail), "node": "cache_lookup"}
+    except ValueError:
+        return None
 
 
-@traced("cache_lookup")
-async def cache_probe(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """cache_lookup where it only reads: the same update as cache_lookup when a foreground
-    read is answered from the entry (fresh, stale, or last good beside a failure note),
-    else `{"cache_hit": False, "outcome": "probe_miss"}` having taken nothing (no lease).
-    The resolver's fast lane (graph/fastlane.py) runs it."""
-    ctx = runtime.context
-    if not (state.get("dry_run") or state.get("background") or state.get("refresh")):
-        key = state["cache_key"]
-        policy = Policy.of(state["routing"])
-        now = ctx.clock()
-        entry = _valid(await ctx.cache.get(key))
-        if entry is not None:
-            answer = await _from_entry(ctx, key, entry, now, policy, refresh=False)
-            if answer is not None:
-                return answer
-    return {"cache_hit": False, "outcome": "probe_miss"}
+async def probe(state: State, ctx: Context) -> Probe | None:
+    """The one read that decides: the key's entry, and its failure note when the entry is
+    not fresh (or for a background refresh). None for a dry run (no cache)."""
+    if state.get("dry_run"):
+        return None
+    key = state["cache_key"]
+    now = ctx.clock()
+    entry = _valid(await ctx.cache.get(key))
+    note = None
+    policy = Policy.of(state["routing"])
+    fresh = entry is not None and gated_age(entry, now, policy, ctx.data_versions) is Age.fresh
+    if state.get("background") or (entry is not None and not fresh and not state.get("refresh")):
+        note = await ctx.cache.get(failure_note_key(key))
+    return Probe(entry=entry, note=note, at=now)
+
+
+def needs_lease(state: State, ctx: Context, read: Probe | None) -> bool:
+    """Whether the backend is needed (so the runner takes the key's lead) for this read."""
+    if read is None or ctx.leases is None:
+        return False
+    policy = Policy.of(state["routing"])
+    if state.get("background"):
+        return _background_needed(state, ctx, read.entry, policy) and may_retry(read.note, read.at)
+    return read.entry is None or _from_entry(ctx, read, policy, refresh=_refresh(state)) is None
+
+
+def _refresh(state: State) -> bool:
+    return bool(state.get("refresh"))
+
+
+def _background_needed(
+    state: State, ctx: Context, entry: dict[str, Any] | None, policy: Policy
+) -> bool:
+    ahead_s = float(state.get("ahead_s", 0.0))
+    return refresh_needed(entry, ctx.clock(), policy, ahead_s, ctx.data_versions)
 
 
 @traced("cache_lookup")
@@ -86,30 +135,28 @@ async def cache_lookup(state: State, runtime: Runtime[Context]) -> dict[str, Any
     ctx = runtime.context
     if state.get("dry_run"):
         return {"cache_hit": False, "outcome": "bypass_dry_run"}
-    key = state["cache_key"]
     policy = Policy.of(state["routing"])
-    now = ctx.clock()
-    entry = _valid(await ctx.cache.get(key))
-    last_good = entry if usable_as_last_good(entry, now, policy) else None
+    read = state.get("probe") or await probe(state, ctx)
+    assert read is not None
+    entry = read.entry
+    last_good = entry if usable_as_last_good(entry, read.at, policy) else None
+    lead = state.get("lead")
     if state.get("background"):
-        return await _background(state, ctx, key, policy, entry, last_good)
+        return await _background(state, ctx, policy, read, last_good, lead)
     if entry is not None:
-        answer = await _from_entry(ctx, key, entry, now, policy, refresh=bool(state.get("refresh")))
+        answer = _from_entry(ctx, read, policy, refresh=_refresh(state))
         if answer is not None:
             return answer
-    return await _lead_or_share(state, ctx, key, policy, last_good)
+    return await _lead_or_share(state, ctx, policy, last_good, lead)
 
 
-async def _from_entry(
-    ctx: Context,
-    key: str,
-    entry: dict[str, Any],
-    now: float,
-    policy: Policy,
-    *,
-    refresh: bool,
+def _from_entry(
+    ctx: Context, read: Probe, policy: Policy, *, refresh: bool
 ) -> dict[str, Any] | None:
     """The answer a foreground read takes from the entry without the backend, or None."""
+    entry, now = read.entry, read.at
+    if entry is None:
+        return None
     if (
         refresh
         and ctx.refresh_min_interval_s > 0
@@ -118,16 +165,17 @@ async def _from_entry(
         return _served(entry, "refresh_debounced")
     if refresh:
         return None
-    age = age_of(entry, now, policy)
+    age = gated_age(entry, now, policy, ctx.data_versions)
     if age is Age.fresh:
         return _served(entry, "hit")
     if age in (Age.stale, Age.last_good):
-        note = await ctx.cache.get(failure_note_key(key))
+        note = read.note
         last_good = entry if usable_as_last_good(entry, now, policy) else None
-        if note is not None and last_good is not None:
+        failure = _failure(note.get("kind"), note.get("detail")) if note is not None else None
+        if note is not None and failure is not None and last_good is not None:
             # the backend failed a moment ago: the last good answer now, a retry later
             return _served(entry, "last_good") | {
-                "failure": _failure(note),
+                "failure": failure,
                 "last_good": last_good,
                 "revalidate": may_retry(note, now),
             }
@@ -140,73 +188,69 @@ async def _from_entry(
     return None
 
 
+async def _fresh_again(ctx: Context, key: str, policy: Policy) -> dict[str, Any] | None:
+    """The second read: the entry, if fresh now (filled by the leader we followed, or by
+    another instance between our first read and our lease)."""
+    again = _valid(await ctx.cache.get(key))
+    if again is None or gated_age(again, ctx.clock(), policy, ctx.data_versions) is not Age.fresh:
+        return None
+    return again
+
+
 async def _lead_or_share(
-    state: State, ctx: Context, key: str, policy: Policy, last_good: dict[str, Any] | None
+    state: State, ctx: Context, policy: Policy, last_good: dict[str, Any] | None, lead: Lead | None
 ) -> dict[str, Any]:
-    miss = {"cache_hit": False, "last_good": last_good}
-    if ctx.leases is None:
-        return miss | {
-            "lease": None,
-            "outcome": "bypass_refresh" if state.get("refresh") else "miss",
-        }
-    for _ in range(_LEAD_ATTEMPTS):
-        role = await ctx.leases.lead_or_follow(key, wait_s=ctx.lease_wait_s)
-        if role.leads:
-            if role.token is not None and not state.get("refresh"):
-                # a leader may have written the answer between our read and our lease
-                again = _valid(await ctx.cache.get(key))
-                if again is not None and age_of(again, ctx.clock(), policy) is Age.fresh:
-                    await ctx.leases.release(key, role.token, Outcome(ok=True))
-                    return _served(again, "hit")
-            outcome = "bypass_refresh" if state.get("refresh") else "miss"
-            return miss | {"lease": role.token, "outcome": "takeover" if role.takeover else outcome}
-        followed = role.followed
-        assert followed is not None
-        if not followed.ok:
-            return miss | {
-                "failure": _failure({"kind": followed.kind, "detail": followed.detail}),
-                "outcome": "shared_failure",
-            }
-        again = _valid(await ctx.cache.get(key))
-        if again is not None and age_of(again, ctx.clock(), policy) is Age.fresh:
-            # the leader's live answer: shown as live (as a leader in this process would
-            # share its run), not as a cache hit
-            return _served(again, "shared") | {"cache_hit": False, "shared": True}
-        # the leader's answer is not in the cache (not cacheable, or the cache is down)
-    return miss | {"lease": None, "outcome": "miss"}
+    key = state["cache_key"]
+    refresh = _refresh(state)
+    miss: dict[str, Any] = {"cache_hit": False, "last_good": last_good}
+    outcome: CacheOutcome = "bypass_refresh" if refresh else "miss"
+    if lead is None:  # no leases (or run bare): the backend, unshared
+        return miss | {"outcome": outcome}
+    if lead.leads:
+        if lead.held and not refresh:
+            again = await _fresh_again(ctx, key, policy)
+            if again is not None:
+                return _served(again, "hit")
+        return miss | {"outcome": "takeover" if lead.takeover else outcome}
+    followed = lead.followed
+    assert followed is not None
+    failure = None if followed.ok else _failure(followed.kind, followed.detail)
+    if failure is not None:
+        return miss | {"failure": failure, "outcome": "shared_failure"}
+    again = await _fresh_again(ctx, key, policy)
+    if again is not None:
+        # the leader's live answer: shown as live (as a leader in this process would
+        # share its run), not as a cache hit
+        return _served(again, "shared") | {"cache_hit": False, "shared": True}
+    # the leader's answer is not in the cache (not cacheable, or the cache is down)
+    return miss | {"outcome": "miss"}
 
 
 async def _background(
     state: State,
     ctx: Context,
-    key: str,
     policy: Policy,
-    entry: dict[str, Any] | None,
+    read: Probe,
     last_good: dict[str, Any] | None,
+    lead: Lead | None,
 ) -> dict[str, Any]:
-    now = ctx.clock()
-    ahead_s = float(state.get("ahead_s", 0.0))
+    entry = read.entry
 
-    def skip(why: str) -> dict[str, Any]:
-        if entry is None:
+    def skip(why: CacheOutcome, e: dict[str, Any] | None = entry) -> dict[str, Any]:
+        if e is None:
             return {"cache_hit": True, "rows": [], "schema": [], "skipped": True, "outcome": why}
-        return _served(entry, why) | {"skipped": True}
+        return _served(e, why) | {"skipped": True}
 
-    def needed(e: dict[str, Any] | None) -> bool:
-        return e is None or expires_at(e, policy) - ctx.clock() <= ahead_s
-
-    if not needed(entry):
+    if not _background_needed(state, ctx, entry, policy):
         return skip("skip_fresh")
-    if not may_retry(await ctx.cache.get(failure_note_key(key)), now):
+    if not may_retry(read.note, read.at):
         return skip("skip_backoff")
-    if ctx.leases is None:
-        return {"cache_hit": False, "last_good": last_good, "lease": None, "outcome": "refresh"}
-    role = await ctx.leases.lead_or_follow(key, wait_s=0, follow=False)
-    if not role.leads or role.token is None:
+    refresh: dict[str, Any] = {"cache_hit": False, "last_good": last_good, "outcome": "refresh"}
+    if lead is None:
+        return refresh
+    if not lead.leads or not lead.held:
         return skip("skip_busy")
-    again = _valid(await ctx.cache.get(key))
-    if not needed(again):  # refreshed by another instance meanwhile
-        await ctx.leases.release(key, role.token, Outcome(ok=True))
-        assert again is not None
-        return _served(again, "skip_fresh") | {"skipped": True}
-    return {"cache_hit": False, "last_good": last_good, "lease": role.token, "outcome": "refresh"}
+    again = _valid(await ctx.cache.get(state["cache_key"]))
+    if not _background_needed(state, ctx, again, policy):  # refreshed by another instance
+        return skip("skip_fresh", again)
+    return refresh

@@ -12,6 +12,7 @@ from domain.failures import FailureKind, ResolverFailure
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, failed, traced
+from nodes._versions import stamp
 
 
 def query_tags(state: State) -> dict[str, str]:
@@ -35,6 +36,7 @@ async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[st
         )
     sql = state["generated_sql"]
     assert sql is not None, "safety_check must approve SQL before execution"
+    versions = stamp(ctx, state)  # before the query: a change during it moves past the stamp
     try:
         result = await ctx.warehouse.execute(
             sql, max_rows=ctx.safety.max_rows, tags=query_tags(state)
@@ -55,4 +57,4 @@ async def databricks_execute(state: State, runtime: Runtime[Context]) -> dict[st
         "truncated": result.truncated,
         "resolved_at": ctx.clock(),
         "outcome": ctx.warehouse.name,
-    }
+    } | versions

@@ -2,24 +2,26 @@
 a degraded one never is, and always says so (`live_data_unavailable`, `source` = the failure
 kind, `error_detail`); a last good answer also says `stale` and its true age. A failed
 backend query leaves the entry alone and writes a failure note beside it. The lease this
-run led under is released last, so its followers find the answer in the cache.
-The LLM generation log row is written here, after the answer is decided."""
+run led under is released by its scope once the run ends (graph/runner.py), so its
+followers find the answer in the cache. The LLM generation log row is written here, after the answer is decided."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from domain.freshness import Policy, failure_note, failure_note_key, make_entry
-from domain.lease import Outcome
+from domain.freshness import Freshness, Policy, failure_note, failure_note_key, make_entry
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced
 
 log = logging.getLogger(__name__)
+
+# every outcome degrade_or_return reports (graph/observe.py decodes them)
+AnswerOutcome = Literal["live", "cached", "shared", "dry_run", "degraded", "last_good"]
 
 
 def _iso(ts: float) -> str:
@@ -30,12 +32,12 @@ async def write_generation_log(ctx: Context, state: State) -> None:
     generation = state.get("generation")
     if not generation or generation.get("reused") or ctx.generation_log is None:
         return
-    safety = state.get("safety") or {}
+    safety = state.get("safety")
     failure = state.get("failure")
-    record = {k: v for k, v in generation.items() if k != "reused"}
+    record: dict[str, Any] = {k: v for k, v in generation.items() if k != "reused"}
     record |= {
-        "safety_allowed": safety.get("allowed"),
-        "safety_rule": safety.get("rule"),
+        "safety_allowed": safety["allowed"] if safety else None,
+        "safety_rule": safety["rule"] if safety else None,
         "failure_kind": failure["kind"] if failure else None,
     }
     await ctx.generation_log.write(record)  # never raises: it logs and drops
@@ -55,11 +57,17 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
     shows_real_data = failure is None or last_good
     resolved_at = state.get("resolved_at", now) if shows_real_data and not dry_run else now
     stale = bool(state.get("stale")) or last_good
+    rollup = state.get("rollup") if shows_real_data and not dry_run else None
+    # refresh=true within REFRESH_MIN_INTERVAL_S of the live answer: that answer, said so
+    debounced = any(
+        t["node"] == "cache_lookup" and t["outcome"] == "refresh_debounced"
+        for t in state.get("trace", [])
+    )
     response: dict[str, Any] = {
         "widget_id": state["widget_id"],
         "metric_id": spec.data_intent.metric_id,
         "backend": routing.backend if routing else None,
-        "source": failure["kind"] if failure else state["backend"],
+        "source": failure["kind"] if failure else ("rollup" if rollup else state["backend"]),
         "data": rows,
         "schema": state.get("schema", []),
         "row_count": len(rows),
@@ -75,7 +83,22 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "generated_sql": state.get("generated_sql"),
         "error_detail": failure["detail"] if failure else None,
         "resolved_at": _iso(resolved_at),
+        # read from a rollup: which one, and how old its data is
+        "rollup": {
+            "name": rollup["name"],
+            "built_at": _iso(rollup["built_at"]),
+            "data_age_s": round(max(0.0, now - rollup["built_at"]), 3),
+        }
+        if rollup
+        else None,
+        "refresh_debounced": debounced,
+        "refresh_retry_after_s": round(
+            max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
+        )
+        if debounced
+        else None,
     }
+    outcome: AnswerOutcome
     if failure:
         outcome = "last_good" if last_good else "degraded"
     elif dry_run:
@@ -95,10 +118,17 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 resolved_at=resolved_at,
                 policy=policy,
             )
-            await ctx.cache.set(key, entry, policy.retention_s)
+            if rollup:
+                entry["rollup"] = rollup
+            retention = policy.retention_s
+            if state.get("data_versions") and ctx.data_versions is not None:
+                # fresh while its data versions hold (domain/data_versions.py)
+                entry["versions"] = state["data_versions"]
+                retention = max(retention, ctx.data_versions.retention_s)
+            await ctx.cache.set(key, entry, retention)
             if policy.ttl_s > 0:
                 await ctx.cache.delete(failure_note_key(key))
-        elif failure and "lease" in state and failure["node"] != "cache_lookup":
+        elif failure and failure["node"] not in ("route", "cache_lookup"):
             # this run queried the backend and it failed: never touch the entry, note the
             # failure so every instance answers from the last good entry until the retry
             note = failure_note(
@@ -108,38 +138,30 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 backoff_s=ctx.failure_backoff_s,
             )
             await ctx.cache.set(failure_note_key(key), note, policy.retention_s)
-        token = state.get("lease")
-        if token is not None and ctx.leases is not None:
-            await ctx.leases.release(
-                key,
-                token,
-                Outcome(
-                    ok=outcome == "live",
-                    kind=failure["kind"] if failure else None,
-                    detail=failure["detail"] if failure else None,
-                ),
-            )
         shown = state if shows_real_data else {}
-        update["freshness"] = {
-            "key": key,
-            "expires_at": (shown.get("resolved_at", now) + policy.ttl_s) if shown else None,
-            "ttl_s": policy.ttl_s,
-            "revalidate": bool(state.get("revalidate")),
-            "live": outcome in ("live", "shared"),
-            "hit": outcome == "cached",
-            "skipped": bool(state.get("skipped")),
-        }
+        update["freshness"] = Freshness(
+            key=key,
+            expires_at=(shown.get("resolved_at", now) + policy.ttl_s) if shown else None,
+            ttl_s=policy.ttl_s,
+            revalidate=bool(state.get("revalidate")),
+            live=outcome in ("live", "shared"),
+            hit=outcome == "cached",
+            skipped=bool(state.get("skipped")),
+            versions=shown.get("data_versions") if shown else None,
+        )
     if failure:
         # a WARNING per failure that happened in this run; an answer that only took over a
         # failure another run met and logged (a failure note, a lease leader's failure) is
         # counted in wdr_resolutions_total and logged at DEBUG, not once per viewer
+        # the kind, never the detail: a warehouse's or database's error text quotes the
+        # statement's literals and row values (the caller gets it in its answer)
         log.log(
             logging.DEBUG if failure["node"] == "cache_lookup" else logging.WARNING,
-            "widget %s %s: %s (%s)",
+            "widget %s %s: %s (in %s)",
             state["widget_id"],
             "answered from its last good entry" if last_good else "degraded",
             failure["kind"],
-            failure["detail"],
+            failure["node"],
         )
     await write_generation_log(ctx, state)
     return update

@@ -11,6 +11,7 @@ from domain.failures import FailureKind, ResolverFailure
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, failed, traced
+from nodes._versions import stamp
 
 
 @traced("postgres_query")
@@ -21,16 +22,17 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
         return fail(
             "postgres_query", FailureKind.postgres_unavailable, "no PostgreSQL is configured"
         )
-    if not ctx.postgres.has_query(metric.name):
+    if not ctx.postgres.has_query(metric):
         return fail(
             "postgres_query",
             FailureKind.postgres_unmapped,
             f"metric {metric.name!r} is routed to postgres but has no allowlisted query",
         )
     row_filter = (state.get("access") or UNRESTRICTED).series_filter(metric.name)
+    now = ctx.clock()
     try:
-        sql = ctx.postgres.render_sql(metric, intent, row_filter=row_filter)
         if state.get("dry_run"):
+            sql = ctx.postgres.render_sql(metric, intent, now=now, row_filter=row_filter)
             return {
                 "generated_sql": sql,
                 "executed": False,
@@ -38,17 +40,16 @@ async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, A
                 "schema": [],
                 "outcome": "dry_run",
             }
-        result = await ctx.postgres.run_metric(
-            metric, intent, now=ctx.clock(), row_filter=row_filter
-        )
+        versions = stamp(ctx, state)  # before the query (see nodes/_versions.py)
+        result = await ctx.postgres.run_metric(metric, intent, now=now, row_filter=row_filter)
     except ResolverFailure as exc:
         return failed("postgres_query", exc)
     return {
         "rows": result.rows,
         "schema": result.schema,
-        "generated_sql": sql,
+        "generated_sql": result.sql,
         "executed": True,
         "truncated": result.truncated,
         "resolved_at": ctx.clock(),
         "outcome": "ok",
-    }
+    } | versions

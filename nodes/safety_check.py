@@ -5,18 +5,31 @@ approved-SQL cache keeps the unfiltered checked SQL: filters are applied on ever
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind
+from domain.models import MetricDef
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, traced
 from sqlsafety import SafetyViolation, check_sql
 
 APPROVED_SQL_TTL_S = 30 * 86_400
+_HIDDEN = re.compile(r"(?<![A-Za-z0-9_])_metadata(?![A-Za-z0-9_])", re.IGNORECASE)
+
+
+def needs_hidden_columns(metric: MetricDef | None) -> bool:
+    """A metric whose definition itself names a hidden metadata column (`_metadata...`):
+    only its SQL may read them (sqlsafety's `hidden_column` rule)."""
+    if metric is None:
+        return False
+    d = metric.definition
+    text = " ".join([d.measure or "", d.time_column, *d.dimensions, *d.filter_columns])
+    return _HIDDEN.search(text) is not None
 
 
 @traced("safety_check")
@@ -27,6 +40,7 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     # the widget's own limit binds LLM-written SQL too (the compiler already applies it)
     limit = spec.data_intent.limit if spec is not None else None
     access = state.get("access") or UNRESTRICTED
+    metric = ctx.registry.metric(spec.data_intent.metric_id) if spec is not None else None
     generation = state.get("generation")
     # a fresh LLM answer (not a dry run) is cached as approved SQL: unfiltered, so keep it
     cacheable = bool(
@@ -43,6 +57,7 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
             max_rows=min(limit or policy.max_rows, policy.max_rows),
             row_filters=access.table_filters(),
             keep_unfiltered=cacheable,
+            hidden_columns=needs_hidden_columns(metric),
         )
     except SafetyViolation as exc:
         verdict = {"allowed": False, "rule": exc.rule, "reason": exc.reason}

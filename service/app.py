@@ -3,10 +3,12 @@ they depend on in service/deps.py, the wiring in service/wiring.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graph.observe import GraphObserver
 from observability.asgi import RequestTelemetry
@@ -14,7 +16,8 @@ from observability.langsmith import langsmith_callbacks
 from observability.logs import configure_logging
 from observability.metrics import mark_process_dead
 from observability.tracing import setup_tracing
-from service.middleware import BodyLimit
+from service.changes import change_refresh
+from service.middleware import BodyLimit, RequestGuard
 from service.problems import install_problem_handlers
 from service.resolution import Resolver
 from service.routes import api_router
@@ -22,7 +25,35 @@ from service.settings import Settings
 from service.wiring import open_resources
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class BootRefusalAsText:
+    """A boot refused for its configuration (`BootError`, which names every problem and
+    its fix) is reported by the server (uvicorn logs the lifespan's failure text) as that
+    message alone, not as a traceback. Anything else keeps its traceback."""
+
+    MARK = "BootError: "
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def relay(message: Message) -> None:
+            text = str(message.get("message") or "")
+            if message["type"] == "lifespan.startup.failed" and self.MARK in text:
+                message = {**message, "message": text.rsplit(self.MARK, 1)[1].strip()}
+            await send(message)
+
+        await self.app(scope, receive, relay)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The service. `clock` is the resolver's wall clock (freshness, TTLs, backoffs): tests
+    pass one they move instead of waiting for a TTL to pass."""
     settings = settings or Settings()
 
     # Telemetry (observability/): tracing is off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
@@ -34,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with open_resources(settings) as resources:
+            async with open_resources(settings, clock=clock) as resources:
                 resolver = Resolver(
                     resources.context,
                     observer=observer,
@@ -48,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.resources = resources
                 app.state.resolver = resolver
                 try:
-                    yield
+                    async with change_refresh(resources, resolver) as changes:
+                        app.state.changes = changes  # service/changes.py (None: off)
+                        yield
                 finally:
                     await resolver.aclose()
         finally:
@@ -72,9 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.http_body_timeout_s
     )
+    # before routing and authentication: one credential header each; in dev mode (loopback
+    # clients only) loopback Host names only, against DNS rebinding
+    app.add_middleware(RequestGuard, loopback_hosts_only=settings.auth_mode == "dev")
     app.include_router(api_router)
     # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
     app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)
+    app.add_middleware(BootRefusalAsText)
     app.state.tracing = tracing
     return app
 

@@ -8,8 +8,11 @@ turns the outcome into the principal dependency and 401/403 problems).
   loopback client only (or any client with AUTH_DEV_OPEN); otherwise a 401.
 
 The client address is the socket's peer: forwarding headers are never trusted, so a
-request relayed by a proxy on the same host counts as loopback. Run dev mode only
-where that is acceptable (the docker-compose file sets a secret).
+request relayed by a proxy on the same host counts as loopback. That is why only dev
+mode looks at it at all: with auth on, a loopback caller is an anonymous caller like any
+other (no route, /readyz's details included, opens to it). In dev mode the Host header must
+name a loopback host too (`service.middleware.RequestGuard`), against DNS rebinding. Run
+dev mode only where that is acceptable (the docker-compose file sets a secret).
 """
 
 from __future__ import annotations
@@ -114,7 +117,13 @@ async def open_authenticator(
     if settings.auth_jwt_secret or settings.auth_jwks_url:
         jwks = None
         if settings.auth_jwks_url:
-            jwks = JwksKeys(settings.auth_jwks_url, refresh_s=settings.auth_jwks_refresh_s)
+            jwks = JwksKeys(
+                settings.auth_jwks_url,
+                refresh_s=settings.auth_jwks_refresh_s,
+                wait_s=settings.auth_jwks_wait_s,
+                backoff_s=settings.auth_jwks_backoff_s,
+                backoff_max_s=max(settings.auth_jwks_backoff_s, settings.auth_jwks_backoff_max_s),
+            )
             stack.push_async_callback(jwks.aclose)
         verifier = JwtVerifier(
             JwtConfig(

@@ -2,10 +2,12 @@
 
 resolver serve            run the HTTP service (PORT, default 8000; --workers N processes)
 resolver migrate          apply schema migrations to DATABASE_URL (or the embedded server)
-resolver seed             load the demo catalog, widgets and metric history
+resolver seed             load the demo catalog, widgets and metric history (on request only:
+                          a plain boot never seeds a DATABASE_URL database, see SEED_DEMO)
 resolver check-sql ...    run the SQL safety layer over SQL on stdin or a JSONL file
 resolver openapi [PATH]   write the OpenAPI document (default docs/api/openapi.yaml)
 resolver graph [PATH]     write the mermaid drawing of the compiled graph
+resolver settings-doc [PATH]  write the settings reference (default docs/settings.md)
 resolver token --tenant T --scope "data:read ..." [--claim regions=west,midwest] [--ttl 1h]
                           mint an HS256 token with AUTH_JWT_SECRET (to try the secured service)
 resolver api-key create --tenant T --scope data:read [--scope ...] [--claim k=v,...]
@@ -19,12 +21,34 @@ import asyncio
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from domain.config import first_error
 from service.settings import REPO_ROOT, Settings
+
+
+def _policy_refusal(settings: Settings) -> str | None:
+    """Why the access policy stops the boot (said before any server starts, without a
+    traceback); None when it loads or ROW_FILTERS_DISABLED=true. The service checks it
+    again, against the catalog, when it opens its resources."""
+    from domain.access import PolicyError, load_policy
+
+    if settings.row_filters_disabled:
+        return None
+    try:
+        load_policy(settings.access_policy_path)
+    except PolicyError as exc:
+        return str(exc)
+    return None
 
 
 def _serve(settings: Settings, workers: int | None = None) -> int:
     import uvicorn
 
+    refusal = _policy_refusal(settings)
+    if refusal is not None:
+        print(f"resolver serve: refusing to start: {refusal}", file=sys.stderr)
+        return 2
     workers = workers or settings.workers
     if workers > 1:
         import os
@@ -49,8 +73,13 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wdr-metrics-")
         # PostgreSQL started (embedded), migrated and seeded once, here, before the workers:
         # they only attach, so they never race on CREATE DATABASE or a migration
+        try:
+            url = asyncio.run(_prepare_database(settings))
+        except ValueError as exc:  # the seed's config files: named entries
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
         os.environ |= {
-            "DATABASE_URL": asyncio.run(_prepare_database(settings)),
+            "DATABASE_URL": url,
             "AUTO_MIGRATE": "false",
             "SEED_DEMO": "false",
         }
@@ -62,7 +91,8 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
             port=settings.port,
             log_level=settings.log_level.lower(),
             access_log=False,
-            http="service.http_server:BoundedHttpToolsProtocol",  # header read timeout
+            # header read timeout and head size limits (from the environment)
+            http="service.http_server:BoundedHttpToolsProtocol",
         )
         return 0
 
@@ -71,12 +101,19 @@ def _serve(settings: Settings, workers: int | None = None) -> int:
 
     uvicorn.run(
         create_app(settings),
-        http=protocol_with(settings.http_header_timeout_s),  # header read timeout
+        # header read timeout and head size limits (431 before the app sees the request)
+        http=protocol_with(
+            settings.http_header_timeout_s,
+            max_header_bytes=settings.http_max_header_bytes,
+            max_headers=settings.http_max_headers,
+        ),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+        # uvicorn's own loggers go through ours (service.cli.main configured them):
+        # redacted, control characters escaped, in both formats
+        log_config=None,
     )
     return 0
 
@@ -91,8 +128,8 @@ async def _prepare_database(settings: Settings) -> str:
     url = await database_url(settings)
     if settings.auto_migrate:
         await migrate(url)
-    if settings.seed_demo:
-        await seed(url, settings.config_dir)
+    if settings.seed_at_boot:
+        await seed(url, settings.config_dir, trigger="boot")
     return url
 
 
@@ -106,7 +143,7 @@ def _migrate(settings: Settings, *, seed_too: bool) -> int:
         applied = await migrate(url)
         print(f"migrations applied: {applied or 'none (up to date)'}")
         if seed_too:
-            report = await seed(url, settings.config_dir)
+            report = await seed(url, settings.config_dir, trigger="command")
             print(f"seeded: {report}")
 
     asyncio.run(run())
@@ -229,7 +266,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="resolver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_serve = sub.add_parser("serve", help="run the HTTP service")
+    p_serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service on HOST:PORT (environment variables; default "
+        "127.0.0.1:8000, e.g. `PORT=8001 HOST=0.0.0.0 resolver serve`). Every setting is "
+        "read from the environment or a .env file: docs/settings.md lists them all.",
+    )
     p_serve.add_argument(
         "--workers",
         type=int,
@@ -237,12 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         help="worker processes sharing Redis (default WORKERS, 1); needs REDIS_URL when > 1",
     )
     sub.add_parser("migrate", help="apply schema migrations")
-    sub.add_parser("seed", help="migrate, then load demo catalog, widgets and history")
+    sub.add_parser(
+        "seed",
+        help="migrate, then load the demo catalog, widgets (missing ones, audited) and history",
+    )
     sub.add_parser("check-sql", help="run the SQL safety layer (see resolver check-sql --help)")
     p_oa = sub.add_parser("openapi", help="write the OpenAPI document")
     p_oa.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/api/openapi.yaml"))
     p_gr = sub.add_parser("graph", help="write the mermaid drawing of the graph")
     p_gr.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/graph.md"))
+    p_sd = sub.add_parser("settings-doc", help="write the settings reference from Settings")
+    p_sd.add_argument("path", nargs="?", default=str(REPO_ROOT / "docs/settings.md"))
     p_tok = sub.add_parser("token", help="mint an HS256 token with AUTH_JWT_SECRET")
     p_tok.add_argument("--tenant", required=True)
     p_tok.add_argument("--scope", action="append", default=[], help='"data:read widgets:read"')
@@ -257,7 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     p_kc.add_argument("--claim", action="append", default=[], help="NAME=VALUE[,VALUE...]")
     p_kc.add_argument("--subject", default=None)
     args = parser.parse_args(argv)
-    settings = Settings()
+    if args.cmd == "settings-doc":  # needs no valid configuration
+        from service.settings_doc import settings_markdown
+
+        Path(args.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.path).write_text(settings_markdown())
+        print(f"wrote {args.path}")
+        return 0
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"resolver: invalid settings: {first_error(exc)}", file=sys.stderr)
+        return 2
     from observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)

@@ -51,13 +51,8 @@ def unauthorized(exc: AuthError) -> ProblemError:
     )
 
 
-async def current_principal(
-    request: Request,
-    security_scopes: SecurityScopes,
-    _b: Annotated[object, Depends(_bearer)] = None,
-    _k: Annotated[object, Depends(_api_key)] = None,
-) -> Principal:
-    """The verified caller holding every scope the route asks for; 401 / 403 / 503 problems."""
+async def _authenticate(request: Request) -> Principal:
+    """The verified caller (cached on the request); 401 / 503 problems."""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is None:
         auth: Authenticator = request.app.state.resources.auth
@@ -72,6 +67,17 @@ async def current_principal(
         except AuthUnavailable as exc:
             raise ProblemError(503, str(exc), headers={"Retry-After": "5"}) from None
         request.state.principal = cached
+    return cached
+
+
+async def current_principal(
+    request: Request,
+    security_scopes: SecurityScopes,
+    _b: Annotated[object, Depends(_bearer)] = None,
+    _k: Annotated[object, Depends(_api_key)] = None,
+) -> Principal:
+    """The verified caller holding every scope the route asks for; 401 / 403 / 503 problems."""
+    cached = await _authenticate(request)
     missing = [s for s in security_scopes.scopes if not cached.has(s)]
     if missing:
         need = " ".join(missing)
@@ -88,6 +94,20 @@ async def current_principal(
     return cached
 
 
+async def optional_principal(request: Request) -> Principal | None:
+    """The verified caller, or None for a request without credentials that is not the dev
+    principal (an open route's anonymous caller). Presented credentials are always verified:
+    bad ones are a 401 problem here too. (No security scheme is declared: the route stays
+    open in the OpenAPI document.)"""
+    presented = "authorization" in request.headers or "x-api-key" in request.headers
+    try:
+        return await _authenticate(request)
+    except ProblemError as exc:
+        if exc.status == 401 and not presented:
+            return None
+        raise
+
+
 def _scoped(scope: str) -> object:
     return Security(current_principal, scopes=[scope])
 
@@ -98,6 +118,7 @@ WidgetWriter = Annotated[Principal, _scoped("widgets:write")]
 MetricsReader = Annotated[Principal, _scoped("metrics:read")]
 SqlGenerator = Annotated[Principal, _scoped("sql:generate")]
 AuditReader = Annotated[Principal, _scoped("audit:read")]
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
 def access_of(res: Resources, principal: Principal) -> RowAccess:

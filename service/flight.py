@@ -2,10 +2,11 @@
 
 Identical resolutions in flight at the same time in one process share one graph run. The run
 is its own task, detached from every caller: a caller that goes away (a closed stream, a
-cancelled request) stops waiting without cancelling the run others share. The run uses the
-graph's own streaming (`astream(stream_mode="updates")`): each node's `{node, ms, outcome}`
-trace entry is published as it finishes, so a stream subscriber (even one that joins late)
-sees every node event in order, then the final answer.
+cancelled request) stops waiting without cancelling the run others share. The run streams
+node updates (graph/runner.py::GraphRunner.astream, as the graph's own `stream_mode="updates"`):
+each node's `{node, ms, outcome}` trace entry is published as it finishes, so a stream
+subscriber (even one that joins late) sees every node event in order, then the final answer.
+Across processes the key's leadership scope (graph/runner.py) does the same.
 
 A run nobody waits for any more still finishes (bounded by the backends' own timeouts) and
 caches its answer for the next viewer.
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any, Protocol
 
-from adapters.lease import lease_scope
 from observability import metrics as m
 
 log = logging.getLogger("resolver")
@@ -60,25 +60,25 @@ class Flight:
         return await asyncio.shield(self.task)
 
 
+class Runs(Protocol):
+    """What runs a resolution: its node updates, `{node: update}`, as they happen."""
+
+    def astream(self, graph_input: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class Flights:
     """The in-flight table of one service instance."""
 
     def __init__(
         self,
-        graph: Any,
-        context: Any,
+        runner: Runs,
         *,
-        config: dict[str, Any] | None = None,
         on_result: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
-        fast: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         """`on_result(graph_input, output)` runs after every run that answered (the
-        resolver's background refreshes: stale-while-revalidate, refresh-ahead). `fast`,
-        when given, answers first if it can (the fast lane for fresh hits,
-        graph/fastlane.py); the graph runs when it returns None."""
-        self.graph, self.context, self.config = graph, context, config
+        resolver's background refreshes: stale-while-revalidate, refresh-ahead)."""
+        self.runner = runner
         self.on_result = on_result
-        self.fast = fast
         self.inflight: dict[Hashable, Flight] = {}
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
@@ -113,30 +113,16 @@ class Flights:
         freshness: dict[str, Any] | None = None
         trace: list[dict[str, Any]] = []
         try:
-            # a lease the run took and did not release (an exception, a cancellation) is
-            # released when it ends, so followers on other instances take over at once
-            async with lease_scope():
-                fast = await self.fast(graph_input) if self.fast is not None else None
-                if fast is not None:
-                    response, trace, freshness = (
-                        fast["response"],
-                        fast["trace"],
-                        fast.get("freshness"),
-                    )
-                    flight.publish(trace)
-                else:
-                    async for chunk in self.graph.astream(
-                        graph_input, config=self.config, context=self.context, stream_mode="updates"
-                    ):
-                        for update in chunk.values():
-                            if not update:
-                                continue
-                            entries = update.get("trace") or []
-                            trace.extend(entries)
-                            if "response" in update:
-                                response = update["response"]
-                                freshness = update.get("freshness")
-                            flight.publish(entries)
+            async for chunk in self.runner.astream(graph_input):
+                for update in chunk.values():
+                    if not update:
+                        continue
+                    entries = update.get("trace") or []
+                    trace.extend(entries)
+                    if "response" in update:
+                        response = update["response"]
+                        freshness = update.get("freshness")
+                    flight.publish(entries)
         finally:
             if self.inflight.get(key) is flight:
                 del self.inflight[key]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import HTTPException, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.problems import problem_response
@@ -70,3 +72,63 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+# Host names a browser uses for this machine itself (any port): dev mode's only callers.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+# headers a request may carry at most once: two credentials (or two Hosts) would leave it
+# to the framework to pick one, and a proxy in front might have picked the other
+SINGLE_HEADERS = (b"authorization", b"x-api-key", b"host")
+
+
+def host_name(value: str) -> str:
+    """The name in a Host header, without its port: `[::1]:8000` -> `[::1]`."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value.split("]", 1)[0] + "]"
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class RequestGuard:
+    """Before routing (so before authentication): a request carrying `Authorization`,
+    `X-API-Key` or `Host` more than once is a 400 problem; in dev mode (`loopback_hosts_only`)
+    a Host that is not a loopback name (localhost, 127.0.0.1, [::1], any port) is a 403
+    problem: a DNS-rebinding page in a developer's browser reaches the port under its own
+    host name, and must not act as the all-scopes dev principal."""
+
+    def __init__(self, app: ASGIApp, *, loopback_hosts_only: bool) -> None:
+        self.app, self.loopback_hosts_only = app, loopback_hosts_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen: dict[bytes, int] = {}
+        host = ""
+        for name, value in scope["headers"]:
+            if name in SINGLE_HEADERS:
+                seen[name] = seen.get(name, 0) + 1
+                if name == b"host":
+                    host = value.decode("latin-1")
+        repeated = [n.decode() for n, count in seen.items() if count > 1]
+        if repeated:
+            detail = f"the {repeated[0]!r} header may appear only once"
+            await _problem(scope, 400, detail)(scope, receive, send)
+            return
+        if self.loopback_hosts_only and host_name(host) not in LOOPBACK_HOSTS:
+            detail = (
+                "dev mode answers only requests addressed to a loopback host name "
+                "(localhost, 127.0.0.1, [::1]); set AUTH_JWT_SECRET or AUTH_JWKS_URL to serve "
+                "other host names"
+            )
+            response = _problem(scope, 403, detail, type_="urn:problem:host-not-allowed")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _problem(scope: Scope, status: int, detail: str, **kw: Any) -> Response:
+    """A problem answered before routing; its `instance` is built without the Host header
+    (which is what is being refused, and may not even parse)."""
+    headers = [(n, v) for n, v in scope["headers"] if n != b"host"]
+    return problem_response(Request({**scope, "headers": headers}), status, detail, **kw)

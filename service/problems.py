@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, assert_never
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 
-from domain.failures import InvalidIntent, ResolverFailure
+from domain.failures import FailureKind, InvalidIntent, ResolverFailure
 from domain.models import RESERVED_WIDGET_IDS
 
 PROBLEM_JSON = "application/problem+json"
@@ -73,6 +74,71 @@ class ProblemError(Exception):
         self.extra = extra
 
 
+@dataclass(frozen=True, slots=True)
+class KindProblem:
+    """How a failure kind is answered when it reaches HTTP as an error."""
+
+    status: int
+    title: str
+    type_: str = "about:blank"
+
+
+def kind_problem(kind: FailureKind) -> KindProblem:
+    """The one mapping from failure kind to problem (mypy checks it covers every kind).
+    Resolutions never reach it (a degraded answer is a 200 that says so); it answers the
+    SQL generation route and a domain failure raised by a write (a registry store)."""
+    match kind:
+        case FailureKind.invalid_intent:
+            return KindProblem(422, "Invalid data_intent", "urn:problem:invalid-intent")
+        case FailureKind.routing_missing:
+            return KindProblem(422, "Unknown metric")
+        case FailureKind.safety_violation:
+            return KindProblem(
+                422, "SQL rejected by the safety layer", "urn:problem:safety-violation"
+            )
+        case FailureKind.llm_refused:
+            return KindProblem(422, "Question refused by the guardrail")
+        case FailureKind.llm_invalid_output:
+            return KindProblem(422, "SQL generation failed")
+        case FailureKind.llm_rate_limited:
+            return KindProblem(429, "Too Many Requests", "urn:problem:llm-rate-limited")
+        case (
+            FailureKind.bedrock_unconfigured
+            | FailureKind.bedrock_unavailable
+            | FailureKind.llm_timeout
+        ):
+            return KindProblem(503, "LLM unavailable")
+        case (
+            FailureKind.postgres_unmapped
+            | FailureKind.postgres_unavailable
+            | FailureKind.postgres_timeout
+            | FailureKind.postgres_error
+            | FailureKind.databricks_unavailable
+            | FailureKind.databricks_auth
+            | FailureKind.databricks_timeout
+            | FailureKind.databricks_error
+        ):
+            return KindProblem(503, "Service Unavailable")
+        case _:
+            assert_never(kind)
+
+
+def failure_problem(
+    failure_kind: FailureKind,
+    detail: str,
+    *,
+    show_kind: bool = True,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemError:
+    """The problem for a failure of `failure_kind` (kind_problem): its `kind` member unless
+    `show_kind` is off, and route-specific `extra` members."""
+    p = kind_problem(failure_kind)
+    if show_kind:
+        extra["kind"] = failure_kind.value
+    return ProblemError(p.status, detail, title=p.title, type_=p.type_, headers=headers, **extra)
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -116,6 +182,21 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _content_type_hint(request: Request, errors: list[dict[str, Any]]) -> str:
+    """When a body failed validation and was not sent as JSON (curl's `-d` alone sends a
+    form), say which header to set."""
+    if not any(e["loc"][:1] == ["body"] for e in errors):
+        return ""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        return ""
+    sent = content_type or "no content-type"
+    return (
+        f"the body was sent as {sent}, not JSON: send it with the header "
+        "`content-type: application/json` (curl: -H 'content-type: application/json'); "
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
@@ -127,20 +208,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ResolverFailure)
     async def _failure(request: Request, exc: ResolverFailure) -> JSONResponse:
-        # A domain failure reaching HTTP (a store write): the intent is the caller's
-        # fault (422); anything else is a dependency that is down or failing (503).
+        # A domain failure reaching HTTP (a store write), answered by its kind's problem.
         if isinstance(exc, InvalidIntent):
-            return problem_response(
-                request,
-                422,
-                exc.detail,
-                title="Invalid data_intent",
-                type_="urn:problem:invalid-intent",
-                errors=[{"loc": ["body", "data_intent"], "msg": p} for p in exc.problems],
-            )
-        return problem_response(
-            request, 503, exc.detail, title="Service Unavailable", kind=exc.kind.value
-        )
+            errors = [{"loc": ["body", "data_intent"], "msg": p} for p in exc.problems]
+            problem = failure_problem(exc.kind, exc.detail, show_kind=False, errors=errors)
+        else:
+            problem = failure_problem(exc.kind, exc.detail)
+        return await _problem(request, problem)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -149,7 +223,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request,
             422,
-            f"request failed validation: {summary}",
+            _content_type_hint(request, errors) + f"request failed validation: {summary}",
             title="Unprocessable Content",
             type_="urn:problem:validation",
             errors=errors,

@@ -25,6 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.freshness import Freshness
+
 log = logging.getLogger("resolver.refresh")
 
 RunFn = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -62,8 +64,12 @@ class Refresher:
         default_estimate_s: float = 0.5,
         retry_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        holds: Callable[[Freshness], bool] | None = None,
     ) -> None:
+        """`holds(hint)`: the answer stays fresh past its TTL (its data versions have not
+        moved: service/changes.py), so it is not kept warm ahead of its expiry."""
         self._run = run
+        self._holds = holds
         self._ahead = refresh_ahead
         self._max_concurrency = max(1, max_concurrency)
         self._max_keys = max(1, max_keys)
@@ -80,21 +86,23 @@ class Refresher:
 
     def after(self, inputs: dict[str, Any], out: dict[str, Any]) -> None:
         """A foreground resolution finished: schedule what its hint asks for."""
-        hint = out.get("freshness")
-        if not hint:
+        hint: Freshness | None = out.get("freshness")
+        if hint is None:
             return
-        key = str(hint["key"])
+        key = hint.key
         now = self._clock()
         tracked = self._tracked.get(key)
-        if tracked is not None and hint.get("live"):  # a tracked key answered live
-            tracked.expires_at = float(hint["expires_at"])
+        if tracked is not None and hint.live and hint.expires_at is not None:
+            tracked.expires_at = hint.expires_at  # a tracked key answered live
             tracked.observe(_backend_seconds(out, tracked.estimate_s))
-        if self._ahead and hint.get("hit") and float(hint["ttl_s"]) > 0:
+        if self._holds is not None and self._holds(hint):
+            self._tracked.pop(key, None)  # nothing to re-run while its data does not change
+        elif self._ahead and hint.hit and hint.ttl_s > 0 and hint.expires_at is not None:
             # read from the cache: keep it warm while it is read during each entry's life
             self._tracked[key] = _Tracked(
                 inputs=inputs,
-                expires_at=float(hint["expires_at"]),
-                read_window_s=max(float(hint["ttl_s"]), 2 * self._tick),
+                expires_at=hint.expires_at,
+                read_window_s=max(hint.ttl_s, 2 * self._tick),
                 last_read=now,
                 estimate_s=tracked.estimate_s if tracked else self._default_estimate,
                 durations=tracked.durations if tracked else deque(maxlen=5),
@@ -103,7 +111,7 @@ class Refresher:
             while len(self._tracked) > self._max_keys:
                 self._tracked.popitem(last=False)
             self._ensure_loop()
-        if hint.get("revalidate"):
+        if hint.revalidate:
             self._spawn(key, inputs, ahead_s=0.0)
 
     def tracked_keys(self) -> list[str]:
@@ -130,12 +138,19 @@ class Refresher:
         except Exception:
             log.exception("background refresh of %s failed", key)
             return
-        hint = out.get("freshness") or {}
+        hint: Freshness | None = out.get("freshness")
         tracked = self._tracked.get(key)
-        if tracked is not None:
-            if hint.get("expires_at") is not None:
-                tracked.expires_at = float(hint["expires_at"])
-            if hint.get("live"):
+        if (
+            tracked is not None
+            and hint is not None
+            and self._holds is not None
+            and self._holds(hint)
+        ):
+            del self._tracked[key]
+        elif tracked is not None:
+            if hint is not None and hint.expires_at is not None:
+                tracked.expires_at = hint.expires_at
+            if hint is not None and hint.live:
                 tracked.observe(time.monotonic() - t0)
             else:  # skipped or failed: ask again a little later, not on every tick
                 tracked.not_before = self._clock() + self._retry_s

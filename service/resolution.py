@@ -1,23 +1,23 @@
-"""Runs the compiled graph for the routes: single flight for resolutions (in this process;
-across processes the graph's per-key leases), background refreshes (stale-while-revalidate,
-refresh-ahead: service/refresh.py), and the dry-run path for SQL generation. No HTTP here: routes turn what this returns into
+"""Runs the graph for the routes: single flight for resolutions (in this process:
+service/flight.py; across processes the key's leadership scope in graph/runner.py),
+background refreshes (stale-while-revalidate, refresh-ahead: service/refresh.py), and the
+dry-run path for SQL generation. No HTTP here: routes turn what this returns into
 responses and problems."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from adapters.lease import lease_scope
 from domain.access import UNRESTRICTED, RowAccess
+from domain.freshness import Freshness
 from domain.keys import access_fingerprint
 from domain.models import DataIntent, WidgetSpec
-from graph.builder import build_graph
 from graph.context import Context
-from graph.fastlane import answer_from_cache
 from graph.observe import GraphObserver
+from graph.runner import GraphRunner
 from service.flight import Flight, Flights
 from service.refresh import Refresher
 
@@ -41,15 +41,19 @@ class Resolver:
         node_timeouts: Mapping[str, float] | None = None,
         fast_lane: bool = True,
     ) -> None:
-        """`fast_lane`: answer from the cache in the fast lane (graph/fastlane.py: the
-        graph's own read-only nodes without the Pregel loop). Off when run callbacks are set
-        (LangSmith), so every resolution is traced as a graph run there."""
+        """`fast_lane`: the runner takes the steps of a cache answer itself, without the
+        Pregel loop (graph/runner.py). Off when run callbacks are set (LangSmith), so the
+        answer steps are traced as a graph run there."""
         self.context = context
         self.config = config
-        self._observer = observer
-        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
-            observer=observer, node_timeouts=node_timeouts
-        ).compile()
+        self.runner = GraphRunner(
+            context,
+            observer=observer,
+            config=config,
+            node_timeouts=node_timeouts,
+            fast_lane=fast_lane,
+        )
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = self.runner.graph
         # background refreshes (stale-while-revalidate, refresh-ahead): service/refresh.py
         self.refresher = Refresher(
             self._background,
@@ -57,30 +61,30 @@ class Resolver:
             max_concurrency=refresh_concurrency,
             max_keys=refresh_max_keys,
             clock=context.clock,
+            holds=self._holds if context.data_versions is not None else None,
         )
-        self.flights = Flights(
-            self.graph,
-            context,
-            config=config,
-            on_result=lambda graph_input, out: self.refresher.after(
-                graph_input | {"refresh": False}, out
-            ),
-            fast=self._fast if fast_lane and not (config or {}).get("callbacks") else None,
-        )
+        # called with (graph input, output) after every answered run (service/changes.py)
+        self.watchers: list[Callable[[dict[str, Any], dict[str, Any]], None]] = []
+        self.flights = Flights(self.runner, on_result=self._answered)
 
-    async def _fast(self, graph_input: dict[str, Any]) -> dict[str, Any] | None:
-        return await answer_from_cache(graph_input, self.context, self._observer)
+    def _answered(self, graph_input: dict[str, Any], out: dict[str, Any]) -> None:
+        inputs = graph_input | {"refresh": False}
+        self.refresher.after(inputs, out)
+        for watch in self.watchers:
+            watch(inputs, out)
+
+    def _holds(self, hint: Freshness) -> bool:
+        gate = self.context.data_versions
+        return gate is not None and gate.verdict(hint.versions) == "unchanged"
+
+    async def background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
+        """One background refresh run (for service/changes.py)."""
+        return await self._background(graph_input)
 
     async def _background(self, graph_input: dict[str, Any]) -> dict[str, Any]:
         """One background refresh (`background=true`): under the key's lease, like any run,
         and with the access of the foreground resolution that asked for it."""
-        async with lease_scope():
-            out: dict[str, Any] = await self.graph.ainvoke(
-                graph_input,
-                config=self.config,  # type: ignore[arg-type]
-                context=self.context,
-            )
-        return out
+        return await self.runner.ainvoke(graph_input)
 
     def join(
         self,

@@ -31,11 +31,20 @@ class TraceEntry(BaseModel):
     outcome: str
 
 
+class RollupInfo(BaseModel):
+    name: str = Field(description="The rollup (config/rollups.yaml) the answer was read from.")
+    built_at: str = Field(description="When the rollup's data shown was built (ISO 8601).")
+    data_age_s: float = Field(description="Seconds since then: the age of the data shown.")
+
+
 class ResolveResponse(BaseModel):
     widget_id: str
     metric_id: str
     backend: Backend | None
-    source: str = Field(description="The backend on success; the failure kind when degraded.")
+    source: str = Field(
+        description="The backend on success (`rollup` when read from a rollup); the failure "
+        "kind when degraded."
+    )
     data: list[dict[str, Any]]
     schema_: list[SchemaColumn] = Field(alias="schema")
     row_count: int
@@ -58,6 +67,18 @@ class ResolveResponse(BaseModel):
     generated_sql: str | None
     error_detail: str | None
     resolved_at: str
+    rollup: RollupInfo | None = Field(
+        default=None, description="Present when the answer was read from a rollup."
+    )
+    refresh_debounced: bool = Field(
+        description="`refresh: true` came within REFRESH_MIN_INTERVAL_S of this widget's last "
+        "live answer: that answer is returned (`cache_hit` true, its age in "
+        "`freshness_seconds`) instead of querying the backend again."
+    )
+    refresh_retry_after_s: float | None = Field(
+        description="When `refresh_debounced`: seconds until a forced refresh queries the "
+        "backend again; null otherwise."
+    )
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
 
 
@@ -94,6 +115,9 @@ class MetricOut(BaseModel):
     generator: str | None
     ttl_seconds: int | None
     dimensions: list[str]
+    dimension_order: dict[str, list[str]] = Field(
+        description="An ordinal dimension's natural order (e.g. severity): charts keep it."
+    )
     filter_columns: list[str]
     governance_status: str
     last_validated_at: str | None
@@ -138,8 +162,11 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
+    """`status` for everyone; `components` (each dependency's state, the auth mode, the
+    registry's version and widget count...) only for a caller holding `ops:read`."""
+
     status: Literal["ok", "degraded"]
-    components: dict[str, dict[str, Any]]
+    components: dict[str, dict[str, Any]] | None = None
 
 
 class AuditEntryOut(BaseModel):

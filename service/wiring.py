@@ -4,9 +4,8 @@
 (LangGraph Studio) and by `evals/harness.py`, so the three run the same parts. With no
 configuration: embedded PostgreSQL (pgserver) under data_dir, an in-process TTL cache,
 the embedded DuckDB lakehouse, and no LLM. DATABASE_URL, REDIS_URL, DATABRICKS_* and
-BEDROCK_MODEL_ID switch each part to the real thing. A caller that must hold a part of
-its own (the evals' replaying model, a warehouse with a long statement log) passes it
-in; `open_resources` then opens everything else around it.
+BEDROCK_MODEL_ID switch each part to the real thing; a part a caller passes in (the
+evals' replaying model, a warehouse with a statement log) is used instead.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,14 +27,17 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
-from adapters.postgres import POSTGRES_QUERIES, PgGateway
+from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
-from adapters.registry import RegistryHolder, RegistryStore, validate_boot
+from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
+from adapters.rollups import PgRollups
 from adapters.table_schemas import WarehouseTableSchemas
 from domain.access import AccessPolicy, PolicyError, load_policy, validate_policy
+from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
 from service.auth import Authenticator, open_authenticator
+from service.changes import open_gate
 from service.settings import Settings
 
 log = logging.getLogger("resolver")
@@ -74,7 +77,7 @@ async def open_warehouse(settings: Settings, stack: AsyncExitStack) -> Warehouse
         now=datetime.now(UTC),
         statement_timeout_s=settings.duckdb_statement_timeout_s,
     )
-    stack.callback(duck.close)
+    stack.push_async_callback(asyncio.to_thread, duck.close)  # off the loop: it removes files
     return duck
 
 
@@ -186,12 +189,12 @@ class Resources:
             "llm": {"ok": ctx.llm is not None, "model_id": ctx.llm.model_id if ctx.llm else None},
             "registry": {
                 "ok": listening,
-                # not following other instances' changes: serving the last snapshot
-                "stale": not listening,
+                "stale": not listening,  # not following other instances: the last snapshot
                 "widgets": len(self.registry.all_widgets()),
                 "version": self.registry.version,
             },
             "auth": self.auth.describe(),
+            "access_policy": self.auth.policy.describe(),
         }
         status = "ok" if pg_ok and cache_ok and wh_ok and listening else "degraded"
         return {"status": status, "components": components}
@@ -203,7 +206,14 @@ def open_policy(
     """The row-level security policy, validated against the warehouse allowlist (the
     columns of every table the warehouse described) and the Postgres metrics. BootError
     names every bad entry. A table the warehouse could not describe right now (an outage at
-    boot) is checked by name only, so an outage never stops the boot."""
+    boot) is checked by name only, so an outage never stops the boot. With
+    ROW_FILTERS_DISABLED=true: no policy, no row filters (said loudly)."""
+    if settings.row_filters_disabled:
+        log.warning(
+            "access policy: ROW_FILTERS_DISABLED=true: NO ROW FILTERS, every principal reads "
+            "every row of every table and series"
+        )
+        return AccessPolicy()
     try:
         policy = load_policy(settings.access_policy_path)
     except PolicyError as exc:
@@ -214,16 +224,57 @@ def open_policy(
         policy,
         table_columns=columns,
         series_dimensions={
-            name: POSTGRES_QUERIES[name].dimensions
-            for name, r in registry.routings().items()
-            if r.backend == "postgres" and name in POSTGRES_QUERIES
+            name: tuple(m.definition.dimensions)
+            for name, m in registry.metrics().items()
+            if (r := registry.routings().get(name)) is not None and r.backend == "postgres"
         },
     )
     if problems:
         for p in problems:
             log.error("boot validation: %s", p)
-        raise BootError("refusing to start: " + "; ".join(problems))
+        fix = f"fix {policy.source} (or ACCESS_POLICY_FILE); ROW_FILTERS_DISABLED=true runs unfiltered"
+        raise BootError("refusing to start: " + "; ".join(problems) + f" ({fix})")
+    log.info("access policy in force: %s", policy.describe())
     return policy
+
+
+def open_rollups(
+    settings: Settings,
+    registry: RegistryHolder,
+    described: tuple[TableSchema, ...],
+    pool: Any,
+    warehouse: Warehouse,
+    leases: LocalLeases | RedisLeases,
+) -> PgRollups | None:
+    """The rollups of config/rollups.yaml when ROLLUPS_ENABLED, validated against the
+    catalog, the routing and the warehouse's columns (a table it could not describe right
+    now is checked by name only). BootError names every bad declaration."""
+    if not settings.rollups_enabled:
+        return None
+    from metricsql.rollups import validate_rollups
+
+    try:
+        defs = load_rollups(settings.config_dir / ROLLUPS_FILE)
+    except ConfigError as exc:
+        raise BootError(f"refusing to start: {exc}") from None
+    columns: dict[str, list[str] | None] = {t: None for t in warehouse_tables(registry.metrics())}
+    columns |= {t.name.lower(): [c for c, _ in t.columns] for t in described}
+    rollups, problems = validate_rollups(
+        defs, metrics=registry.metrics(), routing=registry.routings(), table_columns=columns
+    )
+    if problems:
+        for p in problems:
+            log.error("boot validation: %s", p)
+        raise BootError("refusing to start: " + "; ".join(problems))
+    return PgRollups(
+        pool,
+        rollups,
+        warehouse=warehouse,
+        leases=leases,
+        lease_wait_s=settings.effective_lease_ttl_s,
+        max_rows=settings.rollup_max_rows,
+        statement_timeout_ms=settings.pg_statement_timeout_ms,
+    )
 
 
 @asynccontextmanager
@@ -233,19 +284,23 @@ async def open_resources(
     llm: SqlGenerator | None = None,
     warehouse: Warehouse | None = None,
     cache: Cache | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Resources]:
     """Open (and on exit close) PostgreSQL, the registry and its listener, the cache, the
-    warehouse and the model, and build the runtime Context. Raises BootError when the
-    configuration is inconsistent. `llm`, `warehouse` and `cache` replace the part the
-    settings would open (the caller owns and closes what it passes)."""
+    warehouse and the model; build the runtime Context (`clock`: tests move it). BootError
+    when the configuration is inconsistent. `llm`, `warehouse`, `cache` replace the parts."""
     async with AsyncExitStack() as stack:
         url = await database_url(settings, stack)
         if settings.auto_migrate:
             applied = await migrate(url)
             if applied:
                 log.info("applied migrations %s", applied)
-        if settings.seed_demo:
-            await seed(url, settings.config_dir)
+        if settings.seed_at_boot:  # never a DATABASE_URL database unless SEED_DEMO=true
+            try:
+                await seed(url, settings.config_dir, trigger="boot")
+            except ValueError as exc:  # widgets.yaml / metrics.yaml: named entries
+                log.error("boot seed: %s", exc)
+                raise BootError(f"refusing to start: {exc}") from None
         gateway = PgGateway(
             url,
             max_size=settings.pg_pool_max,
@@ -262,14 +317,20 @@ async def open_resources(
             conninfo=url,
             deadline_s=settings.pg_deadline_s,
         )
-        registry = await store.load_holder(
+        registry = await RegistryHolder.create(
+            store,
+            limits=WidgetLimits(
+                max_per_tenant=settings.widget_max_per_tenant,
+                max_spec_bytes=settings.widget_spec_max_bytes,
+                max_mock_data_bytes=settings.widget_mock_data_max_bytes,
+            ),
             connect_timeout_s=settings.pg_connect_timeout_s,
             ping_interval_s=settings.registry_ping_interval_s,
             ping_timeout_s=settings.registry_ping_timeout_s,
             backoff_max_s=settings.registry_backoff_max_s,
             keepalives_idle_s=settings.pg_keepalives_idle_s,
         )
-        problems = validate_boot(registry.current, postgres_queries=POSTGRES_QUERIES)
+        problems = validate_boot(registry.current, postgres_problems=postgres_problems)
         if problems:
             for p in problems:
                 log.error("boot validation: %s", p)
@@ -301,7 +362,21 @@ async def open_resources(
         registry.subscribe(refresh_schemas)
         policy = open_policy(settings, registry, schemas.current())
         auth = await open_authenticator(settings, policy, ApiKeyStore(gateway.pool), stack)
+        rollups = open_rollups(
+            settings, registry, schemas.current(), gateway.pool, warehouse, leases
+        )
+        if rollups is not None:
+            aged = not settings.change_refresh  # else rebuilt when the version moves
+            maintainer = asyncio.create_task(rollups.run(settings.rollup_check_interval_s, aged))
+
+            async def stop_maintainer() -> None:
+                maintainer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maintainer
+
+            stack.push_async_callback(stop_maintainer)
         context = Context(
+            clock=clock,
             registry=registry,
             cache=cache,
             postgres=gateway,
@@ -322,14 +397,18 @@ async def open_resources(
             leases=leases,
             lease_wait_s=settings.effective_lease_ttl_s,
             failure_backoff_s=settings.failure_backoff_s,
+            rollups=rollups,
+            data_versions=open_gate(settings),  # service/changes.py
         )
         log.info(
-            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d",
+            "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
+            " rollups=%s",
             "DATABASE_URL" if settings.database_url else "embedded",
             getattr(cache, "describe", lambda: "?")(),
             leases.describe(),
             warehouse.name,
             llm.model_id if llm else "none",
             len(registry.all_widgets()),
+            ",".join(rollups.rollups) if rollups else "off",
         )
         yield Resources(settings, context, registry, store, gateway, url, auth)

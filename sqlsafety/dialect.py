@@ -102,5 +102,5 @@ def keep_ordered_set_percentiles(tree: exp.Expr) -> exp.Expr:
 def faithful_databricks(tree: exp.Expr) -> exp.Expr:
     """`tree` made to print (in the Databricks dialect) with the meaning it was parsed
     with: every rewrite of sqlglot's generator that changes an answer on Databricks itself
-    is undone here, each proven on Spark by the fidelity suite (tests/test_fidelity.py)."""
+    is undone here, each proven on Spark by the fidelity suite (tests/integration/test_fidelity.py)."""
     return keep_two_argument_datediff(keep_ordered_set_percentiles(tree))

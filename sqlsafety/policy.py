@@ -19,9 +19,10 @@ from sqlsafety.names import compile_allowlist, compile_schema, display, freeze
 from sqlsafety.prepare import MAX_SQL_CHARS, Check, engine, prepare
 from sqlsafety.row_filters import RowFilter, apply_row_filters
 from sqlsafety.rules import RULES, Rule
+from sqlsafety.rules.disclosure import SUBSTITUTION
 
 # Bump whenever a rule, list or rendering choice changes: approved SQL is cached under it.
-POLICY_VERSION = "sqlsafety-6"
+POLICY_VERSION = "sqlsafety-7"
 
 __all__ = ["MAX_SQL_CHARS", "POLICY_VERSION", "CheckedSql", "check_sql"]
 
@@ -46,6 +47,7 @@ def check_sql(
     rules: Sequence[Rule] = RULES,
     row_filters: Iterable[RowFilter] = (),
     keep_unfiltered: bool = False,
+    hidden_columns: bool = False,
 ) -> CheckedSql:
     """Check one candidate query; raise `SafetyViolation` (attrs `rule`, `reason`) if unsafe.
 
@@ -56,7 +58,9 @@ def check_sql(
     with a filtered derived table (`sqlsafety.row_filters`); `sql` is then the filtered SQL
     (what runs) and, with `keep_unfiltered`, `unfiltered_sql` the checked SQL without them
     (rendered from a copy taken first: it costs a tree copy and a second rendering).
-    `rules` is for tests and tools (any order gives the same verdicts); the default is all.
+    `hidden_columns` allows hidden metadata columns (`_metadata`): only for a metric whose
+    definition reads them. `rules` is for tests and tools (any order gives the same
+    verdicts); the default is all.
     Raises PolicyError (a ValueError) for bad arguments (unknown dialect, malformed
     allowlist, max_rows < 1).
     """
@@ -66,7 +70,12 @@ def check_sql(
     allowed = compile_allowlist(dialect, freeze(allowed_tables))
     compiled_schema = compile_schema(schema, dialect) if schema is not None else None
     check = prepare(
-        sql, dialect=dialect, allowed=allowed, max_rows=max_rows, schema=compiled_schema
+        sql,
+        dialect=dialect,
+        allowed=allowed,
+        max_rows=max_rows,
+        schema=compiled_schema,
+        hidden_columns=hidden_columns,
     )
     for rule in rules:
         rule(check)
@@ -108,6 +117,11 @@ def render(
         ) from None
     except RecursionError:
         raise SafetyViolation("render", "SQL nested too deeply to render") from None
+    if SUBSTITUTION in rendered or SUBSTITUTION in unfiltered:
+        # what runs must never carry a Spark variable (a claim value, an escape decoded)
+        raise SafetyViolation(
+            "variable_substitution", "'${' in the SQL to run: Spark would substitute it"
+        )
     return CheckedSql(
         sql=rendered,
         tables=frozenset(display(t) for t in check.tables),

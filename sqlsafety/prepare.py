@@ -49,6 +49,8 @@ class Check:
     by_type: dict[type[exp.Expr], list[exp.Expr]] = field(default_factory=dict)
     tables: set[TableName] = field(default_factory=set)  # recorded by table_not_allowed
     limit: int | None = None  # recorded by row_limit: None means "add max_rows"
+    sql: str = ""  # the candidate text as given (for rules about the text itself)
+    hidden_columns: bool = False  # a metric's definition reads hidden metadata columns
 
     def of(self, *classes: type[exp.Expr]) -> Iterator[exp.Expr]:
         """Every node that is an instance of one of `classes`."""
@@ -64,6 +66,7 @@ def prepare(
     allowed: frozenset[TableName],
     max_rows: int,
     schema: Mapping[TableName, frozenset[str]] | None = None,
+    hidden_columns: bool = False,
 ) -> Check:
     """Parse `sql` and index every node by its exact type (one walk for all rules)."""
     parser = engine(dialect)
@@ -92,6 +95,8 @@ def prepare(
         statements=statements,
         by_type=by_type,
         called=called_names(tokens, parser) if dialect == "databricks" else (),
+        sql=sql,
+        hidden_columns=hidden_columns,
     )
 
 

@@ -14,6 +14,13 @@ where it stands, with the same scoping rules as the `allowed_tables` rule) is no
 table and is left alone; the CTE's own body is rewritten instead. An empty value set
 filters every row out (`WHERE FALSE`): a principal without the claim sees nothing.
 
+The filter sits directly on the bare table read, beneath anything written on the
+reference that reshapes it: a PIVOT (which can rename a constant to the filter column),
+a TABLESAMPLE, the alias (kept where it was: before the PIVOT it names the table, after
+it the pivoted rows). Anything else on a filtered reference (a parenthesized join hanging
+on it...) is refused (`row_filter`), never wrapped. UNPIVOT and table functions are
+refused by the rules; LATERAL VIEW applies to the FROM's rows, already filtered.
+
 Run it only on a tree that passed every rule (`check_sql(..., row_filters=...)` does):
 it trusts that the tree is one read-only query over allowlisted, fully named tables.
 """
@@ -26,6 +33,7 @@ from typing import Protocol
 
 from sqlglot import exp
 
+from sqlsafety.errors import SafetyViolation
 from sqlsafety.names import TableName, normalize_identifier, parse_entry, qualify, table_parts
 from sqlsafety.rules.tables import is_cte_reference
 
@@ -63,14 +71,37 @@ def _referenced_table(node: exp.Table, dialect: str) -> TableName | None:
     return qualify(parts, dialect)
 
 
+# What a table reference may carry besides its name, and where it goes: the filter sits
+# directly on the bare table read, and these apply to the filtered rows, outside it.
+_OUTSIDE = ("alias", "pivots", "sample")
+_NAME = ("this", "db", "catalog")
+
+
 def _derived(node: exp.Table, f: RowFilter) -> exp.Subquery:
-    inner = node.copy()
-    alias = inner.args.get("alias")
-    inner.set("alias", None)
-    if alias is None:  # keep the name the query uses for it: `claim_events.region` still works
-        alias = exp.TableAlias(this=node.this.copy())
+    """`(SELECT * FROM <bare table> WHERE <filter>) AS <alias> <pivots> <sample>`: nothing
+    that reshapes, renames or synthesises columns (PIVOT, TABLESAMPLE...) stands between
+    the table and its filter. Anything else on the reference is refused, never reordered."""
+    extra = sorted(k for k, v in node.args.items() if v and k not in _OUTSIDE + _NAME)
+    if extra:
+        raise SafetyViolation(
+            "row_filter",
+            f"cannot apply the row filter of {f.table} directly to its read "
+            f"({', '.join(extra)} on the table reference): rewrite the query without it",
+        )
+    inner = exp.Table(**{k: node.args[k].copy() for k in _NAME if node.args.get(k)})
+    alias = node.args.get("alias")
+    alias = alias.copy() if alias is not None else exp.TableAlias(this=node.this.copy())
     select = exp.select(exp.Star()).from_(inner, copy=False).where(_condition(f), copy=False)
-    return exp.Subquery(this=select, alias=alias)
+    outer = exp.Subquery(this=select)
+    sample = node.args.get("sample")
+    if sample is not None:  # `(SELECT * FROM (<filtered>) TABLESAMPLE (...)) AS alias`
+        outer.set("sample", sample.copy())
+        outer = exp.Subquery(this=exp.select(exp.Star()).from_(outer, copy=False))
+    outer.set("alias", alias)
+    pivots = node.args.get("pivots")
+    if pivots:  # `(<filtered>) AS alias PIVOT (...) [AS pivot_alias]`
+        outer.set("pivots", [p.copy() for p in pivots])
+    return outer
 
 
 def _unqualify_columns(tree: exp.Expr, replaced: set[TableName], dialect: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import (
+    PG_ADMIN_URL,
     REDIS_URL,
     create_database,
     drop_database,
@@ -26,6 +27,50 @@ from tests.helpers import (
 # developer's exported AUTH_* variables must not switch every test to another mode.
 for _name in [n for n in os.environ if n.startswith("AUTH_")]:
     del os.environ[_name]
+
+
+# Suites of pure code (no server needed); every other test needs PostgreSQL and Redis.
+PURE_SUITES = ("unit", "nodes")
+
+
+def _unreachable() -> list[str]:
+    """The test servers that do not answer, each with why."""
+    import psycopg
+    import redis
+
+    problems = []
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+    except Exception as exc:
+        problems.append(f"PostgreSQL at {PG_ADMIN_URL}: {str(exc).strip().splitlines()[0]}")
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        problems.append(f"Redis at {REDIS_URL}: {exc}")
+    return problems
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail once, before any test, when the servers the suite needs are not there (instead
+    of a `Connection refused` per test)."""
+    tests_dir = Path(__file__).parent
+    needs_servers = any(
+        Path(str(item.path)).resolve().relative_to(tests_dir).parts[0] not in PURE_SUITES
+        for item in session.items
+        if Path(str(item.path)).resolve().is_relative_to(tests_dir)
+    )
+    problems = _unreachable() if needs_servers else []
+    if problems:
+        pytest.exit(
+            "the test suite needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) "
+            'and Redis on 127.0.0.1:6379 (README, "Two commands"); override them with '
+            "TEST_PG_ADMIN_URL and TEST_REDIS_URL. Not reachable:\n  - " + "\n  - ".join(problems),
+            returncode=3,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ conftest or from one another."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -198,20 +199,60 @@ def copy_config(tmp: Path) -> Path:
 
 @asynccontextmanager
 async def running_service(
-    *, client_host: str = "127.0.0.1", **overrides: Any
+    *, client_host: str = "127.0.0.1", clock: Callable[[], float] | None = None, **overrides: Any
 ) -> AsyncIterator[Service]:
     """The service over real PostgreSQL/Redis, called from `client_host` (loopback by
     default: dev mode's dev principal). Forced refreshes are not debounced unless a test
-    sets `refresh_min_interval_s`."""
+    sets `refresh_min_interval_s`; the database is seeded at boot unless it sets
+    `seed_demo`. `clock` (a FakeClock) replaces the resolver's wall clock."""
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
-    app = create_app(settings)
+    app = create_app(settings, clock=clock or time.time)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50123))
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://resolver.test"
+            transport=transport,
+            base_url="http://127.0.0.1:8000",  # dev mode: a loopback Host
         ) as client:
             yield Service(app=app, client=client, settings=settings)
+
+
+@dataclass
+class Served:
+    """The service on a real loopback HTTP server (uvicorn, in this event loop)."""
+
+    app: Any
+    url: str
+    settings: Settings
+
+
+@asynccontextmanager
+async def served(**overrides: Any) -> AsyncIterator[Served]:
+    """The service over real PostgreSQL/Redis behind uvicorn on a free loopback port: for
+    what the in-memory ASGI transport cannot carry (a stream that stays open); seeded at boot
+    unless `seed_demo` is given, as running_service."""
+    import uvicorn
+
+    overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 120
+    while not server.started:  # a condition, not a timing: the lifespan boots the service
+        assert not task.done(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.05)
+    try:
+        yield Served(app=app, url=f"http://127.0.0.1:{port}", settings=settings)
+    finally:
+        server.should_exit = True
+        await task
 
 
 # ---------------------------------------------------------------- doubles and demo config
@@ -260,10 +301,12 @@ class StubGateway:
     calls: list[str] = field(default_factory=list)
     row_filters: list[Any] = field(default_factory=list)
 
-    def has_query(self, metric_id: str) -> bool:
+    def has_query(self, metric: MetricDef) -> bool:
         return self.mapped
 
-    def render_sql(self, metric: MetricDef, intent: DataIntent, *, row_filter: Any = None) -> str:
+    def render_sql(
+        self, metric: MetricDef, intent: DataIntent, *, now: float = 0.0, row_filter: Any = None
+    ) -> str:
         return (
             f"SELECT value FROM kpi_metrics_history WHERE metric_name = %(metric)s -- {metric.name}"
         )
@@ -275,7 +318,8 @@ class StubGateway:
         self.row_filters.append(row_filter)
         if self.error:
             raise self.error
-        return QueryResult(rows=self.rows, columns=[Column("value", "number")])
+        sql = self.render_sql(metric, intent, now=now)
+        return QueryResult(rows=self.rows, columns=[Column("value", "number")], sql=sql)
 
     async def ping(self) -> bool:
         return self.error is None
@@ -552,3 +596,29 @@ def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class FakeClock:
+    """A wall clock a test moves (`advance`) instead of sleeping until a TTL has passed.
+    It starts at the real time, so data seeded around now stays in range."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
+    """Wait for `condition()` to hold (polled on the event loop), instead of sleeping for a
+    time a loaded machine may not meet; fails after `timeout_s` (a generous bound, never
+    an expectation of speed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s:.0f}s")
+        await asyncio.sleep(0.002)

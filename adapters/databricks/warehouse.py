@@ -44,6 +44,7 @@ from domain.failures import FailureKind, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type, unique_names
 from domain.ports import TableSchema
 from domain.results import Column, QueryResult
+from observability.redact import loggable_error
 
 log = logging.getLogger("adapters.databricks")
 
@@ -244,7 +245,7 @@ class DatabricksWarehouse:
             except WarehouseFailure as exc:
                 if exc.kind != FailureKind.databricks_error:  # unreachable, auth, timeout
                     raise
-                log.warning("databricks: cannot describe %s: %s", name, exc.detail)
+                log.warning("databricks: cannot describe %s: %s", name, loggable_error(exc))
                 continue
             first, second = (c.name for c in result.columns[:2])
             columns = []
@@ -261,7 +262,7 @@ class DatabricksWarehouse:
         try:
             await self.execute("SELECT 1", max_rows=1)
         except WarehouseFailure as exc:
-            log.info("databricks ping failed: %r", exc)
+            log.info("databricks ping failed: %s", loggable_error(exc))
             return False
         return True
 
@@ -305,7 +306,9 @@ class DatabricksWarehouse:
                     return None
                 if attempt == 1 and reused and is_stale_session(exc):
                     # the warehouse forgot it (restart, expiry): so it did the other idle ones
-                    log.info("databricks: pooled session went stale (%s); reopening", exc)
+                    log.info(
+                        "databricks: pooled session went stale (%s); reopening", loggable_error(exc)
+                    )
                     self._sessions.drain_idle()
                     continue
                 raise classify(exc) from exc

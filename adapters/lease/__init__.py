@@ -17,12 +17,13 @@ circuit breaker), so one instance still runs one query per key.
 
 `LocalLeases`: the same contract inside one process (asyncio futures), used without Redis.
 
-`lease_scope()`: the service runs every resolution inside one; a lease acquired inside it
-and not released when it ends (an exception, a cancellation) is released there with the
-outcome `abandoned`, so followers take over at once instead of waiting for it to expire.
+`lead(key, wait_s=...)`: leadership as one scope, `async with leases.lead(key, ...) as lead`
+around the work it protects (graph/runner.py); the lease is released when the scope ends,
+with the outcome the leader settled, or `abandoned` when the work raised, timed out or was
+cancelled, so followers take over at once instead of waiting for it to expire.
 """
 
-from adapters.lease.base import LocalLeases, lease_scope
+from adapters.lease.base import LocalLeases
 from adapters.lease.redis_leases import RedisLeases
 
-__all__ = ["LocalLeases", "RedisLeases", "lease_scope"]
+__all__ = ["LocalLeases", "RedisLeases"]

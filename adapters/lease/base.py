@@ -1,51 +1,22 @@
 """Leases, the part shared by both implementations: `lead_or_follow` over acquire/wait,
-`lease_scope()`, and the in-process `LocalLeases` (see adapters/lease/__init__.py)."""
+the `lead()` scope, and the in-process `LocalLeases` (see adapters/lease/__init__.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-from domain.lease import ABANDONED, BUSY, GONE, Outcome, Role, Waited
+from domain.lease import ABANDONED, BUSY, GONE, Lead, Outcome, Role, Waited
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Held:
-    leases: _LeasesBase
-    key: str
-    token: str
-
-
-_SCOPE: contextvars.ContextVar[list[_Held] | None] = contextvars.ContextVar(
-    "lease_scope", default=None
-)
-
-
-@contextlib.asynccontextmanager
-async def lease_scope() -> AsyncIterator[None]:
-    """Release, with outcome `abandoned`, every lease taken inside and still held at exit."""
-    held: list[_Held] = []
-    reset = _SCOPE.set(held)
-    try:
-        yield
-    finally:
-        _SCOPE.reset(reset)
-        for h in list(held):
-            outcome = Outcome(ok=False, kind=ABANDONED, detail="the leading resolution ended early")
-            with contextlib.suppress(Exception):
-                await asyncio.shield(h.leases.release(h.key, h.token, outcome))
-
-
 class _LeasesBase:
-    """`lead_or_follow` on top of acquire / wait, and the scope bookkeeping."""
+    """`lead_or_follow` and the `lead()` scope on top of acquire / release / wait."""
 
     async def acquire(self, key: str) -> str | None:
         raise NotImplementedError
@@ -56,16 +27,29 @@ class _LeasesBase:
     async def wait(self, key: str, timeout_s: float) -> Waited:
         raise NotImplementedError
 
-    def _track(self, key: str, token: str) -> None:
-        held = _SCOPE.get()
-        if held is not None:
-            held.append(_Held(self, key, token))
-
-    @staticmethod
-    def _untrack(key: str, token: str) -> None:
-        held = _SCOPE.get()
-        if held is not None:
-            held[:] = [h for h in held if not (h.key == key and h.token == token)]
+    @contextlib.asynccontextmanager
+    async def lead(self, key: str, *, wait_s: float, follow: bool = True) -> AsyncIterator[Lead]:
+        """Leadership of `key` as one scope (domain/lease.py): the lease is taken on entry
+        and released on exit, with the outcome the leader settled, or `abandoned` when the
+        body raised, timed out or was cancelled (followers then take over at once)."""
+        role = await self.lead_or_follow(key, wait_s=wait_s, follow=follow)
+        lead = Lead(
+            leads=role.leads,
+            followed=role.followed,
+            takeover=role.takeover,
+            held=role.token is not None,
+        )
+        if role.token is None:
+            yield lead
+            return
+        try:
+            yield lead
+        finally:
+            outcome = lead.outcome or Outcome(
+                ok=False, kind=ABANDONED, detail="the leading resolution ended early"
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release(key, role.token, outcome))
 
     async def lead_or_follow(self, key: str, *, wait_s: float, follow: bool = True) -> Role:
         t0 = time.monotonic()
@@ -101,6 +85,7 @@ class LocalLeases(_LeasesBase):
     def __init__(self, *, ttl_s: float = 60.0) -> None:
         self._ttl_s = ttl_s
         self._held: dict[str, tuple[str, float, asyncio.Future[Outcome]]] = {}
+        self._waiters: dict[str, int] = {}
 
     def describe(self) -> str:
         return "in-process"
@@ -115,11 +100,9 @@ class LocalLeases(_LeasesBase):
         token = uuid.uuid4().hex
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._held[key] = (token, now + self._ttl_s, future)
-        self._track(key, token)
         return token
 
     async def release(self, key: str, token: str, outcome: Outcome) -> bool:
-        self._untrack(key, token)
         current = self._held.get(key)
         if current is None or current[0] != token:
             return False
@@ -132,18 +115,25 @@ class LocalLeases(_LeasesBase):
         if current is None:
             return Waited("gone")
         expires_in = current[1] - time.monotonic()
+        self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
             outcome = await asyncio.wait_for(
                 asyncio.shield(current[2]), max(0.0, min(timeout_s, expires_in))
             )
         except TimeoutError:
             return Waited("vanished" if expires_in <= timeout_s else "timeout")
+        finally:
+            self._waiters[key] -= 1
         return Waited("done", outcome)
 
     @staticmethod
     def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
         if not future.done():
             future.set_result(outcome)
+
+    def waiting(self, key: str) -> int:
+        """How many followers wait for the key's outcome now (tests wait on it)."""
+        return self._waiters.get(key, 0)
 
     def held(self, key: str) -> bool:
         current = self._held.get(key)

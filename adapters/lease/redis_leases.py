@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from adapters.lease.base import LocalLeases, _LeasesBase
 from domain.lease import Outcome, Waited
+from observability.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class RedisLeases(_LeasesBase):
         self._closed = False
 
     def describe(self) -> str:
-        return f"redis {self._url.split('@')[-1]}"
+        return f"redis {redact_url(self._url).split('://', 1)[-1]}"
 
     def _keys(self, key: str) -> list[str]:
         lease = f"{self._prefix}lease:{key}"
@@ -134,7 +135,6 @@ class RedisLeases(_LeasesBase):
         if got == 2:
             log.warning("lease %s: taken over from a leader that stopped beating", key)
         self._beats[(key, token)] = asyncio.create_task(self._beating(key, token))
-        self._track(key, token)
         return token
 
     async def _local_acquire(self, key: str) -> str | None:
@@ -160,7 +160,6 @@ class RedisLeases(_LeasesBase):
     async def release(self, key: str, token: str, outcome: Outcome) -> bool:
         if token.startswith("local:"):
             return await self._local.release(key, token.removeprefix("local:"), outcome)
-        self._untrack(key, token)
         beat = self._beats.pop((key, token), None)
         if beat is not None:
             beat.cancel()
@@ -223,6 +222,10 @@ class RedisLeases(_LeasesBase):
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(key, None)
+
+    def waiting(self, key: str) -> int:
+        """How many followers in this process wait for the key's outcome now."""
+        return len(self._waiters.get(key, [])) + self._local.waiting(key)
 
     def _ensure_listener(self) -> None:
         if self._listener is None and not self._closed:

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from pydantic import ValidationError
 
+from adapters.registry.snapshot import canonical_json, spec_digest
 from domain.models import WidgetSpec
+
+AuditAction = Literal["widget.create", "widget.replace", "widget.delete"]
 
 
 @dataclass(frozen=True)
@@ -24,27 +27,26 @@ class AuditEntry:
 
 
 def spec_hash(spec: WidgetSpec | None) -> str | None:
-    if spec is None:
-        return None
-    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return None if spec is None else spec_digest(spec)
 
 
 def stored_hash(raw: Any) -> str | None:
-    """The hash of a stored spec as the service would write it (None if there is none)."""
+    """The hash of a stored spec as the service would write it (None if there is none);
+    `raw` is the parsed JSON, or its text."""
+    if isinstance(raw, str):
+        raw = json.loads(raw)
     if raw is None:
         return None
     try:
         return spec_hash(WidgetSpec.model_validate(raw))
     except ValidationError:
-        blob = json.dumps(raw, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return hashlib.sha256(canonical_json(raw)).hexdigest()
 
 
 async def append_audit(
     conn: psycopg.AsyncConnection[Any],
     who: AuditEntry,
-    action: str,
+    action: AuditAction,
     widget_id: str,
     before: str | None,
     after: str | None,

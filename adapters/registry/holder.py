@@ -1,29 +1,40 @@
-"""`RegistryHolder`: what the graph sees (the Registry port). It delegates to the current
-snapshot, swapped atomically on every local write (the one write path: validate, store,
-apply) and whenever any instance changes a widget or a catalog entry (the listener, see
-adapters/registry/listener.py). While PostgreSQL is down the last snapshot stays in service.
+"""`RegistryHolder`: what the graph sees (the Registry port), and the registry's one write
+path. It delegates to the current snapshot, swapped atomically on every local write
+(validate, measure against the tenant's limits, store, apply that one widget) and whenever
+any instance changes a widget or a catalog entry (the listener, see
+adapters/registry/listener.py: a widget's NOTIFY re-reads that widget only; a catalog
+change or a reconnect reloads in full). While PostgreSQL is down the last snapshot stays
+in service.
 
-Read-your-writes: a reload installs its snapshot only if nothing else was installed while
-it was loading (a local write, or another reload); otherwise its view may predate that
-change, so it loads again. A write is thus never undone by a reload that began before it
-committed, and the next request on this instance always sees it.
+Read-your-writes: a reload installs its result only if nothing else was installed while it
+was reading (a local write, or another reload); otherwise what it read may predate that
+change, so it reads again. A write is thus never undone by a reload that began before it
+committed, and the next request on this instance always sees it. One counter (the install
+generation) guards this; the store keeps no state.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import psycopg
 
 from adapters.registry.audit import AuditEntry
+from adapters.registry.limits import PreparedWidget, WidgetLimits
 from adapters.registry.listener import RegistryListener
-from adapters.registry.snapshot import RegistrySnapshot, WidgetKey
+from adapters.registry.routing import widget_problems
+from adapters.registry.snapshot import RegistrySnapshot, WidgetChange, WidgetKey
 from adapters.registry.store import RegistryStore
 from domain.failures import InvalidIntent
 from domain.identity import DEFAULT_TENANT
-from domain.models import MetricDef, RoutingEntry, WidgetSpec, validate_intent, widget_id_problem
+from domain.models import MetricDef, RoutingEntry, WidgetSpec
+
+# What a read hands back to be applied to the snapshot in service at install time.
+Patch = Callable[[RegistrySnapshot], RegistrySnapshot]
 
 logger = logging.getLogger("adapters.registry")
 
@@ -31,14 +42,15 @@ logger = logging.getLogger("adapters.registry")
 class RegistryHolder:
     """The live Registry: the current snapshot, swapped on writes and on NOTIFY.
 
-    Build it with `store.load_holder()` (or `RegistryHolder.create(store)`), which attaches
-    it to the store so the store's writes show here at once. `listen_conninfo` defaults to
-    the store's conninfo; the listener's settings are those of `RegistryListener`.
+    Build it with `await RegistryHolder.create(store)`. Write through `put_widget` /
+    `delete_widget` (the one write path). `limits` bounds each tenant's widgets.
+    `listen_conninfo` defaults to the store's conninfo; the listener's settings are those
+    of `RegistryListener`.
 
     Every install of a snapshot bumps a generation counter. A reload (listener or
     `refresh()`) notes the generation when it starts; if another install happened while
-    it was loading, its snapshot may be older than what is in service, so it is dropped
-    and the load repeated (a load started after a commit sees that commit). Writes are
+    it was reading, what it read may be older than what is in service, so it is dropped
+    and the read repeated (a read started after a commit sees that commit). Writes are
     rare admin operations, so the repeat loop settles at once in practice.
     """
 
@@ -54,10 +66,11 @@ class RegistryHolder:
         ping_interval_s: float = 5.0,
         ping_timeout_s: float = 2.0,
         keepalives_idle_s: int = 5,
+        limits: WidgetLimits | None = None,
     ) -> None:
         self.store = store
+        self.limits = limits or WidgetLimits()
         self._snapshot = snapshot
-        store.attach(self)
         conninfo = listen_conninfo if listen_conninfo is not None else store.conninfo
         if conninfo is None:
             raise TypeError("listen_conninfo is required when the store has no string conninfo")
@@ -73,13 +86,18 @@ class RegistryHolder:
         )
         self._subscribers: list[Callable[[RegistrySnapshot], Awaitable[None]]] = []
         self._generation = 0  # bumped on every snapshot install
-        self.reloads = 0  # full reloads done by the listener (observability / tests)
-        self.stale_loads = 0  # loads dropped because something newer was installed meanwhile
+        # This instance's writes to one widget, in commit order through to their install
+        # (PostgreSQL orders the commits; this keeps a later commit from installing first).
+        self._writing: dict[WidgetKey, tuple[asyncio.Lock, list[int]]] = {}
+        self.reloads = 0  # changes applied by the listener, in full or one widget at a time
+        self.full_reloads = 0  # of which full reloads (a reconnect, a catalog change)
+        self.stale_loads = 0  # reads dropped because something newer was installed meanwhile
 
     @classmethod
     async def create(cls, store: RegistryStore, **kwargs: Any) -> RegistryHolder:
-        """Load the first snapshot (raises PostgresFailure if PostgreSQL is down)."""
-        return await store.load_holder(**kwargs)
+        """Load the first snapshot and hold it (not yet listening: call `start()`).
+        Raises PostgresFailure if PostgreSQL is down."""
+        return cls(store, await store.load(), **kwargs)
 
     # ------------------------------------------------------------ Registry protocol
 
@@ -92,27 +110,58 @@ class RegistryHolder:
         """The snapshot in service right now (same as `snapshot`)."""
         return self._snapshot
 
-    def _apply(self, snapshot: RegistrySnapshot) -> None:
-        """Install `snapshot` (a local write's result, or a reload that is known fresh)."""
+    def _install(self, snapshot: RegistrySnapshot) -> RegistrySnapshot:
+        """Install `snapshot` (a local write's result, or a read that is known fresh)."""
         self._snapshot = snapshot  # a single reference swap: readers see old or new, whole
         self._generation += 1
+        return snapshot
 
-    async def _load_latest(
-        self, load: Callable[[], Awaitable[RegistrySnapshot]]
-    ) -> RegistrySnapshot:
-        """Run `load` until nothing else was installed while it ran, then install its result.
+    async def _install_latest(self, read: Callable[[], Awaitable[Patch]]) -> RegistrySnapshot:
+        """Run `read` until nothing else was installed while it ran, then install its patch
+        applied to the snapshot in service.
 
         No await between the generation check and the install, so nothing slips in between.
-        Raises what `load` raises (the snapshot in service stays).
+        Raises what `read` raises (the snapshot in service stays).
         """
         while True:
             generation = self._generation
-            snapshot = await load()
+            patch = await read()
             if self._generation == generation:
-                self._apply(snapshot)
-                return snapshot
+                return self._install(patch(self._snapshot))
             self.stale_loads += 1
             logger.debug("registry: a newer snapshot was installed during a reload; reloading")
+
+    def _full(
+        self, load: Callable[[], Awaitable[RegistrySnapshot]]
+    ) -> Callable[[], Awaitable[Patch]]:
+        async def read() -> Patch:
+            snapshot = await load()
+            return lambda _current: snapshot
+
+        return read
+
+    def _widgets_by_id(
+        self, widget_ids: Collection[str], conn: psycopg.AsyncConnection[Any]
+    ) -> Callable[[], Awaitable[Patch]]:
+        """Re-read the widgets with these ids (every tenant's): set those stored, drop
+        those gone."""
+
+        async def read() -> Patch:
+            stored = await self.store.read_widgets(widget_ids, conn)
+
+            def patch(current: RegistrySnapshot) -> RegistrySnapshot:
+                changes: list[WidgetChange] = list(stored.items())
+                changes += [
+                    (key, None)
+                    for wid in widget_ids
+                    for key in current.keys_with_id(wid)
+                    if key not in stored
+                ]
+                return current.with_changes(changes)
+
+            return patch
+
+        return read
 
     def widget(self, widget_id: str, tenant: str = DEFAULT_TENANT) -> WidgetSpec | None:
         return self._snapshot.widget(widget_id, tenant)
@@ -143,24 +192,15 @@ class RegistryHolder:
 
     async def refresh(self) -> RegistrySnapshot:
         """Reload from PostgreSQL now (raises PostgresFailure; the old snapshot stays)."""
-        snapshot = await self._load_latest(self.store.load)
+        snapshot = await self._install_latest(self._full(self.store.load))
         await self._notify(snapshot)
         return snapshot
 
     def widget_problems(self, spec: WidgetSpec, widget_id: str | None = None) -> list[str]:
-        """Why `spec` cannot be registered (empty when it can): a reserved or malformed id,
-        its intent against the catalog, a question on a metric the warehouse does not serve."""
-        intent = spec.data_intent
-        id_problem = widget_id_problem(widget_id) if widget_id is not None else None
-        problems = [id_problem] if id_problem else []
-        problems += validate_intent(intent, self._snapshot.metrics())
-        routing = self._snapshot.routing(intent.metric_id)
-        if intent.question and routing is not None and routing.backend != "databricks":
-            problems.append(
-                f"a question needs a warehouse metric: {intent.metric_id!r} is served "
-                f"by {routing.backend}"
-            )
-        return problems
+        """Why `spec` cannot be registered (empty when it can): the same check as boot
+        validation and the seed's (adapters/registry/routing.py `widget_problems`)."""
+        snap = self._snapshot
+        return widget_problems(spec, widget_id, snap.metrics(), snap.routings())
 
     async def put_widget(
         self,
@@ -170,17 +210,43 @@ class RegistryHolder:
         tenant: str = DEFAULT_TENANT,
         who: AuditEntry | None = None,
     ) -> bool:
-        """The one write path: validate (InvalidIntent naming every problem), store in
-        PostgreSQL with its audit row (PostgresFailure), apply locally. True if created."""
+        """The one write path: validate (InvalidIntent naming every problem), measure
+        against the tenant's limits (WidgetLimitExceeded), store in PostgreSQL with its
+        audit row (PostgresFailure), apply this one widget locally. True if created."""
         problems = self.widget_problems(spec, widget_id)
         if problems:
             raise InvalidIntent("; ".join(problems), problems=problems)
-        return await self.store.put_widget(widget_id, spec, tenant=tenant, who=who)
+        prepared = await asyncio.to_thread(PreparedWidget.of, spec)  # size-bound CPU work
+        too_large = prepared.size_problem(self.limits)
+        if too_large is not None:
+            raise too_large
+        async with self._one_writer((tenant, widget_id)):
+            created = await self.store.write_widget(
+                tenant, widget_id, prepared, who=who, limits=self.limits
+            )
+            self._install(self._snapshot.with_widget(widget_id, spec, tenant, prepared.digest))
+        return created
 
     async def delete_widget(
         self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
     ) -> bool:
-        return await self.store.delete_widget(widget_id, tenant=tenant, who=who)
+        """Delete through the one write path (audited). True when it existed."""
+        async with self._one_writer((tenant, widget_id)):
+            existed = await self.store.delete_widget(tenant, widget_id, who=who)
+            self._install(self._snapshot.without_widget(widget_id, tenant))
+        return existed
+
+    @contextlib.asynccontextmanager
+    async def _one_writer(self, key: WidgetKey) -> AsyncIterator[None]:
+        lock, users = self._writing.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._writing[key]
 
     # ------------------------------------------------------------ listener
 
@@ -211,8 +277,18 @@ class RegistryHolder:
         for on_reload in self._subscribers:
             await on_reload(snapshot)
 
-    async def _reload(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        snapshot = await self._load_latest(lambda: self.store.load_with(conn))
+    async def _reload(
+        self, conn: psycopg.AsyncConnection[Any], widget_ids: Collection[str] | None = None
+    ) -> None:
+        """The listener's change: these widgets only, or (None) everything."""
         self.reloads += 1
+        if widget_ids is not None:
+            snapshot = await self._install_latest(self._widgets_by_id(widget_ids, conn))
+            logger.debug(
+                "registry: %d widget(s) re-read (version %s)", len(widget_ids), snapshot.version
+            )
+            return
+        snapshot = await self._install_latest(self._full(lambda: self.store.load_with(conn)))
+        self.full_reloads += 1
         logger.info("registry reloaded (version %s)", snapshot.version)
         await self._notify(snapshot)

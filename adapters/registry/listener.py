@@ -1,5 +1,7 @@
 """`RegistryListener`: LISTEN on `CHANNEL` over its own connection and call `on_change`
-with that connection after every (re)connect and every burst of notifications.
+with that connection after every (re)connect (widget ids None: reload everything) and every
+burst of notifications (the ids of the widgets they name, or None when a catalog entry
+changed or the burst is large: a full reload is then cheaper than many single reads).
 
 It reconnects with exponential backoff (`backoff_min_s` .. `backoff_max_s`) and asks
 for a full reload after each (re)connect (notifications sent while it was away are lost);
@@ -15,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -28,7 +30,21 @@ from domain.failures import FailureKind, PostgresFailure
 
 logger = logging.getLogger("adapters.registry")
 
-OnChange = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
+# on_change(conn, widget ids changed, or None: reload everything)
+OnChange = Callable[[psycopg.AsyncConnection[Any], frozenset[str] | None], Awaitable[None]]
+MAX_SINGLE_READS = 64  # a burst naming more widgets than this is reloaded in full
+
+
+def changed_widgets(payloads: Iterable[str]) -> frozenset[str] | None:
+    """The widget ids a burst of `widgets:<id>` payloads names; None when anything else
+    changed (a catalog entry, an unknown payload) or too many widgets did."""
+    ids: set[str] = set()
+    for payload in payloads:
+        table, sep, key = payload.partition(":")
+        if table != "widgets" or not sep or not key:
+            return None
+        ids.add(key)
+    return frozenset(ids) if 0 < len(ids) <= MAX_SINGLE_READS else None
 
 
 class RegistryListener:
@@ -113,17 +129,17 @@ class RegistryListener:
         async with conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
             # Anything may have changed while we were not listening: reload in full.
-            await self._on_change(conn)  # bounded by the store's deadline
+            await self._on_change(conn, None)  # bounded by the store's deadline
             self._listening.set()
             while True:
-                got = False
-                async for _ in conn.notifies(timeout=self._ping_interval_s, stop_after=1):
-                    got = True
-                if got:
-                    # Coalesce a burst (e.g. a seed touching many rows) into one reload.
-                    async for _ in conn.notifies(timeout=0.05):
-                        pass
-                    await self._on_change(conn)
+                payloads: list[str] = []
+                async for note in conn.notifies(timeout=self._ping_interval_s, stop_after=1):
+                    payloads.append(note.payload)
+                if payloads:
+                    # Coalesce a burst (e.g. a seed touching many rows) into one change.
+                    async for note in conn.notifies(timeout=0.05):
+                        payloads.append(note.payload)
+                    await self._on_change(conn, changed_widgets(payloads))
                 else:  # a silent link is noticed here, within interval + timeout
                     await within(
                         self._ping_timeout_s,

@@ -1,38 +1,45 @@
-"""`RegistryStore`: reads registry snapshots from PostgreSQL (+ the routing YAML) and writes
-widgets. A write is applied at once to every RegistryHolder attached to the store, so an
-instance sees its own writes immediately; other instances learn of them by NOTIFY on
-`CHANNEL` (fed by the tables' triggers, see adapters/migrations)."""
+"""`RegistryStore`: the registry's repository, with no state of its own. It reads
+snapshots (or single widgets) from PostgreSQL plus the routing YAML, and writes one widget
+with its audit row. What is in service on an instance is the holder's business
+(adapters/registry/holder.py); other instances learn of a write by NOTIFY on `CHANNEL`
+(fed by the tables' triggers, see adapters/migrations).
+
+Writes to one (tenant, id) are serialised by a transaction-scoped advisory lock taken
+before the row is read, so each audit row's `before_hash` is the previous row's
+`after_hash`, also when two requests create the same widget at once. Creates of one tenant
+are serialised likewise while its widgets are counted against its limit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from adapters.deadline import within
 from adapters.pg_errors import postgres_failure
-from adapters.registry.audit import AuditEntry, append_audit, spec_hash, stored_hash
+from adapters.registry.audit import AuditEntry, append_audit, stored_hash
 from adapters.registry.audit import audit_entries as read_audit
-from adapters.registry.snapshot import RegistrySnapshot, WidgetKey
+from adapters.registry.limits import PreparedWidget, WidgetLimits, count_problem
+from adapters.registry.snapshot import Digested, RegistrySnapshot, WidgetKey, spec_digest
 from domain.config import read_routing
 from domain.failures import FailureKind, PostgresFailure
-from domain.identity import DEFAULT_TENANT
 from domain.models import MetricDef, RoutingEntry, WidgetSpec
-
-if TYPE_CHECKING:
-    from adapters.registry.holder import RegistryHolder
 
 logger = logging.getLogger("adapters.registry")
 
 T = TypeVar("T")
 CHANNEL = "resolver_registry"  # the NOTIFY channel of the widgets/metrics_catalog triggers
+# Advisory lock classes (two-key form: its space never meets the one-key locks elsewhere).
+_WIDGET_LOCK = 0x57444757  # one (tenant, id): "WDGW"
+_TENANT_LOCK = 0x57444754  # one tenant's creates: "WDGT"
 
 CATALOG_COLUMNS = "name, description, unit, owner, definition, governance_status, last_validated_at"
 
@@ -51,7 +58,9 @@ def metric_from_row(row: tuple[Any, ...]) -> MetricDef:
     )
 
 
-_WIDGETS_SQL = "SELECT tenant, id, spec FROM widgets ORDER BY tenant, id"
+# spec as text: parsed, validated and hashed off the event loop
+_WIDGETS_SQL = "SELECT tenant, id, spec::text FROM widgets ORDER BY tenant, id"
+_WIDGETS_BY_ID_SQL = "SELECT tenant, id, spec::text FROM widgets WHERE id = ANY(%s)"
 _METRICS_SQL = f"SELECT {CATALOG_COLUMNS} FROM metrics_catalog ORDER BY name"
 
 
@@ -59,13 +68,55 @@ def _unavailable(exc: psycopg.Error) -> PostgresFailure:
     return postgres_failure(exc, what="registry store")
 
 
-class RegistryStore:
-    """Reads snapshots from PostgreSQL (+ routing YAML) and writes widgets.
+def parse_widget_rows(
+    rows: Collection[tuple[str, str, str]],
+) -> tuple[dict[WidgetKey, Digested], list[str]]:
+    """Stored widget rows (tenant, id, spec JSON text) validated and hashed, plus a problem
+    naming each invalid row (left out). CPU-bound: call it off the event loop."""
+    widgets: dict[WidgetKey, Digested] = {}
+    errors: list[str] = []
+    for tenant, wid, text in rows:
+        try:
+            spec = WidgetSpec.model_validate(json.loads(text))
+        except (ValidationError, ValueError) as exc:
+            msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            errors.append(f"stored widget {wid!r} is invalid: {msg}")
+            continue
+        widgets[(tenant, wid)] = (spec, spec_digest(spec))
+    return widgets, errors
 
-    A write is applied at once to every RegistryHolder attached to this store (see
-    `load_holder`), so this instance sees its own writes immediately; other instances
-    learn of them by NOTIFY. `conninfo` is what holders LISTEN with (default: the pool's).
-    Raises PostgresFailure (postgres_unavailable / postgres_error) when PostgreSQL fails.
+
+def _build(
+    widget_rows: list[tuple[str, str, str]],
+    metric_rows: list[tuple[Any, ...]],
+    routing_file: tuple[dict[str, RoutingEntry], list[str]],
+) -> RegistrySnapshot:
+    routing, routing_errors = routing_file  # invalid entries are left out, and named
+    errors: list[str] = list(routing_errors)
+    metrics: dict[str, MetricDef] = {}
+    for row in metric_rows:
+        try:
+            metrics[row[0]] = metric_from_row(row)
+        except ValidationError as exc:
+            errors.append(f"catalog metric {row[0]!r} is invalid: {exc.errors()[0]['msg']}")
+    widgets, widget_errors = parse_widget_rows(widget_rows)
+    errors += widget_errors
+    for err in errors:
+        logger.warning("registry: %s (left out)", err)
+    return RegistrySnapshot.build(
+        {k: spec for k, (spec, _) in widgets.items()},
+        metrics,
+        routing,
+        tuple(errors),
+        digests={k: digest for k, (_, digest) in widgets.items()},
+    )
+
+
+class RegistryStore:
+    """The registry's repository: snapshots and widgets read, one widget written. Stateless
+    (its pool, routing path and deadlines only): any number of holders may share one.
+    `conninfo` is what holders LISTEN with (default: the pool's). Raises PostgresFailure
+    (postgres_unavailable / postgres_error / postgres_timeout) when PostgreSQL fails.
     """
 
     def __init__(
@@ -85,23 +136,6 @@ class RegistryStore:
         self.deadline_s = deadline_s
         pool_conninfo = pool.conninfo if isinstance(pool.conninfo, str) else None
         self.conninfo = conninfo if conninfo is not None else pool_conninfo
-        self._holders: list[RegistryHolder] = []
-        self._writes = 0  # local writes committed so far
-
-    async def load_holder(self, **holder_kwargs: Any) -> RegistryHolder:
-        """Load a snapshot and wrap it in a holder attached to this store (not yet listening:
-        call `start()`). Raises PostgresFailure when PostgreSQL is down."""
-        from adapters.registry.holder import RegistryHolder  # the holder module imports this one
-
-        while True:  # a write committed during the load may be missing from it: load again
-            writes = self._writes
-            snapshot = await self.load()
-            if self._writes == writes:
-                return RegistryHolder(self, snapshot, **holder_kwargs)
-
-    def attach(self, holder: RegistryHolder) -> None:
-        if holder not in self._holders:
-            self._holders.append(holder)
 
     async def load(self, pool: AsyncConnectionPool | None = None) -> RegistrySnapshot:
         """A fresh snapshot; `pool` defaults to the store's own."""
@@ -117,6 +151,25 @@ class RegistryStore:
         """A fresh snapshot read over a given connection (the listener's own)."""
         routing = await asyncio.to_thread(read_routing, self.routing_path)
         return await self._bounded(self._read(conn, routing), "read")
+
+    async def read_widgets(
+        self, widget_ids: Collection[str], conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> dict[WidgetKey, Digested]:
+        """Every tenant's stored widget with one of `widget_ids` (a NOTIFY names ids), over
+        `conn` or a pooled connection. An invalid row is left out (logged)."""
+
+        async def read(c: psycopg.AsyncConnection[Any]) -> list[tuple[str, str, str]]:
+            return await (await c.execute(_WIDGETS_BY_ID_SQL, (list(widget_ids),))).fetchall()
+
+        async def pooled() -> list[tuple[str, str, str]]:
+            async with self.pool.connection(timeout=self.timeout_s) as c:
+                return await read(c)
+
+        rows = await self._bounded(read(conn) if conn is not None else pooled(), "read")
+        widgets, errors = await asyncio.to_thread(parse_widget_rows, rows)
+        for err in errors:
+            logger.warning("registry: %s (left out)", err)
+        return widgets
 
     async def _bounded(self, call: Awaitable[T], what: str) -> T:
         """`call` within the client deadline; psycopg errors mapped to PostgresFailure."""
@@ -141,78 +194,76 @@ class RegistryStore:
         conn: psycopg.AsyncConnection[Any],
         routing_file: tuple[dict[str, RoutingEntry], list[str]],
     ) -> RegistrySnapshot:
-        routing, routing_errors = routing_file  # invalid entries are left out, and named
-        errors: list[str] = list(routing_errors)
         async with conn.transaction():  # one consistent view of both tables
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             widget_rows = await (await conn.execute(_WIDGETS_SQL)).fetchall()
             metric_rows = await (await conn.execute(_METRICS_SQL)).fetchall()
-        metrics: dict[str, MetricDef] = {}
-        for row in metric_rows:
-            try:
-                metrics[row[0]] = metric_from_row(row)
-            except ValidationError as exc:
-                errors.append(f"catalog metric {row[0]!r} is invalid: {exc.errors()[0]['msg']}")
-        widgets: dict[WidgetKey, WidgetSpec] = {}
-        for tenant, wid, spec in widget_rows:
-            try:
-                widgets[(tenant, wid)] = WidgetSpec.model_validate(spec)
-            except ValidationError as exc:
-                errors.append(f"stored widget {wid!r} is invalid: {exc.errors()[0]['msg']}")
-        for err in errors:
-            logger.warning("registry: %s (left out)", err)
-        return RegistrySnapshot.build(widgets, metrics, routing, tuple(errors))
+        # validating and hashing every widget is CPU work: off the event loop
+        return await asyncio.to_thread(_build, widget_rows, metric_rows, routing_file)
 
-    async def put_widget(
+    async def write_widget(
         self,
+        tenant: str,
         widget_id: str,
-        spec: WidgetSpec,
+        widget: PreparedWidget,
         *,
-        tenant: str = DEFAULT_TENANT,
         who: AuditEntry | None = None,
+        limits: WidgetLimits | None = None,
     ) -> bool:
         """Insert or replace a tenant's widget, and its audit row in the same transaction
         (unvalidated: write through `RegistryHolder.put_widget`, the one write path).
-        True when it was created. Bounded by the client deadline."""
+        A create over `limits.max_per_tenant` raises WidgetLimitExceeded. True when it was
+        created. Bounded by the client deadline."""
 
         async def write() -> bool:
             async with (
                 self.pool.connection(timeout=self.timeout_s) as conn,
                 conn.transaction(),
             ):
+                await lock_widget(conn, tenant, widget_id)
                 before = await (
                     await conn.execute(
-                        "SELECT spec FROM widgets WHERE tenant = %s AND id = %s FOR UPDATE",
+                        "SELECT spec::text FROM widgets WHERE tenant = %s AND id = %s",
                         (tenant, widget_id),
                     )
                 ).fetchone()
-                cur = await conn.execute(
-                    "INSERT INTO widgets (tenant, id, spec) VALUES (%s, %s, %s)"
+                if before is None and limits is not None:
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_TENANT_LOCK, tenant)
+                    )
+                    count = await (
+                        await conn.execute(
+                            "SELECT count(*) FROM widgets WHERE tenant = %s", (tenant,)
+                        )
+                    ).fetchone()
+                    problem = count_problem(tenant, count[0] if count else 0, limits)
+                    if problem is not None:
+                        raise problem
+                await conn.execute(
+                    "INSERT INTO widgets (tenant, id, spec) VALUES (%s, %s, %s::json)"
                     " ON CONFLICT (tenant, id) DO UPDATE SET spec = EXCLUDED.spec,"
-                    " updated_at = now() RETURNING (xmax = 0) AS created",
-                    (tenant, widget_id, Json(spec.model_dump(mode="json"))),
+                    " updated_at = now()",
+                    (tenant, widget_id, widget.text),
                 )
-                row = await cur.fetchone()
-                created = bool(row and row[0])
+                created = before is None
                 if who is not None:
+                    before_hash = (
+                        await asyncio.to_thread(stored_hash, before[0]) if before else None
+                    )
                     await append_audit(
                         conn,
                         who,
                         "widget.create" if created else "widget.replace",
                         widget_id,
-                        stored_hash(before[0] if before else None),
-                        spec_hash(spec),
+                        before_hash,
+                        widget.digest,
                     )
                 return created
 
-        created = await self._bounded(write(), "write")
-        self._writes += 1
-        for holder in self._holders:
-            holder._apply(holder.snapshot.with_widget(widget_id, spec, tenant))
-        return created
+        return await self._bounded(write(), "write")
 
     async def delete_widget(
-        self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
+        self, tenant: str, widget_id: str, *, who: AuditEntry | None = None
     ) -> bool:
         """Delete a tenant's widget (audited in the same transaction). True when it existed."""
 
@@ -221,22 +272,18 @@ class RegistryStore:
                 self.pool.connection(timeout=self.timeout_s) as conn,
                 conn.transaction(),
             ):
+                await lock_widget(conn, tenant, widget_id)
                 cur = await conn.execute(
-                    "DELETE FROM widgets WHERE tenant = %s AND id = %s RETURNING spec",
+                    "DELETE FROM widgets WHERE tenant = %s AND id = %s RETURNING spec::text",
                     (tenant, widget_id),
                 )
                 gone = await cur.fetchone()
                 if gone is not None and who is not None:
-                    await append_audit(
-                        conn, who, "widget.delete", widget_id, stored_hash(gone[0]), None
-                    )
+                    before_hash = await asyncio.to_thread(stored_hash, gone[0])
+                    await append_audit(conn, who, "widget.delete", widget_id, before_hash, None)
                 return gone is not None
 
-        existed = await self._bounded(delete(), "write")
-        self._writes += 1
-        for holder in self._holders:
-            holder._apply(holder.snapshot.without_widget(widget_id, tenant))
-        return existed
+        return await self._bounded(delete(), "write")
 
     async def audit_entries(
         self, tenant: str, *, limit: int = 100, before_id: int | None = None
@@ -248,3 +295,11 @@ class RegistryStore:
                 return await read_audit(conn, tenant, limit=limit, before_id=before_id)
 
         return await self._bounded(read(), "audit read")
+
+
+async def lock_widget(conn: psycopg.AsyncConnection[Any], tenant: str, widget_id: str) -> None:
+    """Serialise writes to one (tenant, id) until the transaction ends (creates included:
+    a row lock cannot guard a row that does not exist yet)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_WIDGET_LOCK, f"{tenant}/{widget_id}")
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.routes import audit, dashboard, data, metrics, ops, sql, widgets
+from service.routes import audit, changes, dashboard, data, docs, metrics, ops, sql, widgets
 
 api_router = APIRouter()
-for module in (data, sql, widgets, metrics, audit, ops, dashboard):
+for module in (data, changes, sql, widgets, metrics, audit, ops, docs, dashboard):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

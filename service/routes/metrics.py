@@ -28,6 +28,7 @@ async def list_metrics(res: ResourcesDep, who: MetricsReader) -> MetricList:
                 generator=r.generator if r else None,
                 ttl_seconds=r.ttl_seconds if r else None,
                 dimensions=list(d.dimensions),
+                dimension_order={k: list(v) for k, v in d.dimension_order.items()},
                 filter_columns=sorted(d.allowed_filter_columns),
                 governance_status=m.governance_status,
                 last_validated_at=m.last_validated_at.isoformat() if m.last_validated_at else None,

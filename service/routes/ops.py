@@ -1,18 +1,15 @@
-"""GET /healthz (liveness) and GET /readyz (readiness of every dependency, and the auth
-mode), both open; the OpenAPI document and its page, and GET /metrics (Prometheus text
-format), follow the data rule (data:read; open to loopback in dev mode)."""
+"""GET /healthz (liveness) and GET /readyz (readiness), both open: /readyz tells anyone
+its status, and its details (every dependency, the auth mode, the registry) only to a
+caller holding `ops:read` (the dev principal holds every scope). GET /metrics (Prometheus
+text format) follows the data rule (data:read; open to loopback in dev mode)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Response
 
 from observability.metrics import render
-from service.deps import DataReader, ResourcesDep
-from service.problems import AUTH_PROBLEMS
+from service.deps import DataReader, MaybePrincipal, ResourcesDep
+from service.problems import AUTH_PROBLEMS, PROBLEMS
 from service.schemas import Health, Readiness
 
 router = APIRouter(tags=["ops"])
@@ -24,21 +21,20 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness)
-async def readyz(res: ResourcesDep) -> Readiness:
-    """Readiness, with the state of PostgreSQL, the cache, the warehouse and the auth mode."""
-    return Readiness.model_validate(await res.readiness())
-
-
-@router.get("/openapi.json", include_in_schema=False)
-async def openapi_document(request: Request, who: DataReader) -> dict[str, Any]:
-    doc: dict[str, Any] = request.app.openapi()
-    return doc
-
-
-@router.get("/docs", include_in_schema=False)
-async def docs_page(who: DataReader) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Widget data resolver")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses={401: PROBLEMS[401]},  # presented credentials that do not verify
+)
+async def readyz(res: ResourcesDep, who: MaybePrincipal) -> Readiness:
+    """Readiness: `status` (`ok` / `degraded`) for anyone; with the scope `ops:read`, also
+    `components`: the state of PostgreSQL, the cache, the warehouse, the model, the
+    registry and the auth mode. Presented credentials are verified (bad ones: a 401)."""
+    ready = await res.readiness()
+    if who is None or not who.has("ops:read"):
+        return Readiness(status=ready["status"])
+    return Readiness.model_validate(ready)
 
 
 @router.get(

@@ -10,21 +10,16 @@ from pydantic import ValidationError
 from domain.failures import FailureKind
 from domain.models import DataIntent
 from service.deps import ResolverDep, ResourcesDep, SqlGenerator, access_of
-from service.problems import BODY_PROBLEMS, PROBLEM_JSON, Problem, ProblemError
+from service.problems import (
+    BODY_PROBLEMS,
+    PROBLEM_JSON,
+    Problem,
+    ProblemError,
+    failure_problem,
+)
 from service.schemas import GenerateBody, GenerateResponse, SafetyVerdict
 
 router = APIRouter(tags=["sql"])
-
-UNAVAILABLE = {
-    FailureKind.bedrock_unconfigured.value,
-    FailureKind.bedrock_unavailable.value,
-    FailureKind.llm_timeout.value,
-}
-TITLES = {
-    FailureKind.invalid_intent.value: "Invalid data_intent",
-    FailureKind.routing_missing.value: "Unknown metric",
-    FailureKind.llm_refused.value: "Question refused by the guardrail",
-}
 
 
 def _intent(body: GenerateBody) -> DataIntent:
@@ -74,36 +69,23 @@ async def generate_sql(
         )
     out = await resolver.generate(intent, access=access_of(res, who))
     failure = out.get("failure")
-    if failure and failure["kind"] == FailureKind.llm_rate_limited.value:
-        wait = await res.context.llm_budget.retry_after(who.tenant) if res.context.llm_budget else 1
-        raise ProblemError(
-            429,
-            failure["detail"],
-            title="Too Many Requests",
-            type_="urn:problem:llm-rate-limited",
-            kind=failure["kind"],
-            headers={"Retry-After": str(max(1, round(wait)))},
-        )
     if failure:
-        if failure["kind"] == FailureKind.safety_violation.value:
-            raise ProblemError(
-                422,
+        kind = FailureKind(failure["kind"])
+        if kind is FailureKind.llm_rate_limited:
+            budget = res.context.llm_budget
+            wait = await budget.retry_after(who.tenant) if budget else 1
+            raise failure_problem(
+                kind, failure["detail"], headers={"Retry-After": str(max(1, round(wait)))}
+            )
+        if kind is FailureKind.safety_violation:
+            raise failure_problem(
+                kind,
                 failure["detail"],
-                title="SQL rejected by the safety layer",
-                type_="urn:problem:safety-violation",
+                show_kind=False,
                 rule=out["safety"]["rule"],
                 sql=out.get("candidate_sql"),
             )
-        if failure["kind"] in UNAVAILABLE:
-            raise ProblemError(
-                503, failure["detail"], title="LLM unavailable", kind=failure["kind"]
-            )
-        raise ProblemError(
-            422,
-            failure["detail"],
-            title=TITLES.get(failure["kind"], "SQL generation failed"),
-            kind=failure["kind"],
-        )
+        raise failure_problem(kind, failure["detail"])
     generation = out.get("generation") or {}
     return GenerateResponse(
         sql=out["response"]["generated_sql"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from adapters.registry import AuditEntry
+from adapters.registry import AuditEntry, LimitKind, WidgetLimitExceeded
 from domain.failures import InvalidIntent
 from domain.models import WidgetSpec, filter_type_problems
 from service.deps import (
@@ -16,10 +16,33 @@ from service.deps import (
     WidgetWriter,
     widget_not_found,
 )
-from service.problems import AUTH_PROBLEMS, BODY_PROBLEMS, PROBLEM_JSON, PROBLEMS, Problem
+from service.problems import (
+    AUTH_PROBLEMS,
+    BODY_PROBLEMS,
+    PROBLEM_JSON,
+    PROBLEMS,
+    Problem,
+    ProblemError,
+)
 from service.schemas import WidgetList, WidgetOut
 
 router = APIRouter(tags=["widgets"])
+
+# Each per-tenant limit (README "Security") as its problem: a spec too large is a body too
+# large (413); mock_data over its own limit an unprocessable widget (422); one widget too
+# many a conflict with what the tenant holds (409: delete one first; a retry never helps).
+LIMIT_PROBLEMS: dict[LimitKind, tuple[int, str]] = {
+    "spec_bytes": (413, "Widget spec too large"),
+    "mock_data_bytes": (422, "Widget mock_data too large"),
+    "widget_count": (409, "Too many widgets"),
+}
+
+
+def limit_problem(exc: WidgetLimitExceeded) -> ProblemError:
+    status, title = LIMIT_PROBLEMS[exc.limit]
+    return ProblemError(
+        status, exc.detail, title=title, type_="urn:problem:widget-limit", limit=exc.limit
+    )
 
 
 @router.put(
@@ -28,6 +51,16 @@ router = APIRouter(tags=["widgets"])
     responses={
         **BODY_PROBLEMS,
         201: {"model": WidgetOut, "description": "Created"},
+        409: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": "The tenant holds WIDGET_MAX_PER_TENANT widgets already",
+        },
+        413: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": "Body over MAX_BODY_BYTES or spec over WIDGET_SPEC_MAX_BYTES",
+        },
         503: {
             "model": Problem,
             "content": {PROBLEM_JSON: {}},
@@ -43,8 +76,10 @@ async def put_widget(
     response: Response,
 ) -> WidgetOut:
     """Create or replace a widget spec of the caller's tenant (validated against the metric
-    catalog; filter values against their column types). Scope `widgets:write`; audited in
-    the write's transaction."""
+    catalog; filter values against their column types; within the tenant's limits: 413 for
+    a spec over WIDGET_SPEC_MAX_BYTES, 422 for mock_data over WIDGET_MOCK_DATA_MAX_BYTES,
+    409 for a create beyond WIDGET_MAX_PER_TENANT). Scope `widgets:write`; audited in the
+    write's transaction."""
     metric = res.registry.metrics().get(spec.data_intent.metric_id)
     if metric is not None:
         # typed filters: the metric table's column types come from the warehouse catalog
@@ -53,9 +88,12 @@ async def put_widget(
         if problems:
             raise InvalidIntent("; ".join(problems))  # a 422 problem naming the filter
     # the registry's one write path: InvalidIntent is a 422, PostgresFailure a 503 problem
-    created = await res.registry.put_widget(
-        widget_id, spec, tenant=who.tenant, who=AuditEntry(who.tenant, who.subject)
-    )
+    try:
+        created = await res.registry.put_widget(
+            widget_id, spec, tenant=who.tenant, who=AuditEntry(who.tenant, who.subject)
+        )
+    except WidgetLimitExceeded as exc:
+        raise limit_problem(exc) from None
     response.status_code = 201 if created else 200
     return WidgetOut(id=widget_id, spec=spec)
 

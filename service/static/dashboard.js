@@ -26,7 +26,8 @@
     widgets: [], // [{id, spec}]
     metrics: {}, // name -> MetricOut
     tiles: new Map(), // widget id -> Tile
-    features: { stream: false },
+    features: { stream: false, changes: false },
+    changes: null, // the pushed-changes watcher (watchChanges)
     autoSeconds: 0,
     timer: null,
     lastFullLoad: 0,
@@ -301,8 +302,10 @@
     return "live";
   }
 
-  // A forced refresh that came too soon after a live answer gets that answer back.
+  // A forced refresh that came too soon after a live answer gets that answer back (the
+  // answer says so: refresh_debounced; older services only in the trace).
   function debounced(r) {
+    if (r && typeof r.refresh_debounced === "boolean") return r.refresh_debounced;
     return Boolean(r && r.trace && r.trace.some((t) => t.node === "cache_lookup" && t.outcome === "refresh_debounced"));
   }
 
@@ -316,6 +319,14 @@
     const r = tile.result;
     const status = tile.error ? "error" : classify(r);
     const backend = r ? BACKEND_NAMES[r.backend] || r.backend || "backend" : "";
+    if (r && r.rollup && (status === "live" || status === "cached")) {
+      // read from a rollup (README "Rollups"): the age shown is its data's
+      const age = formatAge(r.rollup.data_age_s + (performance.now() - tile.receivedAt) / 1000);
+      return {
+        status, icon: status === "live" ? "●" : "◷", text: `Rollup · ${age}`, kind: "rollup",
+        tip: `Read from the rollup ${r.rollup.name} in PostgreSQL, no ${backend} statement; its data was built ${age} ago${status === "cached" ? " (this answer from the cache)" : ""}.`,
+      };
+    }
     switch (status) {
       case "live":
         return { status, icon: "●", text: `Live · ${backend}`, kind: null, tip: `Answered live by ${backend} just now.` };
@@ -323,7 +334,7 @@
         return {
           status, icon: "◷", text: `Cached · ${formatAge(ageOf(tile))}`, kind: debounced(r) ? "refresh_debounced" : null,
           tip: debounced(r)
-            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
+            ? `You asked for a live refresh, but this widget was resolved live only ${formatAge(r.freshness_seconds)} before, so the service reused that answer (forced refreshes are limited to one every few seconds${r.refresh_retry_after_s ? `: a live refresh is possible in ${formatAge(r.refresh_retry_after_s)}` : ""}). A live ${backend} answer, ${formatAge(ageOf(tile))} old.`
             : `A live ${backend} answer from the cache, ${formatAge(ageOf(tile))} old (refreshed when its TTL runs out).`,
         };
       case "stale":
@@ -385,6 +396,55 @@
     };
   }
 
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const MAX_TIME_LABELS = 8;
+
+  // Ticks on the data's own points when they fall on whole days (daily, weekly, monthly
+  // buckets, in UTC): every k-th bucket so at most MAX_TIME_LABELS labels, each month
+  // named at its first label ("Sep 8", "15", "22", "Oct 6"), the year at its first label
+  // and on every January. Null for finer grains: the time axis picks its own ticks then.
+  // A bucket as epoch ms; a timestamp without an offset is UTC (as the backends mean it).
+  function timeMs(t) {
+    if (typeof t === "string" && /T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t)) return new Date(t + "Z").getTime();
+    return new Date(t).getTime();
+  }
+
+  function timeTicks(times) {
+    const points = [...new Set(times.map(timeMs).filter((t) => !Number.isNaN(t)))].sort((a, b) => a - b);
+    if (points.length < 2 || points.some((t) => t % 86400000 !== 0)) return null;
+    const monthly = points.every((t) => new Date(t).getUTCDate() === 1);
+    const step = Math.ceil(points.length / MAX_TIME_LABELS);
+    // thin from the last point back, so the latest bucket always has its label
+    const shown = points.filter((_, i) => (points.length - 1 - i) % step === 0);
+    const labels = new Map();
+    let lastMonth = null;
+    let lastYear = null;
+    for (const t of shown) {
+      const d = new Date(t);
+      const month = d.getUTCFullYear() * 12 + d.getUTCMonth();
+      const name = MONTHS[d.getUTCMonth()];
+      const year = d.getUTCFullYear();
+      const yearText = lastYear === null || year !== lastYear ? ` ${year}` : "";
+      if (monthly) labels.set(t, `${name}${d.getUTCMonth() === 0 || lastYear === null ? yearText : ""}`);
+      else labels.set(t, month !== lastMonth ? `${name} ${d.getUTCDate()}` : String(d.getUTCDate()));
+      lastMonth = month;
+      lastYear = year;
+    }
+    return { values: shown, label: (v) => labels.get(v) ?? "" };
+  }
+
+  // Categories in the catalog's natural order for this dimension (GET /v1/metrics
+  // dimension_order), values it does not list after them, as they came.
+  function inCatalogOrder(categories, metricId, dimension) {
+    const order = ((state.metrics[metricId] || {}).dimension_order || {})[dimension];
+    if (!order || !order.length) return categories;
+    const rank = new Map(order.map((v, i) => [String(v), i]));
+    return categories
+      .map((c, i) => [c, rank.has(c) ? rank.get(c) : order.length + i])
+      .sort((a, b) => a[1] - b[1])
+      .map(([c]) => c);
+  }
+
   function chartOption(kind, r, unit) {
     const full = numberFormatter(unit);
     const compact = numberFormatter(unit, { compact: true });
@@ -399,13 +459,18 @@
       for (const row of rows) {
         const key = split ? String(row[split]) : "value";
         if (!groups.has(key)) groups.set(key, []);
-        groups.get(key).push([row[tcol], row[vcol]]);
+        groups.get(key).push([timeMs(row[tcol]), row[vcol]]);
       }
       opt.tooltip.trigger = "axis";
       opt.xAxis = {
         type: "time", splitNumber: 6, axisLine: { lineStyle: { color: "#cbd5e1" } }, splitLine: { show: false },
         axisLabel: { hideOverlap: true, color: "#64748b" },
       };
+      const ticks = timeTicks(rows.map((row) => row[tcol]));
+      if (ticks) {
+        opt.xAxis.axisLabel = { color: "#64748b", customValues: ticks.values, formatter: ticks.label, hideOverlap: false };
+        opt.xAxis.axisTick = { customValues: ticks.values };
+      }
       opt.yAxis = {
         type: "value", axisLabel: { formatter: (v) => compact(v) },
         splitLine: { lineStyle: { color: "#eef2f7" } },
@@ -440,7 +505,7 @@
     }
     // bar (and anything else categorical)
     const [cat, split] = dimensionColumns(r, [vcol]);
-    const categories = [];
+    let categories = [];
     const bySplit = new Map();
     for (const row of rows) {
       const c = String(row[cat]);
@@ -449,6 +514,7 @@
       if (!bySplit.has(key)) bySplit.set(key, new Map());
       bySplit.get(key).set(c, row[vcol]);
     }
+    categories = inCatalogOrder(categories, r.metric_id, cat);
     const horizontal = categories.length > 6 || categories.some((c) => c.length > 10);
     const catAxis = {
       type: "category", data: horizontal ? [...categories].reverse() : categories,
@@ -1188,6 +1254,72 @@
     }
     updateSummary();
     await loadAll();
+    watchChanges();
+  }
+
+  // ------------------------------------------------------------------ pushed changes
+
+  // GET /v1/changes: the service names each widget whose data changed (CHANGE_REFRESH on);
+  // its tile is re-fetched at once. Polling (auto-refresh) stays as the fallback: a 204
+  // (off) stops watching, any other failure retries with a growing pause.
+  async function watchChanges() {
+    if (state.changes) return;
+    state.changes = { retryS: 1, pending: new Map() };
+    for (;;) {
+      try {
+        const resp = await api("/v1/changes", { accept: "text/event-stream" });
+        if (resp.status === 204 || !resp.body) {
+          state.features.changes = false; // CHANGE_REFRESH is off: polling only
+          return;
+        }
+        state.features.changes = true;
+        const reader = resp.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (value) buffer += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buffer.search(/\r?\n\r?\n/)) >= 0) {
+            const raw = buffer.slice(0, cut);
+            buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, "");
+            let event = "message";
+            let data = "";
+            for (const line of raw.split(/\r?\n/)) {
+              if (line.startsWith("event:")) event = line.slice(6).trim();
+              else if (line.startsWith("data:")) data += line.slice(5).replace(/^ /, "");
+            }
+            if (event === "ready") state.changes.retryS = 1;
+            if (event === "changed") changed(data);
+          }
+          if (done) break;
+        }
+      } catch (err) {
+        if (err && (err.status === 404 || err.status === 401 || err.status === 403)) {
+          state.features.changes = false;
+          return;
+        }
+      }
+      state.features.changes = false;
+      await new Promise((r) => setTimeout(r, state.changes.retryS * 1000));
+      state.changes.retryS = Math.min(30, state.changes.retryS * 2);
+    }
+  }
+
+  function changed(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (_) {
+      return;
+    }
+    const tile = msg && state.tiles.get(msg.widget_id);
+    if (!tile || state.changes.pending.has(tile.id)) return;
+    // one re-fetch per tile for a burst of events (each identity's answer refreshed)
+    state.changes.pending.set(tile.id, setTimeout(() => {
+      state.changes.pending.delete(tile.id);
+      loadTiles([tile]);
+    }, 150));
   }
 
   function init() {

@@ -22,6 +22,7 @@ from sqlsafety.rules.calls import (
     unknown_function,
 )
 from sqlsafety.rules.columns import unknown_column
+from sqlsafety.rules.disclosure import hidden_column, variable_substitution
 from sqlsafety.rules.joins import cartesian_join
 from sqlsafety.rules.limits import row_limit
 from sqlsafety.rules.statements import (
@@ -42,6 +43,7 @@ Rule = Callable[[Check], None]
 
 RULES: tuple[Rule, ...] = (
     single_statement,
+    variable_substitution,
     command,
     read_only,
     select_into,
@@ -53,6 +55,7 @@ RULES: tuple[Rule, ...] = (
     syntax,
     pivot,
     hint,
+    hidden_column,
     table_not_allowed,
     qualified_function,
     denied_function,

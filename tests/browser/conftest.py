@@ -20,11 +20,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+import yaml
 
 from fakes.tcp_proxy import TcpProxy
 from tests.helpers import (
     PG_ADMIN_URL,
     REDIS_URL,
+    copy_config,
     create_database,
     drop_database,
     entry_point,
@@ -90,6 +92,20 @@ class DashService:
         keys = list(self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500))
         return int(self.redis.delete(*keys)) if keys else 0
 
+    def backdate_cached(self, widget_id: str, seconds: float) -> int:
+        """Make this widget's cached answers `seconds` older (their `resolved_at` earlier,
+        their Redis expiry kept), as if that much time had passed: a test reaches a
+        freshness window without waiting for the wall clock. Keys of this service's own
+        prefix only; returns how many entries were backdated."""
+        n = 0
+        for key in self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500):
+            blob = self.redis.get(key)
+            entry = json.loads(blob) if blob else None
+            if isinstance(entry, dict) and "resolved_at" in entry:
+                entry["resolved_at"] = float(entry["resolved_at"]) - seconds
+                n += bool(self.redis.set(key, json.dumps(entry), keepttl=True, xx=True))
+        return n
+
     def mint(self, scope: str, *claims: str, tenant: str = "default") -> str:
         """A token from `resolver token`, signed with this service's secret."""
         args = [entry_point("resolver"), "token", "--tenant", tenant, "--scope", scope]
@@ -115,11 +131,30 @@ def browser_binaries() -> tuple[str, str]:
     return CHROMIUM, CHROMEDRIVER
 
 
+LONG_TTL_S = 6 * 3600
+
+
+def long_lived_config(tmp: Path) -> Path:
+    """The demo config with every answer fresh for hours: however slow the machine, no tile
+    turns stale while the suite runs (the stale test sets its own windows and backdates
+    its entries; the outage test drops its entry with `forget_cached`)."""
+    config = copy_config(tmp)
+    path = config / "metric_routing.yaml"
+    routing = yaml.safe_load(path.read_text())
+    for entry in routing["metrics"].values():
+        entry["ttl_seconds"] = max(int(entry.get("ttl_seconds", 0)), LONG_TTL_S)
+        entry.pop("stale_while_revalidate_seconds", None)
+    path.write_text(yaml.safe_dump(routing))
+    return config
+
+
 @contextmanager
 def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
     """`resolver serve` over a fresh database on the real PostgreSQL (through a TCP proxy
     the test can cut) and the real Redis (a prefix of its own); embedded DuckDB warehouse,
     no LLM. `settings` are extra environment variables."""
+    if "CONFIG_DIR" not in settings:
+        settings = {"CONFIG_DIR": str(long_lived_config(tmp))} | settings
     db_url = create_database("wdr_browser")
     pg = urlsplit(PG_ADMIN_URL)
     proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432)
@@ -132,10 +167,14 @@ def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
             "PORT": str(port),
             "DATA_DIR": str(tmp),
             "DATABASE_URL": proxy.url_for(db_url),
+            "SEED_DEMO": "true",  # a fresh database: the demo widgets
             "REDIS_URL": REDIS_URL,
             "CACHE_PREFIX": prefix,
             "LOG_LEVEL": "WARNING",
             "PG_CONNECT_TIMEOUT_S": "1",
+            # a query over a slow link (test_dashboard_stream) is slow, never timed out,
+            # however loaded the machine: a cut link fails at once (the proxy closes it)
+            "PG_DEADLINE_S": "60",
             "REFRESH_MIN_INTERVAL_S": "0",  # a forced refresh is never debounced here
         }
         | settings

@@ -34,7 +34,8 @@ def test_a_slow_tile_shows_node_progress_then_is_streamed_on_its_own(
     assert page.execute_script("return window.dashboard.features().stream") is True
     network_requests(page)  # forget the first load's requests
     meta = tile(page, PG_KPI).find_element(By.CSS_SELECTOR, ".meta")
-    # PostgreSQL on a slow link: ~10 chunks a query, about 2 s (slow, under the 4 s deadline)
+    # PostgreSQL on a slow link: ~10 chunks a query, about 2 s (slow; the suite's
+    # PG_DEADLINE_S is far above it, so a loaded machine cannot turn it into a timeout)
     dash_service.proxy.latency_s = 0.2
     try:
         click(page, tile(page, PG_KPI).find_element(By.CSS_SELECTOR, ".refresh-btn"))

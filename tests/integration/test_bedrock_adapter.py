@@ -1,5 +1,5 @@
 """BedrockSqlGenerator through the real ChatBedrockConverse/boto3 stack against a local
-Converse API server (tests/fakes/bedrock_converse.py), plus the pure prompt builder."""
+Converse API server (fakes/bedrock_converse.py), plus the pure prompt builder."""
 
 from __future__ import annotations
 

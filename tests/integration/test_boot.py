@@ -42,6 +42,7 @@ def test_resolver_serve_exits_non_zero_naming_each_entry(tmp_path: Path) -> None
     try:
         env = os.environ | {
             "DATABASE_URL": url,
+            "SEED_DEMO": "true",  # a fresh database: the catalog the routing is checked against
             "CONFIG_DIR": str(broken_config(tmp_path)),
             "DATA_DIR": str(tmp_path),
             "PORT": "0",

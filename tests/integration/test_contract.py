@@ -40,6 +40,7 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
     work = tmp_path_factory.mktemp("contract")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABRICKS_"))}
     env |= {"DATABASE_URL": db, "PORT": str(port), "DATA_DIR": str(work), "AUTH_JWT_SECRET": SECRET}
+    env["SEED_DEMO"] = "true"  # a fresh database: the demo widgets
     # the model (a local Converse API server) answers every question with checked-safe SQL
     converse = ConverseServer(default=ToolCall(sql=SAFE_SQL)).start()
     env |= {

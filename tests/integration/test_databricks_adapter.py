@@ -1,5 +1,5 @@
 """DatabricksWarehouse end to end: the real databricks-sql-connector (use_sea=True) against
-a local Statement Execution API server backed by DuckDB (tests/fakes/databricks_sea.py)."""
+a local Statement Execution API server backed by DuckDB (fakes/databricks_sea.py)."""
 
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], ConverseServer
                 "PORT": str(port),
                 "DATA_DIR": str(tmp_path),
                 "DATABASE_URL": db,
+                "SEED_DEMO": "true",  # a fresh database: the demo widgets
                 "REDIS_URL": REDIS_URL,
                 "CACHE_PREFIX": f"wdr-e2e:{Path(db).name}:",
                 "AUTH_JWT_SECRET": SECRET,
@@ -90,7 +91,9 @@ def test_secured_service_as_a_new_user(served: tuple[str, dict[str, str], Conver
     data = base + "/v1/widgets/{}/data"
     anon = httpx.post(data.format("open-issues-kpi"))
     assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Bearer ")
-    assert httpx.get(base + "/readyz").json()["components"]["auth"]["mode"] == "jwt"
+    assert httpx.get(base + "/readyz").json() == {"status": "ok"}  # details need ops:read
+    ops = bearer(env, "default", "ops:read")
+    assert httpx.get(base + "/readyz", headers=ops).json()["components"]["auth"]["mode"] == "jwt"
 
     reader = bearer(env, "default", "data:read")
     assert httpx.post(data.format("open-issues-kpi"), headers=reader).json()["source"] == "postgres"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,14 @@ def data_dir(embedded_tmp: Path) -> Iterator[Path]:
     stop_embedded_postgres(path)
 
 
-async def test_embedded_pg_start_migrate_seed_query_restart(data_dir: Path) -> None:
+async def test_embedded_pg_start_migrate_seed_query_restart(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     uri = start_embedded_postgres(data_dir)
+    # a cold start says one thing at INFO, not initdb's and pg_ctl's whole output
+    assert [r.name for r in caplog.records if r.name == "pgserver"] == [], caplog.text[:2000]
+    assert "first start: creating the embedded PostgreSQL" in caplog.text
     assert uri.startswith("postgresql://") and "/resolver" in uri
     assert (data_dir / "PG_VERSION").read_text().strip() == "16"
 

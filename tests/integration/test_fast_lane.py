@@ -1,11 +1,10 @@
 """The fast lane over the real PostgreSQL and Redis: two services on one database and one
-cache prefix, one answering from the cache in the lane (the default) and one running every
-resolution as a graph run (`fast_lane=False`), give the same answers for a fresh hit, a
+cache prefix, one taking a cache answer's steps in the runner (the default) and one handing
+every run to the compiled graph after cache_lookup (`fast_lane=False`), give the same answers for a fresh hit, a
 stale answer, and a last good answer beside a failure note, on both backends."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,8 +13,10 @@ import psycopg
 import pytest
 import pytest_asyncio
 
+from graph.runner import DECIDE, LANE
 from tests.helpers import (
     REDIS_URL,
+    FakeClock,
     Service,
     create_database,
     drop_database,
@@ -30,8 +31,15 @@ POLICIES = {"active_issues_count": (1, 30, 3600), "cost_avoided_mtd": (1, 0, 360
 TIMING = ("freshness_seconds",)
 
 
+@pytest.fixture(scope="module")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Service, Service]]:
+async def pair(
+    clock: FakeClock, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Service, Service]]:
     url = create_database()
     tmp = tmp_path_factory.mktemp("lane")
     config = short_ttl_config(tmp, POLICIES)
@@ -42,15 +50,17 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[
         "config_dir": config,
         "refresh_ahead": False,
         "failure_backoff_s": 30,
+        "clock": clock,  # one wall clock, moved past a TTL by the tests
     }
     try:
         async with (
             running_service(data_dir=tmp / "a", **common) as lane,
             running_service(data_dir=tmp / "b", fast_lane=False, **common) as graph,
         ):
-            # the one difference between them: whether the lane answers first
-            assert lane.app.state.resolver.flights.fast is not None
-            assert graph.app.state.resolver.flights.fast is None
+            # the one difference between them: whether the runner takes a cache answer's
+            # steps itself or hands every run to the compiled graph after cache_lookup
+            assert lane.app.state.resolver.runner.lane == LANE
+            assert graph.app.state.resolver.runner.lane == DECIDE
             yield lane, graph
     finally:
         drop_database(url)
@@ -84,19 +94,23 @@ async def test_a_fresh_hit_is_the_same_answer(pair: tuple[Service, Service], wid
     _same(a, b)
 
 
-async def test_a_stale_answer_is_the_same_answer(pair: tuple[Service, Service]) -> None:
+async def test_a_stale_answer_is_the_same_answer(
+    pair: tuple[Service, Service], clock: FakeClock
+) -> None:
     lane, _ = pair
     await lane.data("open-issues-kpi", refresh=True)
-    await asyncio.sleep(1.2)  # past the 1 s TTL, inside the 30 s stale-while-revalidate
+    clock.advance(1.2)  # past the 1 s TTL, inside the 30 s stale-while-revalidate
     a, b = await _both(pair, "open-issues-kpi")
     assert a["stale"] is True and a["stale_reason"] == "revalidating"
     _same(a, b)
 
 
-async def test_a_last_good_answer_is_the_same_answer(pair: tuple[Service, Service]) -> None:
+async def test_a_last_good_answer_is_the_same_answer(
+    pair: tuple[Service, Service], clock: FakeClock
+) -> None:
     lane, _ = pair
     good = (await lane.data("cost-avoided-mtd", refresh=True)).json()
-    await asyncio.sleep(1.1)  # expired, no SWR
+    clock.advance(1.1)  # expired, no SWR
     url = lane.settings.database_url
     assert url is not None
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

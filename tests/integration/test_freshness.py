@@ -22,6 +22,7 @@ from domain.freshness import failure_note_key
 from fakes.databricks_sea import FakeSeaServer
 from tests.helpers import (
     REDIS_URL,
+    FakeClock,
     Service,
     copy_config,
     create_database,
@@ -64,10 +65,19 @@ async def db_url() -> AsyncIterator[str]:
     drop_database(url)
 
 
+@pytest.fixture(scope="module")
+def clock() -> FakeClock:
+    """The service's wall clock: a test moves it past a TTL instead of sleeping."""
+    return FakeClock()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
+async def svc(
+    db_url: str, clock: FakeClock, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Service]:
     tmp = tmp_path_factory.mktemp("fresh")
     async with running_service(
+        clock=clock,
         database_url=db_url,
         redis_url=REDIS_URL,
         cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
@@ -128,13 +138,13 @@ async def _idle(svc: Service) -> None:
 
 
 async def test_expired_entry_is_answered_at_once_flagged_and_refreshed_once(
-    svc: Service, backend_calls: Counter[str]
+    svc: Service, clock: FakeClock, backend_calls: Counter[str]
 ) -> None:
     first = (await svc.data("open-issues-kpi", refresh=True)).json()
     assert first["source"] == "postgres" and first["stale"] is False
     assert first["stale_reason"] is None
     await _idle(svc)
-    await asyncio.sleep(1.2)  # past the 1 s TTL, inside the 30 s window
+    clock.advance(1.2)  # past the 1 s TTL, inside the 30 s window
     backend_calls.clear()
     bodies = [
         r.json() for r in await asyncio.gather(*(svc.data("open-issues-kpi") for _ in range(8)))
@@ -165,10 +175,10 @@ async def _postgres_error(url: str) -> tuple[Any, Any]:
 
 
 async def test_last_good_answer_when_the_backend_fails_past_the_ttl(
-    svc: Service, db_url: str
+    svc: Service, clock: FakeClock, db_url: str
 ) -> None:
     good = (await svc.data("cost-avoided-mtd", refresh=True)).json()
-    await asyncio.sleep(1.1)  # expired, no SWR: the viewer waits for the backend ...
+    clock.advance(1.1)  # expired, no SWR: the viewer waits for the backend ...
     start, stop = await _postgres_error(db_url)
     await start()
     try:
@@ -191,7 +201,7 @@ async def test_last_good_answer_when_the_backend_fails_past_the_ttl(
         "mock_data",
         "degrade_or_return",
     ]
-    await asyncio.sleep(0.6)
+    clock.advance(0.6)
     await svc.data("cost-avoided-mtd")  # the backoff is over: a background retry starts
     await _idle(svc)
     live = (await svc.data("cost-avoided-mtd")).json()
@@ -255,10 +265,12 @@ async def test_mock_when_there_is_no_last_good_answer(svc: Service, db_url: str)
     assert body["cache_hit"] is False and body["executed"] is False
 
 
-async def test_mock_when_the_last_good_answer_is_too_old(svc: Service, db_url: str) -> None:
+async def test_mock_when_the_last_good_answer_is_too_old(
+    svc: Service, clock: FakeClock, db_url: str
+) -> None:
     good = (await svc.data("nba-taken-by-channel", refresh=True)).json()
     assert good["source"] == "postgres"
-    await asyncio.sleep(2.1)  # TTL 1 s + stale-if-error 1 s are over
+    clock.advance(2.1)  # TTL 1 s + stale-if-error 1 s are over
     start, stop = await _postgres_error(db_url)
     await start()
     try:
@@ -369,6 +381,33 @@ async def test_a_failed_refresh_releases_the_lease(
     finally:
         await stop()
     assert backend_calls["active_issues_count"] == 2  # each refresh ran (and failed) itself
+
+
+async def test_a_miss_reads_the_widgets_entry_at_most_twice(svc: Service) -> None:
+    """Once to decide, once after taking the lease (another instance may have filled it):
+    counted as GETs on the real Redis."""
+    client: Any = svc.res.context.cache._client  # type: ignore[attr-defined]
+    real = client.get
+    reads: Counter[str] = Counter()
+
+    async def counting(name: str, *a: Any, **kw: Any) -> Any:
+        reads[name] += 1
+        return await real(name, *a, **kw)
+
+    client.get = counting
+    try:
+        first = (await svc.data("cost-avoided-mtd", trace=True)).json()
+        entry = [k for k in reads if not k.endswith("#failed")]
+        assert len(entry) == 1  # the widget's one entry key
+        await client.delete(entry[0])  # nothing cached: the next read is a miss
+        reads.clear()
+        miss = (await svc.data("cost-avoided-mtd", trace=True)).json()
+    finally:
+        client.get = real
+    assert first["live_data_unavailable"] is False
+    steps = [(t["node"], t["outcome"]) for t in miss["trace"]]
+    assert steps[:3] == [("route", "postgres"), ("cache_lookup", "miss"), ("postgres_query", "ok")]
+    assert reads[entry[0]] == 2
 
 
 # ------------------------------------------------------------------ refresh-ahead

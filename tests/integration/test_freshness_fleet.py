@@ -86,6 +86,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with FakeSeaServer(con, token="dapi-fleet") as sea:
         env |= {
             "DATABASE_URL": url,
+            "SEED_DEMO": "true",  # a fresh database: the demo widgets
             "REDIS_URL": REDIS_URL,
             "CACHE_PREFIX": f"wdr-test:{uuid.uuid4().hex[:8]}:",
             "DATA_DIR": str(tmp / "data"),

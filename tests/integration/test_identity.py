@@ -3,6 +3,7 @@ the real PostgreSQL; every bad-credential case is refused with a reason."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -162,8 +163,9 @@ async def test_keys_are_cached_and_survive_a_jwks_outage(idp: JwksServer, jwks: 
     await v.verify(idp.mint())
     assert idp.requests == fetched  # cached, not fetched per token
     idp.down = True
-    jwks.refresh_s = 0  # the set is stale: a refetch is attempted and fails
-    await v.verify(idp.mint())  # the cached key still verifies
+    jwks.refresh_s = 0  # the set is stale: a refetch is attempted (in the background), fails
+    await v.verify(idp.mint())  # the cached key still verifies, without waiting for it
+    await jwks.settled()
     assert idp.requests > fetched
     idp.stop()  # the port closed altogether
     await v.verify(idp.mint(alg="ES256"))
@@ -184,6 +186,92 @@ async def test_no_cached_keys_and_jwks_down_is_unavailable(idp: JwksServer, jwks
     idp.down = True
     with pytest.raises(AuthUnavailable):
         await rs_verifier(idp, jwks).verify(idp.mint())
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("callers", [2, 16])
+@pytest.mark.parametrize("outcome", ["down", "up"])
+async def test_one_jwks_fetch_in_flight_is_shared_by_every_caller(
+    idp: JwksServer, callers: int, outcome: str
+) -> None:
+    """Issue 18: no cached keys and a slow identity provider: the callers share one fetch
+    (the provider sees one request), and all get its outcome."""
+    keys = JwksKeys(idp.url, min_refetch_s=0, wait_s=30)
+    try:
+        v = rs_verifier(idp, keys)
+        idp.down = outcome == "down"
+        idp.hold()
+        tokens = [idp.mint(subject=f"u{i}") for i in range(callers)]
+        tasks = [asyncio.create_task(v.verify(t)) for t in tokens]
+        assert await asyncio.to_thread(idp.arrived.wait, 30)  # the fetch is in flight
+        idp.release()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert idp.requests == 1
+        if outcome == "down":
+            assert all(isinstance(r, AuthUnavailable) for r in results), results
+        else:
+            assert [r.subject for r in results] == [f"u{i}" for i in range(callers)]  # type: ignore[union-attr]
+    finally:
+        idp.release()
+        await keys.aclose()
+
+
+@pytest.mark.parametrize("idp_state", ["503", "404"])
+async def test_a_failed_jwks_fetch_backs_off_and_callers_do_not_hit_the_provider(
+    idp: JwksServer, idp_state: str
+) -> None:
+    """Issue 18: after a failed fetch (no keys cached) requests are answered at once (503)
+    without a fetch, until the backoff (doubling, capped) has passed."""
+    clock = FakeClock()
+    keys = JwksKeys(idp.url, min_refetch_s=0, backoff_s=1.0, backoff_max_s=4.0, clock=clock)
+    try:
+        v = rs_verifier(idp, keys)
+        token = idp.mint()
+        if idp_state == "503":
+            idp.down = True
+        else:
+            keys.url = idp.url + ".missing"
+        seen = lambda: idp.requests  # noqa: E731
+        for delay in (1.0, 2.0, 4.0, 4.0):  # the backoff doubles up to backoff_max_s
+            before = seen()
+            with pytest.raises(AuthUnavailable):
+                await v.verify(token)  # a fetch, which fails
+            fetched = seen() - before
+            assert fetched == 1
+            for _ in range(20):  # within the backoff: no fetch at all
+                with pytest.raises(AuthUnavailable):
+                    await v.verify(token)
+            assert seen() - before == fetched
+            clock.now += delay - 0.01
+            with pytest.raises(AuthUnavailable):
+                await v.verify(token)
+            assert seen() - before == fetched  # not yet
+            clock.now += 0.02
+        idp.down = False
+        keys.url = idp.url
+        assert (await v.verify(token)).tenant == "acme"  # the provider is back: keys again
+    finally:
+        await keys.aclose()
+
+
+async def test_a_caller_waits_for_keys_at_most_wait_s(idp: JwksServer) -> None:
+    """Issue 18: a provider that does not answer holds no request longer than wait_s."""
+    keys = JwksKeys(idp.url, wait_s=0.05, timeout_s=30)
+    try:
+        idp.hold()
+        with pytest.raises(AuthUnavailable):
+            await rs_verifier(idp, keys).verify(idp.mint())
+        assert idp.requests == 1
+    finally:
+        idp.release()
+        await keys.aclose()
 
 
 def public_pem(idp: JwksServer) -> bytes:
@@ -293,3 +381,19 @@ async def test_oversized_attribute_claims_are_refused(hs: JwtVerifier) -> None:
     with pytest.raises(AuthError, match="characters"):
         await hs.verify(hs_token(regions=["x" * 257]))
     assert (await hs.verify(hs_token(regions=[f"r{i}" for i in range(1000)]))).attributes
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"subject": "s" * 300},
+        {"claims": {"regions": ["w" * 9000]}},
+        {"claims": {"profile": {"a": {"b": "x" * 9000}}}},
+    ],
+    ids=["long subject", "oversized list claim", "oversized nested claim"],
+)
+async def test_an_api_key_takes_the_claim_bounds_of_a_token(
+    key_store: ApiKeyStore, kw: dict[str, object]
+) -> None:
+    with pytest.raises(ValueError, match="over"):
+        await key_store.create(tenant="acme", scopes=["data:read"], **kw)  # type: ignore[arg-type]

@@ -9,13 +9,19 @@ from typing import Any
 
 import pytest
 
-from adapters.lease import LocalLeases, RedisLeases, lease_scope
+from adapters.lease import LocalLeases, RedisLeases
 from domain.lease import ABANDONED, BUSY, Outcome
-from tests.helpers import REDIS_URL, free_port
+from tests.helpers import REDIS_URL, free_port, until
 
 
 def _prefix() -> str:
     return f"wdr-test:{uuid.uuid4().hex[:8]}:"
+
+
+def _waited_on(leases: Any, key: str, n: int = 1) -> bool:
+    """`n` followers wait on `key`, and (Redis) the release message can reach them."""
+    subscribed = getattr(leases, "_subscribed", None)
+    return leases.waiting(key) == n and (subscribed is None or subscribed.is_set())
 
 
 @pytest.fixture(params=["redis", "local"])
@@ -44,7 +50,7 @@ async def test_one_holder_and_token_checked_release(leases: Any) -> None:
 async def test_followers_get_the_leaders_outcome(leases: Any) -> None:
     token = await leases.acquire("k")
     followers = [asyncio.create_task(leases.lead_or_follow("k", wait_s=5)) for _ in range(5)]
-    await asyncio.sleep(0.3)
+    await until(lambda: _waited_on(leases, "k", 5))
     assert not any(f.done() for f in followers)  # they wait for the leader
     await leases.release("k", token, Outcome(ok=False, kind="databricks_timeout", detail="slow"))
     roles = await asyncio.gather(*followers)
@@ -66,13 +72,29 @@ async def test_waiting_is_bounded(leases: Any) -> None:
     assert role.waited_s >= 0.4
 
 
+async def test_the_lead_scope_releases_with_the_settled_outcome(leases: Any) -> None:
+    async with leases.lead("k", wait_s=5) as lead:
+        assert lead.leads and lead.held
+        follower = asyncio.create_task(leases.lead_or_follow("k", wait_s=5))
+        await until(lambda: _waited_on(leases, "k"))
+        lead.settle(Outcome(ok=False, kind="postgres_error", detail="boom"))
+    role = await follower
+    assert role.followed == Outcome(ok=False, kind="postgres_error", detail="boom")
+    async with leases.lead("k", wait_s=5) as lead:  # released: led again at once
+        assert lead.leads and lead.held and not lead.takeover
+        lead.settle(Outcome(ok=True))
+
+
 async def test_scope_releases_on_failure_and_cancellation(leases: Any) -> None:
+    entered = asyncio.Event()
+
     async def leader(fail: bool) -> None:
-        async with lease_scope():
-            assert await leases.acquire("k")
+        async with leases.lead("k", wait_s=5) as lead:
+            assert lead.leads and lead.held
+            entered.set()
             if fail:
                 raise RuntimeError("the run blew up")
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # until cancelled
 
     with pytest.raises(RuntimeError):
         await leader(fail=True)
@@ -80,10 +102,11 @@ async def test_scope_releases_on_failure_and_cancellation(leases: Any) -> None:
     assert token
     await leases.release("k", token, Outcome(ok=True))
 
+    entered.clear()
     task = asyncio.create_task(leader(fail=False))
-    await asyncio.sleep(0.1)
+    await entered.wait()
     follower = asyncio.create_task(leases.lead_or_follow("k", wait_s=5))
-    await asyncio.sleep(0.2)
+    await until(lambda: _waited_on(leases, "k"))
     task.cancel()
     role = await follower
     assert role.leads and role.token and role.takeover  # abandoned: the follower leads

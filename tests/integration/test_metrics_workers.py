@@ -46,6 +46,7 @@ def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
         "PORT": str(port),
         "WORKERS": "2",
         "DATABASE_URL": url,
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "REDIS_URL": REDIS_URL,  # workers share the cache and leases
         "CACHE_PREFIX": f"wdr-test:{Path(url).name}:",
         "DATA_DIR": str(tmp_path / "data"),

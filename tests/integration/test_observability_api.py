@@ -106,6 +106,7 @@ async def live(
     url = create_database()
     settings = Settings(
         database_url=url,
+        seed_demo=True,  # a fresh database: the demo widgets
         redis_url=REDIS_URL,
         cache_prefix=f"wdr-test:{Path(url).name}:",
         data_dir=tmp_path_factory.mktemp("data"),

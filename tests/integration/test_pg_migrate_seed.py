@@ -218,6 +218,7 @@ async def test_seed_rejects_a_widget_on_an_unknown_metric(
 ) -> None:
     await migrate(fresh_pg_url)
     (tmp_path / "metrics.yaml").write_text((CONFIG_DIR / "metrics.yaml").read_text())
+    (tmp_path / "metric_routing.yaml").write_text((CONFIG_DIR / "metric_routing.yaml").read_text())
     (tmp_path / "widgets.yaml").write_text(
         yaml.safe_dump(
             {

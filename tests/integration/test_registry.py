@@ -95,7 +95,7 @@ def test_snapshot_is_immutable() -> None:
     snap.widgets().clear()
     assert snap.widget("w") is not None
     with pytest.raises(TypeError):
-        snap._widgets["x"] = spec()  # type: ignore[index]
+        snap._tenants["x"] = {}  # type: ignore[index]
     with pytest.raises(AttributeError):
         snap._version = "x"  # type: ignore[misc]
 
@@ -133,6 +133,32 @@ def test_validate_boot_names_each_offending_entry(tmp_path: Path) -> None:
     assert "'ghost-widget'" in text and "no_such_metric" in text
     assert "'bad-dim-widget'" in text and "'region'" in text
     assert "ok-widget" not in text
+
+
+def test_validate_boot_refuses_a_postgres_metric_the_gateway_cannot_serve() -> None:
+    from adapters.postgres import postgres_problems
+    from domain.models import MetricDefinition
+
+    bad = CATALOG["nba_taken_pct"].model_copy(
+        update={
+            "definition": MetricDefinition(
+                table="kpi_metrics_history", aggregation="avg", dimensions=["Channel"]
+            )
+        }
+    )
+    catalog = CATALOG | {"nba_taken_pct": bad}
+    routing = load_routing(ROUTING)
+    snap = RegistrySnapshot.build({}, catalog, routing, ())
+    assert (
+        validate_boot(
+            RegistrySnapshot.build({}, CATALOG, routing, ()), postgres_problems=postgres_problems
+        )
+        == []
+    )
+    [problem] = validate_boot(snap, postgres_problems=postgres_problems)
+    assert (
+        "'nba_taken_pct'" in problem and "'Channel'" in problem and "routed to postgres" in problem
+    )
 
 
 def test_load_routing_errors_name_the_entry(tmp_path: Path) -> None:
@@ -183,11 +209,6 @@ async def test_put_and_delete_widget(store: RegistryStore, db_url: str) -> None:
     assert holder.widget("my-tile") is None
     assert await holder.delete_widget("my-tile") is False
 
-    # writes through the store itself show in its holders at once too
-    assert await store.put_widget("store-tile", spec("Via store")) is True
-    assert holder.current.widget("store-tile") == spec("Via store")
-    assert await store.delete_widget("store-tile") is True
-    assert holder.widget("store-tile") is None
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM widgets WHERE id = 'my-tile'").fetchone() == (0,)
     assert holder.version == v0
@@ -277,11 +298,19 @@ class GatedStore(RegistryStore):
         self, conn: psycopg.AsyncConnection[Any], routing: dict[str, RoutingEntry]
     ) -> RegistrySnapshot:
         snap = await super()._read(conn, routing)
+        await self._gate()
+        return snap
+
+    async def read_widgets(self, *args: Any, **kwargs: Any) -> Any:
+        widgets = await super().read_widgets(*args, **kwargs)
+        await self._gate()
+        return widgets
+
+    async def _gate(self) -> None:
         if self._armed:
             self._armed = False
             self.read_done.set()
             await self.release.wait()
-        return snap
 
 
 @pytest.fixture
@@ -293,25 +322,26 @@ async def gated(db_url: str) -> AsyncIterator[GatedStore]:
 
 
 async def _stale_reload(holder: RegistryHolder, path: str, db_url: str) -> asyncio.Task[Any]:
-    """Start a reload the way `path` does it: the listener's (over its own connection)
-    or `refresh()` (over the pool)."""
+    """Start a reload the way `path` does it: the listener's (over its own connection; in
+    full, or of the one widget a notification named) or `refresh()` (over the pool)."""
     if path == "refresh":
         return asyncio.create_task(holder.refresh())
     conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
+    widget_ids = frozenset({"race-tile"}) if path == "listener-widget" else None
 
     async def listener_reload() -> None:
         async with conn:
-            await holder._reload(conn)
+            await holder._reload(conn, widget_ids)
 
     return asyncio.create_task(listener_reload())
 
 
-@pytest.mark.parametrize("path", ["listener", "refresh"])
+@pytest.mark.parametrize("path", ["listener", "listener-widget", "refresh"])
 @pytest.mark.parametrize("write", ["create", "replace", "delete"])
 async def test_stale_reload_never_undoes_a_local_write(
     gated: GatedStore, db_url: str, path: str, write: str
 ) -> None:
-    holder = await gated.load_holder()
+    holder = await RegistryHolder.create(gated)
     if write != "create":
         await holder.put_widget("race-tile", spec("Old"))
     gated.arm()
@@ -333,7 +363,7 @@ async def test_stale_reload_never_undoes_a_local_write(
 
 
 async def test_older_of_two_overlapping_reloads_never_wins(gated: GatedStore, db_url: str) -> None:
-    holder = await gated.load_holder()
+    holder = await RegistryHolder.create(gated)
     gated.arm()
     first = await _stale_reload(holder, "listener", db_url)
     await gated.read_done.wait()

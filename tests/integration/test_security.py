@@ -192,7 +192,8 @@ async def test_each_route_needs_its_scope(
 async def test_health_and_readiness_stay_open_and_say_the_auth_mode(svc: Service) -> None:
     assert (await svc.client.get("/healthz")).status_code == 200
     ready = await svc.client.get("/readyz")
-    assert ready.status_code == 200
+    assert ready.status_code == 200 and set(ready.json()) == {"status"}  # open: status only
+    ready = await svc.client.get("/readyz", headers=token("default", "ops:read"))
     assert ready.json()["components"]["auth"]["mode"] == "jwt"
 
 
@@ -504,11 +505,16 @@ async def test_forced_refresh_is_debounced(db_url: str, tmp_path: Path) -> None:
     async with running_service(
         database_url=db_url,
         data_dir=tmp_path,
-        refresh_min_interval_s=30,
+        refresh_min_interval_s=86_400,  # a day: no machine is that slow between two calls
     ) as s:
         first = (await s.data("open-issues-kpi")).json()
+        assert first["refresh_debounced"] is False and first["refresh_retry_after_s"] is None
         forced = (await s.data("open-issues-kpi", refresh=True)).json()
         assert forced["cache_hit"] is True and forced["resolved_at"] == first["resolved_at"]
+        # the body says so (README "Try it"), and when a forced refresh will run again
+        assert forced["refresh_debounced"] is True
+        wait = forced["refresh_retry_after_s"]
+        assert 86_400 - 60 < wait <= 86_400 - forced["freshness_seconds"] + 0.001, forced
     async with running_service(
         database_url=db_url, data_dir=tmp_path, refresh_min_interval_s=0
     ) as s:
@@ -516,6 +522,7 @@ async def test_forced_refresh_is_debounced(db_url: str, tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
         forced = (await s.data("open-issues-kpi", refresh=True)).json()
         assert forced["cache_hit"] is False and forced["resolved_at"] != first["resolved_at"]
+        assert forced["refresh_debounced"] is False and forced["refresh_retry_after_s"] is None
 
 
 async def test_llm_rate_limit_per_tenant(
@@ -675,7 +682,8 @@ async def test_rs256_and_es256_tokens_through_a_jwks_server(db_url: str, tmp_pat
                 assert (await s.data("open-issues-kpi", headers=h)).status_code == 200
             # an HS256 token signed with anything is not accepted with JWKS only
             assert (await s.data("open-issues-kpi", headers=token("default"))).status_code == 401
-            ready = (await s.client.get("/readyz")).json()["components"]["auth"]
+            ops = {"Authorization": f"Bearer {idp.mint(tenant='default', scope='ops:read')}"}
+            ready = (await s.client.get("/readyz", headers=ops)).json()["components"]["auth"]
             assert ready["mode"] == "jwt" and ready["jwks_keys"] == 2
             idp.down = True  # the identity provider is unreachable: cached keys still verify
             h = {"Authorization": f"Bearer {idp.mint(alg='RS256', tenant='default')}"}

@@ -27,6 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABRICKS_"))}
     env |= {
         "DATABASE_URL": db,
+        "SEED_DEMO": "true",  # a fresh database: the demo widgets
         "PORT": str(port),
         "DATA_DIR": str(work),
         "HTTP_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
@@ -57,7 +58,7 @@ def _read_until_closed(sock: socket.socket) -> tuple[bytes, float]:
 def test_headers_sent_byte_by_byte_are_cut_off_with_a_408(server: int) -> None:
     with socket.create_connection(("127.0.0.1", server)) as sock:
         sent = b""
-        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+        request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100
         started = time.monotonic()
         for byte in request:
             try:
@@ -90,7 +91,7 @@ def test_many_silent_connections_are_all_closed(server: int) -> None:
 def test_a_body_sent_byte_by_byte_is_a_408_problem(server: int) -> None:
     body = b'{"widget_ids": ["open-issues-kpi"]}'
     head = (
-        f"POST /v1/widgets/data HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        f"POST /v1/widgets/data HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", server)) as sock:

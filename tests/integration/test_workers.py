@@ -45,6 +45,7 @@ def test_two_workers_share_one_port_and_the_cache(tmp_path: Path) -> None:
                 tmp_path,
                 PORT=str(port),
                 DATABASE_URL=url,
+                SEED_DEMO="true",  # a fresh database: the demo widgets
                 REDIS_URL=REDIS_URL,
                 CACHE_PREFIX=f"wdr-test:{uuid.uuid4().hex[:8]}:",
             ),

@@ -14,11 +14,11 @@ from adapters.lease import LocalLeases
 from domain.freshness import Policy, failure_note, failure_note_key, make_entry
 from domain.lease import Outcome
 from domain.models import RoutingEntry
-from nodes.cache_lookup import cache_lookup
+from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.databricks_execute import query_tags
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
-from tests.helpers import NOW, make_ctx
+from tests.helpers import NOW, make_ctx, until
 
 ROUTING = RoutingEntry(
     backend="postgres", ttl_seconds=10, stale_while_revalidate_seconds=10, stale_if_error_seconds=60
@@ -55,6 +55,14 @@ async def _lookup(ctx: Any, **kw: Any) -> dict[str, Any]:
     return out
 
 
+async def _led(ctx: Any, *, follow: bool = True, **kw: Any) -> dict[str, Any]:
+    """cache_lookup inside the key's leadership scope, on the read taken before it, as the
+    runner runs it."""
+    read = await probe(_state(**kw), ctx)  # type: ignore[arg-type]
+    async with ctx.leases.lead("k", wait_s=5, follow=follow) as lead:
+        return await _lookup(ctx, lead=lead, probe=read, **kw)
+
+
 async def test_fresh_stale_and_expired_entries() -> None:
     ctx = make_ctx(leases=LocalLeases())
     await ctx.cache.set("k", _entry(5), POLICY.retention_s)
@@ -65,10 +73,11 @@ async def test_fresh_stale_and_expired_entries() -> None:
     assert stale["cache_hit"] and stale["stale"] and stale["stale_reason"] == "revalidating"
     assert stale["revalidate"] and stale["trace"][0]["outcome"] == "stale"
     await ctx.cache.set("k", _entry(30), POLICY.retention_s)  # past SWR, inside SIE
-    old = await _lookup(ctx)
-    assert old["cache_hit"] is False and old["lease"] and old["last_good"]["rows"] == [{"v": 1}]
+    old = await _led(ctx)
+    assert old["cache_hit"] is False and old["last_good"]["rows"] == [{"v": 1}]
+    assert old["trace"][0]["outcome"] == "miss"
     await ctx.cache.set("k", _entry(80), POLICY.retention_s)  # past both windows
-    gone = await _lookup(ctx)
+    gone = await _led(ctx)
     assert gone["cache_hit"] is False and gone["last_good"] is None
 
 
@@ -80,7 +89,7 @@ async def test_a_recent_failure_answers_the_last_good_at_once() -> None:
     out = await _lookup(ctx)
     assert out["failure"]["kind"] == "postgres_timeout" and out["last_good"] is not None
     assert out["revalidate"] is False  # the backoff runs: no retry yet
-    assert "lease" not in out  # nobody queries the backend
+    assert not needs_lease(_state(), ctx, await probe(_state(), ctx))  # nobody queries
     note["retry_at"] = NOW - 0.1
     await ctx.cache.set(failure_note_key("k"), note, 60)
     assert (await _lookup(ctx))["revalidate"] is True  # backoff over: a background retry
@@ -89,22 +98,21 @@ async def test_a_recent_failure_answers_the_last_good_at_once() -> None:
 async def test_followers_share_the_leaders_answer_or_failure() -> None:
     leases = LocalLeases()
     ctx = make_ctx(leases=leases)
-    token = await leases.acquire("k")
-    assert token
-    follower = asyncio.create_task(_lookup(ctx))
-    await asyncio.sleep(0.05)
-    await ctx.cache.set("k", _entry(0, rows=[{"v": 2}]), POLICY.retention_s)
-    await leases.release("k", token, Outcome(ok=True))
+    async with leases.lead("k", wait_s=5) as leader:
+        assert leader.leads and leader.held
+        follower = asyncio.create_task(_led(ctx))
+        await until(lambda: leases.waiting("k") == 1)
+        await ctx.cache.set("k", _entry(0, rows=[{"v": 2}]), POLICY.retention_s)
+        leader.settle(Outcome(ok=True))
     shared = await follower
     assert shared["shared"] and shared["rows"] == [{"v": 2}] and shared["cache_hit"] is False
-    token = await leases.acquire("k")
-    assert token
-    follower = asyncio.create_task(_lookup(ctx, refresh=True))
-    await asyncio.sleep(0.05)
-    await leases.release("k", token, Outcome(ok=False, kind="postgres_error", detail="boom"))
+    async with leases.lead("k", wait_s=5) as leader:
+        follower = asyncio.create_task(_led(ctx, refresh=True))
+        await until(lambda: leases.waiting("k") == 1)
+        leader.settle(Outcome(ok=False, kind="postgres_error", detail="boom"))
     failed = await follower
     assert failed["failure"] == {"kind": "postgres_error", "detail": "boom", "node": "cache_lookup"}
-    assert "lease" not in failed  # a follower never writes a failure note
+    assert failed["trace"][0]["outcome"] == "shared_failure"  # a follower writes no note
 
 
 async def test_background_refresh_skips_when_not_needed_busy_or_backing_off() -> None:
@@ -112,11 +120,12 @@ async def test_background_refresh_skips_when_not_needed_busy_or_backing_off() ->
     ctx = make_ctx(leases=leases)
     await ctx.cache.set("k", _entry(5), POLICY.retention_s)  # 5 s of TTL left
     assert (await _lookup(ctx, background=True, ahead_s=1.0))["skipped"]
-    lead = await _lookup(ctx, background=True, ahead_s=6.0)  # within the ahead window
-    assert lead["lease"] and lead["trace"][0]["outcome"] == "refresh"
-    busy = await _lookup(ctx, background=True, ahead_s=6.0)  # the lease is held
-    assert busy["skipped"] and busy["trace"][0]["outcome"] == "skip_busy"
-    await leases.release("k", lead["lease"], Outcome(ok=False, kind="x"))
+    async with leases.lead("k", wait_s=0, follow=False) as leader:
+        lead = await _lookup(ctx, background=True, ahead_s=6.0, lead=leader)  # ahead window
+        assert lead["trace"][0]["outcome"] == "refresh"
+        busy = await _led(ctx, follow=False, background=True, ahead_s=6.0)  # the lease is held
+        assert busy["skipped"] and busy["trace"][0]["outcome"] == "skip_busy"
+    assert leases.held("k") is False  # released when the scope ended
     note = failure_note(kind="postgres_error", detail="d", now=NOW, backoff_s=5)
     await ctx.cache.set(failure_note_key("k"), note, 60)
     backoff = await _lookup(ctx, background=True, ahead_s=6.0)
@@ -140,9 +149,8 @@ async def test_degrade_or_return_last_good_never_overwrites_and_notes_the_failur
     ctx = make_ctx(leases=leases)
     entry = _entry(30)
     await ctx.cache.set("k", entry, POLICY.retention_s)
-    token = await leases.acquire("k")
     failure = {"kind": "postgres_error", "detail": "d", "node": "postgres_query"}
-    state = _state(failure=failure, lease=token, last_good=entry)
+    state = _state(failure=failure, last_good=entry)
     state |= await mock_data(state, Runtime(context=ctx))
     out = await degrade_or_return(state, Runtime(context=ctx))
     r = out["response"]
@@ -151,7 +159,7 @@ async def test_degrade_or_return_last_good_never_overwrites_and_notes_the_failur
     assert await ctx.cache.get("k") == entry  # untouched
     note = await ctx.cache.get(failure_note_key("k"))
     assert note is not None and note["kind"] == "postgres_error"
-    assert await leases.acquire("k")  # released
+    assert not leases.held("k")  # the node takes no lease (the runner's scope holds it)
 
 
 async def test_a_failure_is_logged_as_a_warning_once_not_per_viewer(
@@ -174,7 +182,7 @@ async def test_a_failure_is_logged_as_a_warning_once_not_per_viewer(
 async def test_degrade_or_return_writes_the_windows_and_clears_the_note() -> None:
     ctx = make_ctx()
     await ctx.cache.set(failure_note_key("k"), {"kind": "x", "detail": "", "retry_at": 0}, 60)
-    state = _state(rows=[{"v": 3}], schema=[], executed=True, resolved_at=NOW, lease=None)
+    state = _state(rows=[{"v": 3}], schema=[], executed=True, resolved_at=NOW)
     out = await degrade_or_return(state, Runtime(context=ctx))
     assert out["response"]["stale"] is False and out["response"]["stale_reason"] is None
     written = await ctx.cache.get("k")
@@ -184,7 +192,7 @@ async def test_degrade_or_return_writes_the_windows_and_clears_the_note() -> Non
         60,
     )
     assert await ctx.cache.get(failure_note_key("k")) is None
-    assert out["freshness"]["expires_at"] == NOW + 10 and out["freshness"]["live"]
+    assert out["freshness"].expires_at == NOW + 10 and out["freshness"].live
 
 
 def test_query_tags_name_widget_metric_and_tenant() -> None:

@@ -6,14 +6,14 @@ import pytest
 from langgraph.runtime import Runtime
 
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
-from domain.models import RoutingEntry
+from domain.models import DataIntent, RoutingEntry
 from graph.context import Context
 from nodes.cache_lookup import cache_lookup
 from nodes.databricks_execute import databricks_execute
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
 from nodes.postgres_query import postgres_query
-from nodes.route import WidgetNotFound, route
+from nodes.route import InvalidInput, WidgetNotFound, route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 from service.schemas import ResolveResponse
@@ -52,6 +52,38 @@ async def test_route_question_widget_uses_llm_generator() -> None:
 async def test_route_unknown_widget_raises() -> None:
     with pytest.raises(WidgetNotFound):
         await run_route(make_ctx(), "nope")
+
+
+async def test_route_takes_an_inline_intent_for_the_widget() -> None:
+    """Studio's optional `intent`: the registered widget, resolved with another intent."""
+    intent = DataIntent(metric_id="active_issues_count", dimensions=["severity"])
+    given = {"widget_id": "open-issues-kpi", "intent": intent}
+    out = await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
+    assert out["spec"].data_intent == intent and out["spec"].title == "Open issues"
+    plain = await run_route(make_ctx(), "open-issues-kpi")
+    assert out["cache_key"] != plain["cache_key"]  # its own answer, not the widget's
+    # as JSON (Studio's input), validated as the API validates it
+    as_json = {"widget_id": "open-issues-kpi", "intent": intent.model_dump(mode="json")}
+    out = await route(as_json, Runtime(context=make_ctx()))  # type: ignore[arg-type]
+    assert out["spec"].data_intent == intent and out["cache_key"] != plain["cache_key"]
+    bad = {"widget_id": "open-issues-kpi", "intent": {"metric_id": "x", "grain": "fortnight"}}
+    with pytest.raises(InvalidInput, match=r"the input's `intent` is not valid: grain"):
+        await route(bad, Runtime(context=make_ctx()))  # type: ignore[arg-type]
+
+
+async def test_route_bad_input_says_what_is_wrong() -> None:
+    """Studio shows a ValueError's message (and hides others'): each says what to send."""
+    with pytest.raises(ValueError, match=r"unknown widget 'nope' .*GET /v1/widgets"):
+        await run_route(make_ctx(), "nope")
+    # an inline spec needs no registered id (the service's SQL generation passes None)
+    spec = DictRegistry.demo().widget("open-issues-kpi")
+    out = await route({"widget_id": None, "spec": spec}, Runtime(context=make_ctx()))  # type: ignore[typeddict-item]
+    assert out["backend"] == "postgres"
+    out = await route({"spec": spec}, Runtime(context=make_ctx()))
+    assert out["backend"] == "postgres"
+    for given in ({}, {"refresh": True}, {"widget_id": ""}):
+        with pytest.raises(InvalidInput, match=r"the input needs `widget_id`.*open-issues-kpi"):
+            await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
 
 
 async def test_route_missing_routing_entry_fails_routing_missing() -> None:

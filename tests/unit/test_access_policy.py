@@ -121,8 +121,96 @@ def test_validation_names_unknown_table_column_metric_and_dimension() -> None:
         assert fragment in text
 
 
-def test_missing_file_is_an_empty_policy(tmp_path: Path) -> None:
-    assert load_policy(tmp_path / "none.yaml") == AccessPolicy()
+GOOD = "tables:\n  main.ops.alerts: {column: region, claim: regions}\n"
+# each bad policy file (None: the path does not exist; "<dir>": a directory) and what the
+# refusal must name
+BAD_FILES: dict[str, tuple[str | bytes | None, str]] = {
+    "missing": (None, "does not exist"),
+    "directory": ("<dir>", "is a directory"),
+    "empty": ("", "is empty"),
+    "whitespace": ("\n   \n\n", "is empty"),
+    "comments_only": ("# tables:\n#   main.ops.alerts: {column: region}\n", "is empty"),
+    "document_marker_only": ("---\n...\n", "is empty"),
+    "null_mappings": ("tables:\nseries:\n", "no rule"),
+    "empty_mappings": ("version: 1\ntables: {}\nseries: {}\n", "no rule"),
+    "invalid_yaml": ("tables: {main.ops.alerts: [\n", "invalid YAML"),
+    "tab_indent": ("tables:\n\tmain.ops.alerts: {column: region, claim: regions}\n", "YAML"),
+    "duplicate_table": (
+        GOOD + "  main.ops.alerts: {column: severity, claim: regions}\n",
+        "duplicate key 'main.ops.alerts'",
+    ),
+    "duplicate_table_other_spelling": (
+        "tables:\n  main.ops.alerts: {column: region, claim: regions}\n"
+        "  'main.ops.alerts': {column: severity, claim: regions}\n",
+        "duplicate key 'main.ops.alerts'",
+    ),
+    "duplicate_table_other_case": (
+        GOOD + "  MAIN.Ops.Alerts: {column: severity, claim: regions}\n",
+        "listed twice",
+    ),
+    "duplicate_rule_key": (
+        "tables:\n  main.ops.alerts: {column: region, column: severity, claim: regions}\n",
+        "duplicate key 'column'",
+    ),
+    "duplicate_section": (
+        GOOD + "tables:\n  main.claims.claim_events: {column: region, claim: regions}\n",
+        "duplicate key 'tables'",
+    ),
+    "not_a_mapping": ("- main.ops.alerts\n", "expected a mapping"),
+    "scalar": ("row filters please\n", "expected a mapping"),
+    "unknown_version": ("version: 2\n" + GOOD, "version"),
+    "not_utf8": (
+        b"tables:\n  main.ops.alerts: {column: r\xe9gion, claim: regions}\n",
+        "cannot read",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_bad_policy_file_is_refused_naming_the_problem(tmp_path: Path, case: str) -> None:
+    """Fail closed: no bad file ever reads as "no row filters"."""
+    content, named = BAD_FILES[case]
+    path = tmp_path / "access_policy.yaml"
+    if content == "<dir>":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert named in str(err.value) and str(path) in str(err.value)
+    if case in ("missing", "directory", "empty", "comments_only", "empty_mappings"):
+        assert "ROW_FILTERS_DISABLED=true" in str(err.value)  # says how to fix it
+
+
+def test_the_fingerprint_is_of_the_rules_not_the_spelling(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / n for n in ("a.yaml", "b.yaml", "c.yaml"))
+    a.write_text(
+        "version: 1\n" + GOOD + "  main.claims.claim_events: {column: region, claim: regions}\n"
+    )
+    b.write_text(
+        "# reordered, other quoting\ntables:\n"
+        "  'main.claims.claim_events': {claim: regions, column: region}\n"
+        '  "main.ops.alerts":\n    column: region\n    claim: regions\n'
+    )
+    c.write_text(GOOD)
+    pa, pb, pc = load_policy(a), load_policy(b), load_policy(c)
+    assert pa.fingerprint == pb.fingerprint != pc.fingerprint
+    assert pa.fingerprint.startswith("sha256:") and len(pa.fingerprint) == 7 + 64
+    assert pa.describe() == {
+        "row_filters": True,
+        "path": str(a),
+        "fingerprint": pa.fingerprint,
+        "tables": 2,
+        "series": 0,
+    }
+    assert AccessPolicy().describe() == {"row_filters": False, "path": None, "fingerprint": None}
+
+
+def test_the_demo_policy_loads() -> None:
+    assert POLICY.source is not None and POLICY.source.endswith("access_policy.yaml")
+    assert POLICY.describe()["row_filters"] is True
 
 
 def test_scopes_from_string_or_list() -> None:
@@ -151,3 +239,14 @@ def test_loopback_is_decided_on_the_peer_address(host: str | None, loopback: boo
     from service.auth import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_row_filters_disabled_is_explicit_and_exclusive(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    assert Settings().row_filters_disabled is False
+    assert Settings(row_filters_disabled=True).row_filters_disabled is True
+    with pytest.raises(ValidationError, match="ROW_FILTERS_DISABLED"):
+        Settings(row_filters_disabled=True, access_policy_file=tmp_path / "p.yaml")

@@ -75,3 +75,18 @@ def test_loaders_name_the_file_and_the_bad_entry(tmp_path: Path) -> None:
         load_widgets(bad)
     with pytest.raises(ConfigError, match="file not found"):
         load_widgets(tmp_path / "missing.yaml")
+
+
+def test_a_dimension_order_names_one_of_the_metrics_dimensions() -> None:
+    from pydantic import ValidationError
+
+    from domain.models import MetricDefinition
+
+    ok = MetricDefinition(
+        table="t", dimensions=["severity"], dimension_order={"severity": ["high", "low"]}
+    )
+    assert ok.dimension_order == {"severity": ["high", "low"]}
+    with pytest.raises(ValidationError, match="not one of the dimensions"):
+        MetricDefinition(table="t", dimensions=["team"], dimension_order={"severity": ["a"]})
+    with pytest.raises(ValidationError, match="lists a value twice"):
+        MetricDefinition(table="t", dimensions=["s"], dimension_order={"s": ["a", "a"]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from domain.freshness import Freshness
 from service.refresh import Refresher
 
 TTL = 10.0
@@ -19,8 +20,13 @@ class Clock:
         return self.now
 
 
+def _hint(key: str, expires_at: float | None, **flags: bool) -> Freshness:
+    base = {"revalidate": False, "live": False, "hit": False, "skipped": False}
+    return Freshness(key=key, expires_at=expires_at, ttl_s=TTL, **(base | flags))
+
+
 def _hit(expires_at: float, key: str = "k") -> dict[str, Any]:
-    return {"freshness": {"key": key, "expires_at": expires_at, "ttl_s": TTL, "hit": True}}
+    return {"freshness": _hint(key, expires_at, hit=True)}
 
 
 def _live(expires_at: float, backend_ms: float, key: str = "k") -> dict[str, Any]:
@@ -29,8 +35,7 @@ def _live(expires_at: float, backend_ms: float, key: str = "k") -> dict[str, Any
         {"node": "postgres_query", "ms": backend_ms, "outcome": "ok"},
         {"node": "degrade_or_return", "ms": 0.1, "outcome": "live"},
     ]
-    hint = {"key": key, "expires_at": expires_at, "ttl_s": TTL, "live": True}
-    return {"freshness": hint, "trace": trace}
+    return {"freshness": _hint(key, expires_at, live=True), "trace": trace}
 
 
 async def _refresher(clock: Clock) -> tuple[Refresher, list[dict[str, Any]]]:
@@ -38,7 +43,7 @@ async def _refresher(clock: Clock) -> tuple[Refresher, list[dict[str, Any]]]:
 
     async def run(inputs: dict[str, Any]) -> dict[str, Any]:
         runs.append(inputs)
-        return {"freshness": {"key": "k", "expires_at": None, "skipped": True}}
+        return {"freshness": _hint("k", None, skipped=True)}
 
     # ticks by hand (the refresher's own loop, every 2 s of real time, sees the same clock)
     return Refresher(run, clock=clock, tick_s=2.0), runs

@@ -4,6 +4,8 @@ UNION, self-joins, quoting, letter case)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlglot import exp, parse_one
 
@@ -214,3 +216,106 @@ def test_honest_constructs_stay_filtered(sql: str) -> None:
             assert filter_of(node) is not None, checked.sql
     assert checked.sql.count("'midwest', 'west'") >= 1
     assert "/*+ BROADCAST((" not in checked.sql
+
+
+# ------------------------------------------------- operators that reshape the table read
+
+# PIVOT / TABLESAMPLE written on a filtered table: the filter must sit beneath them, on the
+# bare read, or a PIVOT naming a constant `region` passes every region's rows (issue 18)
+RESHAPED = {
+    "pivot_value_named_like_the_column": (
+        f"SELECT region, count(*) FROM {CLAIMS} "
+        "PIVOT (max('west') FOR region IN ('northeast' AS region)) GROUP BY region"
+    ),
+    "pivot_aggregate_named_like_the_column": (
+        f"SELECT region FROM {CLAIMS} PIVOT (max('west') AS region FOR channel IN ('app'))"
+    ),
+    "pivot_lower_case_quoted": (
+        "select `REGION` from `main`.`claims`.`claim_events` "
+        "pivot (max('west') for Region in ('northeast' as `Region`))"
+    ),
+    "pivot_alias_before": (
+        f"SELECT e.app FROM {CLAIMS} AS e PIVOT (count(*) FOR channel IN ('app' AS app))"
+    ),
+    "pivot_alias_after": (
+        f"SELECT p.app FROM {CLAIMS} PIVOT (count(*) FOR channel IN ('app' AS app)) AS p"
+    ),
+    "pivot_alias_both": (
+        f"SELECT p.app FROM {CLAIMS} AS e PIVOT (count(*) FOR channel IN ('app' AS app)) AS p"
+    ),
+    "pivot_in_cte": (
+        f"WITH x AS (SELECT * FROM {CLAIMS} PIVOT (max('west') FOR region IN ('a' AS region))) "
+        "SELECT region FROM x"
+    ),
+    "pivot_in_subquery": (
+        f"SELECT s.region FROM (SELECT * FROM {ALERTS} "
+        "PIVOT (max('west') FOR region IN ('a' AS region)) p) s"
+    ),
+    "pivot_in_in_subquery": (
+        f"SELECT * FROM {DEVICES} d WHERE d.device_id IN (SELECT device_id FROM {CLAIMS} "
+        "PIVOT (max('west') FOR region IN ('a' AS region)))"
+    ),
+    "tablesample_percent": f"SELECT region FROM {CLAIMS} TABLESAMPLE (10 PERCENT)",
+    "tablesample_rows_alias": f"SELECT e.region FROM {CLAIMS} TABLESAMPLE (5 ROWS) AS e",
+    "tablesample_bucket": f"SELECT region FROM {ALERTS} TABLESAMPLE (BUCKET 1 OUT OF 4)",
+}
+
+
+def assert_filter_on_the_bare_read(sql: str) -> None:
+    """Every read of a filtered table is a bare name (no PIVOT, sample, join or alias on
+    it) directly under its filter."""
+    names = {parse_entry(f.table, "databricks") for f in FILTERS}
+    for name, node in reads(sql):
+        if name in names:
+            extra = {k for k, v in node.args.items() if v} - {"this", "db", "catalog"}
+            assert not extra, f"{name} read with {extra} under its filter: {sql}"
+            assert filter_of(node) is not None, sql
+
+
+@pytest.mark.parametrize("name", sorted(RESHAPED))
+def test_the_filter_sits_beneath_what_reshapes_the_table(name: str) -> None:
+    filtered, _ = run(RESHAPED[name])
+    assert_filter_on_the_bare_read(filtered)
+    assert_every_read_filtered(filtered)
+
+
+@pytest.mark.parametrize(
+    ("name", "kept"),
+    [
+        ("pivot_alias_before", ["AS e PIVOT("]),
+        ("pivot_alias_after", [") AS p"]),
+        ("pivot_alias_both", ["AS e PIVOT(", ") AS p"]),
+        ("tablesample_rows_alias", ["TABLESAMPLE (5 ROWS)) AS e"]),
+    ],
+)
+def test_aliases_around_a_pivot_or_sample_keep_their_place(name: str, kept: list[str]) -> None:
+    """The alias after a PIVOT names the pivoted rows, the one before it the table: the
+    re-render keeps each where it was (Spark checks the rows: test_row_filters_spark)."""
+    filtered, _ = run(RESHAPED[name])
+    for fragment in kept:
+        assert fragment in filtered, filtered
+    inner = re.search(r"\(SELECT \* FROM main\.claims\.claim_events WHERE [^)]*\)\)", filtered)
+    assert inner is not None and "PIVOT" not in inner.group(0) and " AS p" not in inner.group(0)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a parenthesized join hangs the second table on the first: a filter wrapped around
+        # both would lose the second one's filter
+        f"SELECT b.region FROM ({CLAIMS} AS a JOIN {ALERTS} AS b ON a.region = b.region)",
+        f"SELECT a.region FROM ({ALERTS} AS a JOIN {DEVICES} AS d ON a.region = d.device_id)",
+        f"SELECT c.region FROM ({CLAIMS} c LEFT JOIN {DEVICES} d ON c.device_id = d.device_id)",
+    ],
+)
+def test_what_cannot_sit_above_the_filter_is_refused(sql: str) -> None:
+    with pytest.raises(SafetyViolation) as err:
+        check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS)
+    assert err.value.rule == "row_filter" and "directly" in err.value.reason
+    check_sql(sql, allowed_tables=ALLOWED)  # unfiltered, nothing to refuse
+
+
+def test_unpivot_stays_refused_under_filters() -> None:
+    sql = f"SELECT region FROM {CLAIMS} UNPIVOT (v FOR region IN (channel, event_type))"
+    with pytest.raises(SafetyViolation, match="UNPIVOT"):
+        check_sql(sql, allowed_tables=ALLOWED, row_filters=FILTERS)

@@ -1,7 +1,7 @@
 """Databricks -> DuckDB transpilation: each fix, executed on a real DuckDB.
 
 The expected values are what Spark SQL (ANSI mode, session time zone UTC) returns for
-the same expressions; tests/test_spark_reference.py checks that on a real Spark.
+the same expressions; tests/integration/test_spark_reference.py checks that on a real Spark.
 """
 
 from __future__ import annotations

@@ -1,26 +1,25 @@
-"""The fast lane (graph/fastlane.py) and cache_probe: every answer the lane gives is the one
-the compiled graph gives for the same input (response, trace steps, freshness); anything it
-cannot answer from the cache it leaves to the graph, having done nothing (no lease, no
-cache write, no backend call, no metric counted)."""
+"""The runner (graph/runner.py): every answer it gives is the one the compiled graph gives
+for the same input (response, trace steps, freshness); a cache answer takes no lease and
+calls no backend; a miss reads the entry at most twice and runs the backend inside the
+key's leadership scope, which is released however the run ends."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 from typing import Any
 
 import pytest
-from langgraph.runtime import Runtime
 
 from adapters.lease import LocalLeases
 from domain.access import UNRESTRICTED
 from domain.freshness import Policy, failure_note, failure_note_key, make_entry
 from domain.keys import result_cache_key
 from graph.builder import build_graph
-from graph.fastlane import LANE, answer_from_cache
 from graph.observe import GraphObserver
 from graph.routing import NEXT
-from nodes.cache_lookup import cache_probe
+from graph.runner import LANE, GraphRunner
 from observability import metrics as m
 from tests.helpers import NOW, make_ctx
 
@@ -35,6 +34,27 @@ class CountingLeases(LocalLeases):
     async def lead_or_follow(self, key: str, **kw: Any) -> Any:
         self.asked.append(key)
         return await super().lead_or_follow(key, **kw)
+
+
+class CountingCache:
+    """The in-process cache, counting reads of each key."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.reads: list[str] = []
+
+    async def get(self, key: str) -> Any:
+        self.reads.append(key)
+        return await self.inner.get(key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def answer(
+    graph_input: dict[str, Any], ctx: Any, observer: GraphObserver | None = None
+) -> dict[str, Any]:
+    return await GraphRunner(ctx, observer=observer).ainvoke(graph_input)
 
 
 def _key_and_policy(ctx: Any) -> tuple[str, Policy]:
@@ -94,8 +114,7 @@ async def test_the_lane_answers_as_the_graph_does(
     _, policy = _key_and_policy(ctx)
     assert (age_s < policy.ttl_s) == (age_s == 5)  # 5 s is fresh, 70 s is past the TTL
     await _seed(ctx, age_s, note=note)
-    lane = await answer_from_cache({"widget_id": WIDGET}, ctx)
-    assert lane is not None
+    lane = await answer({"widget_id": WIDGET}, ctx)
     assert [t["node"] for t in lane["trace"]] == steps
     assert ctx.postgres.calls == [] and leases.asked == []  # read only
     _same(lane, await _graph(ctx, {"widget_id": WIDGET}))
@@ -109,38 +128,64 @@ async def test_a_route_failure_is_the_graphs_flagged_mock() -> None:
     broken = spec.model_copy(
         update={"data_intent": spec.data_intent.model_copy(update={"metric_id": "nope"})}
     )
-    lane = await answer_from_cache({"widget_id": WIDGET, "spec": broken}, ctx)
-    assert lane is not None and lane["response"]["source"] == "invalid_intent"
+    lane = await answer({"widget_id": WIDGET, "spec": broken}, ctx)
+    assert lane["response"]["source"] == "invalid_intent"
     _same(lane, await _graph(ctx, {"widget_id": WIDGET, "spec": broken}))
 
 
-@pytest.mark.parametrize(
-    ("age_s", "flags"),
-    [
-        (None, {}),  # nothing cached: a miss needs the lease and the backend
-        (10_000, {}),  # past both windows
-        (5, {"refresh": True}),
-        (5, {"dry_run": True}),
-        (5, {"background": True}),
-    ],
-)
-async def test_what_the_cache_cannot_answer_is_left_to_the_graph(
-    age_s: float | None, flags: dict[str, Any]
-) -> None:
+async def test_a_miss_reads_the_entry_twice_and_leads_under_one_scope() -> None:
     leases = CountingLeases()
     ctx = make_ctx(leases=leases)
-    if age_s is not None:
-        await _seed(ctx, age_s)
+    cache = CountingCache(ctx.cache)
+    ctx = make_ctx(leases=leases, cache=cache, postgres=ctx.postgres)
     key, _ = _key_and_policy(ctx)
-    before = await ctx.cache.get(key)
-    hits = m.NODE_OUTCOMES.labels("cache_lookup", "hit")._value.get()
-    routes = m.NODE_OUTCOMES.labels("route", "postgres")._value.get()
-    observer = GraphObserver(metrics=True)
-    assert await answer_from_cache({"widget_id": WIDGET} | flags, ctx, observer) is None
-    assert leases.asked == [] and ctx.postgres.calls == []
-    assert await ctx.cache.get(key) == before
-    assert m.NODE_OUTCOMES.labels("cache_lookup", "hit")._value.get() == hits
-    assert m.NODE_OUTCOMES.labels("route", "postgres")._value.get() == routes
+    out = await answer({"widget_id": WIDGET}, ctx)
+    steps = [(t["node"], t["outcome"]) for t in out["trace"]]
+    assert steps == [
+        ("route", "postgres"),
+        ("cache_lookup", "miss"),
+        ("postgres_query", "ok"),
+        ("degrade_or_return", "live"),
+    ]
+    assert cache.reads.count(key) == 2  # once to decide, once after taking the lease
+    assert leases.asked == [key] and not leases.held(key)  # led, and released
+    assert (await ctx.cache.get(key))["rows"] == out["response"]["data"]
+    # the same run in the compiled graph gives the same answer
+    graph = await _graph(make_ctx(), {"widget_id": WIDGET})
+    assert [(t["node"], t["outcome"]) for t in graph["trace"]] == steps
+    assert graph["response"]["data"] == out["response"]["data"]
+
+
+@pytest.mark.parametrize("how", ["raises", "cancelled"])
+async def test_the_lead_is_released_however_the_run_ends(how: str) -> None:
+    leases = CountingLeases()
+    ctx = make_ctx(leases=leases)
+    key, _ = _key_and_policy(ctx)
+    started = asyncio.Event()
+
+    async def query(*a: Any, **kw: Any) -> Any:
+        started.set()
+        if how == "raises":
+            raise RuntimeError("boom")
+        await asyncio.Event().wait()  # until cancelled
+
+    ctx.postgres.run_metric = query  # type: ignore[union-attr]
+    run = asyncio.create_task(answer({"widget_id": WIDGET}, ctx))
+    await started.wait()
+    assert leases.held(key)
+    if how == "cancelled":
+        run.cancel()
+    with pytest.raises((RuntimeError, asyncio.CancelledError)):
+        await run
+    assert not leases.held(key)  # released (abandoned): a follower takes over at once
+
+
+def test_the_runner_merges_with_the_graphs_reducers() -> None:
+    runner = GraphRunner(make_ctx())
+    assert set(runner._reducers) == {"trace"}
+    state: dict[str, Any] = {"trace": [{"node": "route"}], "rows": [1]}
+    runner._merge(state, {"trace": [{"node": "cache_lookup"}], "rows": [2]})
+    assert state == {"trace": [{"node": "route"}, {"node": "cache_lookup"}], "rows": [2]}
 
 
 async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
@@ -149,8 +194,7 @@ async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
     labels = [("route", "postgres"), ("cache_lookup", "hit"), ("degrade_or_return", "cached")]
     before = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
     hits = m.CACHE_LOOKUPS.labels("hit")._value.get()
-    out = await answer_from_cache({"widget_id": WIDGET}, ctx, GraphObserver(metrics=True))
-    assert out is not None
+    await answer({"widget_id": WIDGET}, ctx, GraphObserver(metrics=True))
     after = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
     assert m.CACHE_LOOKUPS.labels("hit")._value.get() == hits + 1
@@ -161,26 +205,10 @@ def test_the_lane_only_holds_read_only_nodes_and_walks_the_graphs_edges() -> Non
     edges = {(e.source, e.target) for e in graph.edges}
     for name, after in NEXT.items():
         if isinstance(after, str):
-            assert (name, after if after != "__end__" else "__end__") in edges
+            assert (name, after) in edges
         else:
             assert inspect.iscoroutinefunction(after), f"{name}'s router runs in a thread"
-    assert set(LANE) == {"route", "cache_lookup", "mock_data", "degrade_or_return"}
-    assert LANE["cache_lookup"] is cache_probe
-
-
-async def test_cache_probe_only_reads() -> None:
-    leases = CountingLeases()
-    ctx = make_ctx(leases=leases)
-    key, _ = _key_and_policy(ctx)
-    routing = ctx.registry.routing(ctx.registry.widget(WIDGET).data_intent.metric_id)
-    state = {"widget_id": WIDGET, "cache_key": key, "routing": routing, "backend": "postgres"}
-    miss = await cache_probe(state, Runtime(context=ctx))  # type: ignore[arg-type]
-    assert miss["cache_hit"] is False and miss["trace"][0]["outcome"] == "probe_miss"
-    assert leases.asked == []
-    await _seed(ctx, 5)
-    hit = await cache_probe(state, Runtime(context=ctx))  # type: ignore[arg-type]
-    assert hit["cache_hit"] is True and hit["rows"] == [{"value": 41}]
-    assert hit["trace"][0] | {"ms": 0} == {"node": "cache_lookup", "ms": 0, "outcome": "hit"}
+    assert {"route", "cache_lookup", "mock_data", "degrade_or_return"} == LANE
 
 
 async def test_the_lanes_spans_are_the_graphs_children_of_the_request() -> None:
@@ -194,8 +222,7 @@ async def test_the_lanes_spans_are_the_graphs_children_of_the_request() -> None:
     ctx = make_ctx()
     await _seed(ctx, 70, note="postgres_timeout")  # the last good answer: four nodes
     with tracing.tracer.start_as_current_span("request"):
-        out = await answer_from_cache({"widget_id": WIDGET}, ctx, GraphObserver(tracing=tracing))
-    assert out is not None
+        await answer({"widget_id": WIDGET}, ctx, GraphObserver(tracing=tracing))
     tracing.force_flush()
     spans = {s.name: s for s in exporter.get_finished_spans()}
     nodes = ["route", "cache_lookup", "mock_data", "degrade_or_return"]

@@ -1,0 +1,197 @@
+"""The one way the service runs a resolution: the graph's own nodes, edges and reducers,
+with the key's leadership as one scope around the work it protects.
+
+    route -> [read the entry once] -> cache_lookup -> ... -> degrade_or_return
+                                  \\-- backend needed: async with leases.lead(key) as lead:
+                                        cache_lookup (lead or share) -> ... -> degrade_or_return
+
+The runner walks the edge table (graph/routing.py::NEXT) and calls the same node functions
+the compiled graph holds (graph/builder.py::node_table, observed once: metrics and spans are
+recorded as each node runs), merging each update through the graph's own channels (its
+reducers: `trace` appends). A compiled graph run costs about 2 ms here (the Pregel loop's
+channels, checkpoints and callbacks on every step) where the nodes of a cache answer take
+about 0.1 ms, so the steps that only read or shape the answer (`LANE`) run here; the first
+node outside it (a backend query, with its timeout policy) and everything after it run in
+the compiled graph, entered at that node with the state so far (`build_graph(entry=...)`).
+
+Before `cache_lookup` the runner reads the key's entry once (`nodes/cache_lookup.py::probe`)
+and hands the read on in `probe`. When that read cannot answer (the backend is needed), the
+rest of the run happens inside `async with ctx.leases.lead(key, ...) as lead`: the lease is
+taken on entry and released on exit, with the outcome of the run (`settle`), or
+`abandoned` when the run raised, timed out or was cancelled. `lead` goes to cache_lookup
+(lead: read once more, another instance may have filled it; follow: the leader's answer
+or failure). No lease token ever enters the state.
+
+`fast_lane=False` (or run callbacks, LangSmith) hands every run to the compiled graph right
+after cache_lookup, so the answer steps are traced as a graph run there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from langgraph.channels.binop import BinaryOperatorAggregate
+from langgraph.graph import END
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from domain.lease import Lead, Outcome
+from graph.builder import build_graph, node_table
+from graph.context import Context
+from graph.observe import GraphObserver
+from graph.routing import NEXT
+from nodes.cache_lookup import needs_lease, probe
+
+# the steps the runner takes itself when the fast lane is on (none queries a backend;
+# degrade_or_return writes the cache only for a live answer, which comes from a backend
+# step run in the compiled graph)
+LANE = frozenset({"route", "cache_lookup", "mock_data", "degrade_or_return"})
+# the steps it always takes itself: the decision, and the lead around what follows it
+DECIDE = frozenset({"route", "cache_lookup"})
+# what the runner hands to cache_lookup only (never carried into the compiled graph)
+_RUNNER_KEYS = ("probe", "lead")
+
+Chunk = dict[str, dict[str, Any]]
+
+
+class GraphRunner:
+    """Built once per service: the compiled graph, its node table and its reducers."""
+
+    def __init__(
+        self,
+        context: Context,
+        *,
+        observer: GraphObserver | None = None,
+        config: dict[str, Any] | None = None,
+        node_timeouts: Mapping[str, float] | None = None,
+        fast_lane: bool = True,
+    ) -> None:
+        self.context = context
+        self.config = config
+        self._runtime: Runtime[Context] = Runtime(context=context)
+        self._node_timeouts = node_timeouts
+        self.nodes = node_table(observer=observer)
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = build_graph(
+            node_timeouts=node_timeouts, nodes=self.nodes
+        ).compile()
+        self._entered: dict[str, CompiledStateGraph[Any, Any, Any, Any]] = {}
+        # the graph's reducers: channels that aggregate (the rest take the last value)
+        self._reducers = {
+            name: ch
+            for name, ch in self.graph.channels.items()
+            if isinstance(ch, BinaryOperatorAggregate)
+        }
+        fast = fast_lane and not (config or {}).get("callbacks")
+        self.lane = LANE if fast else DECIDE
+
+    def _entered_at(self, name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
+        graph = self._entered.get(name)
+        if graph is None:
+            graph = build_graph(
+                node_timeouts=self._node_timeouts, nodes=self.nodes, entry=name
+            ).compile()
+            self._entered[name] = graph
+        return graph
+
+    def _merge(self, state: dict[str, Any], update: Mapping[str, Any]) -> None:
+        """Apply a node's update as the graph's channels do (the same reducers)."""
+        for key, value in update.items():
+            channel = self._reducers.get(key)
+            if channel is None:
+                state[key] = value
+            else:
+                merged = channel.from_checkpoint(state[key]) if key in state else channel.copy()
+                merged.update([value])
+                state[key] = merged.get()
+
+    async def astream(self, graph_input: Mapping[str, Any]) -> AsyncIterator[Chunk]:
+        """The run's node updates as they happen, `{node: update}` (as the compiled graph's
+        `astream(stream_mode="updates")` gives them)."""
+        state: dict[str, Any] = dict(graph_input)
+        name: str = "route"
+        while name != END and name != "cache_lookup":
+            if name not in self.lane:
+                async for chunk in self._hand_on(state, name):
+                    yield chunk
+                return
+            yield await self._step(state, name)
+            name = await self._next(state, name)
+        if name == END:
+            return
+        read = await probe(state, self.context)  # type: ignore[arg-type]
+        leases = self.context.leases
+        if leases is None or not needs_lease(state, self.context, read):  # type: ignore[arg-type]
+            async for chunk in self._rest(state, read, None):
+                yield chunk
+            return
+        async with leases.lead(
+            state["cache_key"],
+            wait_s=self.context.lease_wait_s,
+            follow=not state.get("background"),
+        ) as lead:
+            async for chunk in self._rest(state, read, lead):
+                yield chunk
+            lead.settle(_outcome(state))
+
+    async def _rest(
+        self, state: dict[str, Any], read: Any, lead: Lead | None
+    ) -> AsyncIterator[Chunk]:
+        """cache_lookup on the read (and the lead), then every step after it."""
+        given = dict(state, probe=read, lead=lead)
+        update = await self.nodes["cache_lookup"](given, self._runtime)
+        self._merge(state, update)
+        yield {"cache_lookup": update}
+        name = await self._next(state, "cache_lookup")
+        while name != END:
+            if name not in self.lane:
+                async for chunk in self._hand_on(state, name):
+                    yield chunk
+                return
+            yield await self._step(state, name)
+            name = await self._next(state, name)
+
+    async def _step(self, state: dict[str, Any], name: str) -> Chunk:
+        update: dict[str, Any] = await self.nodes[name](state, self._runtime)
+        self._merge(state, update)
+        return {name: update}
+
+    @staticmethod
+    async def _next(state: dict[str, Any], name: str) -> str:
+        after = NEXT[name]
+        return after if isinstance(after, str) else await after(state)  # type: ignore[arg-type]
+
+    async def _hand_on(self, state: dict[str, Any], name: str) -> AsyncIterator[Chunk]:
+        """The rest of the run in the compiled graph, entered at `name` with the state."""
+        graph_input = {k: v for k, v in state.items() if k not in _RUNNER_KEYS}
+        async for chunk in self._entered_at(name).astream(
+            graph_input,
+            config=self.config,  # type: ignore[arg-type]
+            context=self.context,
+            stream_mode="updates",
+        ):
+            for update in chunk.values():
+                if update:
+                    self._merge(state, update)
+            yield chunk
+
+    async def ainvoke(self, graph_input: Mapping[str, Any]) -> dict[str, Any]:
+        """The run's output: `response`, `trace` and (when cached) `freshness`."""
+        out: dict[str, Any] = {"trace": []}
+        async for chunk in self.astream(graph_input):
+            for update in chunk.values():
+                if not update:
+                    continue
+                out["trace"] = out["trace"] + list(update.get("trace") or [])
+                for key in ("response", "freshness"):
+                    if key in update:
+                        out[key] = update[key]
+        return out
+
+
+def _outcome(state: Mapping[str, Any]) -> Outcome:
+    """What the leader's followers get: the answer is in the cache, or the failure."""
+    failure = state.get("failure")
+    if failure is None:
+        return Outcome(ok=True)
+    return Outcome(ok=False, kind=failure["kind"], detail=failure["detail"])

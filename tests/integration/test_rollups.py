@@ -1,0 +1,564 @@
+"""Rollups over the real PostgreSQL and Redis, built by the embedded DuckDB lakehouse:
+two instances build each partition once (statements counted), a rollup's answers equal
+today's path's (rows compared) for every row-filter shape, partitions are replaced and
+recorded with their build time and data version, and a changed definition is never read.
+
+The clock is midnight UTC so that `last_30d` starts on a day: the rollups' answers must
+then equal the warehouse's exactly (with `relative_ranges: floor` they differ otherwise
+only by the first day's part before the range)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.duckdb_warehouse import DuckDBWarehouse
+from adapters.identity import mint_token
+from adapters.lakehouse import TABLES
+from adapters.lease import RedisLeases
+from adapters.pg_migrate import migrate
+from adapters.rollups import PgRollups
+from domain.access import UNRESTRICTED, AccessPolicy, RowAccess, load_policy
+from domain.config import load_config
+from domain.data_versions import TableChange
+from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
+from domain.identity import DEV_PRINCIPAL, Principal
+from domain.models import DataIntent, WidgetSpec
+from domain.ports import FixedTableSchemas, SafetyPolicy, TableSchema
+from domain.results import QueryResult
+from domain.rollups import Rollup, RollupQuery
+from graph.builder import build_graph
+from metricsql.rollups import match, partitions_between, update_window, validate_rollups
+from service.changes import rebuild_rollups
+from service.wiring import BootError
+from tests.helpers import (
+    CONFIG_DIR,
+    WAREHOUSE_TABLES,
+    copy_config,
+    create_database,
+    drop_database,
+    make_ctx,
+    running_service,
+    sea_lakehouse,
+    sea_settings,
+)
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)  # midnight: relative day ranges are whole days
+CFG = load_config()
+ROLLUPS, _ = validate_rollups(
+    CFG.rollups,
+    metrics=CFG.metrics,
+    routing=CFG.routing,
+    table_columns={t: [c for c, _ in cols] for t, cols in TABLES.items()},
+)
+POLICY: AccessPolicy = load_policy(CONFIG_DIR / "access_policy.yaml")
+DEV_ACCESS = POLICY.access_for(DEV_PRINCIPAL)
+
+
+class CountingWarehouse:
+    """The embedded DuckDB warehouse, counting the statements it is sent."""
+
+    def __init__(self, inner: DuckDBWarehouse) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.statements: list[str] = []
+
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        self.statements.append(sql)
+        return await self.inner.execute(sql, max_rows=max_rows, tags=tags)
+
+    async def describe(self, tables: Sequence[str]) -> tuple[TableSchema, ...]:
+        return await self.inner.describe(tables)
+
+    async def ping(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[DuckDBWarehouse]:
+    wh = DuckDBWarehouse(now=NOW)
+    yield wh
+    wh.close()
+
+
+@pytest.fixture(scope="module")
+def db() -> Iterator[str]:
+    url = create_database("wdr_rollups")
+    asyncio.run(migrate(url))
+    yield url
+    drop_database(url)
+
+
+def _pool(url: str) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=4,
+        open=False,
+        kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+    )
+
+
+class Instance:
+    def __init__(self, url: str, wh: CountingWarehouse, redis_url: str, prefix: str) -> None:
+        self.pool = _pool(url)
+        self.leases = RedisLeases(redis_url, prefix=prefix, ttl_s=60, heartbeat_s=0.5)
+        self.store = PgRollups(
+            self.pool,
+            dict(ROLLUPS),
+            warehouse=wh,
+            leases=self.leases,
+            clock=NOW.timestamp,
+        )
+
+    async def __aenter__(self) -> Instance:
+        await self.pool.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.leases.aclose()
+        await self.pool.close()
+
+
+@pytest.fixture
+async def built(
+    db: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> AsyncIterator[tuple[Instance, CountingWarehouse]]:
+    """The demo rollups, built by two instances at once (module database: built once)."""
+    wh = CountingWarehouse(duck)
+    async with (
+        Instance(db, wh, redis_url, cache_namespace) as a,
+        Instance(db, wh, redis_url, cache_namespace) as b,
+    ):
+        await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
+        yield a, wh
+
+
+def _partitions(r: Rollup, first: datetime) -> list[datetime]:
+    return partitions_between(r, first, NOW)
+
+
+async def test_two_instances_build_each_partition_once(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    wh = CountingWarehouse(duck)
+    async with (
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as a,
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as b,
+    ):
+        reports = await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
+        expected = 0
+        for r in ROLLUPS.values():
+            known, first = await a.store.data_start(r)
+            assert known and first is not None
+            expected += 1 + len(_partitions(r, first))  # where the data starts, each partition
+            built = [p for rep in reports for p in rep[r.name].built]
+            assert sorted(built) == [p.isoformat() for p in _partitions(r, first)]
+        assert len(wh.statements) == expected
+        assert len(set(wh.statements)) == expected  # no statement twice
+        # nothing missing, nothing older than its max age: nothing more runs
+        await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
+        assert len(wh.statements) == expected
+
+
+async def test_build_partitions_records_the_version_and_replaces_the_partition(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    wh = CountingWarehouse(duck)
+    march = datetime(2026, 10, 1, tzinfo=UTC)
+    async with Instance(fresh_pg_url, wh, redis_url, cache_namespace) as a:
+        report = await a.store.build_partitions("claim_events_daily", [march], data_version="7")
+        assert report.built == [march.isoformat()] and len(wh.statements) == 1
+        # the same version again: already built from it, no statement
+        again = await a.store.build_partitions(
+            "claim_events_daily", [datetime(2026, 10, 17, tzinfo=UTC)], data_version="7"
+        )
+        assert again.skipped == [march.isoformat()] and len(wh.statements) == 1
+        async with await psycopg.AsyncConnection.connect(fresh_pg_url) as conn:
+            cur = await conn.execute(
+                "SELECT data_version, built_at, row_count FROM rollup_partitions"
+                " WHERE rollup = 'claim_events_daily'"
+            )
+            rows = await cur.fetchall()
+            first_built = rows[0][1]
+            assert [(r[0], r[2] > 0) for r in rows] == [("7", True)]
+            count = await conn.execute("SELECT count(*) FROM rollup_claim_events_daily")
+            n = (await count.fetchone() or [0])[0]
+        # the version moved: rebuilt, replacing (not adding to) the partition's rows
+        moved = await a.store.build_partitions("claim_events_daily", [march], data_version="8")
+        assert moved.built == [march.isoformat()] and len(wh.statements) == 2
+        async with await psycopg.AsyncConnection.connect(fresh_pg_url) as conn:
+            cur = await conn.execute(
+                "SELECT data_version, built_at FROM rollup_partitions"
+                " WHERE rollup = 'claim_events_daily'"
+            )
+            version, built_at = (await cur.fetchall())[0]
+            assert version == "8" and built_at > first_built
+            count = await conn.execute("SELECT count(*) FROM rollup_claim_events_daily")
+            assert (await count.fetchone() or [0])[0] == n
+
+
+def _access(regions: Any) -> RowAccess:
+    """The access of a principal whose token carries these `regions` claims (None: none)."""
+    attributes = {} if regions is None else {"regions": regions}
+    principal = Principal.build(
+        subject="s", tenant="default", scopes=(), attributes=attributes, via="jwt"
+    )
+    return POLICY.access_for(principal)
+
+
+ACCESSES: dict[str, RowAccess] = {
+    "dev principal (unrestricted)": DEV_ACCESS,
+    "no claim": _access(None),
+    "empty list": _access([]),
+    "one region": _access(["west"]),
+    "several regions": _access(["midwest", "west"]),
+    "every region": _access(["northeast", "southeast", "midwest", "southwest", "west"]),
+    "a region twice": _access(["west", "west"]),
+    "a bare string claim": _access("west"),
+    "a number as a claim": _access([1]),
+    "an unknown region": _access(["atlantis"]),
+    "a quote in a value": _access(["o'hare"]),
+}
+
+EXTRA_INTENTS: dict[str, DataIntent] = {
+    "paid-by-region-monthly": DataIntent(
+        metric_id="claims_paid_amount", dimensions=["region"], grain="month", time_range="last_90d"
+    ),
+    "alerts-by-severity-region-daily": DataIntent(
+        metric_id="alerts_raised_count",
+        dimensions=["severity", "region"],
+        grain="day",
+        time_range="last_7d",
+    ),
+    "filed-distinct-daily-exact": DataIntent(
+        metric_id="claims_filed_count",
+        dimensions=["region", "channel"],
+        grain="day",
+        time_range="last_7d",
+    ),
+    "alerts-absolute-month": DataIntent(
+        metric_id="alerts_raised_count",
+        dimensions=["service"],
+        time_range={"start": "2026-09-01T00:00:00Z", "end": "2026-10-01T00:00:00Z"},  # type: ignore[arg-type]
+    ),
+}
+
+
+def _specs() -> dict[str, WidgetSpec]:
+    out = {
+        wid: spec
+        for wid, spec in CFG.widgets.items()
+        if CFG.routing[spec.data_intent.metric_id].backend == "databricks"
+        and not spec.data_intent.question
+    }
+    for wid, intent in EXTRA_INTENTS.items():
+        out[wid] = WidgetSpec(title=wid, kind="table", data_intent=intent, mock_data=[{"v": 1}])
+    return out
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x.keys() != y.keys():
+            return False
+        for k in x:
+            u, v = x[k], y[k]
+            if isinstance(u, float) or isinstance(v, float):
+                if u is None or v is None or not math.isclose(u, v, rel_tol=1e-9):
+                    return False
+            elif u != v:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("who", list(ACCESSES))
+async def test_rollup_answers_equal_todays_path_under_every_row_filter(
+    built: tuple[Instance, CountingWarehouse], duck: DuckDBWarehouse, who: str
+) -> None:
+    inst, _ = built
+    access = ACCESSES[who]
+    schemas = FixedTableSchemas(await duck.describe(sorted(WAREHOUSE_TABLES)))
+    common: dict[str, Any] = {
+        "safety": SafetyPolicy(allowed_tables=WAREHOUSE_TABLES, max_rows=10_000),
+        "clock": NOW.timestamp,
+        "table_schemas": schemas,
+        "default_row_limit": 1000,
+    }
+    today_wh = CountingWarehouse(duck)
+    rollup_wh = CountingWarehouse(duck)
+    today = make_ctx(warehouse=today_wh, **common)
+    with_rollups = make_ctx(warehouse=rollup_wh, rollups=inst.store, **common)
+    graph = build_graph().compile()
+    answered = []
+    for wid, spec in _specs().items():
+        run = {"widget_id": wid, "spec": spec, "access": access}
+        want = (await graph.ainvoke(run, context=today))["response"]
+        got = (await graph.ainvoke(run, context=with_rollups))["response"]
+        assert want["source"] == "databricks", want
+        assert _same(got["data"], want["data"]), (wid, got["data"], want["data"])
+        if got["source"] == "rollup":
+            answered.append(wid)
+            assert got["rollup"]["name"] in ROLLUPS
+            assert [c["name"] for c in got["schema"]] == [c["name"] for c in want["schema"]]
+        if "region" in spec.data_intent.dimensions and access.tables:
+            allowed = set(access.tables[0].values)
+            assert {r["region"] for r in got["data"]} <= allowed
+    # every widget a rollup can answer exactly was answered from it, with no statement
+    assert sorted(answered) == sorted(w for w in _specs() if w != "claims-filed-by-region")
+    assert len(rollup_wh.statements) == 1  # claims-filed-by-region: today's path
+
+
+async def test_a_changed_definition_is_never_read(
+    built: tuple[Instance, CountingWarehouse], redis_url: str, cache_namespace: str, db: str
+) -> None:
+    r = ROLLUPS["alerts_daily"]
+    changed = Rollup(r.name, r.definition, r.measures, signature="0" * 16)
+    inst, wh = built
+    store = PgRollups(inst.pool, {r.name: changed}, warehouse=wh)
+    intent = CFG.widgets["critical-alerts-by-service"].data_intent
+    metric = CFG.metrics[intent.metric_id]
+    query = match(changed, metric, intent, UNRESTRICTED, now=NOW)
+    current = match(r, metric, intent, UNRESTRICTED, now=NOW)
+    assert isinstance(query, RollupQuery) and isinstance(current, RollupQuery)
+    assert await store.answer(query, now=NOW.timestamp()) is None
+    assert await inst.store.answer(current, now=NOW.timestamp()) is not None
+
+
+# ------------------------------------------------------------------ the service
+
+
+async def test_the_service_answers_from_a_rollup_and_says_so(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    async with running_service(
+        database_url=fresh_pg_url,
+        redis_url=redis_url,
+        cache_prefix=cache_namespace,
+        data_dir=tmp_path,
+        rollups_enabled=True,
+    ) as svc:
+        store = svc.res.context.rollups
+        assert isinstance(store, PgRollups)
+        await store.maintain()  # with the service's own maintainer: each partition once
+        r = await svc.data("claims-paid-weekly", trace=True)
+        body = r.json()
+        assert r.status_code == 200 and body["source"] == "rollup", body
+        assert body["backend"] == "databricks" and body["rollup"]["name"] == "claim_events_daily"
+        assert body["rollup"]["data_age_s"] >= 0 and body["data"]
+        assert [t["node"] for t in body["trace"]][2] == "rollup_query"
+        cached = (await svc.data("claims-paid-weekly")).json()
+        assert cached["cache_hit"] and cached["source"] == "rollup" and cached["rollup"]
+        # count-distinct over 30 days: never from a rollup
+        assert (await svc.data("claims-filed-by-region")).json()["source"] == "databricks"
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda r: r["claim_events_daily"]["metrics"].append("no_such_metric"), "no_such_metric"),
+        (lambda r: r["alerts_daily"]["dimensions"].append("colour"), "no column 'colour'"),
+        (lambda r: r["devices_daily"].update(table="main.claims.nope"), "main.claims.nope"),
+    ],
+)
+async def test_boot_refuses_a_bad_rollup(
+    tmp_path: Path, fresh_pg_url: str, edit: Callable[[dict[str, Any]], None], needle: str
+) -> None:
+    cfg = copy_config(tmp_path)
+    raw = yaml.safe_load((cfg / "rollups.yaml").read_text())
+    edit(raw["rollups"])
+    (cfg / "rollups.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(BootError) as err:
+        async with running_service(
+            database_url=fresh_pg_url, config_dir=cfg, data_dir=tmp_path, rollups_enabled=True
+        ):
+            pass
+    assert needle in str(err.value)
+
+
+class FailingWarehouse(CountingWarehouse):
+    async def execute(
+        self, sql: str, *, max_rows: int, tags: Mapping[str, str] | None = None
+    ) -> QueryResult:
+        self.statements.append(sql)
+        raise WarehouseFailure("the warehouse is down", kind=FailureKind.databricks_unavailable)
+
+
+async def test_a_failed_build_is_reported_leaves_nothing_and_frees_the_lease(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    month = datetime(2026, 10, 1, tzinfo=UTC)
+    async with Instance(fresh_pg_url, FailingWarehouse(duck), redis_url, cache_namespace) as a:
+        report = await a.store.build_partitions("alerts_daily", [month])
+        assert report.built == [] and "databricks_unavailable" in report.failed[month.isoformat()]
+        intent = DataIntent(
+            metric_id="alerts_raised_count",
+            time_range={"start": "2026-10-01T00:00:00Z", "end": "2026-10-08T00:00:00Z"},  # type: ignore[arg-type]
+        )
+        query = match(
+            ROLLUPS["alerts_daily"],
+            CFG.metrics["alerts_raised_count"],
+            intent,
+            UNRESTRICTED,
+            now=NOW,
+        )
+        assert isinstance(query, RollupQuery)
+        assert await a.store.answer(query, now=NOW.timestamp()) is None  # not built: today's path
+    wh = CountingWarehouse(duck)
+    async with Instance(fresh_pg_url, wh, redis_url, cache_namespace) as b:
+        # the lease was released: another instance builds it at once
+        report = await b.store.build_partitions("alerts_daily", [month])
+        assert report.built == [month.isoformat()] and len(wh.statements) == 1
+        answer = await b.store.answer(query, now=NOW.timestamp())
+        assert answer is not None and answer.rows[0]["value"] > 0
+
+
+async def test_an_unreadable_store_is_a_postgres_failure(
+    built: tuple[Instance, CountingWarehouse],
+) -> None:
+    _, wh = built
+    # nothing listens on port 1: the pool cannot hand out a connection
+    pool = AsyncConnectionPool(
+        "postgresql://postgres@127.0.0.1:1/nowhere?connect_timeout=1",
+        min_size=1,
+        open=False,
+        timeout=1.0,
+        reconnect_timeout=1.0,
+    )
+    await pool.open(wait=False)
+    store = PgRollups(pool, dict(ROLLUPS), warehouse=wh)
+    intent = CFG.widgets["critical-alerts-by-service"].data_intent
+    query = match(
+        ROLLUPS["alerts_daily"], CFG.metrics[intent.metric_id], intent, UNRESTRICTED, now=NOW
+    )
+    assert isinstance(query, RollupQuery)
+    try:
+        with pytest.raises(PostgresFailure):
+            await store.answer(query, now=NOW.timestamp())
+        with pytest.raises(PostgresFailure):  # the catch-up before a versioned read too
+            await store.catch_up("alerts_daily", data_version="3", now=NOW.timestamp())
+    finally:
+        await pool.close()
+
+
+async def test_two_services_share_one_rollup_built_once_over_statement_execution(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    """Two services (one PostgreSQL, one Redis, one Statement Execution server counting
+    statements, the real connector): each partition is built by one statement, and both
+    answer from the same rollup with no further statement."""
+    with sea_lakehouse() as sea:
+        common: dict[str, Any] = {
+            "database_url": fresh_pg_url,
+            "redis_url": redis_url,
+            "cache_prefix": cache_namespace,
+            "rollups_enabled": True,
+            **sea_settings(sea),
+        }
+        async with (
+            running_service(data_dir=tmp_path / "a", **common) as a,
+            running_service(data_dir=tmp_path / "b", **common) as b,
+        ):
+            stores = [s.res.context.rollups for s in (a, b)]
+            assert all(isinstance(s, PgRollups) for s in stores)
+            await asyncio.gather(*(s.maintain() for s in stores))  # type: ignore[union-attr]
+            builds = [t for t in sea.statement_texts if "AS bucket" in t]
+            assert builds and len(builds) == len(set(builds))  # each partition once
+            before = len(sea.statement_texts)
+            for svc in (a, b):
+                for widget in ("claims-paid-weekly", "alert-mttr-by-severity"):
+                    body = (await svc.data(widget, refresh=True)).json()
+                    assert body["source"] == "rollup", body
+            assert len(sea.statement_texts) == before
+
+
+SECRET = "rollup-integration-secret-0123456789"
+SCOPES = "data:read widgets:read widgets:write metrics:read"
+EVERY_REGION = ["midwest", "northeast", "southeast", "southwest", "west"]
+
+
+def bearer(regions: Any = None) -> dict[str, str]:
+    claims = {} if regions is None else {"regions": regions}
+    tok = mint_token(SECRET, tenant="default", scopes=SCOPES, claims=claims, audience="wdr")
+    return {"Authorization": f"Bearer {tok}"}
+
+
+async def test_signed_in_identities_see_only_their_regions_rows_from_one_rollup(
+    tmp_path: Path, fresh_pg_url: str, redis_url: str, cache_namespace: str
+) -> None:
+    async with running_service(
+        database_url=fresh_pg_url,
+        redis_url=redis_url,
+        cache_prefix=cache_namespace,
+        data_dir=tmp_path,
+        rollups_enabled=True,
+        auth_jwt_secret=SECRET,
+        auth_audience="wdr",
+    ) as svc:
+        store = svc.res.context.rollups
+        assert isinstance(store, PgRollups)
+        await store.maintain()
+        spec = {
+            "title": "Paid by region",
+            "kind": "bar",
+            "data_intent": {
+                "metric_id": "claims_paid_amount",
+                "dimensions": ["region"],
+                "time_range": "last_90d",
+            },
+            "mock_data": [{"region": "west", "value": 1}],
+        }
+        put = await svc.client.put("/v1/widgets/paid-by-region", json=spec, headers=bearer())
+        assert put.status_code in (200, 201), put.text
+
+        async def regions_seen(regions: Any) -> dict[str, float]:
+            body = (await svc.data("paid-by-region", headers=bearer(regions))).json()
+            assert body["source"] == "rollup", body
+            return {r["region"]: r["value"] for r in body["data"]}
+
+        assert await regions_seen(None) == {}  # no claim: no rows
+        assert await regions_seen([]) == {}
+        west = await regions_seen(["west"])
+        assert set(west) == {"west"}
+        assert set(await regions_seen(["west", "midwest"])) == {"west", "midwest"}
+        assert set(await regions_seen(["atlantis"])) == set()
+        everything = await regions_seen(EVERY_REGION)
+        assert set(everything) == set(EVERY_REGION)
+        for region in EVERY_REGION:  # one rollup: each identity's rows are the same rows
+            assert await regions_seen([region]) == {region: everything[region]}
+
+
+async def test_a_moved_data_version_rebuilds_the_update_window_once_across_instances(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    wh = CountingWarehouse(duck)
+    async with (
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as a,
+        Instance(fresh_pg_url, wh, redis_url, cache_namespace) as b,
+    ):
+        await asyncio.gather(a.store.maintain(NOW), b.store.maintain(NOW))
+        built = len(wh.statements)
+        change = TableChange(source="main.ops.alerts", old=4, new=5, seen_at=NOW.timestamp())
+        await asyncio.gather(rebuild_rollups(a.store)(change), rebuild_rollups(b.store)(change))
+        window = update_window(ROLLUPS["alerts_daily"], NOW)
+        assert len(wh.statements) == built + len(window)  # one statement per partition
+        assert all("main.ops.alerts" in s for s in wh.statements[built:])
+        # the version holds: a catch-up (any instance) runs nothing
+        ok = await b.store.catch_up("alerts_daily", data_version="5", now=NOW.timestamp())
+        assert ok and len(wh.statements) == built + len(window)
