@@ -211,11 +211,14 @@ def compiled_sql() -> list[str]:
 
 def candidate_sql() -> list[str]:
     """What the embedded engine must run: the corpus (as the safety layer re-renders it),
-    the widgets' compiled SQL and the compiler's other shapes."""
+    the widgets' compiled SQL, the compiler's other shapes and the translation rules'
+    reference cases (tests/integration/test_spark_reference.py)."""
     from sqlsafety import check_sql
 
     sql = [check_sql(q, dialect="databricks", allowed_tables=TABLES).sql for q in corpus_sql()]
-    return sql + widget_sql() + compiled_sql()
+    from tests.integration.test_spark_reference import ALL_CASES
+
+    return sql + widget_sql() + compiled_sql() + list(ALL_CASES.values())
 
 
 def candidates(sql: Iterable[str], results: dict[str, str]) -> dict[str, Construct]:

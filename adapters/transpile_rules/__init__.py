@@ -20,6 +20,8 @@ from adapters.transpile_rules.numeric import (
     REMAINDER_BY_ZERO_MESSAGE,
     approximate_distinct,
     casts,
+    collect_empty,
+    count_if,
     decimal_average,
     division,
     named_functions,
@@ -37,7 +39,7 @@ from adapters.transpile_rules.temporal import (
     trunc,
     unix_timestamp,
 )
-from adapters.transpile_rules.text import colon_path, from_json, get_json_object, substring
+from adapters.transpile_rules.text import colon_path, from_json, get_json_object, split, substring
 
 Rule = Callable[[exp.Expr], exp.Expr]
 
@@ -55,6 +57,8 @@ RULES: tuple[Rule, ...] = (
     decimal_average,
     percentiles,
     approximate_distinct,
+    count_if,
+    collect_empty,
     casts,
     text_casts,
     named_functions,
@@ -62,6 +66,7 @@ RULES: tuple[Rule, ...] = (
     colon_path,
     from_json,
     get_json_object,
+    split,
 )
 
 

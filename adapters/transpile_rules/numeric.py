@@ -47,6 +47,25 @@ def division(node: exp.Expr) -> exp.Expr:
     return fixed
 
 
+def count_if(node: exp.Expr) -> exp.Expr:
+    """count_if(x) counts the true rows, 0 over no rows (DuckDB's COUNT_IF gives NULL)."""
+    if not isinstance(node, exp.CountIf):
+        return node
+    return exp.Count(this=exp.Case().when(node.this.copy(), exp.Literal.number(1)))
+
+
+def collect_empty(node: exp.Expr) -> exp.Expr:
+    """collect_list/collect_set over no rows (or only NULLs) is an empty array, not NULL."""
+    inner = node
+    while isinstance(inner, exp.Window | exp.Filter):
+        inner = inner.this
+    if not isinstance(inner, exp.ArrayAgg | exp.ArrayUniqueAgg) or isinstance(
+        node.parent, exp.Window | exp.Filter
+    ):
+        return node
+    return exp.Coalesce(this=node.copy(), expressions=[exp.Array(expressions=[])])
+
+
 def approximate_distinct(node: exp.Expr) -> exp.Expr:
     """approx_count_distinct(x) -> count(DISTINCT x): exact, so within Spark's documented
     relative error (DuckDB's own HyperLogLog is not bound by it)."""

@@ -51,6 +51,16 @@ def colon_path(node: exp.Expr) -> exp.Expr:
     )
 
 
+def split(node: exp.Expr) -> exp.Expr:
+    """split(s, NULL) is NULL in Databricks (DuckDB splits on nothing)."""
+    if not isinstance(node, exp.RegexpSplit) or node.meta.get("null_checked"):
+        return node
+    inner = node.copy()
+    inner.meta["null_checked"] = True
+    test = exp.Is(this=node.expression.copy(), expression=exp.Null())
+    return exp.Case().when(test, exp.Null()).else_(inner)
+
+
 def get_json_object(node: exp.Expr) -> exp.Expr:
     """get_json_object(s, path) is NULL when s is not JSON (DuckDB raises)."""
     if not isinstance(node, exp.JSONExtractScalar) or node.meta.get("json_checked"):

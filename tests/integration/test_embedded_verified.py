@@ -29,4 +29,6 @@ def test_verified_set_is_what_spark_and_duckdb_agree_on(spark: Any) -> None:
     gained = sorted(set(generated["verified"]) - set(committed["verified"]))
     assert gained == [], f"newly verified constructs: run `make verified` to admit {gained}"
     assert generated["verified"] == committed["verified"], "result families changed"
-    assert generated["refused"] == committed["refused"]
+    # the refused keys (their first difference may read differently run to run: a clock, an
+    # engine's error text)
+    assert set(generated["refused"]) == set(committed["refused"])
