@@ -60,6 +60,13 @@ _LITERAL_ARGS_OF: dict[type[exp.Expr], set[str]] = {
     exp.FromJson: {"expression"},  # the DDL schema
     exp.JSONExtract: {"expression"},  # the JSON path
     exp.JSONExtractScalar: {"expression"},
+    # regular expressions: Java's and RE2's differ by pattern, so each pattern is its own key
+    exp.RegexpSplit: {"expression"},
+    exp.RegexpLike: {"expression"},
+    exp.RegexpILike: {"expression"},
+    exp.RegexpExtract: {"expression"},
+    exp.RegexpCount: {"expression"},
+    exp.RegexpReplace: {"expression", "replacement"},
 }
 # functions sqlglot keeps by name, and the positions of their literal arguments
 _LITERAL_POSITIONS: dict[str, set[int]] = {"date_part": {0}, "datepart": {0}, "format_number": {1}}
