@@ -51,10 +51,10 @@ class RecordingBedrockSqlGenerator(BedrockSqlGenerator):
     last_response: dict[str, Any] | None = None
     calls: int = 0
 
-    async def _call(self, messages: Any) -> AIMessage:
+    async def _call(self, messages: Any, runnable: Any = None) -> AIMessage:
         self.calls += 1
         self.last_response = None
-        message = await super()._call(messages)
+        message = await super()._call(messages, runnable)
         self.last_response = response_of(message)
         return message
 
