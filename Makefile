@@ -84,5 +84,9 @@ bench-scale: install
 bench-cost: install
 	$(PY) bench/bench_cost.py
 
+## bench-rollups: a rollup answer's latency over HTTP (one instance, real Redis + PostgreSQL, embedded DuckDB)
+bench-rollups: install
+	$(PY) bench/bench_rollups.py
+
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,4 @@
-"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by every
-instance.
+"""Rollups in PostgreSQL (domain.ports.RollupStore): built by the warehouse, read by all.
 
 - Each rollup's rows live in a typed table `rollup_<name>` (created from its first
   partition's columns; text in the "C" collation, so ORDER BY and comparisons are the
@@ -56,6 +55,12 @@ _PG_TYPES = {
 }
 
 
+_COVERAGE = (
+    "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
+    " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
+)
+
+
 @dataclass
 class BuildReport:
     """What one `build_partitions` call did, per partition start (ISO 8601)."""
@@ -108,21 +113,22 @@ class PgRollups:
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         rollup = self.rollups[query.rollup]
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            # one snapshot, one round trip: coverage and rows (dropped if not covered)
+            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 await conn.execute(
-                    cast(
-                        LiteralString,
-                        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
-                        f" SET LOCAL statement_timeout = {self._timeout_ms}",
-                    )
+                    cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
                 )
-                built = await self._covering(conn, rollup, query, now)
-                if built is None:
-                    return None
+                head = await conn.execute(_COVERAGE, (rollup.name,))
                 async with conn.cursor(row_factory=dict_row) as cur:
                     await cur.execute(cast(LiteralString, query.sql))
+                    built = self._covering(rollup, query, now, await head.fetchall())
+                    if built is None:
+                        return None
                     raw = await cur.fetchall()
                     description = list(cur.description or [])
+        except psycopg.errors.UndefinedTable:
+            return None  # no partition built yet
         except psycopg.Error as exc:
             raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
@@ -135,17 +141,10 @@ class PgRollups:
             partitions=built[1],
         )
 
-    async def _covering(
-        self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery, now: float
+    def _covering(
+        self, rollup: Rollup, query: RollupQuery, now: float, rows: list[Any]
     ) -> tuple[float, int] | None:
         """(built_at, partitions) when every partition of the range is built, else None."""
-        cur = await conn.execute(  # one round trip: the rollup and all its partitions
-            "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
-            " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name"
-            " WHERE r.name = %s",
-            (rollup.name,),
-        )
-        rows = await cur.fetchall()
         if not rows or rows[0][0] != rollup.signature:
             return None
         known = bool(rows[0][2])
@@ -339,7 +338,10 @@ class PgRollups:
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         r = self.rollups[rollup]
         window = update_window(r, datetime.fromtimestamp(now, UTC))
-        report = await self.build_partitions(rollup, window, data_version=data_version)
+        try:
+            report = await self.build_partitions(rollup, window, data_version=data_version)
+        except psycopg.Error as exc:  # the store itself: a PostgresFailure, as for a read
+            raise postgres_failure(exc, what="rollup catch-up") from exc
         return not report.failed
 
     # ------------------------------------------------------------------ maintenance

@@ -16,7 +16,7 @@ from domain.access import RowAccess
 from domain.failures import FailureKind
 from domain.freshness import Freshness, Probe
 from domain.lease import Lead
-from domain.models import Backend, MetricDef, RoutingEntry, WidgetSpec
+from domain.models import Backend, DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from domain.ports import Trust
 
 
@@ -116,6 +116,14 @@ class RequestInput(TypedDict, total=False):
         Field(
             description="Optional: the widget given inline (title, kind, data_intent, "
             "mock_data) instead of the registered one; `widget_id` still names it"
+        ),
+    ]
+    intent: Annotated[
+        DataIntent,
+        Field(
+            description="Optional: a data intent (metric_id, dimensions, time_range, grain, "
+            "filters, limit, question) resolved instead of the widget's own; its title, kind "
+            "and mock data stay"
         ),
     ]
 

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from langgraph.runtime import Runtime
+from pydantic import BaseModel, ValidationError
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind
 from domain.keys import result_cache_key
-from domain.models import validate_intent
+from domain.models import DataIntent, WidgetSpec, validate_intent
 from graph.context import Context
 from graph.state import State
 from nodes._common import fail, traced
 
+M = TypeVar("M", bound=BaseModel)
+
 
 class InvalidInput(ValueError):
-    """The run's input names no widget (the HTTP layer always passes one; Studio users
-    type it). A ValueError: hosts that show a run's error (langgraph dev) show this."""
+    """The run's input names no widget, or its inline spec or intent is not valid (the HTTP
+    layer always passes valid ones; Studio users type them). A ValueError: hosts that show
+    a run's error (langgraph dev) show its message."""
 
 
 class WidgetNotFound(LookupError, ValueError):
     """The widget id is not registered (the HTTP layer answers 404 before invoking; in
     Studio the message says what to send)."""
+
+
+def _inline(model: type[M], value: dict[str, Any], name: str) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidInput(f"the input's `{name}` is not valid: {problems}") from None
 
 
 @traced("route")
@@ -31,6 +45,8 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     access = state.get("access") or UNRESTRICTED
     widget_id = state.get("widget_id")
     spec = state.get("spec")  # an inline spec needs no id (the SQL preview route sends none)
+    if isinstance(spec, dict):  # JSON input (Studio): validated as PUT /v1/widgets/{id} is
+        spec = _inline(WidgetSpec, spec, "spec")
     if spec is None:
         if not isinstance(widget_id, str) or not widget_id:
             raise InvalidInput(
@@ -44,6 +60,9 @@ async def route(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                 "registered. GET /v1/widgets lists the registered ids; or give the widget "
                 "inline as `spec`"
             )
+    if (inline := state.get("intent")) is not None:  # Studio: another intent, same widget
+        intent_given = _inline(DataIntent, inline, "intent") if isinstance(inline, dict) else inline
+        spec = spec.model_copy(update={"data_intent": intent_given})
     update: dict[str, Any] = {"spec": spec}
     intent = spec.data_intent
     metric = ctx.registry.metric(intent.metric_id)

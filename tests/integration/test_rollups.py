@@ -450,6 +450,8 @@ async def test_an_unreadable_store_is_a_postgres_failure(
     try:
         with pytest.raises(PostgresFailure):
             await store.answer(query, now=NOW.timestamp())
+        with pytest.raises(PostgresFailure):  # the catch-up before a versioned read too
+            await store.catch_up("alerts_daily", data_version="3", now=NOW.timestamp())
     finally:
         await pool.close()
 

@@ -117,7 +117,7 @@ def test_the_assistant_has_an_input_form_with_descriptions(studio: Studio) -> No
     form = schemas["input_schema"]
     assert form is not None, studio.log()[-3000:]
     fields = form["properties"]
-    assert set(fields) == {"widget_id", "refresh", "dry_run", "spec"}
+    assert set(fields) == {"widget_id", "refresh", "dry_run", "spec", "intent"}
     assert fields["widget_id"]["description"].startswith("Needed: ")
     assert all(fields[f].get("description") for f in fields), fields
     assert fields["refresh"]["type"] == fields["dry_run"]["type"] == "boolean"
@@ -176,6 +176,21 @@ def test_a_postgres_widget_runs_to_its_answer(studio: Studio) -> None:
     ]
 
 
+def test_an_inline_intent_resolves_the_widget_another_way(studio: Studio) -> None:
+    client = get_sync_client(url=studio.url)
+    intent = {"metric_id": "active_issues_count", "dimensions": ["severity"]}
+    out = client.runs.wait(
+        None, "resolver", input={"widget_id": "open-issues-kpi", "intent": intent}
+    )
+    assert isinstance(out, dict)
+    assert {row["severity"] for row in out["response"]["data"]} == {
+        "critical",
+        "high",
+        "medium",
+        "low",
+    }
+
+
 def test_a_dry_run_generates_sql_without_running_it(studio: Studio) -> None:
     client = get_sync_client(url=studio.url)
     out = client.runs.wait(
@@ -192,6 +207,13 @@ def test_a_dry_run_generates_sql_without_running_it(studio: Studio) -> None:
         ({}, "the input needs `widget_id`"),
         ({"refresh": True}, "the input needs `widget_id`"),
         ({"widget_id": "no-such-widget"}, "unknown widget 'no-such-widget'"),
+        (
+            {
+                "widget_id": "open-issues-kpi",
+                "intent": {"metric_id": "active_issues_count", "grain": "x"},
+            },
+            "the input's `intent` is not valid: grain",
+        ),
     ],
 )
 def test_bad_input_is_answered_with_what_is_wrong(

@@ -6,7 +6,7 @@ import pytest
 from langgraph.runtime import Runtime
 
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
-from domain.models import RoutingEntry
+from domain.models import DataIntent, RoutingEntry
 from graph.context import Context
 from nodes.cache_lookup import cache_lookup
 from nodes.databricks_execute import databricks_execute
@@ -52,6 +52,23 @@ async def test_route_question_widget_uses_llm_generator() -> None:
 async def test_route_unknown_widget_raises() -> None:
     with pytest.raises(WidgetNotFound):
         await run_route(make_ctx(), "nope")
+
+
+async def test_route_takes_an_inline_intent_for_the_widget() -> None:
+    """Studio's optional `intent`: the registered widget, resolved with another intent."""
+    intent = DataIntent(metric_id="active_issues_count", dimensions=["severity"])
+    given = {"widget_id": "open-issues-kpi", "intent": intent}
+    out = await route(given, Runtime(context=make_ctx()))  # type: ignore[arg-type]
+    assert out["spec"].data_intent == intent and out["spec"].title == "Open issues"
+    plain = await run_route(make_ctx(), "open-issues-kpi")
+    assert out["cache_key"] != plain["cache_key"]  # its own answer, not the widget's
+    # as JSON (Studio's input), validated as the API validates it
+    as_json = {"widget_id": "open-issues-kpi", "intent": intent.model_dump(mode="json")}
+    out = await route(as_json, Runtime(context=make_ctx()))  # type: ignore[arg-type]
+    assert out["spec"].data_intent == intent and out["cache_key"] != plain["cache_key"]
+    bad = {"widget_id": "open-issues-kpi", "intent": {"metric_id": "x", "grain": "fortnight"}}
+    with pytest.raises(InvalidInput, match=r"the input's `intent` is not valid: grain"):
+        await route(bad, Runtime(context=make_ctx()))  # type: ignore[arg-type]
 
 
 async def test_route_bad_input_says_what_is_wrong() -> None:

@@ -16,7 +16,7 @@ from graph.state import State
 def test_the_input_form_has_the_request_fields_with_descriptions() -> None:
     graph = asyncio.run(studio.make_graph())
     form = graph.get_input_jsonschema()
-    assert set(form["properties"]) == {"widget_id", "refresh", "dry_run", "spec"}
+    assert set(form["properties"]) == {"widget_id", "refresh", "dry_run", "spec", "intent"}
     assert all(p.get("description") for p in form["properties"].values()), form
     assert form["properties"]["widget_id"]["description"].startswith("Needed: ")
     assert "decided" in graph.get_output_jsonschema()["properties"]
