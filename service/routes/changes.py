@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from service.deps import DataReader
-from service.problems import ProblemError
+from service.problems import AUTH_PROBLEMS, ProblemError
 
 router = APIRouter(tags=["data"])
 
@@ -22,6 +22,7 @@ KEEPALIVE_S = 15.0
     "/v1/changes",
     response_class=StreamingResponse,
     responses={
+        **AUTH_PROBLEMS,  # credentials: missing, invalid, both kinds at once, scope
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-sent events: `ready` once subscribed, then one `changed` "
