@@ -150,3 +150,23 @@ async def test_trust_is_in_the_response_of_question_widgets_only() -> None:
     plain |= await sql_generate(plain, Runtime(context=ctx))
     plain |= {"rows": [], "executed": True, "resolved_at": 1.0}
     assert (await degrade_or_return(plain, Runtime(context=ctx)))["response"]["trust"] is None
+
+
+async def test_row_filters_bind_the_grounded_way_and_approval_stays_per_tenant() -> None:
+    from domain.access import RowAccess, TableFilter
+
+    llm = StubLLM(intent=BY_REGION)
+    ctx = make_ctx(llm=llm)
+    west = RowAccess(
+        tenant="acme", tables=(TableFilter("main.claims.claim_events", "region", ("west",)),)
+    )
+    state = await _state(ctx) | {"access": west}
+    out = await sql_generate(state, Runtime(context=ctx))
+    assert out["trust"] == "compiled_from_metric" and ":acme:" in out["generation"]["approved_key"]
+    checked = await safety_check(state | out, Runtime(context=ctx))
+    assert checked["safety"]["allowed"] is True
+    assert "'west'" in checked["generated_sql"] and "'west'" not in out["candidate_sql"]
+    # another tenant's identical question is grounded again (no reuse across tenants)
+    other = await _state(ctx) | {"access": RowAccess(tenant="globex")}
+    again = await sql_generate(other, Runtime(context=ctx))
+    assert again["trace"][0]["outcome"] == "grounded" and len(llm.groundings) == 2
