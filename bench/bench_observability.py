@@ -5,7 +5,7 @@
 Starts three `resolver serve` processes on the embedded defaults, each with its own data
 directory: metrics off (METRICS_ENABLED=false), metrics on (the default), and metrics on plus
 OpenTelemetry tracing to a local OTLP/HTTP receiver; and, with the fast lane off
-(FAST_LANE=false: every hit a graph run), metrics on and metrics plus tracing. Then, in
+(FAST_LANE=false: the steps after cache_lookup a graph run), metrics on and metrics plus tracing. Then, in
 interleaved rounds (so machine
 noise hits all three alike), times sequential cache hits of one widget over one keep-alive
 connection, and prints each mode's median and p95 and the ratio to metrics off.

@@ -90,7 +90,8 @@ class _Answered:
     tenant: str
     widget_id: str
     at: float
-    stamped: bool = True  # its entry carries data versions (else: refreshed regardless)
+    stamped: bool = True  # its entry carries data versions (else: refreshed if older)
+    ttl_s: float = 0.0  # its TTL (from the hint)
 
 
 def _no_sources(_inputs: dict[str, Any]) -> tuple[str, ...]:
@@ -148,6 +149,7 @@ class ChangeWatcher:
             str(inputs.get("widget_id")),
             self.clock(),
             stamped=bool(versions),
+            ttl_s=hint.ttl_s,
         )
         for source in sources:
             keys = self._index.setdefault(source, OrderedDict())
@@ -216,18 +218,18 @@ class ChangeWatcher:
     async def _after(self, change: TableChange) -> None:
         """Stamped answers (read from the warehouse) are refreshed at once; the others (a
         rollup's) once the callbacks (the rollups' rebuilds) are done."""
-        self._refresh_over(change.source, stamped=True)
+        self._refresh_over(change.source, change.seen_at, stamped=True)
         await asyncio.gather(*(self._call(c, change) for c in self.on_table_changed))
-        self._refresh_over(change.source, stamped=False)
+        self._refresh_over(change.source, change.seen_at, stamped=False)
 
-    def _refresh_over(self, source: str, *, stamped: bool) -> None:
+    def _refresh_over(self, source: str, seen_at: float, *, stamped: bool) -> None:
         keys = self._index.get(source, OrderedDict())
         now = self.clock()
         for key, answered in list(keys.items()):
             if now - answered.at > self.forget_s:
                 del keys[key]  # nobody read it lately: the next reader gets it live
             elif answered.stamped == stamped and key not in self._running:
-                self._spawn(self._refresh(key, answered, source))
+                self._spawn(self._refresh(key, answered, source, seen_at))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -242,14 +244,15 @@ class ChangeWatcher:
         except Exception:
             log.exception("on_table_changed callback failed for %s", change.source)
 
-    async def _refresh(self, key: str, answered: _Answered, source: str) -> None:
+    async def _refresh(self, key: str, answered: _Answered, source: str, seen_at: float) -> None:
         self._running.add(key)
         try:
             async with self._slots:
                 self.refreshes += 1
                 # a stamped entry is refreshed only if its versions moved; one without
-                # (a rollup's answer) is refreshed regardless (`ahead_s` past any expiry)
-                ahead = 0.0 if answered.stamped else 1e9
+                # (a rollup's answer) if it was resolved before the change was seen (its
+                # expiry within `ahead_s`), so another instance's refresh is not repeated
+                ahead = 0.0 if answered.stamped else seen_at + answered.ttl_s - self.clock()
                 out = await self.run(answered.inputs | {"background": True, "ahead_s": ahead})
             how = next(
                 (t["outcome"] for t in out.get("trace", []) if t["node"] == "cache_lookup"), ""

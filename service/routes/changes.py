@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from service.deps import DataReader
-from service.problems import AUTH_PROBLEMS, ProblemError
+from service.problems import AUTH_PROBLEMS
 
 router = APIRouter(tags=["data"])
 
@@ -22,7 +22,6 @@ KEEPALIVE_S = 15.0
     "/v1/changes",
     response_class=StreamingResponse,
     responses={
-        **AUTH_PROBLEMS,  # credentials: missing, invalid, both kinds at once, scope
         200: {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-sent events: `ready` once subscribed, then one `changed` "
@@ -30,15 +29,17 @@ KEEPALIVE_S = 15.0
             "newer answer because its data changed; re-fetch it. A comment line every 15 s "
             "keeps the stream open.",
         },
-        404: {"description": "Change-driven refresh is off (CHANGE_REFRESH=false): poll."},
+        204: {"description": "Change-driven refresh is off (CHANGE_REFRESH=false): poll."},
+        **AUTH_PROBLEMS,
     },
 )
-async def widget_changes(request: Request, who: DataReader) -> StreamingResponse:
+async def widget_changes(request: Request, who: DataReader) -> Response:
     """Scope `data:read`. Events name widgets only (never data): the dashboard re-fetches
     each one with its own credentials and row filters."""
     watcher = getattr(request.app.state, "changes", None)
     if watcher is None:
-        raise ProblemError(404, "change-driven refresh is off on this service: poll instead")
+        # not an error: nothing to watch here (a 204 also tells an EventSource to stop)
+        return Response(status_code=204)
     hub = watcher.hub
 
     async def events() -> AsyncIterator[bytes]:

@@ -1280,7 +1280,7 @@
   // ------------------------------------------------------------------ pushed changes
 
   // GET /v1/changes: the service names each widget whose data changed (CHANGE_REFRESH on);
-  // its tile is re-fetched at once. Polling (auto-refresh) stays as the fallback: a 404
+  // its tile is re-fetched at once. Polling (auto-refresh) stays as the fallback: a 204
   // (off) stops watching, any other failure retries with a growing pause.
   async function watchChanges() {
     if (state.changes) return;
@@ -1288,6 +1288,10 @@
     for (;;) {
       try {
         const resp = await api("/v1/changes", { accept: "text/event-stream" });
+        if (resp.status === 204 || !resp.body) {
+          state.features.changes = false; // CHANGE_REFRESH is off: polling only
+          return;
+        }
         state.features.changes = true;
         const reader = resp.body.getReader();
         const decoder = new TextDecoder();

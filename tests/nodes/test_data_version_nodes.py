@@ -78,12 +78,11 @@ async def test_an_unchanged_version_keeps_an_old_entry_fresh() -> None:
     await ctx.cache.set("k", entry(60, {SOURCE: 1}), 3600)  # past its TTL and both windows
     read = await probe(state(), ctx)  # type: ignore[arg-type]
     assert not needs_lease(state(), ctx, read)  # type: ignore[arg-type]
-    out = await cache_lookup(state(probe=read), Runtime(context=ctx))
-    assert out["cache_hit"] and out["trace"][0]["outcome"] == "hit", out
-    assert not out.get("stale") and out["data_versions"] == {SOURCE: 1}
-    bg = state(background=True, ahead_s=1e6)
-    assert not needs_lease(bg, ctx, await probe(bg, ctx))  # type: ignore[arg-type]
-    background = await cache_lookup(bg, Runtime(context=ctx))
+    for given in ({}, {"probe": read}):  # bare, and on the runner's read
+        out = await cache_lookup(state(**given), Runtime(context=ctx))
+        assert out["cache_hit"] and out["trace"][0]["outcome"] == "hit", out
+        assert not out.get("stale") and out["data_versions"] == {SOURCE: 1}
+    background = await cache_lookup(state(background=True, ahead_s=1e6), Runtime(context=ctx))
     assert background["skipped"] and background["trace"][0]["outcome"] == "skip_fresh"
 
 
@@ -94,7 +93,8 @@ async def test_a_moved_version_makes_a_young_entry_stale_and_refreshes_it() -> N
     assert out["cache_hit"] and out["stale"] and out["revalidate"]
     bg = state(background=True, ahead_s=0)
     assert needs_lease(bg, ctx, await probe(bg, ctx))  # type: ignore[arg-type]
-    background = await cache_lookup(bg, Runtime(context=ctx))
+    async with ctx.leases.lead("k", wait_s=0, follow=False) as lead:  # type: ignore[union-attr]
+        background = await cache_lookup(bg | {"lead": lead}, Runtime(context=ctx))
     assert background["trace"][0]["outcome"] == "refresh"
 
 
