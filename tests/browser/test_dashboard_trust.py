@@ -62,8 +62,6 @@ def trust_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashServ
             "CONFIG_DIR": str(config),
             "BEDROCK_MODEL_ID": MODEL_ID,
             "BEDROCK_ENDPOINT_URL": converse.url,
-            # the dashboard watches /v1/changes; off, it answers 404 (a console error)
-            "CHANGE_REFRESH": "true",
         }
         with serving(tmp, **env) as svc:
             yield svc
