@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval bench bench-scale bench-cost clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval verified bench bench-scale bench-cost clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +71,10 @@ settings-doc: install
 
 eval: install
 	$(PY) -m evals.run
+
+## verified: rerun the differential test on local Spark and rewrite adapters/embedded_verified.json
+verified: install
+	$(PY) -m tests.differential
 
 ## bench: start the service on the embedded defaults, then measure it
 bench: install

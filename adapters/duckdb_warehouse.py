@@ -32,6 +32,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from adapters.embedded_rule import VerifiedSet
 from adapters.lakehouse import TABLES, build_lakehouse
 from adapters.transpile import EmbeddedUnsupported, TranspileError, to_duckdb
 from domain.failures import FailureKind, WarehouseFailure
@@ -54,6 +55,7 @@ class DuckDBWarehouse:
         path: str | None = None,
         statement_timeout_s: float = 10.0,
         statement_log_size: int = STATEMENT_LOG_SIZE,
+        verified: VerifiedSet | None = None,
         appendable: bool = False,
     ) -> None:
         """Build the lakehouse for `now` (default: the current time) into `path` (default:
@@ -61,6 +63,7 @@ class DuckDBWarehouse:
         the file so that `append` can add rows (tests, benches)."""
         self.now = (now or datetime.now(UTC)).astimezone(UTC)
         self.statement_timeout_s = statement_timeout_s
+        self.verified = verified  # None: the committed verified set (adapters/embedded_rule.py)
         self._lock = threading.Lock()
         self._log: deque[str] = deque(maxlen=statement_log_size)
         tmpdir = None if path else tempfile.mkdtemp(prefix="wdr-lakehouse-")
@@ -84,7 +87,7 @@ class DuckDBWarehouse:
     ) -> QueryResult:  # tags: DuckDB keeps no query history to label
         """Run one Databricks query; at most `max_rows` rows (truncated flags more)."""
         try:
-            duck_sql = to_duckdb(sql)
+            duck_sql = to_duckdb(sql, self.verified)
         except EmbeddedUnsupported as e:
             raise WarehouseFailure(str(e)) from e
         except TranspileError as e:
@@ -241,7 +244,12 @@ class DuckDBWarehouse:
             columns=columns,
             sql=sql,
             truncated=len(fetched) > max_rows,
-            meta={"engine": "duckdb", "duckdb_sql": duck_sql, "elapsed_ms": round(elapsed_ms, 3)},
+            meta={
+                "engine": "duckdb",
+                "duckdb_sql": duck_sql,
+                "duckdb_types": [str(d[1]) for d in description],
+                "elapsed_ms": round(elapsed_ms, 3),
+            },
         )
 
 

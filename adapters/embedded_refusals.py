@@ -1,5 +1,5 @@
 """What the embedded DuckDB engine refuses: constructs whose DuckDB answer would differ
-from Databricks' and that have no faithful translation (adapters/transpile_fixes.py holds
+from Databricks' and that have no faithful translation (adapters/transpile_rules/ holds
 the translations). A refusal is a `databricks_error` naming the construct, never a
 silently different answer; each is pinned by a query of the fidelity corpus.
 """

@@ -37,7 +37,7 @@ AGGREGATES = _classes(
     """Count Sum Avg Min Max AnyValue ApproxDistinct ApproxQuantile ArgMax ArgMin ArrayAgg
     ArrayUniqueAgg Corr CountIf CovarPop CovarSamp First Last GroupConcat Grouping LogicalAnd
     LogicalOr Median Mode PercentileCont PercentileDisc Quantile Stddev StddevPop StddevSamp
-    Variance VariancePop Kurtosis Skewness RegrSlope RegrIntercept RegrR2 RegrCount"""
+    Variance VariancePop Kurtosis Skewness RegrSlope RegrIntercept RegrR2 RegrCount GroupingId"""
 )
 WINDOW = _classes(
     "RowNumber Rank DenseRank PercentRank CumeDist Ntile Lag Lead FirstValue LastValue NthValue"
@@ -51,7 +51,7 @@ STRING = _classes(
     """Concat ConcatWs Lower Upper Length Substring SubstringIndex Trim Left Right Replace Pad
     StrPosition Initcap Reverse Repeat Split RegexpSplit SplitPart StartsWith EndsWith Contains
     RegexpLike RegexpILike RegexpExtract RegexpReplace RegexpCount RegexpSubstr Translate
-    Format ToChar ToNumber NumberToStr Ascii Chr MD5 SHA2 Levenshtein"""
+    Format ToChar ToNumber NumberToStr Ascii Chr MD5 SHA SHA2 Levenshtein"""
 )
 TEMPORAL = _classes(
     """CurrentDate CurrentTimestamp CurrentTime CurrentDatetime Localtimestamp Localtime Date
@@ -62,9 +62,11 @@ TEMPORAL = _classes(
     Extract Day DayOfMonth DayOfWeek DayOfWeekIso DayOfYear Hour Minute Second Month Quarter
     Week WeekOfYear Year AddMonths MonthsBetween LastDay NextDay MakeInterval DateFromParts
     TimestampFromParts ConvertTimezone Timestamp Dayname Monthname JustifyDays JustifyHours
-    JustifyInterval"""
+    JustifyInterval UnixSeconds"""
 )
-CONDITIONAL = _classes("Case If Coalesce Nullif Nvl2 Greatest Least Exists And Or")
+CONDITIONAL = _classes(
+    "Case If Coalesce Nullif Nvl2 Greatest Least Exists And Or DecodeCase EqualNull Typeof"
+)
 CASTS = _classes("Cast TryCast")
 JSON = _classes(
     """JSONExtract JSONExtractScalar JSONBExtract JSONBExtractScalar JSONBContains
@@ -124,7 +126,7 @@ ANONYMOUS_ALLOWED: dict[str, frozenset[str]] = {
     "databricks": _names(
         "bround e every some format_number make_date date_part datepart weekday isnull isnotnull "
         "try_to_number try_to_timestamp try_avg try_sum octet_length btrim arrays_overlap "
-        "array_union map_values printf pmod forall window"
+        "array_union map_values printf pmod forall window hash timestamp_seconds timestamp_millis"
     ),
     "postgres": _names(
         "age jsonb_extract_path jsonb_extract_path_text jsonb_typeof json_typeof jsonb_build_object "
@@ -180,7 +182,7 @@ DATABRICKS_NAMES: frozenset[str] = _names(
     approx_percentile percentile_cont percentile_disc median mode max_by min_by collect_list
     array_agg collect_set count_if bool_and bool_or stddev stddev_pop stddev_samp variance
     var_pop var_samp covar_pop covar_samp corr skewness kurtosis regr_slope regr_intercept
-    regr_r2 regr_count grouping first last try_avg try_sum every some
+    regr_r2 regr_count grouping grouping_id first last try_avg try_sum every some
     row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value
     nth_value
     abs ceil ceiling floor round bround sqrt cbrt exp ln log log10 log2 pow power sign signum
@@ -191,20 +193,21 @@ DATABRICKS_NAMES: frozenset[str] = _names(
     lpad rpad instr locate position initcap reverse repeat split split_part startswith
     endswith contains regexp_like rlike regexp_extract regexp_replace regexp_count
     regexp_substr translate format_string printf format_number to_char to_number
-    try_to_number ascii chr char md5 sha2 levenshtein
+    try_to_number ascii chr char md5 sha sha1 sha2 hash levenshtein listagg string_agg
     current_date curdate current_timestamp now date_add date_sub dateadd add_months
     months_between datediff date_diff timestampadd timestampdiff date_trunc trunc to_date
     to_timestamp try_to_timestamp date_format unix_timestamp to_unix_timestamp from_unixtime
     unix_date extract date_part datepart year quarter month day dayofmonth dayofweek weekday
     dayofyear weekofyear hour minute second last_day next_day make_date make_timestamp
+    dayname monthname timestamp_seconds timestamp_millis unix_seconds
     from_utc_timestamp to_utc_timestamp convert_timezone window
-    if coalesce nvl ifnull nullif nvl2 isnull isnotnull exists
+    if coalesce nvl ifnull nullif nvl2 isnull isnotnull exists decode equal_null typeof
     cast try_cast date timestamp string int double boolean
     get_json_object from_json to_json
     array size array_size array_contains array_join sort_array array_sort array_max array_min
     array_position arrays_overlap array_union array_intersect array_except slice flatten
     array_remove array_append array_prepend array_compact array_distinct element_at map
     map_keys map_values map_contains_key map_from_arrays str_to_map struct named_struct
-    transform filter aggregate reduce forall explode posexplode
+    transform filter aggregate reduce forall explode posexplode explode_outer posexplode_outer
     """
 )

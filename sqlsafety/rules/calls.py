@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlsafety.errors import SafetyViolation
 from sqlsafety.functions import DATABRICKS_NAMES, classify
 from sqlsafety.prepare import Check, show
-from sqlsafety.rules.tables import EXPLODERS, is_row_expansion
+from sqlsafety.rules.tables import EXPLODERS, in_select_list, is_row_expansion, over_row_values
 
 
 def qualified_function(check: Check) -> None:
@@ -34,17 +34,20 @@ def _verdicts(check: Check) -> Iterator[tuple[str, str]]:
         if not issubclass(cls, exp.Func):
             continue
         # the verdict depends on the class alone, except for Anonymous (by name) and for
-        # explode/posexplode (allowed only as a LATERAL VIEW row expansion)
+        # explode/posexplode[_outer] (allowed only over the row's own values: as a LATERAL
+        # VIEW row expansion or a projection)
         by_node = cls is exp.Anonymous or cls in EXPLODERS
         for node in nodes if by_node else nodes[:1]:
             if node.find_ancestor(exp.Hint) is not None:
                 continue  # judged by the `hint` rule
             parent = node.parent
-            if (
-                cls in EXPLODERS
-                and isinstance(parent, exp.Lateral)
-                and parent.this is node
-                and is_row_expansion(parent)
+            if cls in EXPLODERS and (
+                (
+                    isinstance(parent, exp.Lateral)
+                    and parent.this is node
+                    and is_row_expansion(parent)
+                )
+                or (in_select_list(node) and over_row_values(node))
             ):
                 continue
             verdict = classify(node, check.dialect)  # type: ignore[arg-type]

@@ -102,11 +102,13 @@ MAX_PIVOT_VALUES = 100
 
 
 def pivot(check: Check) -> None:
-    """PIVOT (not UNPIVOT) over a literal list of at most MAX_PIVOT_VALUES values: the
-    output's width is fixed by the query text, never by the data."""
+    """PIVOT over a literal list of at most MAX_PIVOT_VALUES values, UNPIVOT over a list of
+    at most MAX_PIVOT_VALUES columns: the output's width (PIVOT) or its rows per input row
+    (UNPIVOT) are fixed by the query text, never by the data."""
     for node in check.of(exp.Pivot):
         if node.args.get("unpivot"):
-            raise SafetyViolation("pivot", "UNPIVOT is not allowed")
+            _unpivot(node)
+            continue
         for field in node.args.get("fields") or []:
             values = field.expressions if isinstance(field, exp.In) else None
             if not values or not all(
@@ -119,6 +121,21 @@ def pivot(check: Check) -> None:
                 raise SafetyViolation(
                     "pivot", f"PIVOT over more than {MAX_PIVOT_VALUES} values is not allowed"
                 )
+
+
+def _unpivot(node: exp.Expr) -> None:
+    for field in node.args.get("fields") or []:
+        columns = field.expressions if isinstance(field, exp.In) else None
+        if not columns or not all(
+            isinstance(c, exp.Column)
+            or (isinstance(c, exp.PivotAlias) and isinstance(c.this, exp.Column))
+            for c in columns
+        ):
+            raise SafetyViolation("pivot", "UNPIVOT ... IN takes a list of columns")
+        if len(columns) > MAX_PIVOT_VALUES:
+            raise SafetyViolation(
+                "pivot", f"UNPIVOT over more than {MAX_PIVOT_VALUES} columns is not allowed"
+            )
 
 
 JOIN_HINTS = frozenset(

@@ -30,23 +30,41 @@ def table_function(check: Check) -> None:
             )
 
 
-EXPLODERS = (exp.Explode, exp.Posexplode)
+# explode_outer parses to a private subclass of Explode (sqlglot 30)
+EXPLODERS: tuple[type[exp.Expr], ...] = (
+    exp.Explode,
+    exp.Posexplode,
+    exp.ExplodeOuter,
+    exp.PosexplodeOuter,
+    type(exp.maybe_parse("EXPLODE_OUTER(x)", dialect="databricks")),
+)
 
 
-def is_row_expansion(lateral: exp.Lateral) -> bool:
-    """``LATERAL VIEW [OUTER] explode(x) t AS v`` (or posexplode) where x is built from the
+def over_row_values(generator: exp.Expr) -> bool:
+    """explode(x) (or posexplode, explode_outer, posexplode_outer) where x is built from the
     row's own columns, with no subquery: its size is bounded by the data already read
     (generators such as sequence() are not on the function list, literal arrays are not a
     row's values)."""
-    this = lateral.this
-    if not (lateral.args.get("view") and type(this) in EXPLODERS):
-        return False
-    arg = this.this
+    arg = generator.this
     return (
-        isinstance(arg, exp.Expr)
+        type(generator) in EXPLODERS
+        and isinstance(arg, exp.Expr)
         and arg.find(exp.Column) is not None
         and arg.find(exp.Query) is None
     )
+
+
+def is_row_expansion(lateral: exp.Lateral) -> bool:
+    """``LATERAL VIEW [OUTER] explode(x) t AS v`` over the row's own values."""
+    return bool(lateral.args.get("view")) and over_row_values(lateral.this)
+
+
+def in_select_list(node: exp.Expr) -> bool:
+    """`node` is a projection of a SELECT (possibly aliased)."""
+    parent = node.parent
+    if isinstance(parent, exp.Alias | exp.Aliases):
+        node, parent = parent, parent.parent
+    return isinstance(parent, exp.Select) and node.arg_key == "expressions"
 
 
 FILE_FORMATS = frozenset(

@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
+from adapters.embedded_rule import UNGATED
 from adapters.lakehouse import TABLES, build_lakehouse, duckdb_type, table_schemas
 from domain.config import load_config
 from domain.failures import FailureKind, WarehouseFailure
@@ -173,8 +174,16 @@ def test_connection_is_read_only_even_past_the_transpiler(warehouse: DuckDBWareh
 
 
 async def test_file_access_is_disabled(warehouse: DuckDBWarehouse) -> None:
+    sql = "SELECT * FROM read_csv('/etc/hostname')"
     with pytest.raises(WarehouseFailure) as info:
-        await warehouse.execute("SELECT * FROM read_csv('/etc/hostname')", max_rows=1)
+        await warehouse.execute(sql, max_rows=1)
+    assert "not supported on the embedded engine" in info.value.detail  # never verified
+    ungated = DuckDBWarehouse(now=FIXED_NOW, verified=UNGATED)  # the lockdown below the rule
+    try:
+        with pytest.raises(WarehouseFailure) as info:
+            await ungated.execute(sql, max_rows=1)
+    finally:
+        ungated.close()
     assert info.value.kind is FailureKind.databricks_error
     assert "disabled" in info.value.detail
 

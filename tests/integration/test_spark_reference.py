@@ -278,9 +278,25 @@ def test_cases_cover_every_databricks_widget_and_fix() -> None:
         assert needle in joined
 
 
+# Cases the embedded engine refuses (the differential test found a difference; its reason is
+# in adapters/embedded_verified.json): unparseable text in unix_timestamp errors on Spark,
+# a DECIMAL divided by an INT is a DECIMAL on Spark (DuckDB: DOUBLE), an unknown TRUNC unit
+# gives no value to compare.
+REFUSED_CASES = {
+    "unix-timestamp": "unix_timestamp(string, 'yyyy-MM-dd HH:mm:ss')",
+    "trunc-date-and-date-trunc": "trunc('BOGUS', date)",
+    "division": "/(decimal, integer)",
+}
+
+
 @pytest.mark.parametrize("case", sorted(ALL_CASES))
 async def test_duckdb_matches_spark(case: str, spark: Any, warehouse: DuckDBWarehouse) -> None:
     sql = ALL_CASES[case]
+    if case in REFUSED_CASES:
+        with pytest.raises(WarehouseFailure) as info:
+            await warehouse.execute(sql, max_rows=10_000)
+        assert f"{REFUSED_CASES[case]} is not supported on the embedded engine" in info.value.detail
+        return
     duck = await warehouse.execute(sql, max_rows=10_000)
     names, spark_rows = _spark_rows(spark, sql)
     assert [c.name for c in duck.columns] == names

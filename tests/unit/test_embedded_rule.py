@@ -1,0 +1,94 @@
+"""The embedded engine's rule (adapters/embedded_rule.py): construct keys, refusals, and
+the committed verified set; the translation rules' independence of order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adapters.embedded_refusals import EmbeddedUnsupported
+from adapters.embedded_rule import (
+    VERIFIED_PATH,
+    VerifiedSet,
+    check_verified,
+    constructs,
+    default_verified,
+)
+from adapters.transpile import parse_databricks, to_duckdb
+from adapters.transpile_rules import RULES
+from tests import differential
+
+EVENTS = "FROM main.claims.claim_events"
+
+
+def keys(sql: str) -> set[str]:
+    return {c.key for c in constructs(parse_databricks(sql), default_verified().results)}
+
+
+@pytest.mark.parametrize(
+    ("sql", "key"),
+    [
+        (f"SELECT date_add(event_ts, 1) {EVENTS}", "date_add(timestamp, integer, DAY)"),
+        (f"SELECT amount / 2 {EVENTS}", "/(decimal, integer)"),
+        (f"SELECT event_id * 1.5 {EVENTS}", "*(integer, decimal)"),  # 1.5 is a DECIMAL in Spark
+        (f"SELECT event_id * 1e3 {EVENTS}", "*(integer, double)"),
+        (f"SELECT date_format(event_ts, 'yyyy-MM') {EVENTS}", "date_format(timestamp, 'yyyy-MM')"),
+        (f"SELECT CAST(region AS INT) {EVENTS}", "cast(string, AS INT)"),
+        (f"SELECT round(amount, 2) {EVENTS}", "round(decimal, 2)"),
+        (f"SELECT coalesce(region, channel, 'x') {EVENTS}", "coalesce(string)"),
+    ],
+)
+def test_a_construct_is_keyed_by_its_argument_types(sql: str, key: str) -> None:
+    assert key in keys(sql)
+
+
+def test_an_unverified_construct_is_refused_by_name() -> None:
+    sql = f"SELECT upper(region) {EVENTS}"
+    tree = parse_databricks(sql)
+    check_verified(tree, VerifiedSet(results={"upper(string)": "string"}))
+    with pytest.raises(EmbeddedUnsupported) as info:
+        check_verified(tree, VerifiedSet(results={"upper(integer)": "string"}))
+    assert "upper(string) is not supported" in str(info.value)
+    assert "runs on Databricks" in str(info.value)
+
+
+def test_the_same_function_over_another_type_family_is_refused() -> None:
+    verified = default_verified().results
+    assert "avg(decimal)" in verified  # the widgets' average of a money column
+    assert "/(decimal, integer)" not in verified  # DuckDB divides a DECIMAL as a DOUBLE
+    with pytest.raises(EmbeddedUnsupported, match=r"/\(decimal, integer\)"):
+        to_duckdb(f"SELECT amount / 3 {EVENTS}")
+
+
+def test_an_argument_of_unknown_type_is_refused() -> None:
+    sql = "SELECT upper(x) FROM (SELECT explode(from_json(attributes, 'ARRAY<STRING>')) AS x FROM main.claims.claim_events)"
+    tree = parse_databricks(sql)
+    with pytest.raises(EmbeddedUnsupported):
+        check_verified(tree, VerifiedSet(results={"upper(string)": "string"}))
+
+
+def test_every_widget_runs_on_the_embedded_engine() -> None:
+    for sql in differential.widget_sql():
+        to_duckdb(sql)  # never refused: the demo dashboard's own SQL is verified
+
+
+def test_the_verified_set_is_well_formed() -> None:
+    data = json.loads(VERIFIED_PATH.read_text())
+    assert data["verified"] and not set(data["verified"]) & set(data["refused"])
+    assert all(isinstance(f, str) and f for f in data["verified"].values())
+
+
+def test_no_two_translation_rules_rewrite_the_same_node() -> None:
+    """So the order of RULES cannot matter (sqlglot optimizer style)."""
+    for sql in differential.corpus_sql():
+        tree, _ = check_verified(parse_databricks(sql), differential.UNGATED)
+        for node in tree.walk():
+            changed = []
+            for rule in RULES:
+                try:
+                    if rule(node) is not node:
+                        changed.append(rule.__name__)
+                except EmbeddedUnsupported:
+                    changed.append(rule.__name__)
+            assert len(changed) <= 1, (changed, node.sql("databricks"))
