@@ -182,6 +182,18 @@ def parse_intent_answer(message: AIMessage) -> tuple[dict[str, Any] | None, str]
     return (args if fits else None), reason.strip()
 
 
+def _token_counts(message: Any) -> dict[str, int | None]:
+    """A reply's token counts (input, output, read from the prompt cache); None unknown."""
+    usage = message.usage_metadata
+    if not usage:
+        return {"input_tokens": None, "output_tokens": None, "cache_read_tokens": None}
+    return {
+        "input_tokens": usage["input_tokens"],
+        "output_tokens": usage["output_tokens"],
+        "cache_read_tokens": (usage.get("input_token_details") or {}).get("cache_read"),
+    }
+
+
 class BedrockSqlGenerator:
     """`domain.ports.SqlGenerator` backed by a Bedrock model via the Converse API.
 
@@ -286,18 +298,13 @@ class BedrockSqlGenerator:
         message = await self._call([self._system_message(request, now), HumanMessage(content=user)])
         latency_ms = (time.perf_counter() - started) * 1000.0
         sql, rationale = parse_tool_answer(message)
-        usage = message.usage_metadata
         return Generation(
             sql=sql,
             rationale=rationale,
             model_id=self.model_id,
             prompt_hash=digest,
-            input_tokens=usage["input_tokens"] if usage else None,
-            output_tokens=usage["output_tokens"] if usage else None,
             latency_ms=latency_ms,
-            cache_read_tokens=(usage.get("input_token_details") or {}).get("cache_read")
-            if usage
-            else None,
+            **_token_counts(message),
         )
 
     async def ground(self, request: GroundingRequest) -> Grounding:
@@ -311,18 +318,13 @@ class BedrockSqlGenerator:
         )
         latency_ms = (time.perf_counter() - started) * 1000.0
         intent, reason = parse_intent_answer(message)
-        usage = message.usage_metadata
         return Grounding(
             intent=intent,
             reason=reason,
             model_id=self.model_id,
             prompt_hash=digest,
-            input_tokens=usage["input_tokens"] if usage else None,
-            output_tokens=usage["output_tokens"] if usage else None,
             latency_ms=latency_ms,
-            cache_read_tokens=(usage.get("input_token_details") or {}).get("cache_read")
-            if usage
-            else None,
+            **_token_counts(message),
         )
 
     def _system_message(self, request: GenerationRequest, now: datetime) -> SystemMessage:
