@@ -54,14 +54,18 @@ from opentelemetry import propagate
 from pydantic import SecretStr
 
 from adapters.prompting import (
+    INTENT_TOOL_NAME,
+    INTENT_TOOL_SPEC,
     TOOL_NAME,
     TOOL_SPEC,
+    build_grounding_system,
     build_messages,
     build_system_parts,
+    build_user,
     prompt_hash,
 )
 from domain.failures import FailureKind, GenerationFailure
-from domain.ports import Generation, GenerationRequest
+from domain.ports import Generation, GenerationRequest, Grounding, GroundingRequest
 
 _TIMEOUT_CODES = frozenset({"ModelTimeoutException"})
 _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
@@ -123,8 +127,8 @@ def client_error_failure(error: ClientError) -> GenerationFailure:
     return GenerationFailure(f"Bedrock {code}: {message}", kind=kind)
 
 
-def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
-    """(sql, rationale) from the model's `submit_sql` call; raises llm_refused when a
+def tool_input(message: AIMessage, name: str) -> dict[str, Any]:
+    """The input of the model's one call of tool `name`; raises llm_refused when a
     guardrail intervened, llm_invalid_output for anything else that is not that call."""
     if message.response_metadata.get("stopReason") == GUARDRAIL_INTERVENED:
         text = str(message.text).strip()
@@ -136,15 +140,20 @@ def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
     if not calls:
         text = str(message.text).strip()
         raise GenerationFailure(
-            f"model answered without calling {TOOL_NAME}: {_short(text) or '(empty)'}",
+            f"model answered without calling {name}: {_short(text) or '(empty)'}",
             kind=FailureKind.llm_invalid_output,
         )
-    if len(calls) != 1 or calls[0]["name"] != TOOL_NAME:
+    if len(calls) != 1 or calls[0]["name"] != name:
         names = ", ".join(c["name"] for c in calls)
         raise GenerationFailure(
-            f"expected one {TOOL_NAME} call, got: {names}", kind=FailureKind.llm_invalid_output
+            f"expected one {name} call, got: {names}", kind=FailureKind.llm_invalid_output
         )
-    args = calls[0]["args"]
+    return dict(calls[0]["args"])
+
+
+def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
+    """(sql, rationale) from the model's `submit_sql` call (see `tool_input`)."""
+    args = tool_input(message, TOOL_NAME)
     sql = args.get("sql")
     rationale = args.get("rationale", "")
     if not isinstance(sql, str) or not sql.strip():
@@ -156,6 +165,33 @@ def parse_tool_answer(message: AIMessage) -> tuple[str, str]:
             f"{TOOL_NAME} rationale is not a string", kind=FailureKind.llm_invalid_output
         )
     return sql.strip(), rationale.strip()
+
+
+def parse_intent_answer(message: AIMessage) -> tuple[dict[str, Any] | None, str]:
+    """(intent, reason) from the model's `express_intent` call: the intent fields as given
+    (the caller validates them against the catalog), None when the model says no metric
+    fits. A call that is not `express_intent` raises as `tool_input` does."""
+    args = tool_input(message, INTENT_TOOL_NAME)
+    reason = args.pop("reason", "")
+    fits = args.pop("fits", None)
+    if not isinstance(reason, str) or not isinstance(fits, bool):
+        raise GenerationFailure(
+            f"{INTENT_TOOL_NAME} needs a boolean `fits` and a string `reason`",
+            kind=FailureKind.llm_invalid_output,
+        )
+    return (args if fits else None), reason.strip()
+
+
+def _token_counts(message: Any) -> dict[str, int | None]:
+    """A reply's token counts (input, output, read from the prompt cache); None unknown."""
+    usage = message.usage_metadata
+    if not usage:
+        return {"input_tokens": None, "output_tokens": None, "cache_read_tokens": None}
+    return {
+        "input_tokens": usage["input_tokens"],
+        "output_tokens": usage["output_tokens"],
+        "cache_read_tokens": (usage.get("input_token_details") or {}).get("cache_read"),
+    }
 
 
 class BedrockSqlGenerator:
@@ -244,6 +280,13 @@ class BedrockSqlGenerator:
         # The tool is forced through a raw toolConfig: langchain-aws' bind_tools refuses
         # forced tool choice for models it does not know; Bedrock itself is the judge.
         self._runnable = chat.bind(toolConfig=tool_config)
+        # grounding first: the question as a data intent over the catalog (forced tool too)
+        self._grounding = chat.bind(
+            toolConfig={
+                "tools": [{"toolSpec": INTENT_TOOL_SPEC}],
+                "toolChoice": {"tool": {"name": INTENT_TOOL_NAME}},
+            }
+        )
         # Overall guard: botocore's read timeout should fire first and free the thread.
         self._deadline_s = timeout_s * max_attempts + min(connect_timeout_s, timeout_s) + 1.0
 
@@ -255,18 +298,33 @@ class BedrockSqlGenerator:
         message = await self._call([self._system_message(request, now), HumanMessage(content=user)])
         latency_ms = (time.perf_counter() - started) * 1000.0
         sql, rationale = parse_tool_answer(message)
-        usage = message.usage_metadata
         return Generation(
             sql=sql,
             rationale=rationale,
             model_id=self.model_id,
             prompt_hash=digest,
-            input_tokens=usage["input_tokens"] if usage else None,
-            output_tokens=usage["output_tokens"] if usage else None,
             latency_ms=latency_ms,
-            cache_read_tokens=(usage.get("input_token_details") or {}).get("cache_read")
-            if usage
-            else None,
+            **_token_counts(message),
+        )
+
+    async def ground(self, request: GroundingRequest) -> Grounding:
+        """The question as a data intent over the catalog metrics, or None (no metric fits)."""
+        system = build_grounding_system(request.metrics, request.max_rows)
+        user = build_user(request.question)
+        digest = prompt_hash(system, user, INTENT_TOOL_SPEC)
+        started = time.perf_counter()
+        message = await self._call(
+            [SystemMessage(content=system), HumanMessage(content=user)], self._grounding
+        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        intent, reason = parse_intent_answer(message)
+        return Grounding(
+            intent=intent,
+            reason=reason,
+            model_id=self.model_id,
+            prompt_hash=digest,
+            latency_ms=latency_ms,
+            **_token_counts(message),
         )
 
     def _system_message(self, request: GenerationRequest, now: datetime) -> SystemMessage:
@@ -281,9 +339,12 @@ class BedrockSqlGenerator:
         ]
         return SystemMessage(content=blocks)
 
-    async def _call(self, messages: list[SystemMessage | HumanMessage]) -> AIMessage:
+    async def _call(
+        self, messages: list[SystemMessage | HumanMessage], runnable: Any = None
+    ) -> AIMessage:
+        runnable = runnable if runnable is not None else self._runnable
         try:
-            result = await asyncio.wait_for(self._runnable.ainvoke(messages), self._deadline_s)
+            result = await asyncio.wait_for(runnable.ainvoke(messages), self._deadline_s)
         except TimeoutError as e:
             raise GenerationFailure(
                 f"Bedrock did not answer within {self._deadline_s:.1f}s",

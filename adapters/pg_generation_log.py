@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.deadline import within
@@ -33,6 +34,9 @@ LOG_COLUMNS: tuple[str, ...] = (
     "approved_key",
     "tenant",
     "cache_read_tokens",
+    "way",
+    "grounded_intent",
+    "grounding",
 )
 
 _INSERT_SQL = (
@@ -54,8 +58,10 @@ def _as_text(value: Any) -> str | None:
 def log_row(record: dict[str, Any]) -> dict[str, Any]:
     """The insert parameters for a record: known keys only, missing ones NULL."""
     row = {c: record.get(c) for c in LOG_COLUMNS}
+    intent = record.get("intent")
+    row["grounded_intent"] = Jsonb(intent) if intent is not None else None
     row["tenant"] = row["tenant"] or "default"
-    for key in ("failure_kind", "generator", "safety_rule"):
+    for key in ("failure_kind", "generator", "safety_rule", "way"):
         row[key] = _as_text(row[key])
     return row
 
@@ -97,6 +103,8 @@ class PgGenerationLog:
                 cur = await conn.execute(
                     "SELECT generated_sql FROM sql_generation_log "
                     "WHERE approved_key = %s AND safety_allowed AND generated_sql IS NOT NULL "
+                    # a compiled answer's SQL has fixed time bounds: only model SQL is reused
+                    "AND way IS DISTINCT FROM 'compiled_from_metric' "
                     "ORDER BY id DESC LIMIT 1",
                     (approved_key,),
                 )

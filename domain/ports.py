@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from domain.access import SeriesFilter
 from domain.lease import Leases as Leases  # the lease port lives with its data there
@@ -29,6 +29,8 @@ class Registry(Protocol):
     def widget(self, widget_id: str, tenant: str = ...) -> WidgetSpec | None: ...
     def metric(self, metric_id: str) -> MetricDef | None: ...
     def routing(self, metric_id: str) -> RoutingEntry | None: ...
+    def metrics(self) -> dict[str, MetricDef]: ...
+    def routings(self) -> dict[str, RoutingEntry]: ...
     @property
     def version(self) -> str: ...
 
@@ -120,6 +122,8 @@ class SqlGenerator(Protocol):
 
     async def generate(self, request: GenerationRequest) -> Generation: ...
 
+    async def ground(self, request: GroundingRequest) -> Grounding: ...
+
 
 class LlmBudget(Protocol):
     """Per-tenant LLM rate limit. `take` spends one generation: None if allowed, else the
@@ -180,6 +184,37 @@ class Generation:
     output_tokens: int | None = None
     latency_ms: float = 0.0
     cache_read_tokens: int | None = None  # prompt-cache hits (Bedrock cacheReadInputTokens)
+
+
+# How far an answer to a free-text question can be trusted (the response's `trust`):
+# compiled from a governed metric by the metric compiler, or SQL the model wrote itself
+# (checked by the safety layer, not verified by anyone). `verified` is reserved for answers
+# an owner marked verified.
+Trust = Literal["verified", "compiled_from_metric", "model_written_unverified"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroundingRequest:
+    """Ask the model to express a question as a data intent over these catalog metrics."""
+
+    question: str
+    metrics: tuple[MetricDef, ...]
+    max_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    """The model's answer to a grounding request: `intent` is the raw tool input (to be
+    validated against the catalog), None when the model says no metric fits."""
+
+    intent: dict[str, Any] | None
+    reason: str
+    model_id: str
+    prompt_hash: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float = 0.0
+    cache_read_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from adapters.bedrock import BedrockSqlGenerator
 from adapters.cache import MemoryTTLCache
 from adapters.duckdb_warehouse import DuckDBWarehouse
+from adapters.prompting import INTENT_TOOL_NAME
 from domain.access import UNRESTRICTED, AccessPolicy, RowAccess
 from domain.identity import Principal
 from domain.ports import SqlGenerator
@@ -297,9 +298,15 @@ class Harness:
             response = self.recordings[case.id]
         reply = converse_reply(response)
         server = self.server
-        start = len(server.requests)
+        start, gstart = len(server.requests), len(server.grounding_requests)
         server.responder = lambda _request: reply
-        return lambda: len(server.requests) - start
+        # a recorded grounded answer (express_intent) answers the grounding turn; else no
+        # metric fits and the recorded SQL answers the SQL turn
+        grounded = getattr(reply, "name", None) == INTENT_TOOL_NAME
+        server.intent_responder = (lambda _request: reply) if grounded else None
+        # questions put to the model: a question grounds first (one turn, maybe a SQL turn
+        # after it); a metric with generator: llm and no question has its SQL turn only
+        return lambda: (len(server.grounding_requests) - gstart) or (len(server.requests) - start)
 
     async def observe(self, case: Case) -> Observation:
         """Run one case through the graph and collect the evidence (no verdict)."""

@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.messages import AIMessage
 
 from adapters.bedrock import BedrockSqlGenerator
+from domain.ports import Generation, GenerationRequest, Grounding, GroundingRequest
 from evals.cases import Case
 
 RECORDINGS_DIR = Path(__file__).parent / "recordings"
@@ -46,15 +47,28 @@ def response_of(message: AIMessage) -> dict[str, Any]:
 
 
 class RecordingBedrockSqlGenerator(BedrockSqlGenerator):
-    """The real generator, keeping the raw answer of its last call (for --record)."""
+    """The real generator, keeping the raw answer of its last call (for --record).
+    `calls` counts questions put to the model: a grounding turn and the SQL turn after it
+    (no metric fitted) are one."""
 
     last_response: dict[str, Any] | None = None
     calls: int = 0
+    _after_grounding: bool = False
 
-    async def _call(self, messages: Any) -> AIMessage:
+    async def ground(self, request: GroundingRequest) -> Grounding:
         self.calls += 1
+        self._after_grounding = True
+        return await super().ground(request)
+
+    async def generate(self, request: GenerationRequest) -> Generation:
+        if not self._after_grounding:
+            self.calls += 1
+        self._after_grounding = False
+        return await super().generate(request)
+
+    async def _call(self, messages: Any, runnable: Any = None) -> AIMessage:
         self.last_response = None
-        message = await super()._call(messages)
+        message = await super()._call(messages, runnable)
         self.last_response = response_of(message)
         return message
 

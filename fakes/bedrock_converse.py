@@ -14,6 +14,12 @@ JSON error (HTTP status, `x-amzn-ErrorType: <Code>:<namespace>` header, body
 
 Replies are taken from the scripted queue first, then from `responder(request)` if set
 (e.g. replaying recorded answers by question), then the `default` reply.
+
+Grounding turns (a request that forces the `express_intent` tool: the question as a data
+intent over the catalog) are recorded in `grounding_requests` and answered from their own
+queue (`script_intents(IntentCall(...), NO_METRIC, THROTTLED...)`), then
+`intent_responder(request)` if set, then `intent_default` (the model says no metric fits), so
+a script of SQL turns is unchanged by the grounding turn that precedes each of them.
 """
 
 from __future__ import annotations
@@ -55,6 +61,31 @@ class ToolCall:
     output_tokens: int = 64
     cache_read_tokens: int = 0  # > 0: a prompt-cache hit (usage.cacheReadInputTokens)
     cache_write_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class IntentCall:
+    """The model calls `express_intent` (a toolUse block): this intent, or no metric fits."""
+
+    metric_id: str = ""
+    dimensions: tuple[str, ...] = ()
+    time_range: str = "last_30d"
+    grain: str = "none"
+    filters: tuple[dict[str, Any], ...] = ()
+    limit: int | None = None
+    fits: bool = True
+    reason: str = "The metric answers the question."
+
+    def as_tool_call(self) -> ToolCall:
+        args: dict[str, Any] = {"fits": self.fits, "reason": self.reason}
+        if self.fits:
+            args |= {k: v for k, v in vars(self).items() if k not in args and v is not None}
+            args |= {"dimensions": list(self.dimensions), "filters": list(self.filters)}
+        return ToolCall(name=INTENT_TOOL, input=args, input_tokens=640, output_tokens=48)
+
+
+INTENT_TOOL = "express_intent"
+NO_METRIC = IntentCall(fits=False, reason="No catalog metric answers this question.")
 
 
 @dataclass(frozen=True)
@@ -102,7 +133,7 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Reply = ToolCall | Text | Intervened | AwsError | Slow | Raw
+Reply = ToolCall | IntentCall | Text | Intervened | AwsError | Slow | Raw
 
 EXPIRED_TOKEN = AwsError(
     403, "ExpiredTokenException", "The security token included in the request is expired"
@@ -146,6 +177,10 @@ class RecordedRequest:
     @property
     def tool_config(self) -> dict[str, Any]:
         return dict(self.body.get("toolConfig") or {})
+
+    @property
+    def forced_tool(self) -> str | None:
+        return ((self.tool_config.get("toolChoice") or {}).get("tool") or {}).get("name")
 
     @property
     def inference_config(self) -> dict[str, Any]:
@@ -258,7 +293,7 @@ class _Handler(BaseHTTPRequestHandler):
             if owner._stopping.wait(reply.seconds):
                 return  # shutting down: drop the connection
             reply = reply.then
-        self._send(reply)
+        self._send(reply.as_tool_call() if isinstance(reply, IntentCall) else reply)
 
     def _send(self, reply: Reply) -> None:
         if isinstance(reply, ToolCall | Text | Intervened):
@@ -299,6 +334,10 @@ class ConverseServer:
         self.default: Reply = default if default is not None else ToolCall()
         self.responder: Responder | None = responder
         self.requests: list[RecordedRequest] = []
+        self.grounding_requests: list[RecordedRequest] = []
+        self.intent_default: Reply = NO_METRIC
+        self.intent_responder: Responder | None = None
+        self._intents: deque[Reply] = deque()
         self.replies_sent = 0  # responses fully written (a request in flight is not counted)
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -312,14 +351,31 @@ class ConverseServer:
         with self._lock:
             self._queue.extend(replies)
 
+    def script_intents(self, *replies: Reply) -> None:
+        """Queue replies for the next grounding turns, in order."""
+        with self._lock:
+            self._intents.extend(replies)
+
     def reset(self) -> None:
-        """Forget queued replies, recorded requests and the responder."""
+        """Forget queued replies, recorded requests and the responders."""
         with self._lock:
             self._queue.clear()
+            self._intents.clear()
             self.requests.clear()
+            self.grounding_requests.clear()
             self.responder = None
+            self.intent_responder = None
+            self.intent_default = NO_METRIC
 
     def _record_and_choose(self, request: RecordedRequest) -> Reply:
+        if request.forced_tool == INTENT_TOOL:
+            with self._lock:
+                self.grounding_requests.append(request)
+                if self._intents:
+                    return self._intents.popleft()
+            if self.intent_responder is not None:
+                return self.intent_responder(request)
+            return self.intent_default
         with self._lock:
             self.requests.append(request)
             if self._queue:

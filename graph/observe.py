@@ -140,7 +140,7 @@ def _record_llm(
     update: dict[str, Any], outcome: str, failure: dict[str, Any] | None, seconds: float
 ) -> None:
     gen = update.get("generation") or {}
-    if outcome == "llm":
+    if outcome in ("llm", "grounded"):  # model-written, or the model's intent compiled
         m.LLM_REQUESTS.labels("ok").inc()
         m.LLM_DURATION.observe(float(gen.get("latency_ms") or seconds * 1000) / 1000.0)
         for direction in ("input", "output"):

@@ -17,6 +17,7 @@ from domain.failures import FailureKind
 from domain.freshness import Freshness, Probe
 from domain.lease import Lead
 from domain.models import Backend, DataIntent, MetricDef, RoutingEntry, WidgetSpec
+from domain.ports import Trust
 
 
 class Failure(TypedDict):
@@ -53,6 +54,11 @@ class Generation(TypedDict, total=False):
     approved_key: str  # the approved-SQL cache key of this question, intent and policy
     reused: bool  # the SQL came from the approved cache or the log: not written again
     failure_kind: str  # the model's failure, when it failed
+    # which way answered a question: the model's intent compiled from a catalog metric, or
+    # SQL the model wrote (sql_generate); the intent it grounded in, and why (not) grounded
+    way: Trust
+    intent: dict[str, Any]
+    grounding: str
 
 
 class CacheEntry(TypedDict, total=False):
@@ -175,6 +181,7 @@ class State(InputState, OutputState, total=False):
     # warehouse path
     candidate_sql: str
     generation: Generation  # LLM generation facts, written to sql_generation_log
+    trust: Trust | None  # how far a question's answer can be trusted (response `trust`)
     safety: SafetyVerdict
     # freshness
     stale: bool

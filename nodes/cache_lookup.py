@@ -78,6 +78,7 @@ def _served(entry: dict[str, Any], outcome: CacheOutcome) -> dict[str, Any]:
         "resolved_at": entry["resolved_at"],
         "truncated": entry.get("truncated", False),
         "rollup": entry.get("rollup"),
+        "trust": entry.get("trust"),
         "executed": True,
         "outcome": outcome,
         "data_versions": entry.get("versions"),

@@ -91,6 +91,10 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         }
         if rollup
         else None,
+        # a free-text question's answer: how far it can be trusted (null otherwise)
+        "trust": (state.get("trust") or "model_written_unverified")
+        if spec.data_intent.question and shows_real_data
+        else None,
         "refresh_debounced": debounced,
         "refresh_retry_after_s": round(
             max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
@@ -120,6 +124,8 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             )
             if rollup:
                 entry["rollup"] = rollup
+            if response["trust"]:
+                entry["trust"] = response["trust"]
             retention = policy.retention_s
             if state.get("data_versions") and ctx.data_versions is not None:
                 # fresh while its data versions hold (domain/data_versions.py)

@@ -67,7 +67,9 @@ async def safety_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     if cacheable and generation:  # a dry run caches nothing
         await ctx.cache.set(
             generation["approved_key"],
-            {"sql": checked.unfiltered_sql, "model_id": generation["model_id"]},
+            {"sql": checked.unfiltered_sql, "model_id": generation["model_id"]}
+            # a grounded answer is reused as its intent (compiled again at each run)
+            | ({"intent": generation["intent"]} if "intent" in generation else {}),
             APPROVED_SQL_TTL_S,
         )
     return {

@@ -1,6 +1,13 @@
 """sql_generate: Databricks SQL for a warehouse metric, compiled from its definition or,
 for a free-text question (or a metric whose routing says generator: llm), written by the
-LLM. A question whose SQL already passed the safety layer is reused without asking again."""
+LLM. A question whose SQL already passed the safety layer is reused without asking again.
+
+A free-text question is grounded first: the model expresses it as a data intent over the
+catalog's compiled warehouse metrics (`SqlGenerator.ground`); an intent that validates
+against the catalog (`validate_intent`, as PUT) is compiled by the metric compiler and the
+answer's trust is `compiled_from_metric`. Only when no metric fits (the model says so, or
+its intent does not validate or compile) does the model write the SQL itself
+(`model_written_unverified`). Both ways go through the safety layer (row filters, limits)."""
 
 from __future__ import annotations
 
@@ -9,11 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
+from pydantic import ValidationError
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
 from domain.keys import approved_sql_key
-from domain.ports import GenerationRequest, TableSchema
+from domain.models import DataIntent, MetricDef, validate_intent
+from domain.ports import GenerationRequest, Grounding, GroundingRequest, TableSchema
 from graph.context import Context
 from graph.state import State
 from metricsql import compile_intent
@@ -23,6 +32,66 @@ from nodes._common import fail, failed, traced
 MODEL_UNREACHABLE = frozenset(
     {FailureKind.bedrock_unavailable, FailureKind.llm_timeout, FailureKind.llm_rate_limited}
 )
+
+
+def grounding_catalog(ctx: Context) -> dict[str, MetricDef]:
+    """The metrics a question may be grounded in: warehouse metrics the compiler builds."""
+    routings = ctx.registry.routings()
+    return {
+        name: metric
+        for name, metric in ctx.registry.metrics().items()
+        if metric.definition.measure
+        and (r := routings.get(name)) is not None
+        and r.backend == "databricks"
+        and r.generator == "compiled"
+    }
+
+
+def compile_grounded(
+    ctx: Context,
+    raw: dict[str, Any],
+    catalog: dict[str, MetricDef],
+    now: datetime,
+    cap: int | None = None,
+) -> tuple[DataIntent, str] | str:
+    """(intent, SQL) for the model's intent, or why it does not fit (then the model writes
+    the SQL). The same validation as PUT, then the metric compiler; the widget's own limit
+    (`cap`) binds the intent's."""
+    try:
+        grounded = DataIntent.model_validate(raw)
+    except ValidationError as exc:
+        return f"invalid intent: {exc.error_count()} error(s)"
+    if cap is not None:
+        grounded = grounded.model_copy(update={"limit": min(grounded.limit or cap, cap)})
+    problems = validate_intent(grounded, catalog)
+    if problems:
+        return "; ".join(problems)
+    try:
+        sql = compile_intent(
+            catalog[grounded.metric_id],
+            grounded,
+            now=now,
+            max_rows=ctx.safety.max_rows,
+            default_limit=ctx.default_row_limit,
+        )
+    except ResolverFailure as exc:
+        return exc.detail
+    return grounded, sql
+
+
+def _usage(g: Grounding) -> dict[str, Any]:
+    return {
+        "model_id": g.model_id,
+        "prompt_hash": g.prompt_hash,
+        "latency_ms": g.latency_ms,
+        "input_tokens": g.input_tokens,
+        "output_tokens": g.output_tokens,
+        "cache_read_tokens": g.cache_read_tokens,
+    }
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    return None if a is None and b is None else (a or 0) + (b or 0)
 
 
 def schema_version(tables: tuple[TableSchema, ...]) -> str:
@@ -77,12 +146,26 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         tenant=tenant,
     )
     approved = await ctx.cache.get(key)
+    catalog = grounding_catalog(ctx) if intent.question else {}
     if approved is not None:
-        return {
-            "candidate_sql": approved["sql"],
-            "generation": record | {"approved_key": key, "reused": True},
-            "outcome": "reused_approved",
-        }
+        reuse = record | {"approved_key": key, "reused": True}
+        if "intent" not in approved:
+            return {
+                "candidate_sql": approved["sql"],
+                "generation": reuse | {"way": "model_written_unverified"},
+                "trust": "model_written_unverified",
+                "outcome": "reused_approved",
+            }
+        # a grounded answer: its intent is compiled again now (time bounds move), if the
+        # catalog still validates it; else the question is asked again
+        compiled = compile_grounded(ctx, approved["intent"], catalog, now, intent.limit)
+        if not isinstance(compiled, str):
+            return {
+                "candidate_sql": compiled[1],
+                "generation": reuse | {"way": "compiled_from_metric", "intent": approved["intent"]},
+                "trust": "compiled_from_metric",
+                "outcome": "reused_approved",
+            }
     request = GenerationRequest(
         question=question,
         metric=metric,
@@ -91,8 +174,9 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         dialect="databricks",
         max_rows=min(intent.limit or ctx.default_row_limit, ctx.safety.max_rows),
     )
+    grounding: Grounding | None = None
     try:
-        if ctx.llm_budget is not None:
+        if ctx.llm_budget is not None:  # one budget unit per question, whichever way
             wait = await ctx.llm_budget.take(tenant)
             if wait is not None:
                 raise ResolverFailure(
@@ -100,6 +184,41 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
                     f"retry in {max(1, round(wait))} s",
                     kind=FailureKind.llm_rate_limited,
                 )
+        if intent.question and catalog:
+            try:
+                grounding = await ctx.llm.ground(
+                    GroundingRequest(
+                        question=question,
+                        metrics=tuple(catalog.values()),
+                        max_rows=request.max_rows,
+                    )
+                )
+            except ResolverFailure as exc:
+                if exc.kind is not FailureKind.llm_invalid_output:
+                    raise
+                record["grounding"] = f"invalid grounding answer: {exc.detail}"
+            if grounding is not None and grounding.intent is not None:
+                compiled = compile_grounded(ctx, grounding.intent, catalog, now, intent.limit)
+                if not isinstance(compiled, str):
+                    grounded, sql = compiled
+                    raw = grounded.model_dump(mode="json", exclude={"question"})
+                    record |= _usage(grounding) | {
+                        "generated_sql": sql,
+                        "approved_key": key,
+                        "reused": False,
+                        "way": "compiled_from_metric",
+                        "intent": raw,
+                        "grounding": grounding.reason,
+                    }
+                    return {
+                        "candidate_sql": sql,
+                        "generation": record,
+                        "trust": "compiled_from_metric",
+                        "outcome": "grounded",
+                    }
+                record["grounding"] = f"intent does not fit the catalog: {compiled}"
+            elif grounding is not None:
+                record["grounding"] = f"no metric fits: {grounding.reason}"
         gen = await ctx.llm.generate(request)
     except ResolverFailure as exc:
         if exc.kind in MODEL_UNREACHABLE and ctx.generation_log is not None:
@@ -109,20 +228,29 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
             if logged is not None:
                 return {
                     "candidate_sql": logged,
-                    "generation": record | {"approved_key": key, "reused": True},
+                    "generation": record
+                    | {"approved_key": key, "reused": True, "way": "model_written_unverified"},
+                    "trust": "model_written_unverified",
                     "outcome": "reused_logged",
                 }
         record["failure_kind"] = exc.kind.value
         return {"generation": record} | failed("sql_generate", exc)
+    first = grounding if grounding is not None else None
     record |= {
         "model_id": gen.model_id,
         "prompt_hash": gen.prompt_hash,
         "generated_sql": gen.sql,
-        "latency_ms": gen.latency_ms,
-        "input_tokens": gen.input_tokens,
-        "output_tokens": gen.output_tokens,
+        "latency_ms": gen.latency_ms + (first.latency_ms if first else 0.0),
+        "input_tokens": _plus(gen.input_tokens, first.input_tokens if first else None),
+        "output_tokens": _plus(gen.output_tokens, first.output_tokens if first else None),
         "cache_read_tokens": gen.cache_read_tokens,
         "approved_key": key,
         "reused": False,
+        "way": "model_written_unverified",
     }
-    return {"candidate_sql": gen.sql, "generation": record, "outcome": "llm"}
+    return {
+        "candidate_sql": gen.sql,
+        "generation": record,
+        "trust": "model_written_unverified",
+        "outcome": "llm",
+    }

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from domain.models import IDENT_PATTERN, WIDGET_ID_RE, Backend, DataIntent, WidgetSpec
+from domain.ports import Trust
 
 
 class ResolveBody(BaseModel):
@@ -78,6 +79,13 @@ class ResolveResponse(BaseModel):
     refresh_retry_after_s: float | None = Field(
         description="When `refresh_debounced`: seconds until a forced refresh queries the "
         "backend again; null otherwise."
+    )
+    trust: Trust | None = Field(
+        default=None,
+        description="For a widget with a free-text question: `compiled_from_metric` (the "
+        "model expressed it as an intent over a catalog metric; the metric compiler wrote "
+        "the SQL) or `model_written_unverified` (the model wrote the SQL; the safety layer "
+        "checked it, nobody verified it). Null for other widgets and for mock data.",
     )
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
 

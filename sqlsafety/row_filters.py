@@ -18,8 +18,9 @@ The filter sits directly on the bare table read, beneath anything written on the
 reference that reshapes it: a PIVOT (which can rename a constant to the filter column),
 a TABLESAMPLE, the alias (kept where it was: before the PIVOT it names the table, after
 it the pivoted rows). Anything else on a filtered reference (a parenthesized join hanging
-on it...) is refused (`row_filter`), never wrapped. UNPIVOT and table functions are
-refused by the rules; LATERAL VIEW applies to the FROM's rows, already filtered.
+on it...) is refused (`row_filter`), never wrapped. UNPIVOT on a filtered table is refused
+(`row_filter`), table functions by the rules; LATERAL VIEW applies to the FROM's rows,
+already filtered.
 
 Run it only on a tree that passed every rule (`check_sql(..., row_filters=...)` does):
 it trusts that the tree is one read-only query over allowlisted, fully named tables.
@@ -99,6 +100,13 @@ def _derived(node: exp.Table, f: RowFilter) -> exp.Subquery:
         outer = exp.Subquery(this=exp.select(exp.Star()).from_(outer, copy=False))
     outer.set("alias", alias)
     pivots = node.args.get("pivots")
+    if any(p.args.get("unpivot") for p in pivots or ()):
+        # fail closed: UNPIVOT synthesises a column from names (it may be the filter column)
+        raise SafetyViolation(
+            "row_filter",
+            f"UNPIVOT is not allowed on {f.table}, which has row filters: unpivot an "
+            "unfiltered table, or select the columns you need",
+        )
     if pivots:  # `(<filtered>) AS alias PIVOT (...) [AS pivot_alias]`
         outer.set("pivots", [p.copy() for p in pivots])
     return outer

@@ -33,7 +33,14 @@ from adapters.lakehouse import TABLES, build_lakehouse
 from domain.config import load_config
 from domain.failures import ResolverFailure
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
-from domain.ports import Generation, GenerationRequest, SafetyPolicy, TableSchema
+from domain.ports import (
+    Generation,
+    GenerationRequest,
+    Grounding,
+    GroundingRequest,
+    SafetyPolicy,
+    TableSchema,
+)
 from domain.results import Column, QueryResult
 from graph.context import Context
 from metricsql import dialect
@@ -288,6 +295,9 @@ class DictRegistry:
     def metrics(self) -> dict[str, MetricDef]:
         return dict(self.metrics_)
 
+    def routings(self) -> dict[str, RoutingEntry]:
+        return dict(self.routing_)
+
     @property
     def version(self) -> str:
         return "test"
@@ -359,6 +369,23 @@ class StubLLM:
     error: ResolverFailure | None = None
     model_id: str = "stub-model"
     requests: list[GenerationRequest] = field(default_factory=list)
+    # grounding: the intent the model expresses (None: no metric fits), or its failure
+    intent: dict[str, Any] | None = None
+    ground_error: ResolverFailure | None = None
+    groundings: list[GroundingRequest] = field(default_factory=list)
+
+    async def ground(self, request: GroundingRequest) -> Grounding:
+        self.groundings.append(request)
+        if self.ground_error:
+            raise self.ground_error
+        return Grounding(
+            intent=dict(self.intent) if self.intent is not None else None,
+            reason="stub",
+            model_id=self.model_id,
+            prompt_hash="g",
+            input_tokens=7,
+            output_tokens=3,
+        )
 
     async def generate(self, request: GenerationRequest) -> Generation:
         self.requests.append(request)
@@ -383,7 +410,11 @@ class ListLog:
 
     async def last_approved(self, *, approved_key: str) -> str | None:
         for r in reversed(self.records):
-            if r.get("approved_key") == approved_key and r.get("safety_allowed"):
+            if (
+                r.get("approved_key") == approved_key
+                and r.get("safety_allowed")
+                and r.get("way") != "compiled_from_metric"
+            ):
                 sql: str | None = r.get("generated_sql")
                 return sql
         return None

@@ -19,6 +19,11 @@
   const STREAM_PATH = "/v1/widgets/{widget_id}/data/stream";
 
   const KIND_ORDER = { kpi: 0, line: 1, area: 1, bar: 2, pie: 3, table: 4 };
+  const TRUST = {
+    verified: { icon: "✔", text: "Verified", tip: "An owner verified the answer to this question." },
+    compiled_from_metric: { icon: "◆", text: "From metric", tip: "Answered from a governed catalog metric: the model chose the metric, the metric compiler wrote the SQL." },
+    model_written_unverified: { icon: "⚠", text: "AI-written · unverified", tip: "The model wrote this SQL itself. The safety layer checked it; nobody verified that it answers the question." },
+  };
   const BACKEND_NAMES = { postgres: "PostgreSQL", databricks: "Databricks" };
   const PALETTE = ["#2563eb", "#0d9488", "#f59e0b", "#7c3aed", "#db2777", "#0891b2", "#65a30d", "#64748b"];
 
@@ -581,7 +586,7 @@
       Object.assign(this, {
         title: $(".tile-title", n), infoBtn: $(".info-btn", n), badge: $(".badge", n),
         badgeIcon: $(".badge-icon", n), badgeText: $(".badge-text", n), badgeKind: $(".badge-kind", n),
-        tip: $(".tip", n), popover: $(".popover", n), viz: $(".viz", n), mockMark: $(".mock-mark", n),
+        trustMark: $(".trust", n), tip: $(".tip", n), popover: $(".popover", n), viz: $(".viz", n), mockMark: $(".mock-mark", n),
         meta: $(".meta", n), refreshBtn: $(".refresh-btn", n), sqlBtn: $(".sql-btn", n), traceBtn: $(".trace-btn", n),
         body: $(".tile-body", n),
       });
@@ -682,6 +687,21 @@
       this.badgeKind.dataset.testid = "failure-kind";
       this.tip.textContent = b.tip;
       this.badge.setAttribute("aria-label", `Data source: ${b.text}${b.kind ? ` (${b.kind})` : ""}`);
+      this.setTrust();
+    }
+
+    // A free-text question's answer says how far it can be trusted (README "Trust levels"):
+    // a model-written answer never looks like a verified or metric-compiled one.
+    setTrust() {
+      const trust = this.result && !this.error ? this.result.trust : null;
+      const t = trust && TRUST[trust];
+      this.trustMark.hidden = !t;
+      this.trustMark.className = t ? `trust trust-${trust}` : "trust";
+      this.trustMark.dataset.trust = trust || "";
+      this.trustMark.textContent = t ? `${t.icon} ${t.text}` : "";
+      this.trustMark.title = t ? t.tip : "";
+      if (t) this.trustMark.setAttribute("aria-label", `Answer trust: ${t.text}. ${t.tip}`);
+      else this.trustMark.removeAttribute("aria-label");
     }
 
     render() {

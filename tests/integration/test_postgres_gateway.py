@@ -459,6 +459,30 @@ async def test_generation_log_writes_a_row(gateway: PgGateway, seeded_url: str) 
     ) == [(None, None)]
 
 
+async def test_generation_log_keeps_the_way_and_replays_model_sql_only(
+    gateway: PgGateway, seeded_url: str
+) -> None:
+    log = PgGenerationLog(gateway.pool)
+    key = "g-test-way-" + str(time.time_ns())
+    model = {"approved_key": key, "safety_allowed": True, "metric_id": "claims_insights"}
+    await log.write(
+        model | {"generated_sql": "SELECT 1 LIMIT 1", "way": "model_written_unverified"}
+    )
+    intent = {"metric_id": "claims_filed_count", "dimensions": ["region"]}
+    await log.write(
+        model
+        | {"generated_sql": "SELECT 2 LIMIT 1", "way": "compiled_from_metric", "intent": intent}
+    )
+    rows = fetch(
+        seeded_url,
+        f"SELECT way, grounded_intent FROM sql_generation_log WHERE approved_key = '{key}' "
+        "ORDER BY id",
+    )
+    assert rows == [("model_written_unverified", None), ("compiled_from_metric", intent)]
+    # the compiled SQL has fixed time bounds: the model-down fallback replays model SQL only
+    assert await log.last_approved(approved_key=key) == "SELECT 1 LIMIT 1"
+
+
 async def test_generation_log_never_raises_when_pg_is_down(
     closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -108,8 +108,9 @@ async def test_llm_and_safety_families() -> None:
     out = await OBSERVED.ainvoke({"widget_id": "q1", "spec": question}, context=c)
     assert out["response"]["source"] == "databricks"
     assert value("wdr_llm_requests_total", outcome="ok") - llm_ok == 1
-    assert value("wdr_llm_tokens_total", direction="input") - tokens_in == 10
-    assert value("wdr_llm_tokens_total", direction="output") - tokens_out == 5
+    # the grounding turn's tokens (7 in, 3 out: no metric fitted) and the SQL turn's (10, 5)
+    assert value("wdr_llm_tokens_total", direction="input") - tokens_in == 17
+    assert value("wdr_llm_tokens_total", direction="output") - tokens_out == 8
     assert value("wdr_backend_statement_duration_seconds_count", backend="duckdb") >= 1
 
     bad = make_ctx(llm=StubLLM(sql="DELETE FROM main.claims.devices"), warehouse=wh)
