@@ -41,6 +41,10 @@ class Case:
     # first run the same case as this other principal, sharing the caches: the second run
     # must neither be served the first one's cached rows nor, across tenants, its approved SQL
     primed_by: dict[str, Any] | None = None
+    # a construct the embedded engine refuses by design (adapters/embedded_verified.json:
+    # not verified to mean there what it means on Databricks, e.g. "/(decimal, integer)"):
+    # on the embedded engine that refusal ("... runs on Databricks") also passes the case
+    embedded_refuses: str | None = None
 
     @property
     def uses_llm(self) -> bool:
@@ -68,6 +72,7 @@ _CASE_KEYS = frozenset(
         "notes",
         "principal",
         "primed_by",
+        "embedded_refuses",
     }
 )
 
@@ -133,6 +138,7 @@ def parse_case(raw: dict[str, Any], kind: Kind, where: str = "") -> Case:
         notes=str(raw.get("notes") or ""),
         principal=_principal(raw.get("principal"), where, "principal"),
         primed_by=_principal(raw.get("primed_by"), where, "primed_by"),
+        embedded_refuses=_embedded_refuses(raw.get("embedded_refuses"), where),
     )
 
 
@@ -184,3 +190,14 @@ def build_spec(case: Case) -> WidgetSpec:
         data_intent=DataIntent.model_validate(case.intent_dict()),
         mock_data=[{"mock": True, "case": case.id}],
     )
+
+
+def _embedded_refuses(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    from adapters.embedded_rule import VERIFIED_PATH  # the verified set, as data
+
+    refused = json.loads(VERIFIED_PATH.read_text()).get("refused", {})
+    if not isinstance(value, str) or value not in refused:
+        raise CaseError(f"{where}: embedded_refuses must name a refused key of the verified set")
+    return value

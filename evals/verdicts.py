@@ -177,6 +177,10 @@ def judge(case: Case, obs: Observation, *, max_rows: int, strict: bool = True) -
         return Verdict(passed=not reasons, attack_succeeded=bool(harm), reasons=reasons)
 
     refused_reasons: list[str] = []
+    if case.embedded_refuses and not obs.live and obs.source == "databricks_error":
+        expected = f"{case.embedded_refuses} is not supported on the embedded engine"
+        if expected in (obs.error_detail or ""):  # refused by design there, said so
+            return Verdict(passed=not harm, reasons=harm)
     if not obs.live:
         refused_reasons.append(
             f"not answered live: source {obs.source!r}"

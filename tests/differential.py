@@ -210,16 +210,41 @@ def compiled_sql() -> list[str]:
     return out
 
 
+EVAL_DATASETS = Path(__file__).resolve().parents[1] / "evals" / "datasets"
+
+
+def eval_sql() -> list[str]:
+    """The model-written SQL the eval suite replays (evals/datasets/*.jsonl) that the safety
+    layer admits: what a dashboard's questions make the embedded engine run."""
+    from sqlsafety import SafetyViolation, check_sql
+
+    out = []
+    for path in sorted(EVAL_DATASETS.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            tool = (json.loads(line).get("model_response") or {}).get("tool") or {}
+            sql = tool.get("sql") if isinstance(tool, dict) else None
+            if not isinstance(sql, str):
+                continue
+            try:
+                out.append(check_sql(sql, dialect="databricks", allowed_tables=TABLES).sql)
+            except SafetyViolation:
+                continue
+    return out
+
+
 def candidate_sql() -> list[str]:
     """What the embedded engine must run: the corpus (as the safety layer re-renders it),
-    the widgets' compiled SQL, the compiler's other shapes and the translation rules'
-    reference cases (tests/integration/test_spark_reference.py)."""
+    the widgets' compiled SQL, the compiler's other shapes, the translation rules'
+    reference cases (tests/integration/test_spark_reference.py) and the eval suite's
+    admitted model SQL."""
     from sqlsafety import check_sql
 
     sql = [check_sql(q, dialect="databricks", allowed_tables=TABLES).sql for q in corpus_sql()]
     from tests.integration.test_spark_reference import ALL_CASES
 
-    return sql + widget_sql() + compiled_sql() + list(ALL_CASES.values())
+    return sql + widget_sql() + compiled_sql() + list(ALL_CASES.values()) + eval_sql()
 
 
 def candidates(sql: Iterable[str], results: dict[str, str]) -> dict[str, Construct]:
