@@ -210,6 +210,23 @@ def compiled_sql() -> list[str]:
     return out
 
 
+def rollup_sql() -> list[str]:
+    """Each configured rollup's build statement (one partition) and data-start probe: what
+    the embedded engine runs to build the rollups in PostgreSQL (adapters/rollups.py)."""
+    from domain.config import load_rollups
+    from metricsql.rollups import build_sql, data_start_sql
+    from metricsql.rollups.compile import compile_rollup
+    from metricsql.rollups.timegrid import partition_of
+
+    config = Path(__file__).resolve().parents[1] / "config"
+    out = []
+    for name, definition in load_rollups(config / "rollups.yaml").items():
+        rollup = compile_rollup(name, definition)
+        start, end = partition_of(rollup, _NOW)
+        out += [build_sql(rollup, start, end), data_start_sql(rollup)]
+    return out
+
+
 EVAL_DATASETS = Path(__file__).resolve().parents[1] / "evals" / "datasets"
 
 
@@ -237,14 +254,16 @@ def eval_sql() -> list[str]:
 def candidate_sql() -> list[str]:
     """What the embedded engine must run: the corpus (as the safety layer re-renders it),
     the widgets' compiled SQL, the compiler's other shapes, the translation rules'
-    reference cases (tests/integration/test_spark_reference.py) and the eval suite's
-    admitted model SQL."""
+    reference cases (tests/integration/test_spark_reference.py), the rollups' build
+    statements and the eval suite's admitted model SQL."""
     from sqlsafety import check_sql
 
     sql = [check_sql(q, dialect="databricks", allowed_tables=TABLES).sql for q in corpus_sql()]
     from tests.integration.test_spark_reference import ALL_CASES
 
-    return sql + widget_sql() + compiled_sql() + list(ALL_CASES.values()) + eval_sql()
+    return (
+        sql + widget_sql() + compiled_sql() + list(ALL_CASES.values()) + rollup_sql() + eval_sql()
+    )
 
 
 def candidates(sql: Iterable[str], results: dict[str, str]) -> dict[str, Construct]:

@@ -78,7 +78,7 @@ def test_asks_for_a_token_and_uses_it_from_session_storage_only(
     click(
         auth_page, tile(auth_page, "open-issues-kpi").find_element(By.CSS_SELECTOR, ".refresh-btn")
     )
-    b = wait_badge(auth_page, "open-issues-kpi", "cached")
+    b = wait_badge(auth_page, "open-issues-kpi", "cached", timeout=60)  # a loaded machine
     kind = tile(auth_page, "open-issues-kpi").find_element(
         By.CSS_SELECTOR, '[data-testid="failure-kind"]'
     )

@@ -170,7 +170,7 @@ async def test_redis_down_falls_back_to_in_process_leases(caplog: pytest.LogCapt
         assert token and token.startswith("local:")
         assert await leases.acquire("k") is None  # still one holder inside this process
         assert await leases.release("k", token, Outcome(ok=True))
-        assert any("in-process leases" in r.message for r in caplog.records)
+        assert any("in-process leases" in r.getMessage() for r in caplog.records)
     finally:
         await leases.aclose()
 
