@@ -78,7 +78,8 @@ def test_stale_answers_are_amber_with_age_and_reason(
     page = stale_page
     open_dashboard(page, stale_service)
     assert badge(page, PG_KPI).get_attribute("data-status") == "live"
-    assert stale_service.backdate_cached(PG_KPI, TTL + 1) >= 1
+    # the badge can show the answer a moment before its cache write lands: wait for it
+    wait_for(page, lambda d: stale_service.backdate_cached(PG_KPI, TTL + 1) >= 1, 30, "cached")
     # past its TTL, inside the revalidate window: served at once, flagged, refreshed behind
     reload_tiles(page)
     b = wait_badge(page, PG_KPI, "stale")
@@ -96,7 +97,12 @@ def test_stale_answers_are_amber_with_age_and_reason(
     # PostgreSQL cut, the entry past TTL + revalidate window: the last good answer, flagged
     stale_service.proxy.stop()
     try:
-        assert stale_service.backdate_cached(PG_KPI, TTL + SWR + 1) >= 1
+        wait_for(
+            page,
+            lambda d: stale_service.backdate_cached(PG_KPI, TTL + SWR + 1) >= 1,
+            30,
+            "cached",
+        )
         reload_tiles(page)
         b = wait_badge(page, PG_KPI, "fallback")
         assert words(b).endswith(" · live data unavailable"), words(b)
