@@ -21,17 +21,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import psycopg
 import yaml
 
-from adapters.duckdb_warehouse import DuckDBWarehouse
-from adapters.pg_migrate import migrate
-from adapters.pg_seed import seed
 from domain.jsonsafe import json_safe
 from evals.accuracy.scoring import GoldAnswer, Tolerance
-from evals.harness import eval_database
+
+if TYPE_CHECKING:
+    from adapters.duckdb_warehouse import DuckDBWarehouse
 
 PINNED_NOW = datetime(2026, 12, 1, tzinfo=UTC)
 GOLD_FILE = Path(__file__).with_name("gold.yaml")
@@ -169,6 +167,12 @@ async def pinned_data(
 ) -> AsyncIterator[PinnedData]:
     """A fresh database (dropped at the end; or `database_url`, which must be empty of
     history) migrated and seeded at PINNED_NOW, and the lakehouse built for PINNED_NOW."""
+    # imported here: the CLI answers --help and the no-credentials case without them
+    from adapters.duckdb_warehouse import DuckDBWarehouse
+    from adapters.pg_migrate import migrate
+    from adapters.pg_seed import seed
+    from evals.harness import eval_database
+
     async with eval_database(database_url) as url:
         await migrate(url)
         await seed(url, CONFIG_DIR, now=PINNED_NOW, trigger="command")
@@ -190,6 +194,8 @@ async def run_gold_sql(data: PinnedData, source: Source, sql: str) -> GoldSql:
         result = await data.warehouse.execute(sql, max_rows=MAX_GOLD_ROWS)
         cols = tuple(c.name for c in result.columns)
         return GoldSql(sql, cols, tuple(tuple(r[c] for c in cols) for r in result.rows))
+    import psycopg
+
     async with await psycopg.AsyncConnection.connect(data.database_url) as conn:
         cur = await conn.execute(sql)  # type: ignore[arg-type]  # gold SQL is trusted text
         cols = tuple(d.name for d in cur.description or ())
