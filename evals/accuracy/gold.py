@@ -51,7 +51,7 @@ Source = Literal["lakehouse", "kpi_history"]
 SOURCES: tuple[Source, ...] = get_args(Source)
 
 HEADER = """\
-# The accuracy benchmark's gold set (README "Accuracy benchmark"; evals/accuracy/README.md).
+# The accuracy benchmark's gold set (README "Accuracy benchmark: are the answers right?").
 # Questions and gold SQL are hand-written; each gold's `columns` and `rows` are what running
 # its SQL gives on the demo data pinned at 2026-12-01T00:00:00Z: regenerate them with
 # `.venv/bin/python -m evals.accuracy.gold --write` (tests/integration/test_accuracy_gold.py
