@@ -65,10 +65,10 @@ def _pct(acc: float | None) -> str:
     return "-" if acc is None else f"{100 * acc:.1f}%"
 
 
-def _table(title: str, groups: dict[str, Any]) -> list[str]:
-    head = ["", title, ""]
+def _table(title: str, label: str, groups: dict[str, Any]) -> list[str]:
+    head = ["", f"## {title}", ""]
     cols = ["questions", "correct", "accuracy", *FAILURE_REASONS, "median ms", "tokens in/out"]
-    head += ["| " + " | ".join([title.split()[-1], *cols]) + " |"]
+    head += ["| " + " | ".join([label, *cols]) + " |"]
     head += ["|" + "---|" * (len(cols) + 1)]
     for name, g in groups.items():
         cells = [
@@ -96,9 +96,9 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for key in ("gold_file", "pinned_now", "started_at", "finished_at"):
         if key in summary:
             lines.append(f"- {key.replace('_', ' ')}: {summary[key]}")
-    lines += _table("Per category", summary["by_category"])
-    lines += _table("Per way taken", summary["by_way"])
-    lines += _table("Per data source", summary["by_source"])
+    lines += _table("Per category", "category", summary["by_category"])
+    lines += _table("Per way taken", "way", summary["by_way"])
+    lines += _table("Per data source", "source", summary["by_source"])
     lines += ["", "## Questions not answered right", ""]
     wrong = [q for q in summary["questions"] if q["reason"] != "correct"]
     if not wrong:
