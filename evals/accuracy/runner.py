@@ -156,7 +156,8 @@ class AccuracyRun:
     ) -> AsyncIterator[AccuracyRun]:
         settings = settings or Settings()
         model = MeteredGenerator(llm)
-        async with pinned_data(settings.database_url) as data:
+        # always a fresh database (never DATABASE_URL's): the history is seeded at the pin
+        async with pinned_data() as data:
             run_settings = settings.model_copy(
                 update={
                     "database_url": data.database_url,
