@@ -5,12 +5,11 @@ Bedrock Converse server (the real langchain-aws client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from fakes.bedrock_converse import (
     DROP_SQL,
@@ -25,9 +24,7 @@ from fakes.bedrock_converse import (
 )
 from fakes.databricks_sea import FakeSeaServer
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
     create_database,
     drop_database,
     running_service,
@@ -35,7 +32,7 @@ from tests.support.servers import (
     sea_settings,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.service(converse=True)]
 
 WAREHOUSE_WIDGETS = [
     "claims-filed-by-region",
@@ -50,35 +47,6 @@ TOP_MODELS_SQL = (
     "JOIN main.claims.devices d ON e.device_id = d.device_id WHERE e.event_type = 'filed' "
     "AND e.event_ts >= current_timestamp() - INTERVAL 30 DAYS GROUP BY d.model ORDER BY claims DESC LIMIT 5"
 )
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    db_url: str, converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    async with running_service(
-        database_url=db_url,
-        redis_url=REDIS_URL,
-        cache_prefix=f"wdr-test:{Path(db_url).name}:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        bedrock_model_id=MODEL_ID,
-        bedrock_endpoint_url=converse.url,
-        bedrock_timeout_s=2.0,
-    ) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)

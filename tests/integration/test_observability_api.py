@@ -26,7 +26,6 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.servers import (
     REDIS_URL,
-    converse_with_fake_aws,
     create_database,
     drop_database,
     free_port,
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 DATA = "/v1/widgets/{widget_id}/data"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -185,6 +185,31 @@ def copy_config(tmp: Path) -> Path:
     return dst
 
 
+def service_settings(
+    db_url: str, data_dir: Path, *, converse: Any = None, **overrides: Any
+) -> dict[str, Any]:
+    """The running_service keywords of the suite's usual service: over the real PostgreSQL
+    database `db_url` and the real Redis (under a key prefix of its own), its data in
+    `data_dir`. With `converse` (the local Converse API server, the `converse` fixture) the
+    model is Bedrock's behind that server, answering within 2 s unless `overrides` say
+    otherwise. `overrides`: any other setting (what a test module varies)."""
+    settings: dict[str, Any] = {
+        "database_url": db_url,
+        "redis_url": REDIS_URL,
+        "cache_prefix": f"wdr-test:{uuid.uuid4().hex[:8]}:",
+        "data_dir": data_dir,
+    }
+    if converse is not None:
+        from fakes.bedrock_converse import MODEL_ID
+
+        settings |= {
+            "bedrock_model_id": MODEL_ID,
+            "bedrock_endpoint_url": converse.url,
+            "bedrock_timeout_s": 2.0,
+        }
+    return settings | overrides
+
+
 @asynccontextmanager
 async def running_service(
     *, client_host: str = "127.0.0.1", clock: Callable[[], float] | None = None, **overrides: Any
