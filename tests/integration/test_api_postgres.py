@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import yaml
 
+from adapters.cache import RedisCache
 from domain.failures import InvalidIntent
 from domain.models import RESERVED_WIDGET_IDS, WidgetSpec
 from service.wiring import BootError
@@ -48,9 +49,9 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     b3 = (await svc.data("issues-by-severity", refresh=True)).json()
     assert b3["cache_hit"] is False and b3["source"] == "postgres"
     # the answer really lives in Redis, under the configured prefix
-    keys = await svc.res.context.cache._client.keys(
-        svc.settings.cache_prefix + "r2:default:issues-by-severity:*"
-    )  # type: ignore[attr-defined]
+    cache = svc.res.context.cache
+    assert isinstance(cache, RedisCache)
+    keys = await cache._client.keys(svc.settings.cache_prefix + "r2:default:issues-by-severity:*")
     assert len(keys) == 1
 
 

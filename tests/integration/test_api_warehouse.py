@@ -5,8 +5,9 @@ Bedrock Converse server (the real langchain-aws client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from fakes.bedrock_converse import (
     THROTTLED,
     ConverseServer,
     Intervened,
+    Reply,
     Slow,
     Text,
     ToolCall,
@@ -148,7 +150,7 @@ async def _question_widget(svc: Service, wid: str, question: str) -> None:
     ],
 )
 async def test_llm_failure_kinds_degrade_and_are_logged(
-    svc: Service, converse: ConverseServer, db_url: str, reply: object, kind: str, needle: str
+    svc: Service, converse: ConverseServer, db_url: str, reply: Reply, kind: str, needle: str
 ) -> None:
     wid = f"q-{kind}-{abs(hash(repr(reply))) % 10_000}"
     await _question_widget(svc, wid, f"Question for {wid}?")
@@ -297,7 +299,7 @@ async def test_restarted_instance_runs_an_approved_question_from_the_log_when_be
     converse: ConverseServer, tmp_path: Path
 ) -> None:
     url = create_database()
-    settings = {
+    settings: dict[str, Any] = {
         "database_url": url,
         "data_dir": tmp_path,
         "bedrock_model_id": MODEL_ID,
@@ -379,7 +381,7 @@ async def test_put_rejects_filter_values_that_do_not_fit_the_column_type(svc: Se
     """A filter value must fit its column's type from the warehouse catalog: otherwise the
     widget errors, or not, depending on the data and the engine."""
 
-    def spec(filters: list[dict[str, object]]) -> dict[str, object]:
+    def spec(filters: Sequence[Mapping[str, object]]) -> dict[str, object]:
         return {
             "title": "typed",
             "kind": "kpi",

@@ -17,6 +17,7 @@ from fakes.bedrock_converse import (
     EXPIRED_TOKEN,
     ConverseServer,
     Intervened,
+    Reply,
     Slow,
     Text,
     ToolCall,
@@ -74,7 +75,7 @@ async def test_each_llm_failure_kind_answers_the_last_good(
     good = (await svc.data(WIDGET, refresh=True)).json()
     assert good["source"] == "databricks" and good["row_count"] > 0, good
     assert good["data"] != MOCK
-    cases = [
+    cases: list[tuple[Reply, str]] = [
         (EXPIRED_TOKEN, "bedrock_unavailable"),
         (Text(), "llm_invalid_output"),
         (Slow(5.0), "llm_timeout"),

@@ -24,6 +24,7 @@ from fakes.bedrock_converse import (
     ConverseServer,
     IntentCall,
     Intervened,
+    Reply,
     Text,
     ToolCall,
 )
@@ -86,13 +87,14 @@ async def test_grounding_answers_and_failures(converse: ConverseServer) -> None:
     converse.script_intents(NO_METRIC)
     g = await gen.ground(_ground_request())
     assert g.intent is None and "No catalog metric" in g.reason
-    for reply, kind in [
+    cases: list[tuple[Reply, FailureKind]] = [
         (Text(), FailureKind.llm_invalid_output),
         (ToolCall(), FailureKind.llm_invalid_output),  # submit_sql, not express_intent
         (ToolCall(name=INTENT_TOOL_NAME, input={"metric_id": "x"}), FailureKind.llm_invalid_output),
         (Intervened(), FailureKind.llm_refused),
         (THROTTLED, FailureKind.bedrock_unavailable),
-    ]:
+    ]
+    for reply, kind in cases:
         converse.script_intents(reply)
         with pytest.raises(GenerationFailure) as info:
             await gen.ground(_ground_request())

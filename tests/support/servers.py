@@ -278,19 +278,26 @@ FAKE_AWS_ENV = {
 
 
 @contextmanager
-def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
-    """The local Converse API server (`server`: its keyword arguments), with dummy AWS
-    credentials set for its lifetime (and the caller's environment restored after)."""
-    from fakes.bedrock_converse import ConverseServer
-
-    old = {k: os.environ.get(k) for k in FAKE_AWS_ENV}
-    os.environ.update(FAKE_AWS_ENV)
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` set in this process's environment for the block; the caller's values (or
+    their absence) restored after."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        with ConverseServer(**server) as srv:
-            yield srv
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
+    """The local Converse API server (`server`: its keyword arguments), with dummy AWS
+    credentials set for its lifetime (and the caller's environment restored after)."""
+    from fakes.bedrock_converse import ConverseServer
+
+    with environment(FAKE_AWS_ENV), ConverseServer(**server) as srv:
+        yield srv
