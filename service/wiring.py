@@ -27,6 +27,7 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
+from adapters.pg_verified_answers import PgVerifiedAnswers
 from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
@@ -151,7 +152,8 @@ class Resources:
     def node_timeouts(self) -> dict[str, float]:
         """The graph's node deadlines: each node's bounded calls plus a little slack."""
         s = self.settings
-        log_s = 2 * s.generation_log_deadline_s  # the last-approved lookup and the write
+        # the verified-answer lookup (and flag), the last-approved lookup and the log write
+        log_s = 4 * s.generation_log_deadline_s
         bedrock_s = s.bedrock_timeout_s + 5.0 + 1.0  # read + connect + margin (1 attempt)
         warehouse_s = s.databricks_query_timeout_s + 5.0 + 1.0  # query + connect + margin
         if not s.databricks_configured:
@@ -383,6 +385,9 @@ async def open_resources(
             warehouse=warehouse,
             llm=llm,
             generation_log=PgGenerationLog(
+                gateway.pool, timeout_s=settings.generation_log_deadline_s
+            ),
+            verified_answers=PgVerifiedAnswers(
                 gateway.pool, timeout_s=settings.generation_log_deadline_s
             ),
             llm_budget=TenantLlmBudget(
