@@ -114,7 +114,7 @@ async def put_verified_answer(
         intent=intent,
         sql=sql,
         verified_by=widget.principal.subject,
-        verified_at=ctx.clock(),
+        verified_at=float(int(ctx.clock())),  # whole seconds: exact through PostgreSQL
     )
     created = await _store(res).put(answer)  # PostgresFailure: a 503 problem
     response.status_code = 201 if created else 200
