@@ -86,6 +86,23 @@ class PgVerifiedAnswers:
 
         return await self._bounded(read(), "read")
 
+    async def unflagged(self) -> list[VerifiedAnswer]:
+        """Every tenant's verified answers not flagged yet (to check against a new catalog);
+        [] when PostgreSQL fails (logged)."""
+
+        async def read() -> list[VerifiedAnswer]:
+            async with self._pool.connection(timeout=self._timeout_s) as conn:
+                cur = await conn.execute(
+                    f"SELECT {_COLUMNS} FROM verified_answers WHERE NOT needs_reverification"
+                )
+                return [_answer(r) for r in await cur.fetchall()]
+
+        try:
+            return await self._bounded(read(), "read")
+        except PostgresFailure as exc:
+            logger.warning("verified answers not checked against the catalog: %s", exc)
+            return []
+
     async def get(self, tenant: str, question: str) -> VerifiedAnswer | None:
         try:
             return await self.read(tenant, question)

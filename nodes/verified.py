@@ -70,6 +70,23 @@ def reverification_problem(ctx: Context, answer: VerifiedAnswer, cap: int | None
     return verified_sql(ctx, answer, now, cap)[1]
 
 
+async def recheck_verified(ctx: Context) -> int:
+    """Check every unflagged verified answer against the catalog as it is now (at boot and
+    after each full registry reload: a catalog change) and flag the broken ones; how many
+    were flagged. Each is checked under the limit of the widget it was verified through."""
+    if ctx.verified_answers is None:
+        return 0
+    flagged = 0
+    for answer in await ctx.verified_answers.unflagged():
+        widget = ctx.registry.widget(answer.widget_id, answer.tenant)
+        cap = widget.data_intent.limit if widget is not None else None
+        problem = reverification_problem(ctx, answer, cap)
+        if problem is not None:
+            await ctx.verified_answers.flag(answer.tenant, answer.question, problem)
+            flagged += 1
+    return flagged
+
+
 def verification_of(answer: VerifiedAnswer) -> Verification:
     return {
         "verified_by": answer.verified_by,

@@ -37,6 +37,7 @@ from domain.access import AccessPolicy, PolicyError, load_policy, validate_polic
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
+from nodes.verified import recheck_verified
 from service.auth import Authenticator, open_authenticator
 from service.changes import open_gate
 from service.settings import Settings
@@ -405,6 +406,13 @@ async def open_resources(
             rollups=rollups,
             data_versions=open_gate(settings),  # service/changes.py
         )
+        # a catalog change that breaks a verified answer flags it (also checked per use)
+        await recheck_verified(context)
+
+        async def recheck_answers(_snapshot: object) -> None:
+            await recheck_verified(context)
+
+        registry.subscribe(recheck_answers)
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
             " rollups=%s",

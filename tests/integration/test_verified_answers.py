@@ -13,6 +13,7 @@ warehouse and the local Converse API server, with JWT principals:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -124,6 +125,16 @@ async def sql_rows(svc: Service, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     assert url is not None
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         return await (await conn.execute(sql, args)).fetchall()
+
+
+async def until_flagged(svc: Service, question: str, timeout_s: float = 30.0) -> None:
+    """Wait (polling PostgreSQL) until the verified answer to `question` is flagged."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    sql = "SELECT 1 FROM verified_answers WHERE question = %s AND needs_reverification"
+    while not await sql_rows(svc, sql, question):
+        assert loop.time() < deadline, f"{question!r} was not flagged within {timeout_s:.0f}s"
+        await asyncio.sleep(0.05)
 
 
 def way(body: dict[str, Any]) -> str:
@@ -273,6 +284,8 @@ async def test_a_catalog_change_flags_a_verified_answer_for_reverification(
     await sql_rows(svc, update + " RETURNING name", '["region"]')  # channel removed
     try:
         await until(lambda: "channel" not in dimensions())
+        # the registry's reload checks every verified answer against the new catalog
+        await until_flagged(svc, "How many claims were filed per channel?")
         got = (await svc.client.get("/v1/widgets/q-channel/verified-answer", headers=OWNER)).json()
         assert got["needs_reverification"] is True and "channel" in got["reverification_reason"]
         converse.script_intents(NO_METRIC)

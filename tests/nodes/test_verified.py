@@ -16,7 +16,7 @@ from nodes.degrade_or_return import degrade_or_return
 from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
-from nodes.verified import reverification_problem
+from nodes.verified import recheck_verified, reverification_problem
 from tests.helpers import ListLog, StubLLM, make_ctx
 
 WIDGET = "top-claimed-models"
@@ -39,6 +39,9 @@ class MemoryVerified:
 
     async def get(self, tenant: str, question: str) -> VerifiedAnswer | None:
         return self.answers.get((tenant, question))
+
+    async def unflagged(self) -> list[VerifiedAnswer]:
+        return [a for a in self.answers.values() if not a.needs_reverification]
 
     async def flag(self, tenant: str, question: str, reason: str) -> None:
         self.flags.append(reason)
@@ -145,3 +148,16 @@ def test_reverification_problem_of_a_sound_answer_is_none() -> None:
     assert reverification_problem(ctx, good, None) is None
     sql = VerifiedAnswer("default", "q", WIDGET, None, SQL, "o", 0.0)
     assert reverification_problem(ctx, sql, None) is None
+
+
+async def test_recheck_flags_only_the_answers_the_catalog_broke() -> None:
+    store = MemoryVerified()
+    ctx = make_ctx(verified_answers=store)
+    for question, intent in (("good", BY_REGION), ("broken", BY_REGION | {"metric_id": "gone"})):
+        await store.put(VerifiedAnswer("acme", question, WIDGET, intent, None, "o", 0.0))
+    assert await recheck_verified(ctx) == 1
+    assert not store.answers[("acme", "good")].needs_reverification
+    broken = store.answers[("acme", "broken")]
+    assert broken.needs_reverification and "unknown metric" in (broken.reverification_reason or "")
+    assert await recheck_verified(ctx) == 0  # a flagged answer is not checked again
+    assert await recheck_verified(make_ctx()) == 0  # no store: nothing to check
