@@ -12,6 +12,7 @@ run): the question then takes the usual way (grounded, else model-written)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,6 +86,17 @@ async def recheck_verified(ctx: Context) -> int:
             await ctx.verified_answers.flag(answer.tenant, answer.question, problem)
             flagged += 1
     return flagged
+
+
+async def watch_verified(ctx: Context) -> Callable[[object], Awaitable[None]]:
+    """Check the verified answers now (at boot); the hook that checks them again after
+    each full registry reload (`RegistryHolder.subscribe`)."""
+    await recheck_verified(ctx)
+
+    async def on_reload(_snapshot: object) -> None:
+        await recheck_verified(ctx)
+
+    return on_reload
 
 
 def verification_of(answer: VerifiedAnswer) -> Verification:

@@ -37,7 +37,7 @@ from domain.access import AccessPolicy, PolicyError, load_policy, validate_polic
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
-from nodes.verified import recheck_verified
+from nodes.verified import watch_verified
 from service.auth import Authenticator, open_authenticator
 from service.changes import open_gate
 from service.settings import Settings
@@ -153,8 +153,7 @@ class Resources:
     def node_timeouts(self) -> dict[str, float]:
         """The graph's node deadlines: each node's bounded calls plus a little slack."""
         s = self.settings
-        # the verified-answer lookup (and flag), the last-approved lookup and the log write
-        log_s = 4 * s.generation_log_deadline_s
+        log_s = 4 * s.generation_log_deadline_s  # verified lookup+flag, approved lookup, log
         bedrock_s = s.bedrock_timeout_s + 5.0 + 1.0  # read + connect + margin (1 attempt)
         warehouse_s = s.databricks_query_timeout_s + 5.0 + 1.0  # query + connect + margin
         if not s.databricks_configured:
@@ -378,6 +377,7 @@ async def open_resources(
                     await maintainer
 
             stack.push_async_callback(stop_maintainer)
+        log_s = settings.generation_log_deadline_s
         context = Context(
             clock=clock,
             registry=registry,
@@ -385,12 +385,8 @@ async def open_resources(
             postgres=gateway,
             warehouse=warehouse,
             llm=llm,
-            generation_log=PgGenerationLog(
-                gateway.pool, timeout_s=settings.generation_log_deadline_s
-            ),
-            verified_answers=PgVerifiedAnswers(
-                gateway.pool, timeout_s=settings.generation_log_deadline_s
-            ),
+            generation_log=PgGenerationLog(gateway.pool, timeout_s=log_s),
+            verified_answers=PgVerifiedAnswers(gateway.pool, timeout_s=log_s),
             llm_budget=TenantLlmBudget(
                 settings.llm_rate_limit, redis_url=settings.redis_url, prefix=settings.cache_prefix
             ),
@@ -407,12 +403,7 @@ async def open_resources(
             data_versions=open_gate(settings),  # service/changes.py
         )
         # a catalog change that breaks a verified answer flags it (also checked per use)
-        await recheck_verified(context)
-
-        async def recheck_answers(_snapshot: object) -> None:
-            await recheck_verified(context)
-
-        registry.subscribe(recheck_answers)
+        registry.subscribe(await watch_verified(context))
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
             " rollups=%s",
