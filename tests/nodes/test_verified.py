@@ -161,3 +161,14 @@ async def test_recheck_flags_only_the_answers_the_catalog_broke() -> None:
     assert broken.needs_reverification and "unknown metric" in (broken.reverification_reason or "")
     assert await recheck_verified(ctx) == 0  # a flagged answer is not checked again
     assert await recheck_verified(make_ctx()) == 0  # no store: nothing to check
+
+
+async def test_a_verified_answer_needs_no_model_configured() -> None:
+    store = MemoryVerified()
+    ctx = make_ctx(llm=None, verified_answers=store)
+    await _verified(ctx, store, sql=SQL)
+    out = await sql_generate(await _state(ctx), Runtime(context=ctx))
+    assert out["trust"] == "verified" and "failure" not in out
+    del store.answers[next(iter(store.answers))]  # withdrawn: the model is needed again
+    out = await sql_generate(await _state(ctx), Runtime(context=ctx))
+    assert out["failure"]["kind"] == "bedrock_unconfigured"
