@@ -392,7 +392,7 @@ _COLON_PATH = re.compile(r"(\((?:[^()]|\([^()]*\))*\)):(\w+)")
 
 
 def spark_answer(spark: Any, sql: str) -> Answer:
-    from tests.helpers import for_spark
+    from tests.support.spark import for_spark
 
     # `(value):key` in a case: what Databricks documents it to mean (get_json_object)
     sql = _COLON_PATH.sub(lambda m: f"get_json_object({m.group(1)}, '$.{m.group(2)}')", sql)
@@ -622,7 +622,7 @@ def main() -> int:
     """Regenerate adapters/embedded_verified.json on a local Spark session."""
     import tempfile
 
-    from tests.helpers import spark_session, write_lakehouse_parquet
+    from tests.support.spark import spark_session, write_lakehouse_parquet
 
     with tempfile.TemporaryDirectory() as tmp:
         parquet = write_lakehouse_parquet(Path(tmp))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from adapters.databricks import DatabricksWarehouse
 from fakes.databricks_sea import FakeSeaServer
 from service.settings import Settings
-from tests.helpers import (
+from tests.support.servers import (
     create_database,
     drop_database,
     running_service,

@@ -21,7 +21,7 @@ from graph.observe import GraphObserver
 from graph.routing import NEXT
 from graph.runner import LANE, GraphRunner
 from observability import metrics as m
-from tests.helpers import NOW, make_ctx
+from tests.support.doubles import NOW, make_ctx
 
 WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
 
