@@ -24,14 +24,14 @@ import pytest_asyncio
 
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, NO_METRIC, ConverseServer, ToolCall
-from tests.helpers import (
+from tests.support.clocks import until
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,
     create_database,
     drop_database,
     running_service,
-    until,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

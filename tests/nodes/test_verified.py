@@ -17,7 +17,7 @@ from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 from nodes.verified import recheck_verified, reverification_problem
-from tests.helpers import ListLog, StubLLM, make_ctx
+from tests.support.doubles import ListLog, StubLLM, make_ctx
 
 WIDGET = "top-claimed-models"
 BY_REGION = {"metric_id": "claims_filed_count", "dimensions": ["region"], "time_range": "last_30d"}
