@@ -62,14 +62,15 @@ class MemoryVerified:
 
 
 async def _state(ctx: Context) -> State:
-    return as_state({"widget_id": WIDGET}, await route({"widget_id": WIDGET}, Runtime(context=ctx)))
+    return as_state(
+        {"widget_id": WIDGET}, await route(as_state({"widget_id": WIDGET}), Runtime(context=ctx))
+    )
 
 
 async def _verified(ctx: Context, store: MemoryVerified, **answer: object) -> None:
-    spec = ctx.registry.widget(WIDGET)
-    assert spec is not None and spec.data_intent.question is not None
-    question = spec.data_intent.question
-    fields: dict[str, Any] = {"intent": None, "sql": None} | answer
+    question = ctx.registry.widget(WIDGET).data_intent.question  # type: ignore[union-attr]
+    assert question is not None
+    fields: dict = {"intent": None, "sql": None} | answer
     await store.put(
         VerifiedAnswer(
             "default", question, WIDGET, verified_by="owner@acme", verified_at=1e9, **fields
