@@ -178,7 +178,7 @@ def test_a_postgres_widget_runs_to_its_answer(studio: Studio) -> None:
 
 def test_an_inline_intent_resolves_the_widget_another_way(studio: Studio) -> None:
     client = get_sync_client(url=studio.url)
-    intent = {"metric_id": "active_issues_count", "dimensions": ["severity"]}
+    intent: dict[str, Any] = {"metric_id": "active_issues_count", "dimensions": ["severity"]}
     out = client.runs.wait(
         None, "resolver", input={"widget_id": "open-issues-kpi", "intent": intent}
     )

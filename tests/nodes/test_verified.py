@@ -6,18 +6,20 @@ flagged for re-verification and never served (the usual way answers)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from langgraph.runtime import Runtime
 
 from domain.access import RowAccess, TableFilter
 from domain.ports import FixedTableSchemas, TableSchema, VerifiedAnswer
 from graph.context import Context
+from graph.state import State
 from nodes.degrade_or_return import degrade_or_return
 from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 from nodes.verified import recheck_verified, reverification_problem
-from tests.support.doubles import ListLog, StubLLM, make_ctx
+from tests.support.doubles import ListLog, StubLLM, as_state, make_ctx
 
 WIDGET = "top-claimed-models"
 BY_REGION = {"metric_id": "claims_filed_count", "dimensions": ["region"], "time_range": "last_30d"}
@@ -59,12 +61,15 @@ class MemoryVerified:
         return self.answers.pop((tenant, question), None) is not None
 
 
-async def _state(ctx: Context) -> dict:
-    return {"widget_id": WIDGET} | await route({"widget_id": WIDGET}, Runtime(context=ctx))
+async def _state(ctx: Context) -> State:
+    return as_state(
+        {"widget_id": WIDGET}, await route(as_state({"widget_id": WIDGET}), Runtime(context=ctx))
+    )
 
 
 async def _verified(ctx: Context, store: MemoryVerified, **answer: object) -> None:
     question = ctx.registry.widget(WIDGET).data_intent.question  # type: ignore[union-attr]
+    assert question is not None
     fields: dict = {"intent": None, "sql": None} | answer
     await store.put(
         VerifiedAnswer(
@@ -90,10 +95,10 @@ async def test_a_verified_intent_is_answered_without_the_model() -> None:
     gen = out["generation"]
     assert gen["way"] == "verified" and gen["intent"] == BY_REGION and gen["model_id"] is None
     # through safety_check (row filters) and degrade_or_return: the response says so
-    state = state | {"access": WEST} | out
-    state |= await safety_check(state, Runtime(context=ctx))
-    assert "'west'" in state["generated_sql"]
-    state |= {"rows": [], "executed": True, "resolved_at": 1.0}
+    state = as_state(state, {"access": WEST}, out)
+    state = as_state(state, await safety_check(state, Runtime(context=ctx)))
+    assert "'west'" in (state["generated_sql"] or "")
+    state = as_state(state, {"rows": [], "executed": True, "resolved_at": 1.0})
     response = (await degrade_or_return(state, Runtime(context=ctx)))["response"]
     assert response["trust"] == "verified" and response["verification"] == out["verification"]
     (record,) = log.records  # in the generation log, with the way taken
@@ -108,16 +113,18 @@ async def test_verified_sql_gets_each_callers_row_filters() -> None:
     state = await _state(ctx)
     out = await sql_generate(state, Runtime(context=ctx))
     assert out["trust"] == "verified" and llm.requests == [] and llm.groundings == []
-    west = await safety_check(state | {"access": WEST} | out, Runtime(context=ctx))
-    anyone = await safety_check(state | out, Runtime(context=ctx))
+    west = await safety_check(as_state(state, {"access": WEST}, out), Runtime(context=ctx))
+    anyone = await safety_check(as_state(state, out), Runtime(context=ctx))
     assert "'west'" in west["generated_sql"] and "'west'" not in anyone["generated_sql"]
     # another tenant's identical question is not verified
-    other = await sql_generate(state | {"access": RowAccess(tenant="globex")}, Runtime(context=ctx))
+    other = await sql_generate(
+        as_state(state, {"access": RowAccess(tenant="globex")}), Runtime(context=ctx)
+    )
     assert other["trust"] == "model_written_unverified" and len(llm.requests) == 1
 
 
 async def test_a_broken_verified_answer_is_flagged_and_the_usual_way_answers() -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"intent": {"metric_id": "no_such_metric"}}, "unknown metric"),
         ({"intent": BY_REGION | {"dimensions": ["model"]}}, "'model' is not allowed"),
         ({"sql": "SELECT gone_column FROM main.claims.claim_events"}, "no longer passes"),
