@@ -9,20 +9,21 @@ from langgraph.runtime import Runtime
 from domain.access import RowAccess, SeriesFilter
 from graph.context import Context
 from graph.routing import route_after_sql_generate
+from graph.state import State
 from nodes._grounding import postgres_catalog
 from nodes.degrade_or_return import degrade_or_return
 from nodes.postgres_query import postgres_query
 from nodes.route import route
 from nodes.sql_generate import sql_generate
-from tests.support.doubles import ListLog, StubGateway, StubLLM, make_ctx
+from tests.support.doubles import ListLog, StubGateway, StubLLM, as_state, make_ctx
 
 QUESTION_WIDGET = "top-claimed-models"  # a question widget over the llm metric
 OPEN_BY_TEAM = {"metric_id": "active_issues_count", "dimensions": ["team"]}
 
 
-async def _state(ctx: Context, **extra: object) -> dict:
-    given = {"widget_id": QUESTION_WIDGET} | extra
-    return given | await route(given, Runtime(context=ctx))  # type: ignore[arg-type]
+async def _state(ctx: Context, **extra: object) -> State:
+    given = as_state({"widget_id": QUESTION_WIDGET}, extra)
+    return as_state(given, await route(given, Runtime(context=ctx)))
 
 
 def test_kpi_catalog_is_the_postgres_metrics_with_an_allowlisted_query() -> None:
@@ -37,12 +38,12 @@ async def test_the_router_takes_the_way_sql_generate_decided() -> None:
     ctx = make_ctx(llm=StubLLM(intent=OPEN_BY_TEAM))
     state = await _state(ctx)
     out = await sql_generate(state, Runtime(context=ctx))
-    assert await route_after_sql_generate(state | out) == "postgres_query"  # type: ignore[arg-type]
+    assert await route_after_sql_generate(as_state(state, out)) == "postgres_query"
     warehouse = make_ctx(llm=StubLLM(intent={"metric_id": "claims_filed_count"}))
     other = await sql_generate(await _state(warehouse), Runtime(context=warehouse))
-    assert await route_after_sql_generate(state | other) == "safety_check"  # type: ignore[arg-type]
+    assert await route_after_sql_generate(as_state(state, other)) == "safety_check"
     failed = {"failure": {"kind": "llm_timeout", "detail": "x", "node": "sql_generate"}}
-    assert await route_after_sql_generate(state | out | failed) == "mock_data"  # type: ignore[arg-type]
+    assert await route_after_sql_generate(as_state(state, out, failed)) == "mock_data"
 
 
 async def test_a_kpi_question_is_answered_from_postgres_without_model_sql() -> None:
@@ -57,10 +58,10 @@ async def test_a_kpi_question_is_answered_from_postgres_without_model_sql() -> N
     assert "candidate_sql" not in out
     assert out["backend"] == "postgres" and out["metric"].name == "active_issues_count"
     assert out["grounded"].dimensions == ["team"] and out["grounded"].limit == 5  # widget's cap
-    state |= out
+    state = as_state(state, out)
     ran = await postgres_query(state, Runtime(context=ctx))
     assert ran["trace"][0]["outcome"] == "ok" and gateway.calls == ["active_issues_count"]
-    state |= ran
+    state = as_state(state, ran)
     done = await degrade_or_return(state, Runtime(context=ctx))
     response = done["response"]
     assert response["source"] == "postgres" and response["trust"] == "compiled_from_metric"
@@ -77,7 +78,7 @@ async def test_the_callers_row_rules_are_those_of_the_grounded_metric() -> None:
     mine = SeriesFilter("active_issues_count", "team", ("payments",))
     access = RowAccess(series=(mine, SeriesFilter("nba_taken_pct", "channel", ())))
     state = await _state(ctx, access=access)
-    state |= await sql_generate(state, Runtime(context=ctx))
+    state = as_state(state, await sql_generate(state, Runtime(context=ctx)))
     await postgres_query(state, Runtime(context=ctx))
     assert gateway.row_filters == [mine]
 
@@ -113,7 +114,7 @@ async def test_a_dry_run_caches_no_approved_intent() -> None:
     state = await _state(ctx, dry_run=True)
     out = await sql_generate(state, Runtime(context=ctx))
     assert await ctx.cache.get(out["generation"]["approved_key"]) is None
-    shown = await postgres_query(state | out, Runtime(context=ctx))
+    shown = await postgres_query(as_state(state, out), Runtime(context=ctx))
     assert (
         shown["trace"][0]["outcome"] == "dry_run"
         and "kpi_metrics_history" in shown["generated_sql"]
