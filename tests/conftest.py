@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from fakes.bedrock_converse import ConverseServer
+from fakes.databricks_sea import FakeSeaServer
 from tests.support.servers import (
     PG_ADMIN_URL,
     REDIS_URL,
@@ -24,6 +25,7 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
+    sea_lakehouse,
     service_settings,
 )
 from tests.support.spark import spark_session, write_lakehouse_parquet
@@ -108,6 +110,14 @@ def converse() -> Iterator[ConverseServer]:
     """The local Converse API server (Bedrock at the wire) for one test module, with dummy
     AWS credentials set while it runs; tests script its replies and `reset()` it."""
     with converse_with_fake_aws() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def sea() -> Iterator[FakeSeaServer]:
+    """The local Statement Execution API server (Databricks at the wire) over a fresh demo
+    lakehouse, for one test module (point a service at it with `sea_settings(sea)`)."""
+    with sea_lakehouse() as srv:
         yield srv
 
 

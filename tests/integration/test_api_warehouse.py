@@ -5,7 +5,7 @@ Bedrock Converse server (the real langchain-aws client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
 )
 
@@ -250,12 +249,6 @@ async def test_question_widget_without_a_model_is_bedrock_unconfigured(tmp_path:
 
 
 # ------------------------------------------------------------------ Databricks through the real connector
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
 
 
 async def test_databricks_warehouse_path_and_failure_kinds(

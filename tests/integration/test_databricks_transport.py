@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
 )
 
@@ -78,12 +76,6 @@ def test_an_unknown_transport_is_refused() -> None:
         _wh("odbc")
     with pytest.raises(ValidationError, match="databricks_transport"):
         Settings(databricks_transport="odbc")  # type: ignore[arg-type]  # the point: refused
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-tags") as srv:
-        yield srv
 
 
 async def test_every_statement_is_tagged_with_widget_metric_and_tenant(

@@ -28,7 +28,6 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
     service_settings,
 )
@@ -297,12 +296,6 @@ async def test_postgres_unavailable_answers_the_last_good(tmp_path: Path) -> Non
     finally:
         await proxy.stop()
         drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
 
 
 async def test_last_good_answer_on_each_databricks_failure_kind(

@@ -14,29 +14,25 @@ warehouse and the local Converse API server, with JWT principals:
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from adapters.identity import mint_token
-from fakes.bedrock_converse import MODEL_ID, NO_METRIC, ConverseServer, ToolCall
+from fakes.bedrock_converse import NO_METRIC, ConverseServer, ToolCall
 from tests.support.clocks import until
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
-    create_database,
-    drop_database,
-    running_service,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
 SECRET = "verified-answers-secret-0123456789abcdef"
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.service(
+        converse=True, auth_jwt_secret=SECRET, auth_audience="wdr", llm_rate_limit="1000/minute"
+    ),
+]
 READ = "data:read widgets:read widgets:write audit:read"
 OWNER_SCOPES = f"{READ} answers:verify"
 BY_REGION = {"metric_id": "claims_filed_count", "dimensions": ["region"], "time_range": "last_30d"}
@@ -60,35 +56,6 @@ def token(
 OWNER = token()
 READER = token(scopes=READ, subject="reader@acme")
 OTHER = token(tenant="globex", subject="owner@globex")
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-            auth_jwt_secret=SECRET,
-            auth_audience="wdr",
-            llm_rate_limit="1000/minute",
-            bedrock_model_id=MODEL_ID,
-            bedrock_endpoint_url=converse.url,
-            bedrock_timeout_s=2.0,
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
 
 
 @pytest.fixture(autouse=True)
