@@ -190,6 +190,9 @@ class State(InputState, OutputState, total=False):
     candidate_sql: str
     generation: Generation  # LLM generation facts, written to sql_generation_log
     trust: Trust | None  # how far a question's answer can be trusted (response `trust`)
+    # a question the model grounded in a PostgreSQL metric (sql_generate): postgres_query
+    # runs this intent (`metric` and `backend` are then that metric's) instead of the spec's
+    grounded: DataIntent | None
     verification: Verification | None  # a verified answer's who and when
     safety: SafetyVerdict
     # freshness

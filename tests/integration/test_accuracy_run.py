@@ -51,6 +51,19 @@ SCRIPT: dict[str, tuple[Reply, str, str]] = {
         "correct",
         "compiled_from_metric",
     ),
+    # right, grounded in a PostgreSQL metric: the KPI history's allowlisted query answers
+    "filter-kpi-platform-critical": (
+        IntentCall(
+            metric_id="active_issues_count",
+            time_range="last_24h",
+            filters=(
+                {"column": "team", "op": "=", "value": "platform"},
+                {"column": "severity", "op": "=", "value": "critical"},
+            ),
+        ),
+        "correct",
+        "compiled_from_metric",
+    ),
     # grounded, but the wrong window (last 7 days of the pinned clock, not November)
     "time-filed-november": (
         IntentCall(metric_id="claims_filed_count", time_range="last_7d"),
@@ -153,8 +166,8 @@ async def test_each_scripted_answer_gets_its_reason_and_way(
 async def test_the_report_counts_exactly(results: list[QuestionResult], tmp_path: Path) -> None:
     summary = summarize(results, model_id=MODEL_ID, categories=CATEGORIES)
     overall = summary["overall"]
-    assert (overall["questions"], overall["correct"]) == (13, 3)
-    assert overall["accuracy"] == round(3 / 13, 4)
+    assert (overall["questions"], overall["correct"]) == (14, 4)
+    assert overall["accuracy"] == round(4 / 14, 4)
     assert overall["failures"] == {
         "refused": 1,
         "error": 2,
@@ -167,27 +180,30 @@ async def test_the_report_counts_exactly(results: list[QuestionResult], tmp_path
     }
     ways = summary["by_way"]
     assert {k: (v["questions"], v["correct"]) for k, v in ways.items()} == {
-        "compiled_from_metric": (3, 2),
+        "compiled_from_metric": (4, 3),
         "model_written_unverified": (9, 1),
         "none": (1, 0),
     }
     cats = summary["by_category"]
-    assert list(cats) == ["single_metric", "breakdown", "time_window", "ranking"]
+    assert list(cats) == ["single_metric", "breakdown", "time_window", "filter", "ranking"]
     assert {k: (v["questions"], v["correct"]) for k, v in cats.items()} == {
         "single_metric": (5, 1),
         "breakdown": (5, 2),
         "time_window": (1, 0),
+        "filter": (1, 1),
         "ranking": (2, 0),
     }
-    assert summary["by_source"]["kpi_history"]["failures"]["refused"] == 1
+    kpi = summary["by_source"]["kpi_history"]
+    assert (kpi["questions"], kpi["correct"]) == (2, 1)
+    assert {k: n for k, n in kpi["failures"].items() if n} == {"refused": 1}
     # tokens as the fake reports them: a grounding turn 640/48, a SQL turn 812/64; a reply
     # without the tool counts no tokens (the answer is refused before its usage is kept)
-    assert overall["model_calls"] == 3 + 2 * 9 + 1
-    assert overall["input_tokens"] == 640 * 13 + 812 * 9
-    assert overall["output_tokens"] == 48 * 13 + 64 * 9
+    assert overall["model_calls"] == 4 + 2 * 9 + 1
+    assert overall["input_tokens"] == 640 * 14 + 812 * 9
+    assert overall["output_tokens"] == 48 * 14 + 64 * 9
     assert overall["median_latency_ms"] > 0
     md = to_markdown(summary)
-    assert "**3/13 correct (23.1%)**" in md
+    assert "**4/14 correct (28.6%)**" in md
     assert (
         "`single-kpi-claims-in-progress` (single_metric, model_written_unverified): **refused**"
         in md

@@ -3,8 +3,9 @@ behind the local Converse API server (its grounding turns answer with toolUse bl
 
 A question a catalog metric answers is compiled by the metric compiler (`trust`:
 `compiled_from_metric`, no model-written SQL); the demo question (device models: no metric
-has that dimension) is written by the model (`model_written_unverified`). Both are in the
-generation log with the way taken."""
+has that dimension) is written by the model (`model_written_unverified`). A question over the
+KPI history grounded in a PostgreSQL metric is answered by that metric's allowlisted query
+(`source: postgres`, `compiled_from_metric`). All are in the generation log with the way taken."""
 
 from __future__ import annotations
 
@@ -191,3 +192,43 @@ async def test_a_model_intent_that_does_not_validate_is_not_compiled(
     ((way, intent, _sql, _allowed, reason),) = await _log_rows(svc, "q-by-model")
     assert way == "model_written_unverified" and intent is None
     assert "dimension 'model' is not allowed" in reason
+
+
+async def test_a_kpi_question_is_answered_from_postgresql_without_model_sql(
+    svc: Service, converse: ConverseServer
+) -> None:
+    spec = {
+        "title": "Open issues by severity (asked)",
+        "kind": "bar",
+        "mock_data": [{"severity": "mock", "value": 1}],
+        "data_intent": {
+            "metric_id": "claims_insights",
+            "question": "How many issues are open right now, by severity?",
+        },
+    }
+    assert (await svc.client.put("/v1/widgets/q-issues", json=spec)).status_code in (200, 201)
+    converse.reset()
+    converse.script_intents(
+        IntentCall(metric_id="active_issues_count", dimensions=("severity",), time_range="last_24h")
+    )
+    body = (await svc.data("q-issues", refresh=True)).json()
+    assert body["source"] == "postgres" and body["trust"] == "compiled_from_metric", body
+    assert body["live_data_unavailable"] is False and body["row_count"] > 0
+    assert converse.requests == [] and len(converse.grounding_requests) == 1  # no model SQL
+    (offered,) = converse.grounding_requests
+    assert "active_issues_count" in offered.system_text
+    # the same rows as the demo widget over the same metric and intent
+    direct = (await svc.data("issues-by-severity", refresh=True)).json()
+    assert direct["source"] == "postgres" and direct["trust"] is None
+    assert sorted(map(str, body["data"])) == sorted(map(str, direct["data"]))
+    assert "kpi_metrics_history" in body["generated_sql"]
+    ((way, intent, sql, allowed, _reason),) = await _log_rows(svc, "q-issues")
+    assert way == "compiled_from_metric" and allowed is None  # no warehouse safety check
+    assert intent["metric_id"] == "active_issues_count" and intent["dimensions"] == ["severity"]
+    assert "kpi_metrics_history" in sql
+
+    # forced again: the approved intent runs again, the model is not asked
+    again = (await svc.data("q-issues", refresh=True)).json()
+    assert again["source"] == "postgres" and again["trust"] == "compiled_from_metric"
+    assert again["cache_hit"] is False and again["refresh_debounced"] is False
+    assert len(converse.grounding_requests) == 1 and converse.requests == []

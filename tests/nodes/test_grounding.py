@@ -62,7 +62,8 @@ async def test_no_metric_fits_then_the_model_writes_sql() -> None:
 async def test_an_intent_that_fails_validation_falls_back_to_model_sql() -> None:
     for bad in (
         {"metric_id": "claims_filed_count", "dimensions": ["model"]},  # not a dimension
-        {"metric_id": "active_issues_count"},  # not in the grounding catalog
+        {"metric_id": "claims_insights"},  # an llm metric: in no grounding catalog
+        {"metric_id": "active_issues_count", "dimensions": ["region"]},  # a KPI's: no region
         {"metric_id": "claims_filed_count", "grain": "fortnight"},  # not an intent
     ):
         llm = StubLLM(intent=bad)
