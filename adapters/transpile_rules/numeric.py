@@ -123,6 +123,8 @@ def decimal_average(node: exp.Expr) -> exp.Expr:
         return node
     t = inner.this.type
     if t is None or not t.is_type(exp.DataType.Type.DECIMAL) or len(t.expressions) != 2:
+        if inner.this.meta.get("family") == "decimal":  # typed by the rule, not by sqlglot
+            raise EmbeddedUnsupported("avg() over a DECIMAL of unknown precision")
         return node
     p, s = (int(e.name) for e in t.expressions)
     typ = exp.DataType.build(f"DECIMAL({min(38, p + 4)}, {min(38, s + 4)})")
