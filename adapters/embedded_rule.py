@@ -346,7 +346,7 @@ def _walk(root: exp.Expr) -> Iterator[exp.Expr]:
 
 
 def _gated(node: exp.Expr) -> bool:
-    if type(node) in OPERATORS:
+    if type(node) in OPERATORS or isinstance(node, exp.Bracket):  # an index: its base, bounds
         return True
     if not isinstance(node, exp.Func) or isinstance(node, _STRUCTURAL):
         return False

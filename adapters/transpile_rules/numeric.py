@@ -236,3 +236,12 @@ def named_functions(node: exp.Expr) -> exp.Expr:
             rounded = fn("ROUND_EVEN", double(x), exp.Literal.number(digits))
             return fn("FORMAT", exp.Literal.string("{:,." + str(digits) + "f}"), rounded)
     return node
+
+
+def max_by_nulls(node: exp.Expr) -> exp.Expr:
+    """max_by/min_by(x, key): x at the row of the greatest/least non-NULL key, even when x
+    is NULL there (DuckDB's ARG_MAX skips rows whose x is NULL; ARG_MAX_NULL does not)."""
+    if isinstance(node, exp.ArgMax | exp.ArgMin) and node.expression is not None:
+        name = "ARG_MAX_NULL" if isinstance(node, exp.ArgMax) else "ARG_MIN_NULL"
+        return fn(name, node.this.copy(), node.expression.copy())
+    return node

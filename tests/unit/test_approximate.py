@@ -63,3 +63,40 @@ def test_approximate_functions_and_the_columns_they_feed(
 )
 def test_exact_answers_are_not_approximate(sql: str | None) -> None:
     assert approximation(sql) == Approximation()
+
+
+# ------------------------------------------------------------------ the differential check
+
+
+def _exact(rows: tuple[tuple[object, ...], ...]):  # type: ignore[no-untyped-def]
+    from tests.differential import Answer
+
+    return lambda _q: Answer(None, ("integer", "array<integer>"), rows)
+
+
+@pytest.mark.parametrize(
+    ("sql", "exact", "duck", "within"),
+    [
+        # approx_count_distinct: within rsd (default 0.05) of count(DISTINCT x)
+        ("APPROX_COUNT_DISTINCT(__p0_)", ((1, 100),), ((1, 100),), True),
+        ("APPROX_COUNT_DISTINCT(__p0_)", ((1, 100),), ((1, 104),), True),
+        ("APPROX_COUNT_DISTINCT(__p0_)", ((1, 100),), ((1, 106),), False),
+        ("APPROX_COUNT_DISTINCT(__p0_, 0.01)", ((1, 100),), ((1, 104),), False),
+        ("APPROX_COUNT_DISTINCT(__p0_)", ((1, 0),), ((1, None),), False),
+        # percentile_approx: the value at rank ceil(p * n), give or take n / accuracy ranks
+        ("PERCENTILE_APPROX(__p0_, 0.5)", ((1, [1, 2, 3, 4]),), ((1, 2),), True),
+        ("PERCENTILE_APPROX(__p0_, 0.5)", ((1, [1, 2, 3, 4]),), ((1, 3),), False),
+        ("PERCENTILE_APPROX(__p0_, 0.5)", ((1, [1, 2, 3, 4]),), ((1, 2.5),), False),
+        ("PERCENTILE_APPROX(__p0_, 0.5, 2)", ((1, [1, 2, 3, 4]),), ((1, 4),), True),
+        ("PERCENTILE_APPROX(__p0_, 0.5)", ((1, []),), ((1, None),), True),
+        ("PERCENTILE_APPROX(__p0_, 0.5)", ((1, [1, 2]),), ((2, 1),), False),
+    ],
+)
+def test_an_estimate_is_checked_against_the_exact_answer_within_its_error_bound(
+    sql: str, exact: tuple, duck: tuple, within: bool
+) -> None:
+    from tests.differential import Answer, Template, _outside_error_bound
+
+    t = Template("aggregate", sql, ("integer",), approximate=True)
+    found = _outside_error_bound(t, _exact(exact), Answer(None, ("integer", "integer"), duck))
+    assert (found is None) is within, found
