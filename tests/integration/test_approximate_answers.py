@@ -14,14 +14,13 @@ import pytest_asyncio
 
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
 )
 
@@ -41,12 +40,6 @@ EXACT_SQL = (
 @pytest.fixture(scope="module")
 def converse() -> Iterator[ConverseServer]:
     with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
         yield srv
 
 

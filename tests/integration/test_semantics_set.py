@@ -21,9 +21,9 @@ from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import TABLES
 from sqlsafety import check_sql
 from tests import differential as d
-from tests import helpers as sh
 from tests.integration.test_fidelity import QUERIES as CORPUS
 from tests.integration.test_fidelity import Query, load_corpus
+from tests.support import spark as sh
 
 SET = load_corpus(d.SEMANTICS)
 FAMILIES = {
