@@ -76,9 +76,24 @@ def refuse_unsupported(tree: exp.Expr) -> None:
             raise EmbeddedUnsupported("transform() with an index argument")
         if isinstance(node, exp.Reduce) and node.args.get("finish") is not None:
             raise EmbeddedUnsupported("aggregate() with a finish function")
+        if isinstance(node, exp.RegexpReplace) and _back_reference(node.args.get("replacement")):
+            raise EmbeddedUnsupported(
+                "regexp_replace() with a group reference or escape in its replacement "
+                "(Java's $1 is not RE2's \\1)"
+            )
         if isinstance(node, exp.Extract) and node.name.upper() in {"SECOND", "SECONDS", "S"}:
             raise EmbeddedUnsupported("extract(SECOND ...) with its fraction")
 
 
 def _lambda_params(node: exp.Expr | None) -> list[exp.Expr]:
     return list(node.expressions) if isinstance(node, exp.Lambda) else []
+
+
+def _back_reference(replacement: exp.Expr | None) -> bool:
+    """Whether a replacement may refer to a group ($1) or escape (\\$): not a literal, or
+    a literal with `$` or a backslash."""
+    if replacement is None:
+        return False
+    if not (isinstance(replacement, exp.Literal) and replacement.is_string):
+        return True
+    return "$" in replacement.name or "\\" in replacement.name

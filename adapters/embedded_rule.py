@@ -26,14 +26,18 @@ from functools import cache
 from pathlib import Path
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.annotate_types import annotate_types
-from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope
 from sqlglot.time import format_time
 
 from adapters.embedded_keys import OPERATORS, construct_name, literal_family, type_family
 from adapters.embedded_refusals import EmbeddedUnsupported
-from adapters.lakehouse import TABLES
+from adapters.embedded_typing import (
+    branches,
+    column_sources,
+    retype,
+    typed,
+    widen,
+)
 from metricsql.dialect import DATABRICKS as _DATABRICKS
 
 VERIFIED_PATH = Path(__file__).with_name("embedded_verified.json")
@@ -119,46 +123,6 @@ class Construct:
         return f"{self.name}({', '.join(a or '?' for a in self.args)})"
 
 
-def lakehouse_schema() -> dict[str, object]:
-    """The demo tables as sqlglot's nested schema: catalog -> database -> table -> columns."""
-    schema: dict[str, dict[str, dict[str, dict[str, str]]]] = {}
-    for name, cols in TABLES.items():
-        catalog, db, table = name.split(".")
-        schema.setdefault(catalog, {}).setdefault(db, {})[table] = dict(cols)
-    return dict(schema)
-
-
-def typed(tree: exp.Expr) -> exp.Expr:
-    """A qualified, type-annotated copy of `tree` (raises EmbeddedUnsupported if it cannot)."""
-    schema = lakehouse_schema()
-    tree = tree.copy()
-    for select in tree.find_all(exp.Select):
-        for projection in select.expressions:
-            if not isinstance(projection, exp.Alias | exp.Column | exp.Star):
-                projection.meta["unaliased"] = True
-    try:
-        q = qualify(
-            tree,
-            schema=schema,
-            dialect="databricks",
-            validate_qualify_columns=False,
-            identify=False,
-        )
-        annotated = annotate_types(q, schema=schema, dialect="databricks")
-    except (SqlglotError, KeyError, ValueError) as e:
-        raise EmbeddedUnsupported(f"a query whose column types cannot be known ({e})") from e
-    # qualify names every projection (_col_0): keep the engine's own name, as written
-    for alias in list(annotated.find_all(exp.Alias)):
-        if alias.this.meta.get("unaliased") and isinstance(alias.parent, exp.Select):
-            alias.replace(alias.this)
-    # columns of a LATERAL VIEW keep their bare names (sqlglot's DuckDB output loses the alias)
-    laterals = {lat.alias for lat in annotated.find_all(exp.Lateral) if lat.alias}
-    for col in annotated.find_all(exp.Column):
-        if col.table and col.table in laterals:
-            col.set("table", None)
-    return annotated
-
-
 def check_verified(tree: exp.Expr, verified: VerifiedSet) -> tuple[exp.Expr, tuple[str, ...]]:
     """The typed copy of `tree` (what the translation rules rewrite) and the approximate
     constructs it uses; raise `EmbeddedUnsupported` for the first construct of `tree` not
@@ -189,8 +153,11 @@ class _Walker:
         self.found: list[Construct] = []
         self.approximate: set[str] = set()
         self._memo: dict[int, str | None] = {}
+        # a column read from a CTE, subquery or derived table -> (its source scope, name)
+        self._sources: dict[int, tuple[Scope, str]] = {}
 
     def run(self, root: exp.Expr) -> None:
+        self._sources = column_sources(root)
         for node in _walk(root):
             if _gated(node):
                 self.family(node, {})
@@ -210,6 +177,8 @@ class _Walker:
             return self._memo[id(node)]
         fam = self._family(node, env)
         self._memo[id(node)] = fam
+        if fam is not None and not env:
+            node.meta["family"] = fam  # for the translation rules (decimal_average)
         return fam
 
     def _family(self, node: exp.Expr, env: Mapping[str, str]) -> str | None:
@@ -230,6 +199,11 @@ class _Walker:
             and node.name in env
         ):
             return env[node.name]
+        if isinstance(node, exp.Column) and self._from_select(node):
+            fam = self._source_column(*self._sources[id(node)], env)
+            if fam is not None and fam != type_family(node.type):
+                retype(node, fam)  # the translation rules read the type this rule found
+            return fam
         if isinstance(node, exp.Paren | exp.Alias | exp.IgnoreNulls | exp.RespectNulls):
             return self.family(node.this, env)
         if isinstance(node, exp.Window):
@@ -250,6 +224,31 @@ class _Walker:
             projections = node.this.expressions
             return self.family(projections[0], env) if len(projections) == 1 else None
         return type_family(node.type)
+
+    def _from_select(self, col: exp.Column) -> bool:
+        """Whether `col` is read from a SELECT (or set operation) of this query; a VALUES
+        list or a table function keeps sqlglot's type."""
+        source = self._sources.get(id(col))
+        return source is not None and isinstance(branches(source[0].expression)[0], exp.Select)
+
+    def _source_column(self, scope: Scope, name: str, env: Mapping[str, str]) -> str | None:
+        """The family of column `name` of a CTE, subquery or derived table: the family of
+        the projection computing it (as this walker types it, so a verified construct's
+        result family, not sqlglot's guess), or of a set operation's branches at its
+        position, widened as Spark widens them; None when unknown."""
+        selects = branches(scope.expression)
+        if not selects or not isinstance(selects[0], exp.Select):
+            return None
+        names = [p.alias_or_name for p in selects[0].expressions]
+        if name not in names:
+            return None
+        i = names.index(name)
+        fams = []
+        for branch in selects:
+            if not isinstance(branch, exp.Select) or len(branch.expressions) <= i:
+                return None
+            fams.append(self.family(branch.expressions[i], env))
+        return widen(fams)
 
     def _construct(self, node: exp.Expr, env: Mapping[str, str]) -> str | None:
         name = construct_name(node)
@@ -347,7 +346,7 @@ def _walk(root: exp.Expr) -> Iterator[exp.Expr]:
 
 
 def _gated(node: exp.Expr) -> bool:
-    if type(node) in OPERATORS:
+    if type(node) in OPERATORS or isinstance(node, exp.Bracket):  # an index: its base, bounds
         return True
     if not isinstance(node, exp.Func) or isinstance(node, _STRUCTURAL):
         return False

@@ -17,6 +17,7 @@ from domain.freshness import Freshness, Policy, failure_note, failure_note_key, 
 from graph.context import Context
 from graph.state import State
 from nodes._common import traced
+from sqlsafety.approximate import approximation
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,17 @@ async def write_generation_log(ctx: Context, state: State) -> None:
         "failure_kind": failure["kind"] if failure else None,
     }
     await ctx.generation_log.write(record)  # never raises: it logs and drops
+
+
+def approximate_fields(sql: str | None) -> dict[str, Any]:
+    """`approximate` and `approximation` of an answer whose SQL is `sql`."""
+    found = approximation(sql)
+    return {
+        "approximate": found.approximate,
+        "approximation": {"functions": list(found.functions), "columns": list(found.columns)}
+        if found.approximate
+        else None,
+    }
 
 
 @traced("degrade_or_return")
@@ -95,6 +107,9 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "trust": (state.get("trust") or "model_written_unverified")
         if spec.data_intent.question and shows_real_data
         else None,
+        # the executed SQL calls an approximate aggregate (either warehouse): which, and
+        # the columns it feeds (sqlsafety/approximate.py)
+        **approximate_fields(state.get("generated_sql") if shows_real_data else None),
         "verification": None,
         "refresh_debounced": debounced,
         "refresh_retry_after_s": round(

@@ -38,6 +38,14 @@ class RollupInfo(BaseModel):
     data_age_s: float = Field(description="Seconds since then: the age of the data shown.")
 
 
+class Approximation(BaseModel):
+    functions: list[str] = Field(description="The approximate functions the SQL calls.")
+    columns: list[str] = Field(
+        description="The output columns computed from one (empty when only the rows' "
+        "selection is approximate, e.g. in HAVING)."
+    )
+
+
 class Verification(BaseModel):
     verified_by: str = Field(description="The subject who verified the answer.")
     verified_at: str = Field(description="When it was verified (ISO 8601).")
@@ -75,6 +83,16 @@ class ResolveResponse(BaseModel):
     resolved_at: str
     rollup: RollupInfo | None = Field(
         default=None, description="Present when the answer was read from a rollup."
+    )
+    approximate: bool = Field(
+        default=False,
+        description="The SQL that answered calls an approximate aggregate "
+        "(`approx_count_distinct`, `percentile_approx`/`approx_percentile`, a sketch): its "
+        "values are estimates within the function's documented error, on Databricks and on "
+        "the embedded engine alike.",
+    )
+    approximation: Approximation | None = Field(
+        default=None, description="When `approximate`: which functions, feeding which columns."
     )
     refresh_debounced: bool = Field(
         description="`refresh: true` came within REFRESH_MIN_INTERVAL_S of this widget's last "

@@ -28,6 +28,7 @@ from sqlglot import exp
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.embedded_rule import (
+    APPROXIMATE_NAMES,
     UNGATED,
     VERIFIED_PATH,
     Construct,
@@ -267,6 +268,7 @@ def candidate_sql() -> list[str]:
     from sqlsafety import check_sql
 
     sql = [check_sql(q, dialect="databricks", allowed_tables=TABLES).sql for q in corpus_sql()]
+    sql += semantics_sql()
     from tests.integration.test_spark_reference import ALL_CASES
 
     return (
@@ -298,6 +300,7 @@ class Template:
     sql: str  # Databricks SQL with placeholders __p0_, __p1_, ...
     families: tuple[str, ...]
     generator: bool = False  # a table-generating function (explode ...): rows, not a value
+    approximate: bool = False  # an estimate: checked against the exact answer's error bound
 
 
 def template(c: Construct) -> Template | None:
@@ -339,7 +342,8 @@ def template(c: Construct) -> Template | None:
     ):
         kind = "aggregate"
     generator = isinstance(node, exp.Explode | exp.Posexplode | exp.Inline | exp.Unnest)
-    return Template(kind, node.sql("databricks"), tuple(families), generator)
+    approximate = c.name in APPROXIMATE_NAMES
+    return Template(kind, node.sql("databricks"), tuple(families), generator, approximate)
 
 
 def _has_column(node: exp.Expr) -> bool:
@@ -532,6 +536,17 @@ def verify(
                 answers.append((e, sa, da))
                 if disagreement(sa, da):
                     break
+    elif t.approximate:  # DuckDB against the exact answer, within the documented error
+        q = row_query(t)
+        sa, da = spark(q), duck(q)
+        answers = [(t.sql, sa, da)]
+        if sa.error is None and da.error is None:
+            if sa.families != da.families:
+                return None, f"{t.sql}: result types: Spark {sa.families}, DuckDB {da.families}"
+            diff = _outside_error_bound(t, spark, da)
+            if diff:
+                return None, f"{t.sql}: {diff}"
+            answers = [(t.sql, sa, sa)]
     else:
         q = row_query(t)
         answers = [(t.sql, spark(q), duck(q))]
@@ -550,6 +565,55 @@ def verify(
     if not useful:
         return None, "no case gave a value on Spark"
     return family, None
+
+
+# Spark's documented defaults: approx_count_distinct's relative standard deviation, and
+# percentile_approx's accuracy (1/accuracy is the relative error of the rank)
+DEFAULT_RSD = 0.05
+DEFAULT_ACCURACY = 10000
+
+
+def _outside_error_bound(t: Template, spark: Callable[[str], Answer], duck: Answer) -> str | None:
+    """An approximate aggregate's DuckDB answer against the EXACT answer computed on
+    Spark, per group: approx_count_distinct within its relative standard deviation (rsd,
+    default 0.05) of count(DISTINCT x); percentile_approx a value of the sorted non-NULL
+    values at a rank within n/accuracy of ceil(p * n). None when within the bound."""
+    node = parse_databricks(f"SELECT {t.sql}").selects[0]
+    if isinstance(node, exp.ApproxDistinct):
+        acc = node.args.get("accuracy")
+        rsd = float(acc.name) if acc is not None else DEFAULT_RSD
+        exact_sql = exp.Count(this=exp.Distinct(expressions=[node.this.copy()])).sql("databricks")
+    elif isinstance(node, exp.ApproxQuantile) and not isinstance(node.args["quantile"], exp.Array):
+        acc = node.args.get("accuracy")
+        accuracy = int(acc.name) if acc is not None else DEFAULT_ACCURACY
+        p = float(node.args["quantile"].name)
+        exact_sql = f"array_sort(collect_list({node.this.sql('databricks')}))"
+    else:
+        return f"no error bound known for {t.sql}"
+    exact = spark(row_query(Template(t.kind, exact_sql, t.families)))
+    if exact.error:
+        return f"the exact answer fails on Spark: {exact.error}"
+    if len(exact.rows) != len(duck.rows):
+        return f"{len(exact.rows)} groups exactly, {len(duck.rows)} on DuckDB"
+    for (g, want), (g2, got) in zip(exact.rows, duck.rows, strict=True):
+        if g != g2:
+            return f"groups {g} and {g2}"
+        if isinstance(node, exp.ApproxDistinct):
+            if got is None or abs(got - want) > rsd * want:
+                return f"group {g}: DuckDB {got!r}, exactly {want!r} (rsd {rsd})"
+            continue
+        values = want or []
+        if not values:
+            if got is not None:
+                return f"group {g}: DuckDB {got!r} over no values"
+            continue
+        n = len(values)
+        rank = max(math.ceil(p * n), 1)
+        slack = math.floor(n / accuracy)
+        allowed = values[max(rank - 1 - slack, 0) : rank + slack]
+        if not any(same(got, v) for v in allowed):
+            return f"group {g}: DuckDB {got!r}, within the error bound: {allowed!r}"
+    return None
 
 
 def _column(a: Answer, i: int) -> Answer:
@@ -645,6 +709,56 @@ def main() -> int:
     write(data)
     print(f"{len(data['verified'])} verified, {len(data['refused'])} refused -> {VERIFIED_PATH}")
     return 0
+
+
+# ------------------------------------------------------------------ whole queries
+
+SEMANTICS = Path(__file__).parent / "fixtures" / "fidelity" / "semantics.sql"
+REFUSAL = "not supported on the embedded engine"
+
+
+def semantics_sql() -> list[str]:
+    """The semantics set (tests/fixtures/fidelity/semantics.sql) as the safety layer
+    re-renders it: candidates too, so its constructs are verified or refused by name."""
+    from sqlsafety import SafetyViolation, check_sql
+
+    out = []
+    for block in SEMANTICS.read_text().split("\n\n"):
+        lines = block.strip().splitlines()
+        if any(ln.startswith("# id:") for ln in lines):
+            text = "\n".join(ln for ln in lines if not ln.startswith("#"))
+            try:
+                out.append(check_sql(text, dialect="databricks", allowed_tables=TABLES).sql)
+            except SafetyViolation:
+                continue
+    return out
+
+
+def _ordered(sql: str) -> bool:
+    try:
+        tree = parse_databricks(sql)
+    except Exception:
+        return False
+    return tree.args.get("order") is not None
+
+
+def query_difference(spark: Answer, duck: Answer, sql: str) -> str | None:
+    """A whole query's answers on Spark and on the embedded engine: None when they agree
+    (the same result types and rows, in order when the query orders them, or an error on
+    both) or when the embedded engine refused by name; else the silent difference."""
+    if duck.error and REFUSAL in duck.error:
+        return None
+    if spark.error or duck.error:
+        return disagreement(spark, duck)
+    if not _ordered(sql):
+        key = _sort_key
+        spark = Answer(None, spark.families, tuple(sorted(spark.rows, key=key)))
+        duck = Answer(None, duck.families, tuple(sorted(duck.rows, key=key)))
+    return disagreement(spark, duck)
+
+
+def _sort_key(row: tuple[Any, ...]) -> str:
+    return json.dumps(row, default=str, sort_keys=True)
 
 
 __all__ = ["VerifiedSet", "main", "verified_set", "write"]

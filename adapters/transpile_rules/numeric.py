@@ -123,6 +123,8 @@ def decimal_average(node: exp.Expr) -> exp.Expr:
         return node
     t = inner.this.type
     if t is None or not t.is_type(exp.DataType.Type.DECIMAL) or len(t.expressions) != 2:
+        if inner.this.meta.get("family") == "decimal":  # typed by the rule, not by sqlglot
+            raise EmbeddedUnsupported("avg() over a DECIMAL of unknown precision")
         return node
     p, s = (int(e.name) for e in t.expressions)
     typ = exp.DataType.build(f"DECIMAL({min(38, p + 4)}, {min(38, s + 4)})")
@@ -233,4 +235,13 @@ def named_functions(node: exp.Expr) -> exp.Expr:
             digits = int(d.to_py())
             rounded = fn("ROUND_EVEN", double(x), exp.Literal.number(digits))
             return fn("FORMAT", exp.Literal.string("{:,." + str(digits) + "f}"), rounded)
+    return node
+
+
+def max_by_nulls(node: exp.Expr) -> exp.Expr:
+    """max_by/min_by(x, key): x at the row of the greatest/least non-NULL key, even when x
+    is NULL there (DuckDB's ARG_MAX skips rows whose x is NULL; ARG_MAX_NULL does not)."""
+    if isinstance(node, exp.ArgMax | exp.ArgMin) and node.expression is not None:
+        name = "ARG_MAX_NULL" if isinstance(node, exp.ArgMax) else "ARG_MIN_NULL"
+        return fn(name, node.this.copy(), node.expression.copy())
     return node

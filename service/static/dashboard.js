@@ -586,7 +586,7 @@
       Object.assign(this, {
         title: $(".tile-title", n), infoBtn: $(".info-btn", n), badge: $(".badge", n),
         badgeIcon: $(".badge-icon", n), badgeText: $(".badge-text", n), badgeKind: $(".badge-kind", n),
-        trustMark: $(".trust", n), tip: $(".tip", n), popover: $(".popover", n), viz: $(".viz", n), mockMark: $(".mock-mark", n),
+        trustMark: $(".trust", n), approxMark: $(".approx", n), tip: $(".tip", n), popover: $(".popover", n), viz: $(".viz", n), mockMark: $(".mock-mark", n),
         meta: $(".meta", n), refreshBtn: $(".refresh-btn", n), sqlBtn: $(".sql-btn", n), traceBtn: $(".trace-btn", n),
         body: $(".tile-body", n),
       });
@@ -705,6 +705,12 @@
       this.trustMark.title = tip;
       if (t) this.trustMark.setAttribute("aria-label", `Answer trust: ${t.text}. ${tip}`);
       else this.trustMark.removeAttribute("aria-label");
+      // an answer computed with an approximate aggregate says so (response `approximation`)
+      const approx = this.result && !this.error && this.result.approximate ? this.result.approximation : null;
+      this.approxMark.hidden = !approx;
+      this.approxMark.title = approx
+        ? `Estimated values (${approx.functions.join(", ")})${approx.columns.length ? ` in ${approx.columns.join(", ")}` : ""}, within the function's documented error`
+        : "";
     }
 
     render() {

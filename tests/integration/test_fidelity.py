@@ -41,9 +41,9 @@ class Query:
     refused: str | None  # what the embedded engine's refusal must name, if it refuses
 
 
-def load_corpus() -> list[Query]:
+def load_corpus(path: Path = CORPUS) -> list[Query]:
     out = []
-    for block in CORPUS.read_text().split("\n\n"):
+    for block in path.read_text().split("\n\n"):
         meta: dict[str, str] = {}
         sql = []
         for line in block.strip().splitlines():

@@ -92,3 +92,33 @@ def test_no_two_translation_rules_rewrite_the_same_node() -> None:
                 except EmbeddedUnsupported:
                     changed.append(rule.__name__)
             assert len(changed) <= 1, (changed, node.sql("databricks"))
+
+
+def test_an_array_index_is_a_construct_keyed_by_its_types() -> None:
+    """split(...)[2] and element_at(..., 3): Spark (ANSI) fails out of bounds, DuckDB
+    gives NULL; the index is gated like a function, so only a verified key runs."""
+    assert "[](array<string>, integer)" in keys(f"SELECT split(claim_id, '-')[2] {EVENTS}")
+    assert "element_at(array<string>, integer)" in keys(
+        f"SELECT element_at(split(claim_id, '-'), 3) {EVENTS}"
+    )
+
+
+def test_max_by_keeps_a_null_value_at_the_greatest_key() -> None:
+    sql = to_duckdb(
+        f"SELECT max_by(amount, event_id), min_by(amount, event_id) {EVENTS}",
+        VerifiedSet(
+            results={"max_by(decimal, integer)": "decimal", "min_by(decimal, integer)": "decimal"}
+        ),
+    )
+    assert "ARG_MAX_NULL(" in sql and "ARG_MIN_NULL(" in sql
+
+
+@pytest.mark.parametrize("replacement", ["'$2-$1'", "'\\\\1'", "region"])
+def test_regexp_replace_with_a_group_reference_is_refused(replacement: str) -> None:
+    """Java's `$1` is a group in Spark's replacement and literal text in RE2's."""
+    verified = VerifiedSet(results={}, everything=True)
+    with pytest.raises(EmbeddedUnsupported, match="group reference"):
+        to_duckdb(
+            f"SELECT regexp_replace(claim_id, '(CLM)-(\\\\d+)', {replacement}) {EVENTS}", verified
+        )
+    to_duckdb(f"SELECT regexp_replace(claim_id, '[0-9]', '') {EVENTS}", verified)
