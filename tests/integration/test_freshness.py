@@ -453,10 +453,10 @@ async def _refresh_ahead(svc: Service, clock: FakeClock, backend_calls: Counter[
         assert body["resolved_at"] == seen[-1]
         (key,) = [k for k in refresher.tracked_keys() if ":claims-in-progress-trend:" in k]
         tracked = refresher._tracked[key]
-        started = refresher.started
+        asked = refresher.started + 1
         # half a backend duration before it expires: the refresher's moment to start
         clock.now = tracked.expires_at - tracked.estimate_s / 2
-        await _until(lambda: refresher.started > started, timeout=30)
+        await _until(lambda n=asked: refresher.started >= n, timeout=30)
         await _idle(svc)
         body = (await svc.data("claims-in-progress-trend")).json()
         assert body["cache_hit"] is True and body["stale"] is False, body  # nobody waited
