@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ import pytest_asyncio
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakes.bedrock_converse import MODEL_ID, ConverseServer, Slow, Text, ToolCall
+from fakes.bedrock_converse import MODEL_ID, ConverseServer, Held, Slow, Text, ToolCall
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from observability import metrics as obs_metrics
 from observability.logs import JsonFormatter
 from service.app import create_app
 from service.settings import Settings
@@ -30,6 +32,7 @@ from tests.helpers import (
     create_database,
     drop_database,
     free_port,
+    until,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -335,15 +338,19 @@ async def test_the_trace_continues_into_the_bedrock_call(live: Live, otlp: OtlpR
 
 async def test_stream_sends_node_events_in_order_then_data_body(live: Live) -> None:
     await live.question_widget("obs-stream", "Top device models by claims?")
-    live.converse.script(Slow(2.0, ToolCall()))
+    model = threading.Event()
+    live.converse.script(Held(model, ToolCall()))
     path = DATA.format(widget_id="obs-stream")
+    joined = obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get()
     stream_task = asyncio.create_task(live.client.post(path + "/stream"))
     flights = live.app.state.resolver.flights.inflight
-    for _ in range(200):  # the stream leads (its run waits on the model) ...
-        if any(key[0] == "obs-stream" for key in flights):
-            break
-        await asyncio.sleep(0.025)
-    plain = await live.client.post(path)  # ... and /data joins the same resolution
+    # the stream leads (its run waits on the model) ...
+    await until(lambda: any(key[0] == "obs-stream" for key in flights), timeout_s=60)
+    plain_task = asyncio.create_task(live.client.post(path))
+    # ... and /data joins the same resolution, then the model answers
+    await until(lambda: obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get() > joined, timeout_s=60)
+    model.set()
+    plain = await plain_task
     streamed = await stream_task
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
@@ -430,10 +437,8 @@ async def test_a_lone_leaver_still_caches_the_answer(live: Live) -> None:
         async for line in resp.aiter_lines():
             if line.startswith("data:"):
                 break
-    for _ in range(100):  # the abandoned run completes on its own
-        if not live.app.state.resolver.flights.inflight:
-            break
-        await asyncio.sleep(0.05)
+    # the abandoned run completes on its own
+    await until(lambda: not live.app.state.resolver.flights.inflight, timeout_s=60)
     body = (await live.client.post(path)).json()
     assert body["cache_hit"] is True and body["source"] == "databricks"
     assert len(live.converse.requests) == 1
