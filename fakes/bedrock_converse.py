@@ -125,15 +125,6 @@ class Slow:
 
 
 @dataclass(frozen=True)
-class Held:
-    """Wait until `gate` is set (a test releases the model when it is ready: no timing),
-    or the server stops, then send `then`."""
-
-    gate: threading.Event
-    then: Reply = field(default_factory=ToolCall)
-
-
-@dataclass(frozen=True)
 class Raw:
     """Any status, headers and JSON body: for shapes the other replies do not cover."""
 
@@ -142,7 +133,7 @@ class Raw:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Reply = ToolCall | IntentCall | Text | Intervened | AwsError | Slow | Held | Raw
+Reply = ToolCall | IntentCall | Text | Intervened | AwsError | Slow | Raw
 
 EXPIRED_TOKEN = AwsError(
     403, "ExpiredTokenException", "The security token included in the request is expired"
@@ -298,12 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         owner = self.server.owner
         reply = owner._record_and_choose(request)
-        while isinstance(reply, Slow | Held):
-            if isinstance(reply, Held):
-                while not reply.gate.wait(0.05):
-                    if owner._stopping.is_set():
-                        return  # shutting down: drop the connection
-            elif owner._stopping.wait(reply.seconds):
+        while isinstance(reply, Slow):
+            if owner._stopping.wait(reply.seconds):
                 return  # shutting down: drop the connection
             reply = reply.then
         self._send(reply.as_tool_call() if isinstance(reply, IntentCall) else reply)

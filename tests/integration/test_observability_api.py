@@ -20,7 +20,7 @@ import pytest_asyncio
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from fakes.bedrock_converse import MODEL_ID, ConverseServer, Held, Slow, Text, ToolCall
+from fakes.bedrock_converse import MODEL_ID, ConverseServer, Slow, Text, ToolCall
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from observability import metrics as obs_metrics
 from observability.logs import JsonFormatter
@@ -339,19 +339,28 @@ async def test_the_trace_continues_into_the_bedrock_call(live: Live, otlp: OtlpR
 async def test_stream_sends_node_events_in_order_then_data_body(live: Live) -> None:
     await live.question_widget("obs-stream", "Top device models by claims?")
     model = threading.Event()
-    live.converse.script(Held(model, ToolCall()))
+
+    def held(_request: Any) -> ToolCall:  # the model answers when the test says
+        model.wait(120)
+        return ToolCall()
+
+    live.converse.responder = held
     path = DATA.format(widget_id="obs-stream")
     joined = obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get()
-    stream_task = asyncio.create_task(live.client.post(path + "/stream"))
-    flights = live.app.state.resolver.flights.inflight
-    # the stream leads (its run waits on the model) ...
-    await until(lambda: any(key[0] == "obs-stream" for key in flights), timeout_s=60)
-    plain_task = asyncio.create_task(live.client.post(path))
-    # ... and /data joins the same resolution, then the model answers
-    await until(lambda: obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get() > joined, timeout_s=60)
-    model.set()
-    plain = await plain_task
-    streamed = await stream_task
+    try:
+        stream_task = asyncio.create_task(live.client.post(path + "/stream"))
+        flights = live.app.state.resolver.flights.inflight
+        # the stream leads (its run waits on the model) ...
+        await until(lambda: any(key[0] == "obs-stream" for key in flights), timeout_s=60)
+        plain_task = asyncio.create_task(live.client.post(path))
+        # ... and /data joins the same resolution, then the model answers
+        await until(lambda: obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get() > joined, timeout_s=60)
+        model.set()
+        plain = await plain_task
+        streamed = await stream_task
+    finally:
+        model.set()
+        live.converse.responder = None
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(streamed.text)
