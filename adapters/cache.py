@@ -116,7 +116,8 @@ class RedisCache:
         if self._tripped():
             return None
         try:
-            blob = await asyncio.wait_for(self._client.get(self._prefix + key), self._timeout * 2)
+            async with asyncio.timeout(self._timeout * 2):  # a scope, not wait_for's task
+                blob = await self._client.get(self._prefix + key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("get", exc)
             return None
@@ -136,10 +137,8 @@ class RedisCache:
         if blob is None:
             return
         try:
-            await asyncio.wait_for(
-                self._client.set(self._prefix + key, blob, ex=ttl_seconds),
-                self._timeout * 2,
-            )
+            async with asyncio.timeout(self._timeout * 2):
+                await self._client.set(self._prefix + key, blob, ex=ttl_seconds)
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("set", exc)
 
@@ -147,7 +146,8 @@ class RedisCache:
         if self._tripped():
             return
         try:
-            await asyncio.wait_for(self._client.delete(self._prefix + key), self._timeout * 2)
+            async with asyncio.timeout(self._timeout * 2):
+                await self._client.delete(self._prefix + key)
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("delete", exc)
 

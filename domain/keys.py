@@ -62,14 +62,34 @@ def result_cache_key(
     access = access or RowAccess()
     generator = "llm" if (intent.question or routing.generator == "llm") else "compiled"
     digest = _digest(
-        {
-            "access": access_scope(access, metric, routing.backend, generator),
-            "intent": intent.model_dump(mode="json"),
-            "routing": routing.model_dump(mode="json"),
-            "definition": metric.definition.model_dump(mode="json"),
-        }
+        {"access": access_scope(access, metric, routing.backend, generator)}
+        | _dumped(intent, routing, metric)
     )
     return f"r{CACHE_FORMAT_VERSION}:{access.tenant}:{widget_id}:{digest}"
+
+
+# (intent, routing, metric) by identity -> their JSON forms in a key. The models are frozen
+# and the registry hands out the same objects on every request, so a key costs one dump per
+# model, not three per request. Each row holds its models, so an id is never reused while
+# its row stands; bounded (cleared when full: the registry holds far fewer).
+_DUMPED: dict[tuple[int, int, int], tuple[DataIntent, RoutingEntry, MetricDef, dict[str, Any]]] = {}
+_DUMPED_MAX = 4096
+
+
+def _dumped(intent: DataIntent, routing: RoutingEntry, metric: MetricDef) -> dict[str, Any]:
+    ident = (id(intent), id(routing), id(metric))
+    row = _DUMPED.get(ident)
+    if row is not None and row[0] is intent and row[1] is routing and row[2] is metric:
+        return row[3]
+    dumped = {
+        "intent": intent.model_dump(mode="json"),
+        "routing": routing.model_dump(mode="json"),
+        "definition": metric.definition.model_dump(mode="json"),
+    }
+    if len(_DUMPED) >= _DUMPED_MAX:
+        _DUMPED.clear()
+    _DUMPED[ident] = (intent, routing, metric, dumped)
+    return dumped
 
 
 def approved_sql_key(

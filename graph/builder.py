@@ -5,6 +5,7 @@
                           -> rollup_query -> (answered) degrade_or_return
                                           -> (else) sql_generate -> ...
                           -> sql_generate -> safety_check -> databricks_execute -> degrade_or_return
+                                          -> (grounded in a PostgreSQL metric) postgres_query
     any failure -> mock_data -> degrade_or_return
 
 `build_graph()` returns the uncompiled builder (tests compile it with their own context);

@@ -94,13 +94,13 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
     """The metric side of one node run (pure function of state, update and context)."""
     entry = _entry(update, name)
     seconds, outcome = entry["ms"] / 1000.0, str(entry["outcome"])
-    m.NODE_DURATION.labels(name).observe(seconds)
-    m.NODE_OUTCOMES.labels(name, outcome).inc()
+    m.child(m.NODE_DURATION, name).observe(seconds)
+    m.child(m.NODE_OUTCOMES, name, outcome).inc()
     failure = update.get("failure")
     if name == "cache_lookup":
         result = cache_result(cast(CacheOutcome, outcome))
         if result is not None:
-            m.CACHE_LOOKUPS.labels(result).inc()
+            m.child(m.CACHE_LOOKUPS, result).inc()
         follower = lease_follower(cast(CacheOutcome, outcome))
         if follower is not None:
             m.LEASE_FOLLOWERS.labels(follower).inc()
@@ -129,7 +129,8 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
         resolution = (
             "stale" if response.get("stale") else resolution_label(cast(AnswerOutcome, outcome))
         )
-        m.RESOLUTIONS.labels(
+        m.child(
+            m.RESOLUTIONS,
             str(response.get("backend") or "none"),
             str(response.get("source") or "none"),
             resolution,

@@ -41,8 +41,13 @@ async def route_after_postgres_query(state: State) -> Literal["degrade_or_return
     return "mock_data" if state.get("failure") else "degrade_or_return"
 
 
-async def route_after_sql_generate(state: State) -> Literal["safety_check", "mock_data"]:
-    return "mock_data" if state.get("failure") else "safety_check"
+async def route_after_sql_generate(
+    state: State,
+) -> Literal["safety_check", "postgres_query", "mock_data"]:
+    if state.get("failure"):
+        return "mock_data"
+    # a question grounded in a PostgreSQL metric: its allowlisted query, not warehouse SQL
+    return "postgres_query" if state.get("grounded") is not None else "safety_check"
 
 
 async def route_after_safety_check(

@@ -122,7 +122,8 @@ DECISION_KEYS = (
 
 def decided(update: dict[str, Any]) -> dict[str, Any]:
     """What a node's update decided, for Studio: the decision keys it wrote, the metric
-    and routing by name and backend, and row data only as a count."""
+    and routing by name and backend, a question's intent grounded in a PostgreSQL metric,
+    and row data only as a count."""
     out: dict[str, Any] = {k: update[k] for k in DECISION_KEYS if k in update}
     if (metric := update.get("metric")) is not None:
         out["metric"] = getattr(metric, "name", metric)
@@ -130,6 +131,8 @@ def decided(update: dict[str, Any]) -> dict[str, Any]:
         out["routing"] = (
             routing.model_dump(mode="json") if isinstance(routing, BaseModel) else routing
         )
+    if isinstance(grounded := update.get("grounded"), BaseModel):  # for postgres_query
+        out["grounded"] = grounded.model_dump(mode="json", exclude_none=True)
     if isinstance(rows := update.get("rows"), list):
         out["rows"] = f"<{len(rows)} rows hidden>"
     if isinstance(last_good := update.get("last_good"), dict):

@@ -1,4 +1,5 @@
-"""postgres_query: run the metric's allowlisted, parameterized query."""
+"""postgres_query: run the metric's allowlisted, parameterized query: for the widget's own
+intent, or for a question sql_generate grounded in a PostgreSQL metric (state `grounded`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from nodes._versions import stamp
 @traced("postgres_query")
 async def postgres_query(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     ctx = runtime.context
-    metric, intent = state["metric"], state["spec"].data_intent
+    metric = state["metric"]
+    intent = state.get("grounded") or state["spec"].data_intent
     if ctx.postgres is None:
         return fail(
             "postgres_query", FailureKind.postgres_unavailable, "no PostgreSQL is configured"

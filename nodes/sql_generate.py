@@ -7,76 +7,46 @@ catalog's compiled warehouse metrics (`SqlGenerator.ground`); an intent that val
 against the catalog (`validate_intent`, as PUT) is compiled by the metric compiler and the
 answer's trust is `compiled_from_metric`. Only when no metric fits (the model says so, or
 its intent does not validate or compile) does the model write the SQL itself
-(`model_written_unverified`). Both ways go through the safety layer (row filters, limits)."""
+(`model_written_unverified`). Before either, a question an owner verified is answered from
+its verified answer without the model (`verified`, nodes/verified.py). Every warehouse way
+goes through the safety layer (row filters, limits).
+
+The model may also ground a question in a PostgreSQL metric (the KPI history, with an
+allowlisted query): a validated intent is not compiled here but handed to postgres_query
+(state `grounded`, `metric` and `backend: postgres`; graph/routing.py routes there), which
+runs the metric's allowlisted query with the caller's row filters; trust
+`compiled_from_metric` too. No SQL is written by the model on that way."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
-from pydantic import ValidationError
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
 from domain.keys import approved_sql_key
-from domain.models import DataIntent, MetricDef, validate_intent
-from domain.ports import GenerationRequest, Grounding, GroundingRequest, TableSchema
+from domain.models import DataIntent, MetricDef
+from domain.ports import GenerationRequest, Grounding, GroundingRequest, TableSchema, Trust
 from graph.context import Context
-from graph.state import State
+from graph.state import Generation, State
 from metricsql import compile_intent
 from nodes._common import fail, failed, traced
+from nodes._grounding import (
+    compile_grounded,
+    grounding_catalog,
+    postgres_catalog,
+    validate_grounded,
+)
+from nodes.safety_check import APPROVED_SQL_TTL_S
+from nodes.verified import answer_verified
 
 # the model cannot be asked now: a question answered before runs from its logged SQL
 MODEL_UNREACHABLE = frozenset(
     {FailureKind.bedrock_unavailable, FailureKind.llm_timeout, FailureKind.llm_rate_limited}
 )
-
-
-def grounding_catalog(ctx: Context) -> dict[str, MetricDef]:
-    """The metrics a question may be grounded in: warehouse metrics the compiler builds."""
-    routings = ctx.registry.routings()
-    return {
-        name: metric
-        for name, metric in ctx.registry.metrics().items()
-        if metric.definition.measure
-        and (r := routings.get(name)) is not None
-        and r.backend == "databricks"
-        and r.generator == "compiled"
-    }
-
-
-def compile_grounded(
-    ctx: Context,
-    raw: dict[str, Any],
-    catalog: dict[str, MetricDef],
-    now: datetime,
-    cap: int | None = None,
-) -> tuple[DataIntent, str] | str:
-    """(intent, SQL) for the model's intent, or why it does not fit (then the model writes
-    the SQL). The same validation as PUT, then the metric compiler; the widget's own limit
-    (`cap`) binds the intent's."""
-    try:
-        grounded = DataIntent.model_validate(raw)
-    except ValidationError as exc:
-        return f"invalid intent: {exc.error_count()} error(s)"
-    if cap is not None:
-        grounded = grounded.model_copy(update={"limit": min(grounded.limit or cap, cap)})
-    problems = validate_intent(grounded, catalog)
-    if problems:
-        return "; ".join(problems)
-    try:
-        sql = compile_intent(
-            catalog[grounded.metric_id],
-            grounded,
-            now=now,
-            max_rows=ctx.safety.max_rows,
-            default_limit=ctx.default_row_limit,
-        )
-    except ResolverFailure as exc:
-        return exc.detail
-    return grounded, sql
 
 
 def _usage(g: Grounding) -> dict[str, Any]:
@@ -92,6 +62,68 @@ def _usage(g: Grounding) -> dict[str, Any]:
 
 def _plus(a: int | None, b: int | None) -> int | None:
     return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+def _on_postgres(
+    ctx: Context, grounded: DataIntent | str, catalog: dict[str, MetricDef], record: dict[str, Any]
+) -> dict[str, Any] | str:
+    """A question grounded in a PostgreSQL metric, for postgres_query to run (or why not).
+    The log keeps the query as rendered without the caller's row filters (postgres_query
+    applies them), as the warehouse way logs its SQL before the safety layer."""
+    if isinstance(grounded, str):
+        return grounded
+    metric = catalog[grounded.metric_id]
+    assert ctx.postgres is not None  # the catalog is empty without it
+    try:
+        sql = ctx.postgres.render_sql(metric, grounded, now=ctx.clock())
+    except ResolverFailure as exc:
+        return exc.detail
+    way: Trust = "compiled_from_metric"
+    raw = grounded.model_dump(mode="json", exclude={"question"})
+    return {
+        "metric": metric,
+        "backend": "postgres",
+        "grounded": grounded,
+        "generation": record | {"generated_sql": sql, "way": way, "intent": raw},
+        "trust": way,
+    }
+
+
+async def _grounded(
+    ctx: Context,
+    state: State,
+    grounding: Grounding,
+    catalogs: tuple[dict[str, MetricDef], dict[str, MetricDef]],
+    record: dict[str, Any],
+    now: datetime,
+) -> dict[str, Any] | str:
+    """The answer to the model's intent, or why it does not fit the catalog (then the model
+    writes the SQL): a warehouse metric's intent compiled (safety_check next), a PostgreSQL
+    metric's handed to postgres_query."""
+    assert grounding.intent is not None
+    warehouse, kpis = catalogs
+    cap = state["spec"].data_intent.limit
+    record = record | _usage(grounding) | {"reused": False, "grounding": grounding.reason}
+    if grounding.intent.get("metric_id") in kpis:  # the KPI history
+        pg = _on_postgres(ctx, validate_grounded(grounding.intent, kpis, cap), kpis, record)
+        if isinstance(pg, str):
+            return pg
+        if not state.get("dry_run"):  # reused as its intent, as the warehouse way is
+            approved = {"intent": pg["generation"]["intent"], "model_id": grounding.model_id}
+            await ctx.cache.set(record["approved_key"], approved, APPROVED_SQL_TTL_S)
+        return pg | {"outcome": "grounded"}
+    compiled = compile_grounded(ctx, grounding.intent, warehouse, now, cap)
+    if isinstance(compiled, str):
+        return compiled
+    grounded, sql = compiled
+    way: Trust = "compiled_from_metric"
+    raw = grounded.model_dump(mode="json", exclude={"question"})
+    return {
+        "candidate_sql": sql,
+        "generation": record | {"generated_sql": sql, "way": way, "intent": raw},
+        "trust": way,
+        "outcome": "grounded",
+    }
 
 
 def schema_version(tables: tuple[TableSchema, ...]) -> str:
@@ -128,6 +160,10 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         "generator": "llm",
         "model_id": ctx.llm.model_id if ctx.llm else None,
     }
+    if intent.question:  # an owner's verified answer to the question as written comes first
+        verified = await answer_verified(ctx, cast(Generation, record), now, intent.limit)
+        if verified is not None:
+            return verified
     if ctx.llm is None:
         record["failure_kind"] = FailureKind.bedrock_unconfigured.value
         return {"generation": record} | fail(
@@ -147,6 +183,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
     )
     approved = await ctx.cache.get(key)
     catalog = grounding_catalog(ctx) if intent.question else {}
+    kpis = postgres_catalog(ctx) if intent.question else {}
     if approved is not None:
         reuse = record | {"approved_key": key, "reused": True}
         if "intent" not in approved:
@@ -158,6 +195,12 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
             }
         # a grounded answer: its intent is compiled again now (time bounds move), if the
         # catalog still validates it; else the question is asked again
+        if approved["intent"].get("metric_id") in kpis:
+            pg = _on_postgres(
+                ctx, validate_grounded(approved["intent"], kpis, intent.limit), kpis, reuse
+            )
+            if not isinstance(pg, str):
+                return pg | {"outcome": "reused_approved"}
         compiled = compile_grounded(ctx, approved["intent"], catalog, now, intent.limit)
         if not isinstance(compiled, str):
             return {
@@ -184,12 +227,12 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
                     f"retry in {max(1, round(wait))} s",
                     kind=FailureKind.llm_rate_limited,
                 )
-        if intent.question and catalog:
+        if intent.question and (catalog or kpis):
             try:
                 grounding = await ctx.llm.ground(
                     GroundingRequest(
                         question=question,
-                        metrics=tuple(catalog.values()),
+                        metrics=(*catalog.values(), *kpis.values()),
                         max_rows=request.max_rows,
                     )
                 )
@@ -198,25 +241,12 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
                     raise
                 record["grounding"] = f"invalid grounding answer: {exc.detail}"
             if grounding is not None and grounding.intent is not None:
-                compiled = compile_grounded(ctx, grounding.intent, catalog, now, intent.limit)
-                if not isinstance(compiled, str):
-                    grounded, sql = compiled
-                    raw = grounded.model_dump(mode="json", exclude={"question"})
-                    record |= _usage(grounding) | {
-                        "generated_sql": sql,
-                        "approved_key": key,
-                        "reused": False,
-                        "way": "compiled_from_metric",
-                        "intent": raw,
-                        "grounding": grounding.reason,
-                    }
-                    return {
-                        "candidate_sql": sql,
-                        "generation": record,
-                        "trust": "compiled_from_metric",
-                        "outcome": "grounded",
-                    }
-                record["grounding"] = f"intent does not fit the catalog: {compiled}"
+                answer = await _grounded(
+                    ctx, state, grounding, (catalog, kpis), record | {"approved_key": key}, now
+                )
+                if not isinstance(answer, str):
+                    return answer
+                record["grounding"] = f"intent does not fit the catalog: {answer}"
             elif grounding is not None:
                 record["grounding"] = f"no metric fits: {grounding.reason}"
         gen = await ctx.llm.generate(request)

@@ -91,8 +91,8 @@ class RequestTelemetry:
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
             if self.metrics:
                 m.HTTP_IN_PROGRESS.dec()
-                m.HTTP_REQUESTS.labels(route, method, f"{status // 100}xx").inc()
-                m.HTTP_DURATION.labels(route, method).observe(time.perf_counter() - t0)
+                m.child(m.HTTP_REQUESTS, route, method, f"{status // 100}xx").inc()
+                m.child(m.HTTP_DURATION, route, method).observe(time.perf_counter() - t0)
             if span is not None:
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)

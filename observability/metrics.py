@@ -14,6 +14,7 @@ module is imported (prometheus-client picks its value class at import time).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -137,6 +138,20 @@ LLM_TOKENS = Counter(
     "LLM tokens by direction (input, output).",
     ("direction",),
 )
+
+
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(family: Any, *labels: str) -> Any:
+    """`family.labels(*labels)`, looked up once per label set (a hot path records a few per
+    request; `labels()` takes a lock and checks its arguments every time). The families are
+    this module's constants and their label values are bounded (see above)."""
+    key = (id(family), labels)
+    bound = _CHILDREN.get(key)
+    if bound is None:
+        bound = _CHILDREN[key] = family.labels(*labels)
+    return bound
 
 
 def record_stale(backend: str, source: str) -> None:

@@ -21,6 +21,7 @@ from service.middleware import BodyLimit, RequestGuard
 from service.problems import install_problem_handlers
 from service.resolution import Resolver
 from service.routes import api_router
+from service.routes.security_docs import install_security_docs
 from service.settings import Settings
 from service.wiring import open_resources
 
@@ -109,6 +110,7 @@ def create_app(
     # clients only) loopback Host names only, against DNS rebinding
     app.add_middleware(RequestGuard, loopback_hosts_only=settings.auth_mode == "dev")
     app.include_router(api_router)
+    install_security_docs(app)  # the document lists the security schemes (routes/security_docs.py)
     # outermost: RED metrics, X-Request-ID and the request span see every answer (413s too)
     app.add_middleware(RequestTelemetry, tracing=tracing, metrics=settings.metrics_enabled)
     app.add_middleware(BootRefusalAsText)

@@ -17,6 +17,7 @@ dev mode only where that is acceptable (the docker-compose file sets a secret).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from contextlib import AsyncExitStack
@@ -39,8 +40,12 @@ __all__ = ["AuthError", "AuthUnavailable", "Authenticator", "is_loopback", "open
 
 
 def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
+    return _is_loopback(host) if host else False
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(host: str) -> bool:
+    """(Cached: dev mode asks it on every request, and parsing an address costs.)"""
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

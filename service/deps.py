@@ -5,11 +5,12 @@ problem: another tenant's widget is exactly as absent as one that does not exist
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Path, Request, Security
-from fastapi.security import APIKeyHeader, HTTPBearer, SecurityScopes
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from domain.access import RowAccess
 from domain.identity import Principal
@@ -36,9 +37,16 @@ ResourcesDep = Annotated[Resources, Depends(get_resources)]
 ResolverDep = Annotated[Resolver, Depends(get_resolver)]
 WidgetId = Annotated[str, Path(pattern=WIDGET_ID_RE, description="The widget's id.")]
 
-# Declared for the OpenAPI document (security schemes); the headers are read below.
-_bearer = HTTPBearer(auto_error=False, description="A JWT (HS256, or RS256/ES256 via JWKS).")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="A service API key.")
+# The security schemes of the OpenAPI document (service/routes/security_docs.py declares them
+# on every operation whose dependencies ask for a scope); the headers are read by
+# `_authenticate`. Not dependencies: one per scheme per request costs a solve each, reads
+# nothing.
+SECURITY_SCHEMES = (
+    HTTPBearer(auto_error=False, description="A JWT (HS256, or RS256/ES256 via JWKS)."),
+    APIKeyHeader(name="X-API-Key", auto_error=False, description="A service API key."),
+)
+# the scope each scoped dependency asks for (read by service/routes/security_docs.py)
+SCOPES_ATTR = "__required_scopes__"
 
 
 def unauthorized(exc: AuthError) -> ProblemError:
@@ -70,15 +78,10 @@ async def _authenticate(request: Request) -> Principal:
     return cached
 
 
-async def current_principal(
-    request: Request,
-    security_scopes: SecurityScopes,
-    _b: Annotated[object, Depends(_bearer)] = None,
-    _k: Annotated[object, Depends(_api_key)] = None,
-) -> Principal:
-    """The verified caller holding every scope the route asks for; 401 / 403 / 503 problems."""
+async def current_principal(request: Request, scopes: tuple[str, ...]) -> Principal:
+    """The verified caller holding every one of `scopes`; 401 / 403 / 503 problems."""
     cached = await _authenticate(request)
-    missing = [s for s in security_scopes.scopes if not cached.has(s)]
+    missing = [s for s in scopes if not cached.has(s)]
     if missing:
         need = " ".join(missing)
         raise ProblemError(
@@ -108,8 +111,30 @@ async def optional_principal(request: Request) -> Principal | None:
         raise
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*scopes: str) -> Callable[[F], F]:
+    """Mark a dependency as asking for `scopes` (it checks them itself, through
+    `current_principal`): the OpenAPI document declares the security schemes with these
+    scopes on every operation that depends on it (service/routes/security_docs.py)."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, SCOPES_ATTR, scopes)
+        return fn
+
+    return mark
+
+
 def _scoped(scope: str) -> object:
-    return Security(current_principal, scopes=[scope])
+    scopes = (scope,)
+
+    @requires(scope)
+    async def principal(request: Request) -> Principal:
+        return await current_principal(request, scopes)
+
+    principal.__name__ = principal.__qualname__ = "principal_" + scope.replace(":", "_")
+    return Depends(principal)
 
 
 DataReader = Annotated[Principal, _scoped("data:read")]
@@ -118,6 +143,7 @@ WidgetWriter = Annotated[Principal, _scoped("widgets:write")]
 MetricsReader = Annotated[Principal, _scoped("metrics:read")]
 SqlGenerator = Annotated[Principal, _scoped("sql:generate")]
 AuditReader = Annotated[Principal, _scoped("audit:read")]
+AnswerVerifier = Annotated[Principal, _scoped("answers:verify")]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
@@ -171,9 +197,28 @@ def _widget(widget_id: str, res: Resources, principal: Principal) -> Widget:
     return Widget(widget_id, spec, principal)
 
 
-async def get_widget_for_data(widget_id: WidgetId, res: ResourcesDep, who: DataReader) -> Widget:
-    """The caller's tenant's widget named in the path (scope data:read), or a 404 problem."""
-    return _widget(widget_id, res, who)
+@dataclass(frozen=True, slots=True)
+class DataCall:
+    """What a data route needs, resolved as one dependency (one solve per request: a cache
+    hit's time is mostly the framework's per-dependency cost): the widget, the caller's row
+    access, and the resolver."""
+
+    widget: Widget
+    access: RowAccess
+    resolver: Resolver
+
+
+@requires("data:read")
+async def get_data_call(request: Request, widget_id: WidgetId) -> DataCall:
+    """The caller's tenant's widget named in the path (scope data:read), or a 404 problem;
+    with the caller's row access and the resolver."""
+    who = await current_principal(request, _DATA_READ)
+    res: Resources = request.app.state.resources
+    resolver: Resolver = request.app.state.resolver
+    return DataCall(_widget(widget_id, res, who), access_of(res, who), resolver)
+
+
+_DATA_READ = ("data:read",)
 
 
 async def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetReader) -> Widget:
@@ -181,5 +226,15 @@ async def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetRea
     return _widget(widget_id, res, who)
 
 
-WidgetDep = Annotated[Widget, Depends(get_widget_for_data)]
+DataCallDep = Annotated[DataCall, Depends(get_data_call)]
+
+
+async def get_widget_to_verify(
+    widget_id: WidgetId, res: ResourcesDep, who: AnswerVerifier
+) -> Widget:
+    """The caller's tenant's widget named in the path (scope answers:verify), or a 404."""
+    return _widget(widget_id, res, who)
+
+
+WidgetToVerify = Annotated[Widget, Depends(get_widget_to_verify)]
 WidgetSpecDep = Annotated[Widget, Depends(get_widget_spec)]

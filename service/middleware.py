@@ -61,7 +61,9 @@ class BodyLimit:
                 loop = asyncio.get_running_loop()
                 deadline = deadline if deadline is not None else loop.time() + self.timeout_s
                 try:
-                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                    # a timeout scope, not wait_for (a task per read)
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
                 except TimeoutError:
                     raise BodyTimeout(self.timeout_s) from None  # answered as a 408 problem
             if message["type"] == "http.request":

@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from service.deps import DataReader, ResolverDep, ResourcesDep, WidgetDep, access_of
+from service.deps import DataCallDep, DataReader, ResolverDep, ResourcesDep, access_of
 from service.problems import BODY_PROBLEMS
 from service.schemas import BatchBody, BatchResponse, ResolveBody, ResolveResponse
 
@@ -58,21 +58,16 @@ def log_resolution(payload: dict[str, Any], steps: list[dict[str, Any]]) -> None
     "/v1/widgets/{widget_id}/data", response_model=ResolveResponse, responses=BODY_PROBLEMS
 )
 async def resolve_widget_data(
-    widget: WidgetDep,
-    res: ResourcesDep,
-    resolver: ResolverDep,
+    call: DataCallDep,
     body: ResolveBody | None = None,
     trace: bool = Query(default=False, description="Include the per-node trace."),
 ) -> Response:
     """Resolve a widget's data: live, from the cache, or its flagged mock data. Scope
     `data:read`; the caller's row filters apply to every query (and to the cache key)."""
     body = body or ResolveBody()
-    out = await resolver.resolve(
-        widget.id,
-        widget.spec,
-        refresh=body.refresh,
-        dry_run=body.dry_run,
-        access=access_of(res, widget.principal),
+    widget = call.widget
+    out = await call.resolver.resolve(
+        widget.id, widget.spec, refresh=body.refresh, dry_run=body.dry_run, access=call.access
     )
     payload = out["response"]
     steps = out.get("trace", [])
@@ -104,9 +99,7 @@ def _sse(event: str, data: bytes) -> bytes:
     },
 )
 async def stream_widget_data(
-    widget: WidgetDep,
-    res: ResourcesDep,
-    resolver: ResolverDep,
+    call: DataCallDep,
     body: ResolveBody | None = None,
     trace: bool = Query(default=False, description="Include the per-node trace in the result."),
 ) -> StreamingResponse:
@@ -114,12 +107,9 @@ async def stream_widget_data(
     streaming each node's event as it finishes. A client that disconnects stops its
     stream; a resolution shared with others goes on."""
     body = body or ResolveBody()
-    flight = resolver.join(
-        widget.id,
-        widget.spec,
-        refresh=body.refresh,
-        dry_run=body.dry_run,
-        access=access_of(res, widget.principal),
+    widget = call.widget
+    flight = call.resolver.join(
+        widget.id, widget.spec, refresh=body.refresh, dry_run=body.dry_run, access=call.access
     )
 
     async def events() -> AsyncIterator[bytes]:

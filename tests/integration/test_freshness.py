@@ -20,16 +20,16 @@ import yaml
 
 from domain.freshness import failure_note_key
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import (
+from tests.support.clocks import FakeClock
+from tests.support.servers import (
     REDIS_URL,
-    FakeClock,
     Service,
     copy_config,
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
+    service_settings,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -58,13 +58,6 @@ def short_ttl_config(tmp: Path, policies: dict[str, tuple[int, int, int]]) -> Pa
     return config
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
 @pytest.fixture(scope="module")
 def clock() -> FakeClock:
     """The service's wall clock: a test moves it past a TTL instead of sleeping."""
@@ -78,10 +71,7 @@ async def svc(
     tmp = tmp_path_factory.mktemp("fresh")
     async with running_service(
         clock=clock,
-        database_url=db_url,
-        redis_url=REDIS_URL,
-        cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-        data_dir=tmp / "data",
+        **service_settings(db_url, tmp / "data"),
         config_dir=short_ttl_config(tmp, POLICIES),
         failure_backoff_s=0.5,
         lease_heartbeat_s=0.2,
@@ -308,12 +298,6 @@ async def test_postgres_unavailable_answers_the_last_good(tmp_path: Path) -> Non
         drop_database(url)
 
 
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
-
-
 async def test_last_good_answer_on_each_databricks_failure_kind(
     sea: FakeSeaServer, tmp_path: Path
 ) -> None:
@@ -456,7 +440,11 @@ async def _refresh_ahead(svc: Service, clock: FakeClock, backend_calls: Counter[
         asked = refresher.started + 1
         # half a backend duration before it expires: the refresher's moment to start
         clock.now = tracked.expires_at - tracked.estimate_s / 2
-        await _until(lambda n=asked: refresher.started >= n, timeout=30)
+
+        def refreshing(asked: int = asked) -> bool:
+            return refresher.started >= asked
+
+        await _until(refreshing, timeout=30)
         await _idle(svc)
         body = (await svc.data("claims-in-progress-trend")).json()
         assert body["cache_hit"] is True and body["stale"] is False, body  # nobody waited

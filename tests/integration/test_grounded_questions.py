@@ -3,17 +3,14 @@ behind the local Converse API server (its grounding turns answer with toolUse bl
 
 A question a catalog metric answers is compiled by the metric compiler (`trust`:
 `compiled_from_metric`, no model-written SQL); the demo question (device models: no metric
-has that dimension) is written by the model (`model_written_unverified`). Both are in the
-generation log with the way taken."""
+has that dimension) is written by the model (`model_written_unverified`). A question over the
+KPI history grounded in a PostgreSQL metric is answered by that metric's allowlisted query
+(`source: postgres`, `compiled_from_metric`). All are in the generation log with the way taken."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-
 import psycopg
 import pytest
-import pytest_asyncio
 
 from adapters.bedrock import BedrockSqlGenerator
 from adapters.prompting import INTENT_TOOL_NAME
@@ -28,20 +25,16 @@ from fakes.bedrock_converse import (
     ConverseServer,
     IntentCall,
     Intervened,
+    Reply,
     Text,
     ToolCall,
 )
-from tests.helpers import (
-    REDIS_URL,
+from tests.support.doubles import demo_config
+from tests.support.servers import (
     Service,
-    converse_with_fake_aws,
-    create_database,
-    demo_config,
-    drop_database,
-    running_service,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.service(converse=True)]
 
 BY_REGION = IntentCall(
     metric_id="claims_filed_count", dimensions=("region",), time_range="last_30d"
@@ -63,12 +56,6 @@ def _ground_request() -> GroundingRequest:
         metrics=(metrics["claims_filed_count"], metrics["alerts_raised_count"]),
         max_rows=100,
     )
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
 
 
 def _generator(converse: ConverseServer) -> BedrockSqlGenerator:
@@ -101,13 +88,14 @@ async def test_grounding_answers_and_failures(converse: ConverseServer) -> None:
     converse.script_intents(NO_METRIC)
     g = await gen.ground(_ground_request())
     assert g.intent is None and "No catalog metric" in g.reason
-    for reply, kind in [
+    cases: list[tuple[Reply, FailureKind]] = [
         (Text(), FailureKind.llm_invalid_output),
         (ToolCall(), FailureKind.llm_invalid_output),  # submit_sql, not express_intent
         (ToolCall(name=INTENT_TOOL_NAME, input={"metric_id": "x"}), FailureKind.llm_invalid_output),
         (Intervened(), FailureKind.llm_refused),
         (THROTTLED, FailureKind.bedrock_unavailable),
-    ]:
+    ]
+    for reply, kind in cases:
         converse.script_intents(reply)
         with pytest.raises(GenerationFailure) as info:
             await gen.ground(_ground_request())
@@ -115,26 +103,6 @@ async def test_grounding_answers_and_failures(converse: ConverseServer) -> None:
 
 
 # ------------------------------------------------------------------ the service
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-            bedrock_model_id=MODEL_ID,
-            bedrock_endpoint_url=converse.url,
-            bedrock_timeout_s=2.0,
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
 
 
 async def _log_rows(svc: Service, widget_id: str) -> list[tuple]:
@@ -224,3 +192,43 @@ async def test_a_model_intent_that_does_not_validate_is_not_compiled(
     ((way, intent, _sql, _allowed, reason),) = await _log_rows(svc, "q-by-model")
     assert way == "model_written_unverified" and intent is None
     assert "dimension 'model' is not allowed" in reason
+
+
+async def test_a_kpi_question_is_answered_from_postgresql_without_model_sql(
+    svc: Service, converse: ConverseServer
+) -> None:
+    spec = {
+        "title": "Open issues by severity (asked)",
+        "kind": "bar",
+        "mock_data": [{"severity": "mock", "value": 1}],
+        "data_intent": {
+            "metric_id": "claims_insights",
+            "question": "How many issues are open right now, by severity?",
+        },
+    }
+    assert (await svc.client.put("/v1/widgets/q-issues", json=spec)).status_code in (200, 201)
+    converse.reset()
+    converse.script_intents(
+        IntentCall(metric_id="active_issues_count", dimensions=("severity",), time_range="last_24h")
+    )
+    body = (await svc.data("q-issues", refresh=True)).json()
+    assert body["source"] == "postgres" and body["trust"] == "compiled_from_metric", body
+    assert body["live_data_unavailable"] is False and body["row_count"] > 0
+    assert converse.requests == [] and len(converse.grounding_requests) == 1  # no model SQL
+    (offered,) = converse.grounding_requests
+    assert "active_issues_count" in offered.system_text
+    # the same rows as the demo widget over the same metric and intent
+    direct = (await svc.data("issues-by-severity", refresh=True)).json()
+    assert direct["source"] == "postgres" and direct["trust"] is None
+    assert sorted(map(str, body["data"])) == sorted(map(str, direct["data"]))
+    assert "kpi_metrics_history" in body["generated_sql"]
+    ((way, intent, sql, allowed, _reason),) = await _log_rows(svc, "q-issues")
+    assert way == "compiled_from_metric" and allowed is None  # no warehouse safety check
+    assert intent["metric_id"] == "active_issues_count" and intent["dimensions"] == ["severity"]
+    assert "kpi_metrics_history" in sql
+
+    # forced again: the approved intent runs again, the model is not asked
+    again = (await svc.data("q-issues", refresh=True)).json()
+    assert again["source"] == "postgres" and again["trust"] == "compiled_from_metric"
+    assert again["cache_hit"] is False and again["refresh_debounced"] is False
+    assert len(converse.grounding_requests) == 1 and converse.requests == []

@@ -17,7 +17,8 @@ import pytest
 
 from adapters.lease import LocalLeases, RedisLeases
 from domain.lease import ABANDONED, BUSY, Outcome
-from tests.helpers import REDIS_URL, free_port, until
+from tests.support.clocks import until
+from tests.support.servers import REDIS_URL, free_port
 
 SLOW_OK = 5.0  # socket timeout of the tests' Redis leases: slow is not down here
 NO_POLL = 3600.0  # a follower's poll interval: only the release message wakes it

@@ -27,7 +27,7 @@ from domain.config import read_routing
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.models import DataIntent, RoutingEntry, WidgetSpec
 from fakes.tcp_proxy import TcpProxy
-from tests.helpers import until
+from tests.support.clocks import until
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ROUTING = CONFIG_DIR / "metric_routing.yaml"

@@ -31,7 +31,7 @@ import pytest_asyncio
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.jwks_server import JwksServer
-from tests.helpers import (
+from tests.support.servers import (
     FAKE_AWS_ENV,
     Service,
     create_database,
@@ -439,13 +439,6 @@ def test_no_credential_shows_in_readyz_or_in_the_log(served: Served) -> None:
 
 
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest.fixture(scope="module")
-def db_url() -> Iterator[str]:
-    url = create_database("wdr_side_dev")
-    yield url
-    drop_database(url)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -23,13 +23,13 @@ from domain.failures import FailureKind, PostgresFailure
 from domain.models import DataIntent
 from fakes.tcp_proxy import TcpProxy
 from observability import metrics as m
-from tests.helpers import (
+from tests.support.clocks import until
+from tests.support.servers import (
     CONFIG_DIR,
     Service,
     create_database,
     drop_database,
     running_service,
-    until,
 )
 
 # What the settings below promise (README "Time bounds"): a deadline plus slack for the
@@ -71,7 +71,7 @@ async def svc(db_url: str, proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Ser
 
 async def _timed(call: asyncio.Future | object) -> tuple[object, float]:  # type: ignore[type-arg]
     started = time.monotonic()
-    out = await asyncio.wait_for(call, BOUND_S * 2)  # type: ignore[arg-type]
+    out: object = await asyncio.wait_for(call, BOUND_S * 2)  # type: ignore[arg-type]
     return out, time.monotonic() - started
 
 

@@ -8,7 +8,7 @@ import asyncio
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from domain.access import RowAccess, TableFilter
-from domain.models import MetricDef, RoutingEntry, WidgetSpec
+from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
 from graph import studio
 from graph.state import State
 
@@ -42,6 +42,14 @@ def test_decided_shows_decisions_and_hides_rows() -> None:
     assert shown["backend"] == "postgres" and shown["rows"] == "<2 rows hidden>"
     assert shown["routing"]["backend"] == "postgres" and shown["safety"]["allowed"] is True
     assert "trace" not in shown
+
+
+def test_decided_shows_the_intent_a_question_was_grounded_in() -> None:
+    intent = DataIntent(metric_id="active_issues_count", dimensions=["team"])
+    shown = studio.decided({"backend": "postgres", "grounded": intent, "trust": "x"})
+    assert shown["backend"] == "postgres"
+    assert shown["grounded"]["metric_id"] == "active_issues_count"
+    assert shown["grounded"]["dimensions"] == ["team"]
 
 
 def test_every_model_the_state_holds_is_registered_for_checkpoints() -> None:
