@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from observability.redact import loggable_error
 
@@ -45,6 +45,19 @@ async def within(
     except asyncio.CancelledError:
         _abandon(task)
         raise
+
+
+async def cancel_and_wait(task: asyncio.Future[Any], *, every_s: float = 1.0) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again every `every_s`
+    while it runs on: on Python < 3.12 `asyncio.wait_for` (used by `within`, psycopg, the
+    Redis client) swallows a cancellation that arrives as its call completes, and a task
+    that loops forever would then never end, and its stopper never return."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=every_s)
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:
+        log.debug("stopped task ended with %s", loggable_error(exc))
 
 
 def winding_down() -> int:

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None  # redis://... (unset: an in-process cache and leases)
     cache_prefix: str = "wdr:"  # prefix of every Redis key (cache entries, leases, rate limits)
     cache_socket_timeout_s: float = (
-        0.1  # a Redis call slower than this is a miss (and trips the breaker)
+        0.1  # a Redis call slower than this is a miss (and trips the breaker); leases: >= 0.25
     )
 
     # Warehouse: DATABRICKS_* or embedded DuckDB

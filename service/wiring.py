@@ -120,6 +120,8 @@ def open_leases(settings: Settings) -> LocalLeases | RedisLeases:
             prefix=settings.cache_prefix,
             ttl_s=ttl,
             heartbeat_s=settings.lease_heartbeat_s,
+            # the cache's Redis timeout, at least the leases' own default (0.25 s)
+            socket_timeout_s=max(0.25, settings.cache_socket_timeout_s),
         )
     return LocalLeases(ttl_s=ttl)
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import orjson
 import redis.asyncio as aioredis
@@ -52,7 +53,10 @@ return 0
 
 
 class RedisLeases(_LeasesBase):
-    """Leases shared by every instance on one Redis. See the module docstring."""
+    """Leases shared by every instance on one Redis. See the module docstring.
+
+    `sleep` is what the heartbeat waits with between beats (tests pass one they step, so
+    a beat happens when they say, not when a loaded machine gets round to it)."""
 
     def __init__(
         self,
@@ -64,6 +68,7 @@ class RedisLeases(_LeasesBase):
         poll_s: float = 0.25,
         socket_timeout_s: float = 0.25,
         breaker_s: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if heartbeat_s <= 0 or ttl_s <= 3 * heartbeat_s:
             raise ValueError("the lease TTL must exceed three heartbeats")
@@ -93,6 +98,8 @@ class RedisLeases(_LeasesBase):
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._closed = False
+        self._sleep = sleep
+        self.polls = 0  # lease states read by waiting followers (tests wait on it)
 
     def describe(self) -> str:
         return f"redis {redact_url(self._url).split('://', 1)[-1]}"
@@ -145,7 +152,7 @@ class RedisLeases(_LeasesBase):
         keys = self._keys(key)
         deadline = time.monotonic() + self._ttl_ms / 1000
         while time.monotonic() < deadline:
-            await asyncio.sleep(self._beat_s)
+            await self._sleep(self._beat_s)
             try:
                 ours = await asyncio.wait_for(
                     self._beat(keys=keys, args=[token, self._hb_ms]), self._timeout
@@ -184,6 +191,7 @@ class RedisLeases(_LeasesBase):
             pipe.exists(lease)
             pipe.exists(hb)
             got = await asyncio.wait_for(pipe.execute(), self._timeout)
+        self.polls += 1
         return bool(got[0]), bool(got[1])
 
     async def wait(self, key: str, timeout_s: float) -> Waited:

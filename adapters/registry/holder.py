@@ -8,17 +8,20 @@ in service.
 
 Read-your-writes: a reload installs its result only if nothing else was installed while it
 was reading (a local write, or another reload); otherwise what it read may predate that
-change, so it reads again. A write is thus never undone by a reload that began before it
-committed, and the next request on this instance always sees it. One counter (the install
-generation) guards this; the store keeps no state.
+change, so it reads once more, holding the write lock: nothing installs while that second
+read runs (local writes hold the lock from before their commit to their install), so it is
+the latest and is installed. A write is thus never undone by a reload that began before it
+committed, the next request on this instance always sees it, and a reload settles after at
+most two reads however busy the writers are (retrying until a read went unchallenged could
+starve for as long as writes kept coming). One counter (the install generation) and one
+lock guard this; the store keeps no state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import psycopg
@@ -49,9 +52,11 @@ class RegistryHolder:
 
     Every install of a snapshot bumps a generation counter. A reload (listener or
     `refresh()`) notes the generation when it starts; if another install happened while
-    it was reading, what it read may be older than what is in service, so it is dropped
-    and the read repeated (a read started after a commit sees that commit). Writes are
-    rare admin operations, so the repeat loop settles at once in practice.
+    it was reading (or a second read holds the write lock), what it read may be older than
+    what is in service, so it is dropped and read once more under the write lock, which
+    local writes hold from before their commit to their install (a read started after a
+    commit sees that commit). Local writes are thus serialised on an instance; they are
+    rare admin operations.
     """
 
     def __init__(
@@ -86,12 +91,12 @@ class RegistryHolder:
         )
         self._subscribers: list[Callable[[RegistrySnapshot], Awaitable[None]]] = []
         self._generation = 0  # bumped on every snapshot install
-        # This instance's writes to one widget, in commit order through to their install
-        # (PostgreSQL orders the commits; this keeps a later commit from installing first).
-        self._writing: dict[WidgetKey, tuple[asyncio.Lock, list[int]]] = {}
+        # Held by each local write from before its commit to its install (so writes install
+        # in commit order) and by a reload's second read (so nothing installs meanwhile).
+        self._write_lock = asyncio.Lock()
         self.reloads = 0  # changes applied by the listener, in full or one widget at a time
         self.full_reloads = 0  # of which full reloads (a reconnect, a catalog change)
-        self.stale_loads = 0  # reads dropped because something newer was installed meanwhile
+        self.stale_loads = 0  # first reads dropped (something newer may be in), read again
 
     @classmethod
     async def create(cls, store: RegistryStore, **kwargs: Any) -> RegistryHolder:
@@ -117,19 +122,22 @@ class RegistryHolder:
         return snapshot
 
     async def _install_latest(self, read: Callable[[], Awaitable[Patch]]) -> RegistrySnapshot:
-        """Run `read` until nothing else was installed while it ran, then install its patch
-        applied to the snapshot in service.
+        """Run `read` and install its patch applied to the snapshot in service, if nothing
+        else was installed while it ran and no second read is running; else run `read`
+        once more under the write lock (nothing installs meanwhile) and install that.
 
-        No await between the generation check and the install, so nothing slips in between.
-        Raises what `read` raises (the snapshot in service stays).
+        No await between the check and the install, so nothing slips in between. Raises
+        what `read` raises (the snapshot in service stays).
         """
-        while True:
-            generation = self._generation
+        generation = self._generation
+        patch = await read()
+        if self._generation == generation and not self._write_lock.locked():
+            return self._install(patch(self._snapshot))
+        self.stale_loads += 1
+        logger.debug("registry: a newer snapshot may have been installed during a reload")
+        async with self._write_lock:
             patch = await read()
-            if self._generation == generation:
-                return self._install(patch(self._snapshot))
-            self.stale_loads += 1
-            logger.debug("registry: a newer snapshot was installed during a reload; reloading")
+            return self._install(patch(self._snapshot))
 
     def _full(
         self, load: Callable[[], Awaitable[RegistrySnapshot]]
@@ -220,7 +228,7 @@ class RegistryHolder:
         too_large = prepared.size_problem(self.limits)
         if too_large is not None:
             raise too_large
-        async with self._one_writer((tenant, widget_id)):
+        async with self._write_lock:
             created = await self.store.write_widget(
                 tenant, widget_id, prepared, who=who, limits=self.limits
             )
@@ -231,22 +239,10 @@ class RegistryHolder:
         self, widget_id: str, *, tenant: str = DEFAULT_TENANT, who: AuditEntry | None = None
     ) -> bool:
         """Delete through the one write path (audited). True when it existed."""
-        async with self._one_writer((tenant, widget_id)):
+        async with self._write_lock:
             existed = await self.store.delete_widget(tenant, widget_id, who=who)
             self._install(self._snapshot.without_widget(widget_id, tenant))
         return existed
-
-    @contextlib.asynccontextmanager
-    async def _one_writer(self, key: WidgetKey) -> AsyncIterator[None]:
-        lock, users = self._writing.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._writing[key]
 
     # ------------------------------------------------------------ listener
 

@@ -14,7 +14,6 @@ is reported stale (/readyz) and the last snapshot stays in service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
@@ -23,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from adapters.deadline import within
+from adapters.deadline import cancel_and_wait, within
 from adapters.postgres import connection_keepalives
 from adapters.registry.store import CHANNEL
 from domain.failures import FailureKind, PostgresFailure
@@ -87,9 +86,7 @@ class RegistryListener:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)  # a cancellation swallowed mid-loop is repeated
         self._listening.clear()
 
     def _dead(self, what: str) -> PostgresFailure:

@@ -26,6 +26,7 @@ from fakes.tcp_proxy import TcpProxy
 from tests.support.servers import (
     PG_ADMIN_URL,
     REDIS_URL,
+    SLOW_REDIS_OK_S,
     copy_config,
     create_database,
     drop_database,
@@ -91,6 +92,11 @@ class DashService:
         service's own prefix only."""
         keys = list(self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500))
         return int(self.redis.delete(*keys)) if keys else 0
+
+    def cached(self, widget_id: str) -> int:
+        """How many cached answers of this widget this service holds (its prefix only)."""
+        keys = self.redis.scan_iter(match=f"{self.cache_prefix}*:{widget_id}:*", count=500)
+        return sum(1 for key in keys if not key.endswith(b"#failed"))
 
     def backdate_cached(self, widget_id: str, seconds: float) -> int:
         """Make this widget's cached answers `seconds` older (their `resolved_at` earlier,
@@ -176,6 +182,8 @@ def serving(tmp: Path, **settings: str) -> Iterator[DashService]:
             # however loaded the machine: a cut link fails at once (the proxy closes it)
             "PG_DEADLINE_S": "60",
             "REFRESH_MIN_INTERVAL_S": "0",  # a forced refresh is never debounced here
+            # a slow Redis call on a loaded machine is not a miss here (the default 0.1 s is)
+            "CACHE_SOCKET_TIMEOUT_S": str(SLOW_REDIS_OK_S),
         }
         | settings
     )

@@ -397,10 +397,20 @@ def test_laptop_widths_fill_every_row_of_charts(
     assert len(kpis) == 1  # the key figures in one strip
 
 
+# Every chart's canvas is as wide as its tile's chart box (ECharts redraws on its
+# ResizeObserver after a window resize; a screenshot waits for that, not for a pause).
+CHARTS_FIT = """
+return [...document.querySelectorAll('[data-testid="chart"]')].every((el) => {
+  const canvas = el.querySelector("canvas");
+  return canvas && Math.abs(canvas.getBoundingClientRect().width - el.clientWidth) < 1.5;
+});
+"""
+
+
 def save_full_page(drv: Any, path: Any, width: int) -> None:
     height = drv.execute_script("return document.documentElement.scrollHeight")
     drv.set_window_size(width, height + 140)
-    time.sleep(0.6)  # charts resize
+    wait_for(drv, lambda d: d.execute_script(CHARTS_FIT), 30, "charts resized to their tiles")
     drv.save_screenshot(str(path))
 
 

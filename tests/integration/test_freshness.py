@@ -397,9 +397,15 @@ async def test_a_miss_reads_the_widgets_entry_at_most_twice(svc: Service) -> Non
 # ------------------------------------------------------------------ refresh-ahead
 
 
+@pytest.fixture
+def ahead_clock() -> FakeClock:
+    return FakeClock()
+
+
 @pytest_asyncio.fixture(loop_scope="module")
-async def ahead_svc(db_url: str, tmp_path: Path) -> AsyncIterator[Service]:
+async def ahead_svc(db_url: str, tmp_path: Path, ahead_clock: FakeClock) -> AsyncIterator[Service]:
     async with running_service(
+        clock=ahead_clock,
         database_url=db_url,
         redis_url=REDIS_URL,
         cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
@@ -410,27 +416,48 @@ async def ahead_svc(db_url: str, tmp_path: Path) -> AsyncIterator[Service]:
 
 
 async def test_refresh_ahead_keeps_a_read_entry_fresh_and_drops_an_unread_one(
-    ahead_svc: Service,
+    ahead_svc: Service, ahead_clock: FakeClock
 ) -> None:
     with counting_queries(ahead_svc) as calls:
-        await _refresh_ahead(ahead_svc, calls)
+        await _refresh_ahead(ahead_svc, ahead_clock, calls)
 
 
-async def _refresh_ahead(svc: Service, backend_calls: Counter[str]) -> None:
+async def _refresh_ahead(svc: Service, clock: FakeClock, backend_calls: Counter[str]) -> None:
+    """The service's clock is moved to just inside each entry's last backend duration
+    before its expiry (where the refresher starts a refresh), never slept through: the
+    refresher's ticks are real, so the test waits for the refresh it asks for."""
     first = (await svc.data("claims-in-progress-trend")).json()
     once = (await svc.data("critical-alerts-15m")).json()  # read once, then never again
     assert first["live_data_unavailable"] is False and once["live_data_unavailable"] is False
     refresher = svc.app.state.resolver.refresher
-    seen = []
-    for _ in range(14):  # 7 s of reads every 0.5 s: TTL 2 s, so about three refreshes
-        await asyncio.sleep(0.5)
+    seen = [first["resolved_at"]]
+    for _ in range(3):
+        body = (await svc.data("claims-in-progress-trend")).json()  # read from the cache
+        assert body["cache_hit"] is True and body["stale"] is False, body
+        assert body["resolved_at"] == seen[-1]
+        (key,) = [k for k in refresher.tracked_keys() if ":claims-in-progress-trend:" in k]
+        tracked = refresher._tracked[key]
+        asked = refresher.started + 1
+        # half a backend duration before it expires: the refresher's moment to start
+        clock.now = tracked.expires_at - tracked.estimate_s / 2
+
+        def refreshing(asked: int = asked) -> bool:
+            return refresher.started >= asked
+
+        await _until(refreshing, timeout=30)
+        await _idle(svc)
         body = (await svc.data("claims-in-progress-trend")).json()
-        assert body["cache_hit"] is True, body  # no viewer waited on the backend
+        assert body["cache_hit"] is True and body["stale"] is False, body  # nobody waited
+        assert body["resolved_at"] > seen[-1]  # refreshed ahead of its expiry
         seen.append(body["resolved_at"])
-    assert len(set(seen)) >= 3  # refreshed ahead of expiry, again and again
-    assert backend_calls["claims_in_progress_count"] >= 3
+    assert backend_calls["claims_in_progress_count"] == 4  # the first answer, 3 refreshes
     # the entry read once (never from the cache) is not kept warm: one query, not tracked
     assert backend_calls["critical_alerts_count_15min"] == 1
     keys = refresher.tracked_keys()
     assert not any(":critical-alerts-15m:" in k for k in keys)
     assert any(":claims-in-progress-trend:" in k for k in keys)
+    # a key nobody reads for a whole TTL is dropped, not refreshed
+    started = refresher.started
+    clock.advance(2.5)
+    await _until(lambda: refresher.tracked_keys() == [], timeout=30)
+    assert refresher.started == started

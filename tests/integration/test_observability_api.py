@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, Slow, Text, ToolCall
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from observability import metrics as obs_metrics
 from observability.logs import JsonFormatter
 from service.app import create_app
 from service.settings import Settings
+from tests.support.clocks import until
 from tests.support.servers import (
     REDIS_URL,
     create_database,
@@ -320,16 +323,29 @@ async def test_the_trace_continues_into_the_bedrock_call(live: Live, otlp: OtlpR
 
 async def test_stream_sends_node_events_in_order_then_data_body(live: Live) -> None:
     await live.question_widget("obs-stream", "Top device models by claims?")
-    live.converse.script(Slow(2.0, ToolCall()))
+    model = threading.Event()
+
+    def held(_request: Any) -> ToolCall:  # the model answers when the test says
+        model.wait(120)
+        return ToolCall()
+
+    live.converse.responder = held
     path = DATA.format(widget_id="obs-stream")
-    stream_task = asyncio.create_task(live.client.post(path + "/stream"))
-    flights = live.app.state.resolver.flights.inflight
-    for _ in range(200):  # the stream leads (its run waits on the model) ...
-        if any(key[0] == "obs-stream" for key in flights):
-            break
-        await asyncio.sleep(0.025)
-    plain = await live.client.post(path)  # ... and /data joins the same resolution
-    streamed = await stream_task
+    joined = obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get()
+    try:
+        stream_task = asyncio.create_task(live.client.post(path + "/stream"))
+        flights = live.app.state.resolver.flights.inflight
+        # the stream leads (its run waits on the model) ...
+        await until(lambda: any(key[0] == "obs-stream" for key in flights), timeout_s=60)
+        plain_task = asyncio.create_task(live.client.post(path))
+        # ... and /data joins the same resolution, then the model answers
+        await until(lambda: obs_metrics.SINGLEFLIGHT_FOLLOWERS._value.get() > joined, timeout_s=60)
+        model.set()
+        plain = await plain_task
+        streamed = await stream_task
+    finally:
+        model.set()
+        live.converse.responder = None
     assert streamed.status_code == 200
     assert streamed.headers["content-type"].startswith("text/event-stream")
     events = parse_sse(streamed.text)
@@ -415,10 +431,8 @@ async def test_a_lone_leaver_still_caches_the_answer(live: Live) -> None:
         async for line in resp.aiter_lines():
             if line.startswith("data:"):
                 break
-    for _ in range(100):  # the abandoned run completes on its own
-        if not live.app.state.resolver.flights.inflight:
-            break
-        await asyncio.sleep(0.05)
+    # the abandoned run completes on its own
+    await until(lambda: not live.app.state.resolver.flights.inflight, timeout_s=60)
     body = (await live.client.post(path)).json()
     assert body["cache_hit"] is True and body["source"] == "databricks"
     assert len(live.converse.requests) == 1

@@ -27,6 +27,7 @@ from domain.config import read_routing
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.models import DataIntent, RoutingEntry, WidgetSpec
 from fakes.tcp_proxy import TcpProxy
+from tests.support.clocks import until
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ROUTING = CONFIG_DIR / "metric_routing.yaml"
@@ -362,6 +363,43 @@ async def test_stale_reload_never_undoes_a_local_write(
     assert holder.version == (await gated.load()).version  # and it matches PostgreSQL
 
 
+class OvertakenStore(RegistryStore):
+    """A real store each of whose first `overtakes` snapshot reads is overtaken by a local
+    write of the holder's: started after the read, installed before the read is checked
+    (unless the holder makes it wait for the reload)."""
+
+    holder: RegistryHolder
+    overtakes = 0
+    reads = 0
+
+    async def _read(self, conn: Any, routing: Any) -> RegistrySnapshot:
+        snap = await super()._read(conn, routing)
+        self.reads += 1
+        if self.reads <= self.overtakes:
+            write = asyncio.create_task(self.holder.put_widget("busy-tile", spec(f"W{self.reads}")))
+            lock = getattr(self.holder, "_write_lock", None)  # held: the write waits for us
+            await until(lambda: write.done() or (lock is not None and lock.locked()))
+        return snap
+
+
+async def test_a_reload_overtaken_by_writes_settles_on_its_second_read(db_url: str) -> None:
+    """A reload that every write overtakes is not retried while writes keep coming (that
+    starved a listener for as long as another task wrote): its second read holds the
+    write lock, so it is the latest and is installed."""
+    gw = PgGateway(db_url)
+    await gw.open()
+    try:
+        store = OvertakenStore(gw.pool, ROUTING)
+        holder = store.holder = await RegistryHolder.create(store)
+        store.overtakes, store.reads = 20, 0
+        await holder.refresh()
+        assert store.reads == 2 and holder.stale_loads == 1
+        await until(lambda: holder.widget("busy-tile") == spec("W2"))  # it waited for us
+        assert holder.version == (await RegistryStore(gw.pool, ROUTING).load()).version
+    finally:
+        await gw.close()
+
+
 async def test_older_of_two_overlapping_reloads_never_wins(gated: GatedStore, db_url: str) -> None:
     holder = await RegistryHolder.create(gated)
     gated.arm()
@@ -383,6 +421,10 @@ async def test_older_of_two_overlapping_reloads_never_wins(gated: GatedStore, db
 async def test_every_read_sees_the_write_with_listeners_running(
     store: RegistryStore, db_url: str
 ) -> None:
+    """Local writes, another instance's writes and both listeners' reloads interleave
+    without pause: every read on this instance sees its own last write, each listener
+    settles (a reload challenged by writes reads at most twice, never starves), and the
+    holders stop (a stop repeats a cancellation the event loop swallowed)."""
     other_gw = PgGateway(db_url)
     await other_gw.open()
     holder = await RegistryHolder.create(store)
@@ -390,19 +432,22 @@ async def test_every_read_sees_the_write_with_listeners_running(
     await holder.start()
     await other.start()
     stop = asyncio.Event()
+    last: list[WidgetSpec] = []
 
     async def remote_churn() -> None:  # another instance writing: more notifications
         n = 0
         while not stop.is_set():
             n += 1
-            await other.put_widget("churn-tile", spec(f"Churn {n}"))
-            await asyncio.sleep(0.003)
+            last[:] = [spec(f"Churn {n}")]
+            await other.put_widget("churn-tile", last[0])
+            await asyncio.sleep(0)
 
     churn = asyncio.create_task(remote_churn())
     stale: list[str] = []
     try:
-        await holder.wait_listening(10)
-        await other.wait_listening(10)
+        # the first full reload completes while the other instance keeps writing
+        await holder.wait_listening(60)
+        await other.wait_listening(60)
         for i in range(100):
             want = spec(f"Cycle {i}")
             await holder.put_widget("cycle-tile", want)
@@ -415,7 +460,11 @@ async def test_every_read_sees_the_write_with_listeners_running(
                 await asyncio.sleep(pause)
                 if holder.widget("cycle-tile") is not None:
                     stale.append(f"cycle {i}: delete undone after {pause}s")
-        assert holder.reloads > 1  # the listener really was reloading meanwhile
+        await eventually(lambda: holder.reloads > 1, 60)  # the listener was reloading
+        stop.set()
+        await churn
+        # this instance's listener applies the other's last write
+        await eventually(lambda: holder.widget("churn-tile") == last[0], 60)
     finally:
         stop.set()
         await churn

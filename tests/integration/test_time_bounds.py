@@ -4,9 +4,11 @@ PostgreSQL behind a TCP proxy that delays every chunk or blackholes the link."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -20,6 +22,8 @@ from domain.config import load_catalog
 from domain.failures import FailureKind, PostgresFailure
 from domain.models import DataIntent
 from fakes.tcp_proxy import TcpProxy
+from observability import metrics as m
+from tests.support.clocks import until
 from tests.support.servers import (
     CONFIG_DIR,
     Service,
@@ -166,15 +170,30 @@ async def test_a_deadline_cancels_the_statement_on_the_server(db_url: str, proxy
         await gateway.close()
 
 
-async def test_a_client_going_away_does_not_cancel_a_shared_resolution(
-    svc: Service, proxy: TcpProxy
-) -> None:
-    proxy.latency_s = 0.1  # keep the resolution in flight for a while (within the deadline)
-    leader = asyncio.ensure_future(svc.data("open-issues-kpi", refresh=True))
-    await asyncio.sleep(0.2)
-    follower = asyncio.ensure_future(svc.data("open-issues-kpi", refresh=True))
-    await asyncio.sleep(0.1)
-    leader.cancel()  # the first viewer closes the tab
-    body = (await asyncio.wait_for(follower, BOUND_S * 2)).json()
+async def test_a_client_going_away_does_not_cancel_a_shared_resolution(svc: Service) -> None:
+    gateway: Any = svc.res.context.postgres
+    real = gateway.run_metric
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held(*args: Any, **kw: Any) -> Any:  # the query waits until the test says
+        entered.set()
+        await release.wait()
+        return await real(*args, **kw)
+
+    gateway.run_metric = held
+    try:
+        joined = m.SINGLEFLIGHT_FOLLOWERS._value.get()
+        leader = asyncio.ensure_future(svc.data("open-issues-kpi", refresh=True))
+        await asyncio.wait_for(entered.wait(), 60)  # the shared resolution is in flight
+        follower = asyncio.ensure_future(svc.data("open-issues-kpi", refresh=True))
+        await until(lambda: m.SINGLEFLIGHT_FOLLOWERS._value.get() > joined, timeout_s=60)
+        leader.cancel()  # the first viewer closes the tab
+        with contextlib.suppress(asyncio.CancelledError):
+            await leader
+        release.set()
+        body = (await asyncio.wait_for(follower, 60)).json()
+    finally:
+        release.set()
+        gateway.run_metric = real
     assert body["source"] == "postgres" and body["row_count"] > 0, body
-    proxy.latency_s = 0.0
+    assert body["cache_hit"] is False  # the shared run's own answer, not a cached one

@@ -33,6 +33,10 @@ from service.wiring import Resources
 CONFIG_DIR = REPO_ROOT / "config"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The services' Redis socket timeout in tests: a loaded machine's slow Redis call must not
+# become a cache miss (the default 0.1 s does, and trips the breaker); Redis down is still
+# refused at once.
+SLOW_REDIS_OK_S = 5.0
 BIN_DIR = Path(sys.executable).parent  # the running interpreter's scripts (resolver, langgraph)
 
 
@@ -219,6 +223,7 @@ async def running_service(
     sets `refresh_min_interval_s`; the database is seeded at boot unless it sets
     `seed_demo`. `clock` (a FakeClock) replaces the resolver's wall clock."""
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("cache_socket_timeout_s", SLOW_REDIS_OK_S)
     overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings, clock=clock or time.time)
@@ -248,6 +253,7 @@ async def served(**overrides: Any) -> AsyncIterator[Served]:
     import uvicorn
 
     overrides.setdefault("refresh_min_interval_s", 0)
+    overrides.setdefault("cache_socket_timeout_s", SLOW_REDIS_OK_S)
     overrides.setdefault("seed_demo", True)  # fresh databases: the demo widgets (SEED_DEMO)
     settings = Settings(**overrides)
     app = create_app(settings)
