@@ -66,7 +66,9 @@ def wait_badge(drv: Any, widget_id: str, status: str, timeout: float = 20) -> We
         return b if b.get_attribute("data-status") == status else False
 
     try:
-        return wait_for(drv, ok, timeout, f"{widget_id} badge {status}")
+        found = wait_for(drv, ok, timeout, f"{widget_id} badge {status}")
+        assert isinstance(found, WebElement)
+        return found
     except Exception:
         b = badge(drv, widget_id)
         raise AssertionError(
@@ -144,7 +146,7 @@ def test_postgres_widget_is_live_then_cached_after_a_reload(
     wait_for(page, settled, 60)
     b = wait_badge(page, PG_KPI, "cached")
     assert re.fullmatch(r"Cached · \d+ (s|min)", words(b)), words(b)  # its age
-    assert "is-cached" in tile(page, PG_KPI).get_attribute("class")
+    assert "is-cached" in (tile(page, PG_KPI).get_attribute("class") or "")
 
 
 def test_cut_postgres_turns_its_tile_amber_with_the_reason_and_it_recovers_by_itself(
@@ -161,7 +163,9 @@ def test_cut_postgres_turns_its_tile_amber_with_the_reason_and_it_recovers_by_it
         assert t.find_element(By.CSS_SELECTOR, '[data-testid="failure-kind"]').text == (
             "postgres_unavailable"
         )
-        assert "is-mock" in t.get_attribute("class") and "is-degraded" in t.get_attribute("class")
+        assert "is-mock" in (t.get_attribute("class") or "") and "is-degraded" in (
+            t.get_attribute("class") or ""
+        )
         border = page.execute_script("return getComputedStyle(arguments[0]).borderTopColor", t)
         assert border == "rgb(234, 88, 12)", border  # amber, not the live green
         # the error detail on hover, and on keyboard focus
@@ -198,14 +202,16 @@ def test_cut_postgres_turns_its_tile_amber_with_the_reason_and_it_recovers_by_it
         b = badge(d, PG_KPI)
         return b if b.get_attribute("data-status") in {"live", "cached"} else False
 
-    b = wait_for(page, recovered, 45, f"{PG_KPI} shows real data again")
+    shown = wait_for(page, recovered, 45, f"{PG_KPI} shows real data again")
+    assert isinstance(shown, WebElement)
+    b = shown
     text = words(b)
     if b.get_attribute("data-status") == "live":
         assert text == "Live · PostgreSQL"
     else:
         age = int(text.removeprefix("Cached · ").removesuffix(" s"))
         assert age <= time.monotonic() - back + 1, text
-    assert "is-mock" not in tile(page, PG_KPI).get_attribute("class")
+    assert "is-mock" not in (tile(page, PG_KPI).get_attribute("class") or "")
 
 
 CHART_AXES_JS = """

@@ -70,7 +70,7 @@ def test_asks_for_a_token_and_uses_it_from_session_storage_only(
     chart = tile(auth_page, "claims-filed-by-region").find_element(
         By.CSS_SELECTOR, '[data-testid="chart"]'
     )
-    label = chart.get_attribute("aria-label")
+    label = chart.get_attribute("aria-label") or ""
     assert "west:" in label and "northeast:" in label, label
     assert "southeast" not in label and "midwest" not in label, label
     assert words(badge(auth_page, "claims-filed-by-region")).startswith("Live")

@@ -87,7 +87,9 @@ def test_stale_answers_are_amber_with_age_and_reason(
     kind = tile(page, PG_KPI).find_element(By.CSS_SELECTOR, '[data-testid="failure-kind"]')
     assert kind.text == "revalidating"
     t = tile(page, PG_KPI)
-    assert "is-stale" in t.get_attribute("class") and "is-degraded" in t.get_attribute("class")
+    assert "is-stale" in (t.get_attribute("class") or "") and "is-degraded" in (
+        t.get_attribute("class") or ""
+    )
     border = page.execute_script("return getComputedStyle(arguments[0]).borderTopColor", t)
     assert border == "rgb(217, 119, 6)", border  # amber
     count = page.find_element(By.CSS_SELECTOR, '[data-testid="sum-stale"]')

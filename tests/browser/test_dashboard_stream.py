@@ -42,6 +42,7 @@ def test_a_slow_tile_shows_node_progress_then_is_streamed_on_its_own(
         progress = wait_for(
             page, lambda d: "✓" in meta.text and meta.text, 15, "node events on the tile"
         )
+        assert isinstance(progress, str)
         assert " step" in progress and progress.endswith(" s"), progress
         b = wait_badge(page, PG_KPI, "live", timeout=40)
     finally:

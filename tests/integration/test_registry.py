@@ -296,9 +296,11 @@ class GatedStore(RegistryStore):
         self.release.clear()
 
     async def _read(
-        self, conn: psycopg.AsyncConnection[Any], routing: dict[str, RoutingEntry]
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        routing_file: tuple[dict[str, RoutingEntry], list[str]],
     ) -> RegistrySnapshot:
-        snap = await super()._read(conn, routing)
+        snap = await super()._read(conn, routing_file)
         await self._gate()
         return snap
 
