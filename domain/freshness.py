@@ -47,6 +47,25 @@ class Policy:
         return int(self.ttl_s + max(self.swr_s, self.sie_s))
 
 
+def answering(asked: RoutingEntry, answered_by: RoutingEntry) -> RoutingEntry:
+    """The routing an answer is kept and served under when a question asked under `asked`
+    (the question widget's) is answered by a metric routed `answered_by` (its backend): the
+    stricter of the two freshness policies, window by window, so that a metric whose old
+    numbers mislead (`stale_if_error_seconds: 0`) never stands in stale because a question
+    reached it."""
+    swr = min(asked.swr_seconds, answered_by.swr_seconds)
+    return answered_by.model_copy(
+        update={
+            "ttl_seconds": min(asked.ttl_seconds, answered_by.ttl_seconds),
+            "stale_while_revalidate_seconds": swr,
+            "stale_if_error_seconds": min(
+                asked.stale_if_error_seconds, answered_by.stale_if_error_seconds
+            ),
+            "generator": asked.generator,
+        }
+    )
+
+
 class Age(StrEnum):
     fresh = "fresh"
     stale = "stale"

@@ -27,6 +27,7 @@ from langgraph.runtime import Runtime
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
+from domain.freshness import answering
 from domain.keys import approved_sql_key
 from domain.models import DataIntent, MetricDef
 from domain.ports import GenerationRequest, Grounding, GroundingRequest, TableSchema, Trust
@@ -65,11 +66,17 @@ def _plus(a: int | None, b: int | None) -> int | None:
 
 
 def _on_postgres(
-    ctx: Context, grounded: DataIntent | str, catalog: dict[str, MetricDef], record: dict[str, Any]
+    ctx: Context,
+    state: State,
+    grounded: DataIntent | str,
+    catalog: dict[str, MetricDef],
+    record: dict[str, Any],
 ) -> dict[str, Any] | str:
     """A question grounded in a PostgreSQL metric, for postgres_query to run (or why not).
     The log keeps the query as rendered without the caller's row filters (postgres_query
-    applies them), as the warehouse way logs its SQL before the safety layer."""
+    applies them), as the warehouse way logs its SQL before the safety layer. The answer
+    is kept and served under the stricter of the question's and the metric's freshness
+    policies (`routing`, which degrade_or_return and mock_data read)."""
     if isinstance(grounded, str):
         return grounded
     metric = catalog[grounded.metric_id]
@@ -80,13 +87,17 @@ def _on_postgres(
         return exc.detail
     way: Trust = "compiled_from_metric"
     raw = grounded.model_dump(mode="json", exclude={"question"})
-    return {
+    out: dict[str, Any] = {
         "metric": metric,
         "backend": "postgres",
         "grounded": grounded,
         "generation": record | {"generated_sql": sql, "way": way, "intent": raw},
         "trust": way,
     }
+    metric_routing = ctx.registry.routings().get(grounded.metric_id)
+    if metric_routing is not None and (asked := state.get("routing")) is not None:
+        out["routing"] = answering(asked, metric_routing)
+    return out
 
 
 async def _grounded(
@@ -105,7 +116,7 @@ async def _grounded(
     cap = state["spec"].data_intent.limit
     record = record | _usage(grounding) | {"reused": False, "grounding": grounding.reason}
     if grounding.intent.get("metric_id") in kpis:  # the KPI history
-        pg = _on_postgres(ctx, validate_grounded(grounding.intent, kpis, cap), kpis, record)
+        pg = _on_postgres(ctx, state, validate_grounded(grounding.intent, kpis, cap), kpis, record)
         if isinstance(pg, str):
             return pg
         if not state.get("dry_run"):  # reused as its intent, as the warehouse way is
@@ -197,7 +208,7 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         # catalog still validates it; else the question is asked again
         if approved["intent"].get("metric_id") in kpis:
             pg = _on_postgres(
-                ctx, validate_grounded(approved["intent"], kpis, intent.limit), kpis, reuse
+                ctx, state, validate_grounded(approved["intent"], kpis, intent.limit), kpis, reuse
             )
             if not isinstance(pg, str):
                 return pg | {"outcome": "reused_approved"}

@@ -119,3 +119,22 @@ async def test_a_dry_run_caches_no_approved_intent() -> None:
         shown["trace"][0]["outcome"] == "dry_run"
         and "kpi_metrics_history" in shown["generated_sql"]
     )
+
+
+async def test_a_kpi_answer_is_kept_under_the_stricter_freshness_policy() -> None:
+    """claims_insights keeps answers 900 s with an hour of stale-if-error; a question it
+    grounds in critical_alerts_count_15min (30 s, never stale on error) is kept and served
+    under the metric's stricter windows, so old alert counts never stand in for a failure."""
+    ctx = make_ctx(llm=StubLLM(intent={"metric_id": "critical_alerts_count_15min"}))
+    state = await _state(ctx)
+    asked = state["routing"]
+    assert asked.ttl_seconds == 900 and asked.stale_if_error_seconds == 3600
+    out = await sql_generate(state, Runtime(context=ctx))
+    routing = out["routing"]
+    assert (routing.backend, routing.ttl_seconds) == ("postgres", 30)
+    assert routing.stale_if_error_seconds == 0 and routing.swr_seconds == 15
+    assert routing.generator == asked.generator  # still a question's answer
+    # a metric with looser windows than the question's keeps the question's
+    looser = make_ctx(llm=StubLLM(intent={"metric_id": "nba_taken_pct"}))
+    kept = (await sql_generate(await _state(looser), Runtime(context=looser)))["routing"]
+    assert kept.ttl_seconds == 300 and kept.stale_if_error_seconds == 3600
