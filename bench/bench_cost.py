@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_http import pct  # noqa: E402
+from cost_breakdown import breakdown  # noqa: E402
 from cost_clients import rollup_latencies, snapshot, time_to_change, viewer  # noqa: E402
 from cost_fleet import (  # noqa: E402
     IDENTITIES,
@@ -150,6 +151,7 @@ async def main_async(args: argparse.Namespace) -> int:
         # 2. rows appended to claim_events
         snaps = {n: await snapshot(f, over_table, toks) for n, f in fleets.items()}
         reads = {n: f.warehouse.ask("data_of", TABLE) for n, f in fleets.items()}
+        marks = {n: f.warehouse.ask("mark") for n, f in fleets.items()}
         appended = {n: f.warehouse.ask("append") for n, f in fleets.items()}
         print("appended 5 rows (one per region) to", TABLE)
         changed = await asyncio.gather(
@@ -158,12 +160,17 @@ async def main_async(args: argparse.Namespace) -> int:
                 for n, f in fleets.items()
             )
         )
+        await asyncio.sleep(args.settle)  # what the change still causes after the tiles show it
         for (n, f), seen in zip(fleets.items(), changed, strict=True):
             got = [v for v in seen.values() if v is not None]
             res[n]["append_tiles"] = len(seen)
             res[n]["append_changed"] = len(got)
             res[n]["append_s"] = got
             res[n]["append_statements"] = f.warehouse.ask("data_of", TABLE) - reads[n]
+            names = {str(p.pid): f"{n}{i}" for i, p in enumerate(f.procs)}
+            res[n]["append_breakdown"] = breakdown(
+                f.warehouse.ask("log_since", marks[n]), names, TABLE
+            )
         # 3. a kpi_metrics_history row
         kpi_before = {
             n: await snapshot(f, [KPI_WIDGET], {"ana": toks["ana"]}) for n, f in fleets.items()
@@ -255,7 +262,7 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
         f"{'append: time to reflect (target probe + 2 s)':46} {fmt(on['append_s']):>20} {fmt(off['append_s']):>16}"
     )
     print(
-        f"{'append: data statements over the table':46} {on['append_statements']:>20} {off['append_statements']:>16}"
+        f"{'append: data statements over the table (+' + format(args.settle, 'g') + ' s)':46} {on['append_statements']:>20} {off['append_statements']:>16}"
     )
     print(
         f"{'kpi row: time to reflect on every instance':46} {fmt(on['kpi_s']):>20} {fmt(off['kpi_s']):>16}"
@@ -270,6 +277,9 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
         off["quiet_statements"] / on["quiet_statements"] if on["quiet_statements"] else float("inf")
     )
     print(f"quiet-window statements off/on: {ratio:g}; tiles over {TABLE}: {', '.join(over_table)}")
+    for n, what in (("on", "on"), ("off", "off (today)")):
+        print(f"append: the data statements over {TABLE}, {what} (count x what, why, where, rows):")
+        print("\n".join(res[n]["append_breakdown"]) or "    none")
     ms = on.get("rollup_ms") or []
     if ms:
         print(
@@ -294,6 +304,12 @@ def main() -> int:
     p.add_argument("--quiet", type=float, default=60.0)
     p.add_argument("--probe-s", type=float, default=2.0, help="data version probe interval")
     p.add_argument("--limit", type=float, default=30.0, help="longest wait for a change to show")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="seconds the append's statements are counted after every tile showed it",
+    )
     p.add_argument("--delay", type=float, default=1.0, help="seconds per warehouse statement")
     p.add_argument("--rollup-n", type=int, default=100, help="timed rollup answers per widget")
     return asyncio.run(main_async(p.parse_args()))

@@ -9,8 +9,11 @@ A rollup answers when all of these hold, else the intent takes today's path:
 - every row filter of the identity on the table is on a rollup dimension (one rollup
   serves every identity: the filter is applied to its rows as to the warehouse's);
 - the measure re-aggregates (count, sum, min, max; avg from sum and count); count-distinct
-  only when no two rollup rows merge into one answer row: the same grain, and every rollup
-  dimension grouped by or fixed to one value (by a filter or a one-value row filter);
+  of a rollup dimension always (counted over the rollup's rows, which keep every distinct
+  value per bucket: exact at any grain, dimensions, filters and row filters), of a
+  count-distinct measure column only when no two rollup rows merge into one answer row: the
+  same grain, and every rollup dimension grouped by or fixed to one value (by a filter or
+  a one-value row filter). Never approximated;
 - the time range is whole rollup buckets: an absolute range aligned at both ends; a
   relative one ends now (the rollup's newest bucket, as of its build) and starts aligned,
   or is floored to the rollup's grain when the rollup says `relative_ranges: floor`.

@@ -11,7 +11,8 @@ Build (one statement per partition, on the warehouse):
 Read (PostgreSQL, over `rollup_<name>`): the compiler's output shape (dimensions, bucket,
 value; the same order, NULL placement and limit, the same newest-buckets cap of a time
 series) with the measure re-aggregated: sum of counts and sums, min of mins, max of maxes,
-avg as sum / count. User values only ever become sqlglot literals.
+avg as sum / count, count(DISTINCT x) of a dimension x as itself over the rollup's rows.
+User values only ever become sqlglot literals.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def _sum(col: str) -> exp.Expr:
 def _value(measure: MetricMeasure) -> exp.Expr:
     bigint = exp.DataType.build("BIGINT", dialect=PG)
     col = measure.columns[0]
+    if measure.kind == "distinct_dimension":
+        distinct = exp.Distinct(expressions=[exp.column(col)])
+        return exp.cast(exp.Count(this=distinct), bigint)
     if measure.kind in ("count", "count_distinct"):
         return exp.cast(exp.Coalesce(this=_sum(col), expressions=[exp.Literal.number(0)]), bigint)
     if measure.kind == "sum":

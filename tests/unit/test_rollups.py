@@ -33,6 +33,7 @@ ROLLUPS, PROBLEMS = validate_rollups(
     CONFIG.rollups, metrics=CONFIG.metrics, routing=CONFIG.routing, table_columns=COLUMNS
 )
 CLAIMS = ROLLUPS["claim_events_daily"]
+DISTINCT = ROLLUPS["claim_events_claims_daily"]  # claim_id is a dimension
 EVENTS = "main.claims.claim_events"
 
 
@@ -74,10 +75,10 @@ def test_the_demo_rollups_are_valid_and_cover_the_demo_warehouse_widgets() -> No
         assert metric in served, wid
         rollup = next(r for r in ROLLUPS.values() if metric in r.definition.metrics)
         out = run(spec.data_intent, rollup=rollup)
-        if wid == "claims-filed-by-region":  # count-distinct over 30 days: never exact
+        if wid == "claims-filed-by-region":  # count-distinct over 30 days: not from sums
             assert isinstance(out, NoMatch)
-        else:
-            assert isinstance(out, RollupQuery), (wid, out)
+            out = run(spec.data_intent, rollup=DISTINCT)  # from the claims' own rows
+        assert isinstance(out, RollupQuery), (wid, out)
 
 
 # ------------------------------------------------------------------ validation at boot
@@ -345,6 +346,45 @@ def test_a_measure_the_rollup_cannot_re_aggregate() -> None:
 )
 def test_count_distinct_that_would_not_be_exact(kw: dict[str, Any], access: RowAccess) -> None:
     assert "count-distinct" in declined(intent("claims_filed_count", **kw), access)
+
+
+@pytest.mark.parametrize(
+    ("kw", "access"),
+    [
+        ({"grain": "day"}, UNRESTRICTED),
+        ({"dimensions": ["region"], "time_range": "last_30d"}, region("west", "midwest")),
+        ({"grain": "week", "dimensions": ["channel"]}, region("west", "midwest")),
+        ({"grain": "month"}, UNRESTRICTED),
+        (
+            {"filters": [Filter(column="region", op="!=", value="west")]},
+            region("west", "midwest"),
+        ),
+    ],
+)
+def test_count_distinct_of_a_rollup_dimension_is_exact_at_any_grain_and_dimensions(
+    kw: dict[str, Any], access: RowAccess
+) -> None:
+    # the exact cases the measure column declines: the claims are counted from the
+    # rollup's rows, which keep every distinct claim of every (dimensions, day)
+    out = run(intent("claims_filed_count", **kw), access, rollup=DISTINCT)
+    assert isinstance(out, RollupQuery), out
+    assert "CAST(COUNT(DISTINCT claim_id) AS BIGINT) AS value" in out.sql
+    assert "SUM(" not in out.sql and "event_type = 'filed'" in out.sql
+    if access.tables:
+        assert "region IN ('west', 'midwest')" in out.sql
+    assert "claim_id" not in out.sql.split(" AS value")[0].replace("COUNT(DISTINCT claim_id)", "")
+
+
+def test_count_distinct_of_a_dimension_no_rollup_declares_is_not_answered() -> None:
+    # claim_events_daily has claim_id neither as a dimension nor as count(DISTINCT) beyond
+    # its per-day measure: declined off its grain, never approximated
+    assert "count-distinct" in declined(intent("claims_filed_count", grain="week"))
+    no_measure = compile_rollup(
+        "n", DISTINCT.definition.model_copy(update={"dimensions": ["region", "event_type"]})
+    )
+    assert "no measure count(DISTINCT claim_id)" in declined(
+        intent("claims_filed_count", grain="week"), rollup=no_measure
+    )
 
 
 @pytest.mark.parametrize(
