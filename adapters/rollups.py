@@ -118,7 +118,10 @@ class PgRollups:
                 )
                 head = await conn.execute(_COVERAGE, (rollup.name,))
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(cast(LiteralString, query.sql))
+                    if query.template:  # prepared by the server after a few runs
+                        await cur.execute(cast(LiteralString, query.template), query.params())
+                    else:
+                        await cur.execute(cast(LiteralString, query.sql))
                     built = self._covering(rollup, query, now, await head.fetchall())
                     if built is None:
                         return None
@@ -296,6 +299,9 @@ class PgRollups:
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         r = self.rollups[rollup]
         window = update_window(r, datetime.fromtimestamp(now, UTC))
+        starts = {partition_of(r, p)[0] for p in window}
+        if all(self._known(r, s, data_version) for s in starts):
+            return True  # seen built from this version (or a later one): no round trip
         try:
             report = await self.build_partitions(rollup, window, data_version=data_version)
         except psycopg.Error as exc:  # the store itself: a PostgresFailure, as for a read

@@ -17,6 +17,8 @@ User values only ever become sqlglot literals.
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlglot import exp
@@ -34,6 +36,11 @@ from metricsql.compiler import (
 from metricsql.rollups.compile import MetricMeasure, parse_aggregate
 
 PG = "postgres"
+# stand-ins for the read's time bounds while sqlglot writes it (a per-process random token:
+# no filter value can spell one), replaced by the bound parameters %(start)s and %(end)s
+_TOKEN = uuid.uuid4().hex
+_START = f"__rollup_start_{_TOKEN}__"
+_END = f"__rollup_end_{_TOKEN}__"
 
 
 def build_sql(rollup: Rollup, start: datetime, end: datetime) -> str:
@@ -64,9 +71,56 @@ def data_start_sql(rollup: Rollup) -> str:
     return exp.select(first).from_(exp.to_table(d.table, dialect=DIALECT)).sql(dialect=DIALECT)
 
 
-def _ts(ts: datetime) -> exp.Expr:
-    text = ts.astimezone(UTC).isoformat()
+def _ts(ts: datetime | str) -> exp.Expr:
+    text = ts if isinstance(ts, str) else ts.astimezone(UTC).isoformat()
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ", dialect=PG))
+
+
+def _cast_sql(ts: datetime | str) -> str:
+    return _ts(ts).sql(dialect=PG)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTemplate:
+    """A rollup read written once per shape (sqlglot is the slow part of a rollup answer)
+    and bound per request: `text` for psycopg, its time bounds the named parameters
+    `start` and `end` (a literal's `%` doubled), so the server can prepare it once;
+    `shown` the same with stand-ins, for the SQL an answer shows (`display`)."""
+
+    text: str
+    shown: str
+
+    def display(self, start: datetime | None, end: datetime) -> str:
+        out = self.shown.replace(_cast_sql(_END), _cast_sql(end))
+        return out if start is None else out.replace(_cast_sql(_START), _cast_sql(start))
+
+
+def read_template(
+    rollup: Rollup,
+    measure: MetricMeasure,
+    *,
+    dimensions: list[str],
+    grain: str,
+    has_start: bool,
+    filters: list[Filter],
+    row_filters: list[tuple[str, tuple[str, ...]]],
+    limit: int,
+) -> ReadTemplate:
+    """`read_sql` with its time bounds as parameters (see ReadTemplate)."""
+    shown = read_sql(
+        rollup,
+        measure,
+        dimensions=dimensions,
+        grain=grain,
+        start=_START if has_start else None,
+        end=_END,
+        filters=filters,
+        row_filters=row_filters,
+        limit=limit,
+    )
+    text = shown.replace("%", "%%")
+    text = text.replace(_cast_sql(_START), "%(start)s").replace(_cast_sql(_END), "%(end)s")
+    return ReadTemplate(text=text, shown=shown)
 
 
 def _sum(col: str) -> exp.Expr:
@@ -100,8 +154,8 @@ def read_sql(
     *,
     dimensions: list[str],
     grain: str,
-    start: datetime | None,
-    end: datetime,
+    start: datetime | str | None,
+    end: datetime | str,
     filters: list[Filter],
     row_filters: list[tuple[str, tuple[str, ...]]],
     limit: int,

@@ -513,3 +513,46 @@ def test_the_time_grid(unit: str, ts: datetime, start: datetime, after: datetime
     from metricsql.rollups.timegrid import following, trunc
 
     assert trunc(ts, unit) == start and following(start, unit) == after
+
+
+def test_a_read_is_one_template_per_shape_bound_per_request() -> None:
+    from datetime import timedelta
+
+    from metricsql.rollups.sql import read_sql
+
+    i = intent(dimensions=["channel"], filters=[Filter(column="channel", op="=", value="50%")])
+    a = used(i, region("west"))
+    later = match(
+        CLAIMS,
+        CONFIG.metrics[i.metric_id],
+        i,
+        region("west"),
+        now=NOW + timedelta(seconds=7),
+        column_types=TYPES,
+    )
+    assert isinstance(later, RollupQuery)
+    # the same text for the driver (prepared once by the server), the bounds its parameters
+    assert a.template == later.template and a.end != later.end
+    assert "%(start)s" in a.template and "%(end)s" in a.template
+    assert "channel = '50%%'" in a.template  # a literal's % is not a placeholder
+    assert a.params() == {"start": a.start, "end": a.end}
+    # what the answer shows: the literal SQL of this request's bounds
+    assert a.start is not None
+    measure = metric_measure_of(i.metric_id)
+    assert a.sql == read_sql(
+        CLAIMS,
+        measure,
+        dimensions=["channel"],
+        grain="none",
+        start=a.start,
+        end=a.end,
+        filters=[*CONFIG.metrics[i.metric_id].definition.default_filters, *i.filters],
+        row_filters=[("region", ("west",))],
+        limit=1000,
+    )
+
+
+def metric_measure_of(metric: str) -> Any:
+    from metricsql.rollups.compile import metric_measure
+
+    return metric_measure(CLAIMS, CONFIG.metrics[metric])
