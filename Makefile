@@ -10,7 +10,7 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 export LANGGRAPH_CLI_NO_ANALYTICS=1
 export LANGGRAPH_NO_VERSION_CHECK=true
 
-.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval verified bench bench-scale bench-cost clean
+.PHONY: install run test pytest browser-deps screenshot lint format studio openapi graph settings-doc eval eval-accuracy verified bench bench-scale bench-cost clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +71,11 @@ settings-doc: install
 
 eval: install
 	$(PY) -m evals.run
+
+## eval-accuracy: the gold set against the real Bedrock model (BEDROCK_MODEL_ID + AWS credentials);
+## without them it says so and fails. Report: evals/reports/accuracy/latest.{json,md}
+eval-accuracy: install
+	$(PY) -m evals.accuracy
 
 ## verified: rerun the differential test on local Spark and rewrite adapters/embedded_verified.json
 verified: install

@@ -10,7 +10,9 @@
   widget somebody deleted stays deleted across restarts. `seed_runs` records each seed.
 - `kpi_metrics_history`: for every catalog metric whose table is kpi_metrics_history,
   realistic demo points are generated in SQL (generate_series), from `history_days` ago up
-  to `now`. Re-seeding tops up the gap since the metric's last point, so a later
+  to `now`. The noise is a hash of (metric, instant, series), not random(): a point's value
+  depends only on them, so the same `now` always gives the same history (the accuracy
+  benchmark's gold answers, evals/accuracy, pin it). Re-seeding tops up the gap since the metric's last point, so a later
   `make run` still shows fresh data and nothing is duplicated.
 
 Everything runs in one transaction holding an advisory lock, so two instances seeding at
@@ -222,7 +224,9 @@ SELECT %(metric)s, ts,
            * (1 + %(trend)s::float8 * sin(2 * pi() * extract(epoch FROM ts) / (86400 * 61.0)))
            * (1 + %(daily)s::float8 * sin(2 * pi() * (extract(epoch FROM ts) / 3600.0 - 9) / 24))
            * (1 - %(weekly)s::float8 * (extract(isodow FROM ts AT TIME ZONE 'UTC') >= 6)::int)
-           * (1 + %(noise)s::float8 * (2 * random() - 1))
+           * (1 + %(noise)s::float8 * (2 * (('x' || substr(md5(%(metric)s::text || ':'
+               || extract(epoch FROM ts)::text || ':' || s.dims::text), 1, 8))::bit(32)::bigint
+               / 4294967296.0) - 1))
        ))::numeric, %(decimals)s::int)::float8,
        s.dims
 FROM generate_series(%(start)s::timestamptz, %(end)s::timestamptz, %(step)s::interval) AS ts

@@ -2,7 +2,7 @@
 
 Nodes reach the outside world only through the ports of `domain.ports` held here (never
 state or module globals). `service.wiring.open_resources` builds the Context from
-Settings; node and graph tests build one with doubles (tests/helpers.py::make_ctx).
+Settings; node and graph tests build one with doubles (tests/support/doubles.py::make_ctx).
 """
 
 from __future__ import annotations

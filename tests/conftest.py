@@ -1,6 +1,6 @@
 """Shared fixtures. Data-layer tests use the real PostgreSQL and Redis on this machine
 (TEST_PG_ADMIN_URL / TEST_REDIS_URL override them); each test session gets its own
-freshly created database so parallel runs never collide. Helpers: tests/helpers.py."""
+freshly created database so parallel runs never collide. Helpers: tests/support/."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import (
-    PG_ADMIN_URL,
-    REDIS_URL,
-    create_database,
-    drop_database,
-    spark_session,
-    write_lakehouse_parquet,
-)
+from tests.support.servers import PG_ADMIN_URL, REDIS_URL, create_database, drop_database
+from tests.support.spark import spark_session, write_lakehouse_parquet
 
 # The suite chooses its own auth settings (dev mode unless a test sets a secret): a
 # developer's exported AUTH_* variables must not switch every test to another mode.
@@ -113,7 +107,7 @@ def cache_namespace() -> str:
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One local Spark session for every Spark suite (tests.helpers.spark_session): the
+    """One local Spark session for every Spark suite (tests.support.spark.spark_session): the
     demo lakehouse for SPARK_NOW as temp views. Skips without a Java runtime or pyspark."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java runtime for Spark")

@@ -251,18 +251,32 @@ def eval_sql() -> list[str]:
     return out
 
 
+def gold_sql() -> list[str]:
+    """The accuracy benchmark's gold SQL over the lakehouse (evals/accuracy/gold.yaml): the
+    answers a right model writes, run on the embedded engine to score it."""
+    from evals.accuracy.gold import load_gold
+
+    return [g.sql for q in load_gold() if q.source == "lakehouse" for g in q.golds]
+
+
 def candidate_sql() -> list[str]:
     """What the embedded engine must run: the corpus (as the safety layer re-renders it),
     the widgets' compiled SQL, the compiler's other shapes, the translation rules'
     reference cases (tests/integration/test_spark_reference.py), the rollups' build
-    statements and the eval suite's admitted model SQL."""
+    statements, the eval suite's admitted model SQL and the accuracy benchmark's gold SQL."""
     from sqlsafety import check_sql
 
     sql = [check_sql(q, dialect="databricks", allowed_tables=TABLES).sql for q in corpus_sql()]
     from tests.integration.test_spark_reference import ALL_CASES
 
     return (
-        sql + widget_sql() + compiled_sql() + list(ALL_CASES.values()) + rollup_sql() + eval_sql()
+        sql
+        + widget_sql()
+        + compiled_sql()
+        + list(ALL_CASES.values())
+        + rollup_sql()
+        + eval_sql()
+        + gold_sql()
     )
 
 
@@ -392,7 +406,7 @@ _COLON_PATH = re.compile(r"(\((?:[^()]|\([^()]*\))*\)):(\w+)")
 
 
 def spark_answer(spark: Any, sql: str) -> Answer:
-    from tests.helpers import for_spark
+    from tests.support.spark import for_spark
 
     # `(value):key` in a case: what Databricks documents it to mean (get_json_object)
     sql = _COLON_PATH.sub(lambda m: f"get_json_object({m.group(1)}, '$.{m.group(2)}')", sql)
@@ -622,7 +636,7 @@ def main() -> int:
     """Regenerate adapters/embedded_verified.json on a local Spark session."""
     import tempfile
 
-    from tests.helpers import spark_session, write_lakehouse_parquet
+    from tests.support.spark import spark_session, write_lakehouse_parquet
 
     with tempfile.TemporaryDirectory() as tmp:
         parquet = write_lakehouse_parquet(Path(tmp))

@@ -23,7 +23,7 @@ import redis
 import yaml
 
 from fakes.tcp_proxy import TcpProxy
-from tests.helpers import (
+from tests.support.servers import (
     PG_ADMIN_URL,
     REDIS_URL,
     copy_config,

@@ -25,7 +25,7 @@ from tests.browser.test_dashboard import (
     wait_for,
     words,
 )
-from tests.helpers import copy_config
+from tests.support.servers import copy_config
 
 pytestmark = pytest.mark.browser
 TTL, SWR = 600, 600

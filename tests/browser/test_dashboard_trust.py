@@ -24,7 +24,7 @@ from fakes.bedrock_converse import (
 )
 from tests.browser.conftest import DashService, after_test, fresh_tab, serving
 from tests.browser.test_dashboard import open_dashboard, tile
-from tests.helpers import FAKE_AWS_ENV, copy_config
+from tests.support.servers import FAKE_AWS_ENV, copy_config
 
 pytestmark = pytest.mark.browser
 

@@ -16,7 +16,7 @@ import yaml
 from domain.failures import InvalidIntent
 from domain.models import RESERVED_WIDGET_IDS, WidgetSpec
 from service.wiring import BootError
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     RESPONSE_FIELDS,
     Service,

@@ -24,7 +24,7 @@ from fakes.bedrock_converse import (
     ToolCall,
 )
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,

@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from service.wiring import BootError
-from tests.helpers import copy_config, create_database, drop_database, entry_point, running_service
+from tests.support.servers import (
+    copy_config,
+    create_database,
+    drop_database,
+    entry_point,
+    running_service,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,9 +68,9 @@ def test_resolver_serve_exits_non_zero_naming_each_entry(tmp_path: Path) -> None
 
 
 def test_the_serve_helper_reports_a_service_that_exits_at_boot(tmp_path: Path) -> None:
-    """tests.helpers.resolver_serve (the tests' way to run `resolver serve`) fails with the
+    """tests.support.servers.resolver_serve (the tests' way to run `resolver serve`) fails with the
     process's own words when it does not come up, instead of waiting out its timeout."""
-    from tests.helpers import free_port, resolver_serve
+    from tests.support.servers import free_port, resolver_serve
 
     env = dict(os.environ) | {"PORT": str(free_port()), "WORKERS": "0"}  # refused by Settings
     with (

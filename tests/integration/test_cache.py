@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.cache import MemoryTTLCache, RedisCache
-from tests.helpers import free_port
+from tests.support.servers import free_port
 
 
 async def test_memory_cache_ttl_and_isolation() -> None:

@@ -23,7 +23,7 @@ import yaml
 from adapters.identity import mint_token
 from adapters.lakehouse import CLAIM_EVENTS, new_claim_events
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Served,
     copy_config,

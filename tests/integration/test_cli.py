@@ -8,7 +8,7 @@ import subprocess
 import psycopg
 import pytest
 
-from tests.helpers import create_database, drop_database, entry_point
+from tests.support.servers import create_database, drop_database, entry_point
 
 RESOLVER = entry_point("resolver")
 

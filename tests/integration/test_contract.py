@@ -14,7 +14,7 @@ import pytest
 
 from domain.identity import ALL_SCOPES
 from fakes.bedrock_converse import MODEL_ID, REGION, ConverseServer, ToolCall
-from tests.helpers import (
+from tests.support.servers import (
     FAKE_AWS_ENV,
     create_database,
     drop_database,

@@ -12,7 +12,13 @@ import pytest
 import pytest_asyncio
 
 from service.routes.dashboard import STATIC_DIR
-from tests.helpers import REDIS_URL, Service, create_database, drop_database, running_service
+from tests.support.servers import (
+    REDIS_URL,
+    Service,
+    create_database,
+    drop_database,
+    running_service,
+)
 
 aio = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from adapters.data_versions import PgChangeListener, WarehouseDataVersions
 from adapters.lakehouse import CLAIM_EVENTS, DEVICES, new_claim_events
 from adapters.pg_migrate import migrate
-from tests.helpers import sea_lakehouse
+from tests.support.servers import sea_lakehouse
 
 NOW = datetime.now(UTC) - timedelta(seconds=10)
 COUNT_FILED = f"SELECT count(*) AS n FROM {CLAIM_EVENTS} WHERE event_type = 'filed'"
@@ -30,7 +30,7 @@ def sea() -> Iterator[Any]:
 
 async def test_the_fake_answers_describe_history_with_a_version_that_moves(sea: Any) -> None:
     from adapters.databricks import DatabricksWarehouse
-    from tests.helpers import sea_settings
+    from tests.support.servers import sea_settings
 
     s = sea_settings(sea)
     wh = DatabricksWarehouse(
@@ -60,7 +60,7 @@ async def test_the_fake_answers_describe_history_with_a_version_that_moves(sea: 
 
 async def test_a_failing_probe_has_no_version(sea: Any) -> None:
     from adapters.databricks import DatabricksWarehouse
-    from tests.helpers import sea_settings
+    from tests.support.servers import sea_settings
 
     s = sea_settings(sea)
     wh = DatabricksWarehouse(

@@ -27,7 +27,7 @@ import pytest
 
 from adapters.databricks import DatabricksWarehouse
 from domain.failures import FailureKind, WarehouseFailure
-from tests.helpers import free_port
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 

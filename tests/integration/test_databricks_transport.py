@@ -13,7 +13,7 @@ from adapters.databricks import DatabricksWarehouse
 from adapters.databricks.warehouse import INSTANCE
 from fakes.databricks_sea import FakeSeaServer
 from service.settings import Settings
-from tests.helpers import (
+from tests.support.servers import (
     create_database,
     drop_database,
     running_service,

@@ -11,7 +11,7 @@ from domain.models import WidgetSpec
 from service.app import create_app
 from service.cli import graph_mermaid
 from service.settings import Settings
-from tests.helpers import RESPONSE_FIELDS
+from tests.support.servers import RESPONSE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, resolver_serve
+from tests.support.servers import free_port, resolver_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

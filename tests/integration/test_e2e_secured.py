@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
-from tests.helpers import (
+from tests.support.servers import (
     FAKE_AWS_ENV,
     REDIS_URL,
     create_database,

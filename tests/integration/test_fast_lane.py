@@ -14,15 +14,15 @@ import pytest
 import pytest_asyncio
 
 from graph.runner import DECIDE, LANE
-from tests.helpers import (
+from tests.integration.test_freshness import short_ttl_config
+from tests.support.clocks import FakeClock
+from tests.support.servers import (
     REDIS_URL,
-    FakeClock,
     Service,
     create_database,
     drop_database,
     running_service,
 )
-from tests.integration.test_freshness import short_ttl_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

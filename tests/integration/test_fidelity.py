@@ -16,7 +16,7 @@ from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import TABLES
 from domain.failures import FailureKind, WarehouseFailure
 from sqlsafety import check_sql
-from tests import helpers as sh
+from tests.support import spark as sh
 
 CORPUS = Path(__file__).parents[1] / "fixtures" / "fidelity" / "corpus.sql"
 FAMILIES = {

@@ -20,9 +20,9 @@ import yaml
 
 from domain.freshness import failure_note_key
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import (
+from tests.support.clocks import FakeClock
+from tests.support.servers import (
     REDIS_URL,
-    FakeClock,
     Service,
     copy_config,
     create_database,

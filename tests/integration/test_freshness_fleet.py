@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import REDIS_URL, create_database, drop_database, entry_point, free_port
+from tests.support.servers import REDIS_URL, create_database, drop_database, entry_point, free_port
 
 RESOLVER = entry_point("resolver")
 

@@ -26,7 +26,7 @@ from fakes.bedrock_converse import (
     Text,
     ToolCall,
 )
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,

@@ -31,12 +31,12 @@ from fakes.bedrock_converse import (
     Text,
     ToolCall,
 )
-from tests.helpers import (
+from tests.support.doubles import demo_config
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,
     create_database,
-    demo_config,
     drop_database,
     running_service,
 )

@@ -9,7 +9,7 @@ import pytest
 
 from fakes.langsmith_api import LangSmithApi
 from observability.langsmith import scrub
-from tests.helpers import REDIS_URL, create_database, drop_database, running_service
+from tests.support.servers import REDIS_URL, create_database, drop_database, running_service
 
 SECRET = "ROW-VALUE-7f3a9c"
 

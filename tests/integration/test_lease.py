@@ -11,7 +11,8 @@ import pytest
 
 from adapters.lease import LocalLeases, RedisLeases
 from domain.lease import ABANDONED, BUSY, Outcome
-from tests.helpers import REDIS_URL, free_port, until
+from tests.support.clocks import until
+from tests.support.servers import REDIS_URL, free_port
 
 
 def _prefix() -> str:

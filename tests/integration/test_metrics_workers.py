@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import REDIS_URL, create_database, drop_database, entry_point, free_port
+from tests.support.servers import REDIS_URL, create_database, drop_database, entry_point, free_port
 
 
 def _post(port: int, path: str) -> int:

@@ -24,7 +24,7 @@ from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from observability.logs import JsonFormatter
 from service.app import create_app
 from service.settings import Settings
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     converse_with_fake_aws,
     create_database,

@@ -24,7 +24,7 @@ import pytest_asyncio
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from service.wiring import BootError
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,

@@ -46,13 +46,12 @@ from metricsql.rollups import (
 )
 from service.changes import rebuild_rollups
 from service.wiring import BootError
-from tests.helpers import (
+from tests.support.doubles import WAREHOUSE_TABLES, make_ctx
+from tests.support.servers import (
     CONFIG_DIR,
-    WAREHOUSE_TABLES,
     copy_config,
     create_database,
     drop_database,
-    make_ctx,
     running_service,
     sea_lakehouse,
     sea_settings,

@@ -17,7 +17,7 @@ import pytest
 
 from domain.access import TableFilter
 from sqlsafety import SafetyViolation, check_sql
-from tests.helpers import for_spark, spark_view_name
+from tests.support.spark import for_spark, spark_view_name
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
-from tests.helpers import (
+from tests.support.servers import (
     REDIS_URL,
     Service,
     converse_with_fake_aws,
@@ -614,7 +614,7 @@ async def test_bearer_token_is_refused_in_dev_mode(db_url: str, tmp_path: Path) 
 async def test_boot_refuses_a_bad_access_policy(
     db_url: str, tmp_path: Path, policy: str, named: str
 ) -> None:
-    from tests.helpers import copy_config
+    from tests.support.servers import copy_config
 
     config = copy_config(tmp_path)
     (config / "access_policy.yaml").write_text(policy)

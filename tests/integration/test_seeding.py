@@ -19,7 +19,7 @@ from adapters.pg_migrate import migrate
 from adapters.pg_seed import load_widgets, seed
 from service.settings import Settings
 from service.wiring import BootError
-from tests.helpers import copy_config, running_service
+from tests.support.servers import copy_config, running_service
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 DEMO = load_widgets(CONFIG_DIR / "widgets.yaml")

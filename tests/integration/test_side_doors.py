@@ -31,7 +31,7 @@ import pytest_asyncio
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.jwks_server import JwksServer
-from tests.helpers import (
+from tests.support.servers import (
     FAKE_AWS_ENV,
     Service,
     create_database,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers import create_database, drop_database, free_port, resolver_serve
+from tests.support.servers import create_database, drop_database, free_port, resolver_serve
 
 HEADER_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 1.0

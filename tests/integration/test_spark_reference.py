@@ -1,8 +1,7 @@
 """Reference check: the same Databricks SQL gives the same rows on real Spark and on DuckDB.
 
 The Spark session is the shared `spark` fixture (tests/conftest.py; the harness and how
-the SQL is adapted for open-source Spark: tests/helpers.py, "Spark as the reference
-engine"). The fidelity corpus (test_fidelity.py) covers the safety layer's functions;
+the SQL is adapted for open-source Spark: tests/support/spark.py). The fidelity corpus (test_fidelity.py) covers the safety layer's functions;
 this module covers the compiler's widgets and the transpiler's fixes.
 """
 
@@ -22,7 +21,7 @@ from domain.failures import WarehouseFailure
 from domain.jsonsafe import json_safe
 from domain.models import AbsoluteRange, DataIntent, MetricDef, WidgetSpec
 from metricsql import compile_intent
-from tests.helpers import SPARK_NOW, for_spark
+from tests.support.spark import SPARK_NOW, for_spark
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.schema import StreamPart
 
-from tests.helpers import create_database, drop_database, entry_point, free_port
+from tests.support.servers import create_database, drop_database, entry_point, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -14,7 +14,12 @@ from adapters.duckdb_warehouse import DuckDBWarehouse
 from adapters.lakehouse import build_lakehouse, table_schemas
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from fakes.databricks_sea import FakeSeaServer
-from tests.helpers import converse_with_fake_aws, create_database, drop_database, running_service
+from tests.support.servers import (
+    converse_with_fake_aws,
+    create_database,
+    drop_database,
+    running_service,
+)
 
 TOP_MODELS_SQL = (
     "SELECT d.model, count(DISTINCT e.claim_id) AS claims FROM main.claims.claim_events e "

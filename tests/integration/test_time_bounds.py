@@ -20,7 +20,13 @@ from domain.config import load_catalog
 from domain.failures import FailureKind, PostgresFailure
 from domain.models import DataIntent
 from fakes.tcp_proxy import TcpProxy
-from tests.helpers import CONFIG_DIR, Service, create_database, drop_database, running_service
+from tests.support.servers import (
+    CONFIG_DIR,
+    Service,
+    create_database,
+    drop_database,
+    running_service,
+)
 
 # What the settings below promise (README "Time bounds"): a deadline plus slack for the
 # degraded answer. The assertions are generous: they catch "no answer", not slowness.

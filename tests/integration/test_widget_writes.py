@@ -28,7 +28,7 @@ from adapters.registry import (
     WidgetLimits,
 )
 from domain.models import DataIntent, WidgetSpec
-from tests.helpers import running_service
+from tests.support.servers import running_service
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 ROUTING = CONFIG_DIR / "metric_routing.yaml"

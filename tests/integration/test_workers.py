@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import REDIS_URL, create_database, drop_database, entry_point, free_port
+from tests.support.servers import REDIS_URL, create_database, drop_database, entry_point, free_port
 
 RESOLVER = entry_point("resolver")
 

@@ -15,7 +15,7 @@ from domain.models import RoutingEntry
 from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.degrade_or_return import degrade_or_return
 from nodes.postgres_query import postgres_query
-from tests.helpers import NOW, DictRegistry, make_ctx
+from tests.support.doubles import NOW, DictRegistry, make_ctx
 
 ROUTING = RoutingEntry(
     backend="postgres", ttl_seconds=10, stale_while_revalidate_seconds=10, stale_if_error_seconds=60

@@ -18,7 +18,8 @@ from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.databricks_execute import query_tags
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
-from tests.helpers import NOW, make_ctx, until
+from tests.support.clocks import until
+from tests.support.doubles import NOW, make_ctx
 
 ROUTING = RoutingEntry(
     backend="postgres", ttl_seconds=10, stale_while_revalidate_seconds=10, stale_if_error_seconds=60
@@ -38,7 +39,7 @@ def _entry(age_s: float, rows: list[dict[str, Any]] | None = None) -> dict[str, 
 
 
 def _state(**kw: Any) -> dict[str, Any]:
-    from tests.helpers import DictRegistry
+    from tests.support.doubles import DictRegistry
 
     spec = DictRegistry.demo().widget("open-issues-kpi")
     return {
@@ -197,7 +198,7 @@ async def test_degrade_or_return_writes_the_windows_and_clears_the_note() -> Non
 
 def test_query_tags_name_widget_metric_and_tenant() -> None:
     from domain.access import RowAccess
-    from tests.helpers import DictRegistry
+    from tests.support.doubles import DictRegistry
 
     metric = DictRegistry.demo().metric("claims_filed_count")
     tags = query_tags(

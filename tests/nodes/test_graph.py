@@ -9,8 +9,8 @@ import pytest
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from graph.builder import NODES, build_graph
 from graph.context import Context
-from tests.helpers import StubGateway, StubLLM, StubWarehouse
-from tests.helpers import make_ctx as ctx
+from tests.support.doubles import StubGateway, StubLLM, StubWarehouse
+from tests.support.doubles import make_ctx as ctx
 
 GRAPH = build_graph().compile()
 

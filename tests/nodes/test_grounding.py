@@ -11,7 +11,7 @@ from nodes.degrade_or_return import degrade_or_return
 from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import grounding_catalog, sql_generate
-from tests.helpers import ListLog, StubLLM, make_ctx
+from tests.support.doubles import ListLog, StubLLM, make_ctx
 
 QUESTION_WIDGET = "top-claimed-models"
 BY_REGION = {"metric_id": "claims_filed_count", "dimensions": ["region"], "time_range": "last_30d"}

@@ -17,9 +17,8 @@ from nodes.route import InvalidInput, WidgetNotFound, route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import sql_generate
 from service.schemas import ResolveResponse
-from tests.helpers import (
+from tests.support.doubles import (
     NOW,
-    RESPONSE_FIELDS,
     DictRegistry,
     ListLog,
     StubGateway,
@@ -27,6 +26,7 @@ from tests.helpers import (
     StubWarehouse,
     make_ctx,
 )
+from tests.support.servers import RESPONSE_FIELDS
 
 
 async def run_route(ctx: Context, widget_id: str) -> dict:

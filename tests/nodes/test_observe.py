@@ -12,7 +12,7 @@ from graph.builder import build_graph
 from graph.context import Context
 from graph.observe import GraphObserver
 from observability.tracing import setup_tracing, sql_hash
-from tests.helpers import StubGateway, StubLLM, StubWarehouse, make_ctx
+from tests.support.doubles import StubGateway, StubLLM, StubWarehouse, make_ctx
 
 OBSERVED = build_graph(observer=GraphObserver(metrics=True)).compile()
 

@@ -21,7 +21,7 @@ from graph.routing import route_after_cache_lookup, route_after_rollup_query
 from metricsql.rollups import validate_rollups
 from nodes.rollup_query import rollup_query
 from nodes.route import route
-from tests.helpers import NOW, make_ctx
+from tests.support.doubles import NOW, make_ctx
 
 CFG = load_config()
 ROLLUPS, _ = validate_rollups(

@@ -22,7 +22,7 @@ from graph.routing import NEXT
 from graph.runner import LANE, GraphRunner
 from nodes.node_timeout import TIMEOUT_KINDS
 from observability import metrics as m
-from tests.helpers import NOW, make_ctx
+from tests.support.doubles import NOW, make_ctx
 
 WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
 

@@ -198,7 +198,7 @@ async def test_rollups_rebuild_their_update_window_from_the_new_version() -> Non
     from domain.config import load_rollups
     from metricsql.rollups import compile_rollup, update_window
     from service.changes import rebuild_rollups
-    from tests.helpers import CONFIG_DIR
+    from tests.support.servers import CONFIG_DIR
 
     class Rollups:
         def __init__(self) -> None:

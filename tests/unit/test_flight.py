@@ -10,7 +10,7 @@ import pytest
 
 from observability import metrics as m
 from service.flight import Flights
-from tests.helpers import until
+from tests.support.clocks import until
 
 
 class SteppedGraph:

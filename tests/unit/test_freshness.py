@@ -19,7 +19,7 @@ from domain.freshness import (
     usable_as_last_good,
 )
 from domain.models import RoutingEntry
-from tests.helpers import CONFIG_DIR
+from tests.support.servers import CONFIG_DIR
 
 ROUTING = Path(CONFIG_DIR) / "metric_routing.yaml"
 

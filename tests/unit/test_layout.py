@@ -83,6 +83,10 @@ MODULES = modules()
             ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph"),
         ),
         ("evals", ("tests",)),
+        (  # the accuracy benchmark's scoring is pure (tested on its own)
+            "evals.accuracy.scoring",
+            ("fastapi", "starlette", "service", "graph", "nodes", "adapters", "langgraph", "fakes"),
+        ),
         ("bench", ("tests",)),
     ],
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from service.settings import Settings
 from service.settings_doc import COMMAND, settings_docs, settings_markdown
-from tests.helpers import entry_point
+from tests.support.servers import entry_point
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs/settings.md"
