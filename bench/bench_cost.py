@@ -126,7 +126,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 name, envs[name], args.instances, tmp, start_warehouse(args.delay)
             )
         print(
-            f"{args.instances} instances per fleet up; {len(IDENTITIES)} identities; warehouse {args.delay:g} s/statement; probe interval {args.probe_s:g} s"
+            f"{args.instances} instances per fleet up; {len(IDENTITIES)} identities; warehouse {args.delay:g} s/statement; probe interval {args.probe_s:g} s; load average {os.getloadavg()[0]:.1f}"
         )
         stop = asyncio.Event()
         viewers = [
@@ -226,6 +226,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
             f.warehouse.ask("stop")
+            res[f.name]["redis_fallbacks"] = sum(  # the cache's or the leases' breaker tripped
+                (tmp / f"{f.name}{i}.log").read_text(errors="replace").count(needle)
+                for i in range(len(f.procs))
+                for needle in ("using in-process leases", "treating as a miss")
+            )
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         if os.environ.get("BENCH_KEEP"):
@@ -273,6 +278,10 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
     print(
         f"{'viewers after the build: p50 / p99 ms (dashboard)':46} {format(on['p50'], '.1f') + ' / ' + format(on['p99'], '.1f'):>20} {format(off['p50'], '.1f') + ' / ' + format(off['p99'], '.1f'):>16}"
     )
+    print(
+        f"{'Redis timeouts (breaker trips: unshared leases)':46} {on.get('redis_fallbacks', '?'):>20} {off.get('redis_fallbacks', '?'):>16}"
+    )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     ratio = (
         off["quiet_statements"] / on["quiet_statements"] if on["quiet_statements"] else float("inf")
     )
