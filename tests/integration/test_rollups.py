@@ -680,3 +680,22 @@ async def test_count_distinct_of_a_rollup_dimension_equals_the_warehouses_under_
                     + " GROUP BY date_trunc('day', event_ts))",
                 )
                 assert days[0][0] > answer.rows[0]["value"]
+
+
+async def test_a_read_catches_up_from_what_the_process_saw_built(
+    fresh_pg_url: str, duck: DuckDBWarehouse, redis_url: str, cache_namespace: str
+) -> None:
+    await migrate(fresh_pg_url)
+    wh = CountingWarehouse(duck)
+    now = NOW.timestamp()
+    async with Instance(fresh_pg_url, wh, redis_url, cache_namespace) as a:
+        assert await a.store.catch_up("claim_events_daily", data_version="3", now=now)
+        assert len(wh.statements) == 1  # the update window: one partition
+        await a.pool.close()  # from here on, any PostgreSQL round trip fails
+        # the version it saw built, or an older one: answered without PostgreSQL
+        assert await a.store.catch_up("claim_events_daily", data_version="3", now=now)
+        assert await a.store.catch_up("claim_events_daily", data_version="2", now=now)
+        # a newer one: PostgreSQL is asked (and fails here), nothing is assumed
+        with pytest.raises(Exception):  # noqa: B017 - the pool's closed error, whatever its kind
+            await a.store.catch_up("claim_events_daily", data_version="4", now=now)
+        assert len(wh.statements) == 1
