@@ -77,7 +77,9 @@ def _ts(ts: datetime | str) -> exp.Expr:
 
 
 def _cast_sql(ts: datetime | str) -> str:
-    return _ts(ts).sql(dialect=PG)
+    """`_ts(ts)` as PostgreSQL text, without sqlglot (a test checks they agree)."""
+    text = ts if isinstance(ts, str) else ts.astimezone(UTC).isoformat()
+    return f"CAST('{text}' AS TIMESTAMPTZ)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -556,3 +556,10 @@ def metric_measure_of(metric: str) -> Any:
     from metricsql.rollups.compile import metric_measure
 
     return metric_measure(CLAIMS, CONFIG.metrics[metric])
+
+
+def test_the_templates_time_bounds_are_written_as_sqlglot_writes_them() -> None:
+    from metricsql.rollups.sql import PG, _cast_sql, _ts
+
+    for ts in (NOW, datetime(2026, 1, 1, tzinfo=UTC), "__x__"):
+        assert _cast_sql(ts) == _ts(ts).sql(dialect=PG)
