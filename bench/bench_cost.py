@@ -142,12 +142,17 @@ async def main_async(args: argparse.Namespace) -> int:
             res[f.name]["warmup_statements"] = f.warehouse.ask("stats")["data"]
         # 1. quiet window
         before = {n: f.warehouse.ask("stats") for n, f in fleets.items()}
+        quiet_marks = {n: f.warehouse.ask("mark") for n, f in fleets.items()}
         print(f"quiet window: {args.quiet:g} s with no data change")
         await asyncio.sleep(args.quiet)
         for n, f in fleets.items():
             after = f.warehouse.ask("stats")
             res[n]["quiet_statements"] = after["data"] - before[n]["data"]
             res[n]["quiet_probes"] = after["probes"] - before[n]["probes"]
+            names = {str(p.pid): f"{n}{i}" for i, p in enumerate(f.procs)}
+            res[n]["quiet_breakdown"] = breakdown(
+                f.warehouse.ask("log_since", quiet_marks[n]), names, "main."
+            )
         # 2. rows appended to claim_events
         snaps = {n: await snapshot(f, over_table, toks) for n, f in fleets.items()}
         reads = {n: f.warehouse.ask("data_of", TABLE) for n, f in fleets.items()}
@@ -286,6 +291,8 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
         off["quiet_statements"] / on["quiet_statements"] if on["quiet_statements"] else float("inf")
     )
     print(f"quiet-window statements off/on: {ratio:g}; tiles over {TABLE}: {', '.join(over_table)}")
+    print("quiet window: the data statements, on (count x what, why, where, rows):")
+    print("\n".join(on["quiet_breakdown"]) or "    none")
     for n, what in (("on", "on"), ("off", "off (today)")):
         print(f"append: the data statements over {TABLE}, {what} (count x what, why, where, rows):")
         print("\n".join(res[n]["append_breakdown"]) or "    none")
