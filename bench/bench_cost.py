@@ -13,7 +13,8 @@ carry different `regions` (so different row filters) each load the demo dashboar
 batch endpoint) every INTERVAL s on each fleet.
 
 Phases, the same for both fleets:
-1. warm-up (the first build), then a QUIET s window with no data change: data statements
+1. warm-up (the first build: at least WARMUP s, then until the on fleet's warehouse has
+   had no data statement for 5 s), then a QUIET s window with no data change: data statements
    per fleet (target 0 with change refresh), probes counted separately (at most one per
    table per interval);
 2. rows appended to main.claims.claim_events in both warehouses at once: for every
@@ -129,6 +130,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f"{args.instances} instances per fleet up; {len(IDENTITIES)} identities; warehouse {args.delay:g} s/statement; probe interval {args.probe_s:g} s; load average {os.getloadavg()[0]:.1f}"
         )
         stop = asyncio.Event()
+        t_start = time.time()
         viewers = [
             asyncio.create_task(
                 viewer(f, f.urls[i % len(f.urls)], tok, all_widgets, args.interval, stop, i)
@@ -137,6 +139,14 @@ async def main_async(args: argparse.Namespace) -> int:
             for i, tok in enumerate(toks.values())
         ]
         await asyncio.sleep(args.warmup)  # the first build
+        # ... done: no data statement on the on fleet's warehouse for 5 s (its rollups' first
+        # builds may outlast the warm-up; the off fleet never settles: its TTLs run on)
+        settled = -1
+        while (now_at := fleets["on"].warehouse.ask("stats")["data"]) != settled:
+            settled = now_at
+            if time.time() - t_start > args.warmup + 120:
+                break
+            await asyncio.sleep(5)
         built = time.time()
         for f in fleets.values():
             res[f.name]["warmup_statements"] = f.warehouse.ask("stats")["data"]
