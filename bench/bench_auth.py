@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,13 +86,13 @@ async def main(rounds: int) -> None:
     )
     filters = access.table_filters()
     for name, sql in (("KPI", KPI), ("join", JOIN)):
-        plain = timed_sync(lambda sql=sql: check_sql(sql, allowed_tables=ALLOWED), rounds)
+        plain = timed_sync(partial(check_sql, sql, allowed_tables=ALLOWED), rounds)
         filtered = timed_sync(
-            lambda sql=sql: check_sql(sql, allowed_tables=ALLOWED, row_filters=filters), rounds
+            partial(check_sql, sql, allowed_tables=ALLOWED, row_filters=filters), rounds
         )
         kept = timed_sync(
-            lambda sql=sql: check_sql(
-                sql, allowed_tables=ALLOWED, row_filters=filters, keep_unfiltered=True
+            partial(
+                check_sql, sql, allowed_tables=ALLOWED, row_filters=filters, keep_unfiltered=True
             ),
             rounds,
         )

@@ -23,6 +23,7 @@ SCOPES: Mapping[str, str] = MappingProxyType(
         "metrics:read": "read the metric catalog",
         "sql:generate": "generate checked SQL without running it (spends LLM budget)",
         "audit:read": "read the audit log of widget writes",
+        "answers:verify": "mark (or withdraw) a widget question's verified answer",
         "ops:read": "see /readyz's details (components, auth mode, registry, widget counts)",
     }
 )

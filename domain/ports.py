@@ -186,11 +186,43 @@ class Generation:
     cache_read_tokens: int | None = None  # prompt-cache hits (Bedrock cacheReadInputTokens)
 
 
-# How far an answer to a free-text question can be trusted (the response's `trust`):
-# compiled from a governed metric by the metric compiler, or SQL the model wrote itself
-# (checked by the safety layer, not verified by anyone). `verified` is reserved for answers
-# an owner marked verified.
+# How far an answer to a free-text question can be trusted (the response's `trust`): an
+# answer an owner verified (`PUT /v1/widgets/{id}/verified-answer`), compiled from a
+# governed metric by the metric compiler, or SQL the model wrote itself (checked by the
+# safety layer, not verified by anyone).
 Trust = Literal["verified", "compiled_from_metric", "model_written_unverified"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAnswer:
+    """An owner's verified answer to a question (as written) of one tenant: a data intent
+    over a catalog metric (compiled at each run) or checked SQL (unfiltered: the caller's
+    row filters are applied at each run), who verified it and when (epoch seconds). A
+    catalog change that breaks it flags it `needs_reverification` (with the reason): it is
+    then never served until verified again."""
+
+    tenant: str
+    question: str
+    widget_id: str  # the widget it was verified through
+    intent: dict[str, Any] | None
+    sql: str | None
+    verified_by: str
+    verified_at: float
+    needs_reverification: bool = False
+    reverification_reason: str | None = None
+
+
+class VerifiedAnswers(Protocol):
+    """The verified answers (PostgreSQL `verified_answers`). `get` and `flag` never raise
+    (a store that is down serves no verified answer: the question takes the usual way);
+    `read` (the API's) raises PostgresFailure, as `put` and `delete` (audited) do."""
+
+    async def read(self, tenant: str, question: str) -> VerifiedAnswer | None: ...
+    async def unflagged(self) -> list[VerifiedAnswer]: ...  # every tenant's; [] when down
+    async def get(self, tenant: str, question: str) -> VerifiedAnswer | None: ...
+    async def flag(self, tenant: str, question: str, reason: str) -> None: ...
+    async def put(self, answer: VerifiedAnswer) -> bool: ...  # True: created
+    async def delete(self, tenant: str, question: str, *, widget_id: str, subject: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

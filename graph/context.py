@@ -24,6 +24,7 @@ from domain.ports import (
     SafetyPolicy,
     SqlGenerator,
     TableSchemas,
+    VerifiedAnswers,
     Warehouse,
 )
 
@@ -36,6 +37,8 @@ class Context:
     warehouse: Warehouse | None = None
     llm: SqlGenerator | None = None
     generation_log: GenerationLog | None = None
+    # owners' verified answers to questions (None: none are served)
+    verified_answers: VerifiedAnswers | None = None
     llm_budget: LlmBudget | None = None  # per-tenant LLM rate limit (None: unlimited)
     refresh_min_interval_s: float = 0.0  # a forced refresh this soon after a live answer reuses it
     safety: SafetyPolicy = field(default_factory=SafetyPolicy)

@@ -55,10 +55,18 @@ class Generation(TypedDict, total=False):
     reused: bool  # the SQL came from the approved cache or the log: not written again
     failure_kind: str  # the model's failure, when it failed
     # which way answered a question: the model's intent compiled from a catalog metric, or
-    # SQL the model wrote (sql_generate); the intent it grounded in, and why (not) grounded
+    # SQL the model wrote (sql_generate), or an owner's verified answer; the intent it
+    # grounded in, and why (not) grounded
     way: Trust
     intent: dict[str, Any]
     grounding: str
+
+
+class Verification(TypedDict):
+    """Who verified a question's answer, and when (ISO 8601): the response's `verification`."""
+
+    verified_by: str
+    verified_at: str
 
 
 class CacheEntry(TypedDict, total=False):
@@ -182,6 +190,7 @@ class State(InputState, OutputState, total=False):
     candidate_sql: str
     generation: Generation  # LLM generation facts, written to sql_generation_log
     trust: Trust | None  # how far a question's answer can be trusted (response `trust`)
+    verification: Verification | None  # a verified answer's who and when
     safety: SafetyVerdict
     # freshness
     stale: bool

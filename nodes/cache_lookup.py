@@ -79,6 +79,7 @@ def _served(entry: dict[str, Any], outcome: CacheOutcome) -> dict[str, Any]:
         "truncated": entry.get("truncated", False),
         "rollup": entry.get("rollup"),
         "trust": entry.get("trust"),
+        "verification": entry.get("verification"),
         "executed": True,
         "outcome": outcome,
         "data_versions": entry.get("versions"),

@@ -95,6 +95,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         "trust": (state.get("trust") or "model_written_unverified")
         if spec.data_intent.question and shows_real_data
         else None,
+        "verification": None,
         "refresh_debounced": debounced,
         "refresh_retry_after_s": round(
             max(0.0, ctx.refresh_min_interval_s - (now - resolved_at)), 3
@@ -102,6 +103,8 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
         if debounced
         else None,
     }
+    if response["trust"] == "verified":  # who verified it, and when
+        response["verification"] = state.get("verification")
     outcome: AnswerOutcome
     if failure:
         outcome = "last_good" if last_good else "degraded"
@@ -126,6 +129,8 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 entry["rollup"] = rollup
             if response["trust"]:
                 entry["trust"] = response["trust"]
+            if response["verification"]:
+                entry["verification"] = response["verification"]
             retention = policy.retention_s
             if state.get("data_versions") and ctx.data_versions is not None:
                 # fresh while its data versions hold (domain/data_versions.py)

@@ -57,6 +57,7 @@ async def mock_data(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             "schema": last_good.get("schema", []),
             "generated_sql": last_good.get("generated_sql"),
             "trust": last_good.get("trust"),
+            "verification": last_good.get("verification"),
             "resolved_at": last_good["resolved_at"],
             "truncated": last_good.get("truncated", False),
             "cache_hit": True,

@@ -7,76 +7,33 @@ catalog's compiled warehouse metrics (`SqlGenerator.ground`); an intent that val
 against the catalog (`validate_intent`, as PUT) is compiled by the metric compiler and the
 answer's trust is `compiled_from_metric`. Only when no metric fits (the model says so, or
 its intent does not validate or compile) does the model write the SQL itself
-(`model_written_unverified`). Both ways go through the safety layer (row filters, limits)."""
+(`model_written_unverified`). Before either, a question an owner verified is answered from
+its verified answer without the model (`verified`, nodes/verified.py). Every way goes
+through the safety layer (row filters, limits)."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
-from pydantic import ValidationError
 
 from domain.access import UNRESTRICTED
 from domain.failures import FailureKind, ResolverFailure
 from domain.keys import approved_sql_key
-from domain.models import DataIntent, MetricDef, validate_intent
 from domain.ports import GenerationRequest, Grounding, GroundingRequest, TableSchema
 from graph.context import Context
-from graph.state import State
+from graph.state import Generation, State
 from metricsql import compile_intent
 from nodes._common import fail, failed, traced
+from nodes._grounding import compile_grounded, grounding_catalog
+from nodes.verified import answer_verified
 
 # the model cannot be asked now: a question answered before runs from its logged SQL
 MODEL_UNREACHABLE = frozenset(
     {FailureKind.bedrock_unavailable, FailureKind.llm_timeout, FailureKind.llm_rate_limited}
 )
-
-
-def grounding_catalog(ctx: Context) -> dict[str, MetricDef]:
-    """The metrics a question may be grounded in: warehouse metrics the compiler builds."""
-    routings = ctx.registry.routings()
-    return {
-        name: metric
-        for name, metric in ctx.registry.metrics().items()
-        if metric.definition.measure
-        and (r := routings.get(name)) is not None
-        and r.backend == "databricks"
-        and r.generator == "compiled"
-    }
-
-
-def compile_grounded(
-    ctx: Context,
-    raw: dict[str, Any],
-    catalog: dict[str, MetricDef],
-    now: datetime,
-    cap: int | None = None,
-) -> tuple[DataIntent, str] | str:
-    """(intent, SQL) for the model's intent, or why it does not fit (then the model writes
-    the SQL). The same validation as PUT, then the metric compiler; the widget's own limit
-    (`cap`) binds the intent's."""
-    try:
-        grounded = DataIntent.model_validate(raw)
-    except ValidationError as exc:
-        return f"invalid intent: {exc.error_count()} error(s)"
-    if cap is not None:
-        grounded = grounded.model_copy(update={"limit": min(grounded.limit or cap, cap)})
-    problems = validate_intent(grounded, catalog)
-    if problems:
-        return "; ".join(problems)
-    try:
-        sql = compile_intent(
-            catalog[grounded.metric_id],
-            grounded,
-            now=now,
-            max_rows=ctx.safety.max_rows,
-            default_limit=ctx.default_row_limit,
-        )
-    except ResolverFailure as exc:
-        return exc.detail
-    return grounded, sql
 
 
 def _usage(g: Grounding) -> dict[str, Any]:
@@ -128,6 +85,10 @@ async def sql_generate(state: State, runtime: Runtime[Context]) -> dict[str, Any
         "generator": "llm",
         "model_id": ctx.llm.model_id if ctx.llm else None,
     }
+    if intent.question:  # an owner's verified answer to the question as written comes first
+        verified = await answer_verified(ctx, cast(Generation, record), now, intent.limit)
+        if verified is not None:
+            return verified
     if ctx.llm is None:
         record["failure_kind"] = FailureKind.bedrock_unconfigured.value
         return {"generation": record} | fail(

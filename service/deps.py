@@ -118,6 +118,7 @@ WidgetWriter = Annotated[Principal, _scoped("widgets:write")]
 MetricsReader = Annotated[Principal, _scoped("metrics:read")]
 SqlGenerator = Annotated[Principal, _scoped("sql:generate")]
 AuditReader = Annotated[Principal, _scoped("audit:read")]
+AnswerVerifier = Annotated[Principal, _scoped("answers:verify")]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 
 
@@ -181,5 +182,13 @@ async def get_widget_spec(widget_id: WidgetId, res: ResourcesDep, who: WidgetRea
     return _widget(widget_id, res, who)
 
 
+async def get_widget_to_verify(
+    widget_id: WidgetId, res: ResourcesDep, who: AnswerVerifier
+) -> Widget:
+    """The caller's tenant's widget named in the path (scope answers:verify), or a 404."""
+    return _widget(widget_id, res, who)
+
+
 WidgetDep = Annotated[Widget, Depends(get_widget_for_data)]
+WidgetToVerify = Annotated[Widget, Depends(get_widget_to_verify)]
 WidgetSpecDep = Annotated[Widget, Depends(get_widget_spec)]

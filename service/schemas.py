@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from domain.models import IDENT_PATTERN, WIDGET_ID_RE, Backend, DataIntent, WidgetSpec
 from domain.ports import Trust
@@ -36,6 +36,11 @@ class RollupInfo(BaseModel):
     name: str = Field(description="The rollup (config/rollups.yaml) the answer was read from.")
     built_at: str = Field(description="When the rollup's data shown was built (ISO 8601).")
     data_age_s: float = Field(description="Seconds since then: the age of the data shown.")
+
+
+class Verification(BaseModel):
+    verified_by: str = Field(description="The subject who verified the answer.")
+    verified_at: str = Field(description="When it was verified (ISO 8601).")
 
 
 class ResolveResponse(BaseModel):
@@ -85,7 +90,12 @@ class ResolveResponse(BaseModel):
         description="For a widget with a free-text question: `compiled_from_metric` (the "
         "model expressed it as an intent over a catalog metric; the metric compiler wrote "
         "the SQL) or `model_written_unverified` (the model wrote the SQL; the safety layer "
-        "checked it, nobody verified it). Null for other widgets and for mock data.",
+        "checked it, nobody verified it), or `verified` (an owner verified this answer to "
+        "the question as written: `PUT /v1/widgets/{widget_id}/verified-answer`). Null for "
+        "other widgets and for mock data.",
+    )
+    verification: Verification | None = Field(
+        default=None, description="When `trust` is `verified`: who verified it, and when."
     )
     trace: list[TraceEntry] | None = Field(default=None, description="Present when ?trace=true.")
 
@@ -178,14 +188,17 @@ class Readiness(BaseModel):
 
 
 class AuditEntryOut(BaseModel):
-    """One widget write: who, what, and hashes (SHA-256 of the canonical spec JSON) of the
-    spec before and after (null: none / deleted)."""
+    """One widget write (or verified answer write, `answer.*`): who, what, and hashes
+    (SHA-256 of the canonical spec JSON, or of the verified answer) before and after (null:
+    none / deleted)."""
 
     id: int
     at: str
     tenant: str
     subject: str
-    action: Literal["widget.create", "widget.replace", "widget.delete"]
+    action: Literal[
+        "widget.create", "widget.replace", "widget.delete", "answer.verify", "answer.unverify"
+    ]
     widget_id: str
     before_hash: str | None
     after_hash: str | None
@@ -196,3 +209,36 @@ class AuditList(BaseModel):
     next_before_id: int | None = Field(
         default=None, description="Pass as before_id for the next (older) page."
     )
+
+
+class VerifyBody(BaseModel):
+    """The answer an owner verifies for a widget's question: exactly one of a data intent
+    over a catalog metric (compiled at each run, as a grounded answer) or SQL (checked by
+    the safety layer; each caller's row filters are applied at each run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intent: DataIntent | None = Field(
+        default=None, description="A data intent over a compiled warehouse catalog metric."
+    )
+    sql: str | None = Field(default=None, min_length=1, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _one(self) -> VerifyBody:
+        if (self.intent is None) == (self.sql is None):
+            raise ValueError("give exactly one of `intent` or `sql`")
+        return self
+
+
+class VerifiedAnswerOut(BaseModel):
+    widget_id: str = Field(description="The widget the answer was verified through.")
+    question: str = Field(description="The question as written: the answer's key.")
+    intent: dict[str, Any] | None
+    sql: str | None
+    verified_by: str
+    verified_at: str = Field(description="ISO 8601.")
+    needs_reverification: bool = Field(
+        description="A catalog change broke the answer (its metric, dimensions or tables): "
+        "it is not served (the question takes the usual way) until verified again."
+    )
+    reverification_reason: str | None

@@ -92,9 +92,7 @@ class Settings(BaseSettings):
     registry_ping_interval_s: float = 5.0  # the listener checks its link this often...
     registry_ping_timeout_s: float = 2.0  # ...and drops it when a check takes longer
     registry_backoff_max_s: float = 2.0  # reconnect attempts at least this often
-    generation_log_deadline_s: float = (
-        1.0  # writing a sql_generation_log row, at most (else dropped, logged)
-    )
+    generation_log_deadline_s: float = 1.0  # writing a sql_generation_log row, or reading a verified answer, at most (else dropped, logged)
     readyz_probe_timeout_s: float = 1.5  # each /readyz probe (they run concurrently)
     http_header_timeout_s: float = 10.0  # a request's headers must arrive within this...
     http_body_timeout_s: float = 30.0  # ...and its body within this: else a 408 problem

@@ -27,6 +27,7 @@ from adapters.lease import LocalLeases, RedisLeases
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
+from adapters.pg_verified_answers import PgVerifiedAnswers
 from adapters.postgres import PgGateway, postgres_problems
 from adapters.rate_limit import TenantLlmBudget
 from adapters.registry import RegistryHolder, RegistryStore, WidgetLimits, validate_boot
@@ -36,6 +37,7 @@ from domain.access import AccessPolicy, PolicyError, load_policy, validate_polic
 from domain.config import ROLLUPS_FILE, ConfigError, load_rollups
 from domain.ports import Cache, SafetyPolicy, SqlGenerator, TableSchema, Warehouse
 from graph.context import Context
+from nodes.verified import watch_verified
 from service.auth import Authenticator, open_authenticator
 from service.changes import open_gate
 from service.settings import Settings
@@ -151,7 +153,7 @@ class Resources:
     def node_timeouts(self) -> dict[str, float]:
         """The graph's node deadlines: each node's bounded calls plus a little slack."""
         s = self.settings
-        log_s = 2 * s.generation_log_deadline_s  # the last-approved lookup and the write
+        log_s = 4 * s.generation_log_deadline_s  # verified lookup+flag, approved lookup, log
         bedrock_s = s.bedrock_timeout_s + 5.0 + 1.0  # read + connect + margin (1 attempt)
         warehouse_s = s.databricks_query_timeout_s + 5.0 + 1.0  # query + connect + margin
         if not s.databricks_configured:
@@ -375,6 +377,7 @@ async def open_resources(
                     await maintainer
 
             stack.push_async_callback(stop_maintainer)
+        log_s = settings.generation_log_deadline_s
         context = Context(
             clock=clock,
             registry=registry,
@@ -382,9 +385,8 @@ async def open_resources(
             postgres=gateway,
             warehouse=warehouse,
             llm=llm,
-            generation_log=PgGenerationLog(
-                gateway.pool, timeout_s=settings.generation_log_deadline_s
-            ),
+            generation_log=PgGenerationLog(gateway.pool, timeout_s=log_s),
+            verified_answers=PgVerifiedAnswers(gateway.pool, timeout_s=log_s),
             llm_budget=TenantLlmBudget(
                 settings.llm_rate_limit, redis_url=settings.redis_url, prefix=settings.cache_prefix
             ),
@@ -400,6 +402,8 @@ async def open_resources(
             rollups=rollups,
             data_versions=open_gate(settings),  # service/changes.py
         )
+        # a catalog change that breaks a verified answer flags it (also checked per use)
+        registry.subscribe(await watch_verified(context))
         log.info(
             "resolver ready: postgres=%s cache=%s leases=%s warehouse=%s llm=%s widgets=%d"
             " rollups=%s",

@@ -8,13 +8,26 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from tests.support.servers import PG_ADMIN_URL, REDIS_URL, create_database, drop_database
+from fakes.bedrock_converse import ConverseServer
+from fakes.databricks_sea import FakeSeaServer
+from tests.support.servers import (
+    PG_ADMIN_URL,
+    REDIS_URL,
+    Service,
+    converse_with_fake_aws,
+    create_database,
+    drop_database,
+    running_service,
+    sea_lakehouse,
+    service_settings,
+)
 from tests.support.spark import spark_session, write_lakehouse_parquet
 
 # The suite chooses its own auth settings (dev mode unless a test sets a secret): a
@@ -81,6 +94,49 @@ def fresh_pg_url() -> Iterator[str]:
     url = create_database()
     yield url
     drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def db_url() -> Iterator[str]:
+    """An empty database for one test module (a module whose tests need a database of their
+    own each defines its own `db_url`)."""
+    url = create_database()
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def converse() -> Iterator[ConverseServer]:
+    """The local Converse API server (Bedrock at the wire) for one test module, with dummy
+    AWS credentials set while it runs; tests script its replies and `reset()` it."""
+    with converse_with_fake_aws() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def sea() -> Iterator[FakeSeaServer]:
+    """The local Statement Execution API server (Databricks at the wire) over a fresh demo
+    lakehouse, for one test module (point a service at it with `sea_settings(sea)`)."""
+    with sea_lakehouse() as srv:
+        yield srv
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def svc(
+    request: pytest.FixtureRequest, db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Service]:
+    """The service of one test module, in-process over the module's database and the real
+    Redis (tests.support.servers.service_settings). What a module varies it declares once:
+    `pytestmark = [pytest.mark.service(**settings)]`, with `converse=True` for Bedrock
+    behind the module's `converse` server. A module that needs more (a clock, a config
+    directory) defines its own `svc` from service_settings."""
+    marker = request.node.get_closest_marker("service")
+    overrides = dict(marker.kwargs) if marker else {}
+    if overrides.pop("converse", False):
+        overrides["converse"] = request.getfixturevalue("converse")
+    settings = service_settings(db_url, tmp_path_factory.mktemp("data"), **overrides)
+    async with running_service(**settings) as service:
+        yield service
 
 
 @pytest.fixture

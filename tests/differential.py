@@ -189,7 +189,7 @@ def compiled_sql() -> list[str]:
         if cfg.routing[mid].backend != "databricks":
             continue
         dims = metric.definition.dimensions[:1]
-        column = (metric.definition.filter_columns or metric.definition.dimensions or [None])[0]
+        column = next(iter(metric.definition.filter_columns or metric.definition.dimensions), None)
         shapes: list[dict[str, Any]] = [
             {"grain": g} for g in ("none", "minute", "hour", "day", "week", "month")
         ]

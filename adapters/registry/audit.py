@@ -15,7 +15,14 @@ from pydantic import ValidationError
 from adapters.registry.snapshot import canonical_json, spec_digest
 from domain.models import WidgetSpec
 
-AuditAction = Literal["widget.create", "widget.replace", "widget.delete"]
+AuditAction = Literal[
+    "widget.create",
+    "widget.replace",
+    "widget.delete",
+    # a widget's question's verified answer (adapters/pg_verified_answers.py)
+    "answer.verify",
+    "answer.unverify",
+]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ CHANNEL = "resolver_registry"  # the NOTIFY channel of the widgets/metrics_catal
 # Advisory lock classes (two-key form: its space never meets the one-key locks elsewhere).
 _WIDGET_LOCK = 0x57444757  # one (tenant, id): "WDGW"
 _TENANT_LOCK = 0x57444754  # one tenant's creates: "WDGT"
+_ANSWER_LOCK = 0x57444741  # one (tenant, question)'s verified answer: "WDGA"
 
 CATALOG_COLUMNS = "name, description, unit, owner, definition, governance_status, last_validated_at"
 
@@ -302,4 +303,12 @@ async def lock_widget(conn: psycopg.AsyncConnection[Any], tenant: str, widget_id
     a row lock cannot guard a row that does not exist yet)."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_WIDGET_LOCK, f"{tenant}/{widget_id}")
+    )
+
+
+async def lock_answer(conn: psycopg.AsyncConnection[Any], tenant: str, question: str) -> None:
+    """Serialise writes to one (tenant, question)'s verified answer, as `lock_widget` does
+    a widget's (so its audit rows chain: each `before_hash` the previous `after_hash`)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_ANSWER_LOCK, f"{tenant}/{question}")
     )

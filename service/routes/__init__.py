@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.routes import audit, changes, dashboard, data, docs, metrics, ops, sql, widgets
+from service.routes import (
+    audit,
+    changes,
+    dashboard,
+    data,
+    docs,
+    metrics,
+    ops,
+    sql,
+    verified,
+    widgets,
+)
 
 api_router = APIRouter()
-for module in (data, changes, sql, widgets, metrics, audit, ops, docs, dashboard):
+for module in (data, changes, sql, widgets, verified, metrics, audit, ops, docs, dashboard):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

@@ -699,8 +699,11 @@
       this.trustMark.className = t ? `trust trust-${trust}` : "trust";
       this.trustMark.dataset.trust = trust || "";
       this.trustMark.textContent = t ? `${t.icon} ${t.text}` : "";
-      this.trustMark.title = t ? t.tip : "";
-      if (t) this.trustMark.setAttribute("aria-label", `Answer trust: ${t.text}. ${t.tip}`);
+      // a verified answer names who verified it, and when
+      const v = trust === "verified" ? this.result.verification : null;
+      const tip = t ? (v ? `${t.tip} Verified by ${v.verified_by} on ${v.verified_at}.` : t.tip) : "";
+      this.trustMark.title = tip;
+      if (t) this.trustMark.setAttribute("aria-label", `Answer trust: ${t.text}. ${tip}`);
       else this.trustMark.removeAttribute("aria-label");
     }
 

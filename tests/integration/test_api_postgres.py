@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import pytest_asyncio
 import yaml
 
+from adapters.cache import RedisCache
 from domain.failures import InvalidIntent
 from domain.models import RESERVED_WIDGET_IDS, WidgetSpec
 from service.wiring import BootError
 from tests.support.servers import (
-    REDIS_URL,
     RESPONSE_FIELDS,
     Service,
     copy_config,
@@ -28,21 +26,6 @@ from tests.support.servers import (
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{Path(url).name}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
 
 
 async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> None:
@@ -66,9 +49,9 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     b3 = (await svc.data("issues-by-severity", refresh=True)).json()
     assert b3["cache_hit"] is False and b3["source"] == "postgres"
     # the answer really lives in Redis, under the configured prefix
-    keys = await svc.res.context.cache._client.keys(
-        svc.settings.cache_prefix + "r2:default:issues-by-severity:*"
-    )  # type: ignore[attr-defined]
+    cache = svc.res.context.cache
+    assert isinstance(cache, RedisCache)
+    keys = await cache._client.keys(svc.settings.cache_prefix + "r2:default:issues-by-severity:*")
     assert len(keys) == 1
 
 

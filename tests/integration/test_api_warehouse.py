@@ -5,12 +5,12 @@ Bedrock Converse server (the real langchain-aws client)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-import pytest_asyncio
 
 from fakes.bedrock_converse import (
     DROP_SQL,
@@ -19,23 +19,21 @@ from fakes.bedrock_converse import (
     THROTTLED,
     ConverseServer,
     Intervened,
+    Reply,
     Slow,
     Text,
     ToolCall,
 )
 from fakes.databricks_sea import FakeSeaServer
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.service(converse=True)]
 
 WAREHOUSE_WIDGETS = [
     "claims-filed-by-region",
@@ -50,35 +48,6 @@ TOP_MODELS_SQL = (
     "JOIN main.claims.devices d ON e.device_id = d.device_id WHERE e.event_type = 'filed' "
     "AND e.event_ts >= current_timestamp() - INTERVAL 30 DAYS GROUP BY d.model ORDER BY claims DESC LIMIT 5"
 )
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    db_url: str, converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    async with running_service(
-        database_url=db_url,
-        redis_url=REDIS_URL,
-        cache_prefix=f"wdr-test:{Path(db_url).name}:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        bedrock_model_id=MODEL_ID,
-        bedrock_endpoint_url=converse.url,
-        bedrock_timeout_s=2.0,
-    ) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)
@@ -180,7 +149,7 @@ async def _question_widget(svc: Service, wid: str, question: str) -> None:
     ],
 )
 async def test_llm_failure_kinds_degrade_and_are_logged(
-    svc: Service, converse: ConverseServer, db_url: str, reply: object, kind: str, needle: str
+    svc: Service, converse: ConverseServer, db_url: str, reply: Reply, kind: str, needle: str
 ) -> None:
     wid = f"q-{kind}-{abs(hash(repr(reply))) % 10_000}"
     await _question_widget(svc, wid, f"Question for {wid}?")
@@ -282,12 +251,6 @@ async def test_question_widget_without_a_model_is_bedrock_unconfigured(tmp_path:
 # ------------------------------------------------------------------ Databricks through the real connector
 
 
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
-
-
 async def test_databricks_warehouse_path_and_failure_kinds(
     sea: FakeSeaServer, tmp_path: Path
 ) -> None:
@@ -329,7 +292,7 @@ async def test_restarted_instance_runs_an_approved_question_from_the_log_when_be
     converse: ConverseServer, tmp_path: Path
 ) -> None:
     url = create_database()
-    settings = {
+    settings: dict[str, Any] = {
         "database_url": url,
         "data_dir": tmp_path,
         "bedrock_model_id": MODEL_ID,
@@ -411,7 +374,7 @@ async def test_put_rejects_filter_values_that_do_not_fit_the_column_type(svc: Se
     """A filter value must fit its column's type from the warehouse catalog: otherwise the
     widget errors, or not, depending on the data and the engine."""
 
-    def spec(filters: list[dict[str, object]]) -> dict[str, object]:
+    def spec(filters: Sequence[Mapping[str, object]]) -> dict[str, object]:
         return {
             "title": "typed",
             "kind": "kpi",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 import yaml
 
 from adapters.identity import mint_token
@@ -30,7 +29,6 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
     served,
 )
@@ -56,12 +54,6 @@ class Fleet:
 
     def probes_of(self, table: str) -> int:
         return sum(1 for s in self.sea.statement_texts if "HISTORY" in s and table in s)
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
 
 
 def short_ttls(tmp: Path) -> Path:

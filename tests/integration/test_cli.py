@@ -73,12 +73,13 @@ def test_migrate_and_seed_commands() -> None:
         )
         assert seeded.returncode == 0, seeded.stderr
         with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT count(*) FROM widgets").fetchone()[0] >= 8  # type: ignore[index]
-            assert (
-                conn.execute(
-                    "SELECT count(DISTINCT metric_name) FROM kpi_metrics_history"
-                ).fetchone()[0]
-                == 5
-            )  # type: ignore[index]
+
+            def count(sql: str) -> int:
+                row = conn.execute(sql).fetchone()
+                assert row is not None
+                return int(row[0])
+
+            assert count("SELECT count(*) FROM widgets") >= 8
+            assert count("SELECT count(DISTINCT metric_name) FROM kpi_metrics_history") == 5
     finally:
         drop_database(url)

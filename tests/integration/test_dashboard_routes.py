@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from service.routes.dashboard import STATIC_DIR
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    create_database,
-    drop_database,
-    running_service,
 )
 
 aio = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]
 OWN_FILES = ("index.html", "dashboard.js", "dashboard.css")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{Path(url).name}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
 
 
 @aio

@@ -28,8 +28,8 @@ from tests.support.servers import (
     create_database,
     drop_database,
     running_service,
-    sea_lakehouse,
     sea_settings,
+    service_settings,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -58,13 +58,6 @@ def short_ttl_config(tmp: Path, policies: dict[str, tuple[int, int, int]]) -> Pa
     return config
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
 @pytest.fixture(scope="module")
 def clock() -> FakeClock:
     """The service's wall clock: a test moves it past a TTL instead of sleeping."""
@@ -78,10 +71,7 @@ async def svc(
     tmp = tmp_path_factory.mktemp("fresh")
     async with running_service(
         clock=clock,
-        database_url=db_url,
-        redis_url=REDIS_URL,
-        cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-        data_dir=tmp / "data",
+        **service_settings(db_url, tmp / "data"),
         config_dir=short_ttl_config(tmp, POLICIES),
         failure_backoff_s=0.5,
         lease_heartbeat_s=0.2,
@@ -306,12 +296,6 @@ async def test_postgres_unavailable_answers_the_last_good(tmp_path: Path) -> Non
     finally:
         await proxy.stop()
         drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def sea() -> Iterator[FakeSeaServer]:
-    with sea_lakehouse(token="dapi-test") as srv:
-        yield srv
 
 
 async def test_last_good_answer_on_each_databricks_failure_kind(

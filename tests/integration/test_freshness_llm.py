@@ -9,33 +9,22 @@ the last good rows, flagged with that kind, never the mock."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-
 import psycopg
 import pytest
-import pytest_asyncio
 
 from fakes.bedrock_converse import (
     DROP_SQL,
     EXPIRED_TOKEN,
-    MODEL_ID,
     ConverseServer,
     Intervened,
+    Reply,
     Slow,
     Text,
     ToolCall,
 )
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
-    create_database,
-    drop_database,
-    running_service,
 )
-
-pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 WIDGET = "q-last-good"
 GOOD_SQL = (
@@ -46,35 +35,16 @@ GOOD_SQL = (
 MOCK = [{"model": "mock", "claims": 1}]
 # the LLM budget: the good answer and the five failing requests before the rate-limited one
 BUDGET = 6
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-            bedrock_model_id=MODEL_ID,
-            bedrock_endpoint_url=converse.url,
-            bedrock_timeout_s=1.5,
-            bedrock_guardrail_id="gr-test",
-            bedrock_guardrail_version="1",
-            llm_rate_limit=f"{BUDGET}/hour",
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.service(
+        converse=True,
+        bedrock_timeout_s=1.5,
+        bedrock_guardrail_id="gr-test",
+        bedrock_guardrail_version="1",
+        llm_rate_limit=f"{BUDGET}/hour",
+    ),
+]
 
 
 async def _forget_approval(svc: Service) -> None:
@@ -105,7 +75,7 @@ async def test_each_llm_failure_kind_answers_the_last_good(
     good = (await svc.data(WIDGET, refresh=True)).json()
     assert good["source"] == "databricks" and good["row_count"] > 0, good
     assert good["data"] != MOCK
-    cases = [
+    cases: list[tuple[Reply, str]] = [
         (EXPIRED_TOKEN, "bedrock_unavailable"),
         (Text(), "llm_invalid_output"),
         (Slow(5.0), "llm_timeout"),

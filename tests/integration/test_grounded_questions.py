@@ -8,12 +8,8 @@ generation log with the way taken."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-
 import psycopg
 import pytest
-import pytest_asyncio
 
 from adapters.bedrock import BedrockSqlGenerator
 from adapters.prompting import INTENT_TOOL_NAME
@@ -28,20 +24,16 @@ from fakes.bedrock_converse import (
     ConverseServer,
     IntentCall,
     Intervened,
+    Reply,
     Text,
     ToolCall,
 )
 from tests.support.doubles import demo_config
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
-    create_database,
-    drop_database,
-    running_service,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.service(converse=True)]
 
 BY_REGION = IntentCall(
     metric_id="claims_filed_count", dimensions=("region",), time_range="last_30d"
@@ -63,12 +55,6 @@ def _ground_request() -> GroundingRequest:
         metrics=(metrics["claims_filed_count"], metrics["alerts_raised_count"]),
         max_rows=100,
     )
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
 
 
 def _generator(converse: ConverseServer) -> BedrockSqlGenerator:
@@ -101,13 +87,14 @@ async def test_grounding_answers_and_failures(converse: ConverseServer) -> None:
     converse.script_intents(NO_METRIC)
     g = await gen.ground(_ground_request())
     assert g.intent is None and "No catalog metric" in g.reason
-    for reply, kind in [
+    cases: list[tuple[Reply, FailureKind]] = [
         (Text(), FailureKind.llm_invalid_output),
         (ToolCall(), FailureKind.llm_invalid_output),  # submit_sql, not express_intent
         (ToolCall(name=INTENT_TOOL_NAME, input={"metric_id": "x"}), FailureKind.llm_invalid_output),
         (Intervened(), FailureKind.llm_refused),
         (THROTTLED, FailureKind.bedrock_unavailable),
-    ]:
+    ]
+    for reply, kind in cases:
         converse.script_intents(reply)
         with pytest.raises(GenerationFailure) as info:
             await gen.ground(_ground_request())
@@ -115,26 +102,6 @@ async def test_grounding_answers_and_failures(converse: ConverseServer) -> None:
 
 
 # ------------------------------------------------------------------ the service
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    url = create_database()
-    try:
-        async with running_service(
-            database_url=url,
-            redis_url=REDIS_URL,
-            cache_prefix=f"wdr-test:{uuid.uuid4().hex[:8]}:",
-            data_dir=tmp_path_factory.mktemp("data"),
-            bedrock_model_id=MODEL_ID,
-            bedrock_endpoint_url=converse.url,
-            bedrock_timeout_s=2.0,
-        ) as s:
-            yield s
-    finally:
-        drop_database(url)
 
 
 async def _log_rows(svc: Service, widget_id: str) -> list[tuple]:

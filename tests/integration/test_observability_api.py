@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from service.app import create_app
 from service.settings import Settings
 from tests.support.servers import (
     REDIS_URL,
-    converse_with_fake_aws,
     create_database,
     drop_database,
+    environment,
     free_port,
 )
 
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 DATA = "/v1/widgets/{widget_id}/data"
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +108,8 @@ async def live(
         bedrock_timeout_s=5.0,
     )
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         app = create_app(settings)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

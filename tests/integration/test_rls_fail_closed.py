@@ -14,33 +14,34 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from adapters.identity import mint_token
-from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
+from fakes.bedrock_converse import ConverseServer, ToolCall
 from service.wiring import BootError
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
     copy_config,
     create_database,
     drop_database,
     entry_point,
     running_service,
+    service_settings,
 )
-
-pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SECRET = "fail-closed-secret-0123456789abcdef"
 SCOPES = "data:read widgets:read widgets:write"
 CE = "main.claims.claim_events"
 GOOD_POLICY = "tables:\n  main.claims.claim_events: {column: region, claim: regions}\n"
+# the secured service of this module (a tenant's JWT; row filters from the policy)
+SECURED = {"auth_jwt_secret": SECRET, "auth_audience": "wdr", "llm_rate_limit": "1000/minute"}
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.service(converse=True, **SECURED),
+]
 
 
 def west(tenant: str = "rls-co", scopes: str = SCOPES) -> dict[str, str]:
@@ -53,44 +54,9 @@ def west(tenant: str = "rls-co", scopes: str = SCOPES) -> dict[str, str]:
 OPS = west(scopes="ops:read")  # /readyz shows its details to `ops:read` only
 
 
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
 def _settings(db_url: str, data_dir: Path, **over: Any) -> dict[str, Any]:
-    return {
-        "database_url": db_url,
-        "redis_url": REDIS_URL,
-        "cache_prefix": f"wdr-test:{Path(db_url).name}:",
-        "data_dir": data_dir,
-        "auth_jwt_secret": SECRET,
-        "auth_audience": "wdr",
-        "llm_rate_limit": "1000/minute",
-    } | over
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    db_url: str, converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    settings = _settings(
-        db_url,
-        tmp_path_factory.mktemp("data"),
-        bedrock_model_id=MODEL_ID,
-        bedrock_endpoint_url=converse.url,
-        bedrock_timeout_s=2.0,
-    )
-    async with running_service(**settings) as s:
-        yield s
+    """The module's secured service with other settings (`over`)."""
+    return service_settings(db_url, data_dir, **(SECURED | over))
 
 
 @pytest.fixture(autouse=True)

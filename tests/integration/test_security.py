@@ -6,29 +6,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-import pytest_asyncio
 
 from adapters.identity import mint_token
 from fakes.bedrock_converse import MODEL_ID, ConverseServer, ToolCall
 from tests.support.servers import (
-    REDIS_URL,
     Service,
-    converse_with_fake_aws,
-    create_database,
-    drop_database,
     running_service,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
-
 SECRET = "integration-secret-0123456789abcdef"
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.service(
+        converse=True, auth_jwt_secret=SECRET, auth_audience="wdr", llm_rate_limit="1000/minute"
+    ),
+]
 REGIONS = ["midwest", "northeast", "southeast", "southwest", "west"]
 ALL_SCOPES = "data:read widgets:read widgets:write metrics:read sql:generate audit:read"
 
@@ -44,38 +42,6 @@ def token(
         claims["regions"] = regions
     tok = mint_token(SECRET, tenant=tenant, scopes=scope, claims=claims, audience="wdr", **kw)
     return {"Authorization": f"Bearer {tok}"}
-
-
-@pytest.fixture(scope="module")
-def converse() -> Iterator[ConverseServer]:
-    with converse_with_fake_aws() as srv:
-        yield srv
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def db_url() -> AsyncIterator[str]:
-    url = create_database()
-    yield url
-    drop_database(url)
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def svc(
-    db_url: str, converse: ConverseServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Service]:
-    async with running_service(
-        database_url=db_url,
-        redis_url=REDIS_URL,
-        cache_prefix=f"wdr-test:{Path(db_url).name}:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        bedrock_model_id=MODEL_ID,
-        bedrock_endpoint_url=converse.url,
-        bedrock_timeout_s=2.0,
-        auth_jwt_secret=SECRET,
-        auth_audience="wdr",
-        llm_rate_limit="1000/minute",
-    ) as s:
-        yield s
 
 
 @pytest.fixture(autouse=True)

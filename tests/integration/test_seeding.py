@@ -131,7 +131,7 @@ def _with_widget(tmp_path: Path, widget_id: str, intent: dict[str, object]) -> P
 async def test_widgets_yaml_is_refused_at_boot_for_what_put_refuses(
     fresh_pg_url: str, tmp_path: Path
 ) -> None:
-    intent = {"metric_id": "nba_taken_pct", "question": "Which channel is best?"}
+    intent: dict[str, object] = {"metric_id": "nba_taken_pct", "question": "Which channel is best?"}
     cfg = _with_widget(tmp_path, "pg-question", intent)
     with pytest.raises(BootError) as err:
         async with running_service(database_url=fresh_pg_url, config_dir=cfg, data_dir=tmp_path):

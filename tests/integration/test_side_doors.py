@@ -441,13 +441,6 @@ def test_no_credential_shows_in_readyz_or_in_the_log(served: Served) -> None:
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
-@pytest.fixture(scope="module")
-def db_url() -> Iterator[str]:
-    url = create_database("wdr_side_dev")
-    yield url
-    drop_database(url)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def dev(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
     """Dev mode (no auth settings), called from loopback."""

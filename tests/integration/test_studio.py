@@ -1,7 +1,7 @@
 """`langgraph dev` (what `make studio` runs), driven as LangGraph Studio drives it: with the
 official SDK client (`langgraph_sdk`): the assistant and its schemas (the input form), a
 thread, a run streamed with `stream_mode="updates"` and interrupted before `safety_check`,
-its resume, bad input, and the server's own log (no slow graph load, no unregistered
+its resume, bad input, and the server's own log (no unregistered
 checkpoint types, a clean shutdown that leaves no temporary directory). Uses a fresh
 database on the real PostgreSQL server; `LANGGRAPH_STRICT_MSGPACK=true` makes an
 unregistered checkpoint type fail the resume (as a future LangGraph will)."""
@@ -178,7 +178,7 @@ def test_a_postgres_widget_runs_to_its_answer(studio: Studio) -> None:
 
 def test_an_inline_intent_resolves_the_widget_another_way(studio: Studio) -> None:
     client = get_sync_client(url=studio.url)
-    intent = {"metric_id": "active_issues_count", "dimensions": ["severity"]}
+    intent: dict[str, Any] = {"metric_id": "active_issues_count", "dimensions": ["severity"]}
     out = client.runs.wait(
         None, "resolver", input={"widget_id": "open-issues-kpi", "intent": intent}
     )
@@ -227,10 +227,11 @@ def test_bad_input_is_answered_with_what_is_wrong(
     assert says in errors[0]["message"], errors
 
 
-def test_the_graph_loads_fast_and_the_server_stops_cleanly(studio: Studio) -> None:
-    """Last: it stops the server."""
+def test_the_server_stops_cleanly(studio: Studio) -> None:
+    """Last: it stops the server. (That the graph loads fast is not timed here: the
+    server's "Slow graph load" warning is a wall-clock threshold that a loaded machine
+    trips; tests/unit/test_studio_graph.py checks that the factory opens nothing.)"""
     assert studio.stop() == 0, studio.log()[-4000:]
     log = studio.log()
-    assert "Slow graph load" not in log, log[-4000:]
     assert "BlockingError" not in log and "shutdown failed" not in log, log[-4000:]
     assert not list(studio.tmp.iterdir()), "left behind: " + str(list(studio.tmp.iterdir()))

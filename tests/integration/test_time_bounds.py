@@ -67,7 +67,7 @@ async def svc(db_url: str, proxy: TcpProxy, tmp_path: Path) -> AsyncIterator[Ser
 
 async def _timed(call: asyncio.Future | object) -> tuple[object, float]:  # type: ignore[type-arg]
     started = time.monotonic()
-    out = await asyncio.wait_for(call, BOUND_S * 2)  # type: ignore[arg-type]
+    out: object = await asyncio.wait_for(call, BOUND_S * 2)  # type: ignore[arg-type]
     return out, time.monotonic() - started
 
 

@@ -12,10 +12,11 @@ from adapters.lease import LocalLeases
 from domain.data_versions import DataVersionGate, postgres_source
 from domain.freshness import Policy, make_entry
 from domain.models import RoutingEntry
+from graph.state import State
 from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.degrade_or_return import degrade_or_return
 from nodes.postgres_query import postgres_query
-from tests.support.doubles import NOW, DictRegistry, make_ctx
+from tests.support.doubles import NOW, DictRegistry, as_state, make_ctx
 
 ROUTING = RoutingEntry(
     backend="postgres", ttl_seconds=10, stale_while_revalidate_seconds=10, stale_if_error_seconds=60
@@ -42,9 +43,9 @@ def entry(age_s: float, versions: dict[str, int] | None) -> dict[str, Any]:
     return e | ({"versions": versions} if versions else {})
 
 
-def state(**kw: Any) -> dict[str, Any]:
+def state(**kw: Any) -> State:
     registry = DictRegistry.demo()
-    return {
+    base = {
         "widget_id": "open-issues-kpi",
         "spec": registry.widget("open-issues-kpi"),
         "metric": registry.metric("active_issues_count"),
@@ -52,7 +53,8 @@ def state(**kw: Any) -> dict[str, Any]:
         "routing": ROUTING,
         "backend": "postgres",
         "generator": "compiled",
-    } | kw
+    }
+    return as_state(base, kw)
 
 
 async def test_postgres_query_stamps_the_versions_known_before_it_runs() -> None:
@@ -94,7 +96,7 @@ async def test_a_moved_version_makes_a_young_entry_stale_and_refreshes_it() -> N
     bg = state(background=True, ahead_s=0)
     assert needs_lease(bg, ctx, await probe(bg, ctx))  # type: ignore[arg-type]
     async with ctx.leases.lead("k", wait_s=0, follow=False) as lead:  # type: ignore[union-attr]
-        background = await cache_lookup(bg | {"lead": lead}, Runtime(context=ctx))
+        background = await cache_lookup(as_state(bg, {"lead": lead}), Runtime(context=ctx))
     assert background["trace"][0]["outcome"] == "refresh"
 
 

@@ -14,12 +14,13 @@ from adapters.lease import LocalLeases
 from domain.freshness import Policy, failure_note, failure_note_key, make_entry
 from domain.lease import Outcome
 from domain.models import RoutingEntry
+from graph.state import State
 from nodes.cache_lookup import cache_lookup, needs_lease, probe
 from nodes.databricks_execute import query_tags
 from nodes.degrade_or_return import degrade_or_return
 from nodes.mock_data import mock_data
 from tests.support.clocks import until
-from tests.support.doubles import NOW, make_ctx
+from tests.support.doubles import NOW, as_state, make_ctx
 
 ROUTING = RoutingEntry(
     backend="postgres", ttl_seconds=10, stale_while_revalidate_seconds=10, stale_if_error_seconds=60
@@ -38,17 +39,18 @@ def _entry(age_s: float, rows: list[dict[str, Any]] | None = None) -> dict[str, 
     )
 
 
-def _state(**kw: Any) -> dict[str, Any]:
+def _state(**kw: Any) -> State:
     from tests.support.doubles import DictRegistry
 
     spec = DictRegistry.demo().widget("open-issues-kpi")
-    return {
+    base = {
         "widget_id": "open-issues-kpi",
         "spec": spec,
         "cache_key": "k",
         "routing": ROUTING,
         "backend": "postgres",
-    } | kw
+    }
+    return as_state(base, kw)
 
 
 async def _lookup(ctx: Any, **kw: Any) -> dict[str, Any]:
@@ -152,7 +154,7 @@ async def test_degrade_or_return_last_good_never_overwrites_and_notes_the_failur
     await ctx.cache.set("k", entry, POLICY.retention_s)
     failure = {"kind": "postgres_error", "detail": "d", "node": "postgres_query"}
     state = _state(failure=failure, last_good=entry)
-    state |= await mock_data(state, Runtime(context=ctx))
+    state = as_state(state, await mock_data(state, Runtime(context=ctx)))
     out = await degrade_or_return(state, Runtime(context=ctx))
     r = out["response"]
     assert r["stale"] and r["stale_reason"] == "postgres_error" and r["live_data_unavailable"]
@@ -174,7 +176,7 @@ async def test_a_failure_is_logged_as_a_warning_once_not_per_viewer(
         caplog.clear()
         failure = {"kind": "postgres_error", "detail": "d", "node": node}
         state = _state(failure=failure, last_good=_entry(30))
-        state |= await mock_data(state, Runtime(context=ctx))
+        state = as_state(state, await mock_data(state, Runtime(context=ctx)))
         await degrade_or_return(state, Runtime(context=ctx))
         [record] = [r for r in caplog.records if "last good entry" in r.getMessage()]
         assert record.levelno == level, node

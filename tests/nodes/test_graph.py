@@ -9,14 +9,14 @@ import pytest
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from graph.builder import NODES, build_graph
 from graph.context import Context
-from tests.support.doubles import StubGateway, StubLLM, StubWarehouse
+from tests.support.doubles import StubGateway, StubLLM, StubWarehouse, as_state
 from tests.support.doubles import make_ctx as ctx
 
 GRAPH = build_graph().compile()
 
 
 async def resolve(c: Context, widget_id: str, **flags: bool) -> tuple[dict, list[str]]:
-    out = await GRAPH.ainvoke({"widget_id": widget_id, **flags}, context=c)
+    out = await GRAPH.ainvoke(as_state({"widget_id": widget_id}, flags), context=c)
     return out["response"], [t["node"] for t in out["trace"]]
 
 

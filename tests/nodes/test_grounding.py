@@ -7,18 +7,21 @@ from langgraph.runtime import Runtime
 
 from domain.failures import FailureKind, GenerationFailure
 from graph.context import Context
+from graph.state import State
 from nodes.degrade_or_return import degrade_or_return
 from nodes.route import route
 from nodes.safety_check import safety_check
 from nodes.sql_generate import grounding_catalog, sql_generate
-from tests.support.doubles import ListLog, StubLLM, make_ctx
+from tests.support.doubles import ListLog, StubLLM, as_state, make_ctx
 
 QUESTION_WIDGET = "top-claimed-models"
 BY_REGION = {"metric_id": "claims_filed_count", "dimensions": ["region"], "time_range": "last_30d"}
 
 
-async def _state(ctx: Context, widget_id: str = QUESTION_WIDGET) -> dict:
-    return {"widget_id": widget_id} | await route({"widget_id": widget_id}, Runtime(context=ctx))
+async def _state(ctx: Context, widget_id: str = QUESTION_WIDGET) -> State:
+    return as_state(
+        {"widget_id": widget_id}, await route({"widget_id": widget_id}, Runtime(context=ctx))
+    )
 
 
 def test_catalog_offers_compiled_warehouse_metrics_only() -> None:
@@ -89,7 +92,7 @@ async def test_a_grounded_answer_is_reused_as_its_intent_without_the_model() -> 
     ctx = make_ctx(llm=llm)
     state = await _state(ctx)
     out = await sql_generate(state, Runtime(context=ctx))
-    checked = await safety_check(state | out, Runtime(context=ctx))
+    checked = await safety_check(as_state(state, out), Runtime(context=ctx))
     assert checked["safety"]["allowed"] is True
     cached = await ctx.cache.get(out["generation"]["approved_key"])
     assert cached is not None and cached["intent"]["metric_id"] == "claims_filed_count"
@@ -138,17 +141,19 @@ async def test_rate_limit_spends_one_unit_per_question() -> None:
 async def test_trust_is_in_the_response_of_question_widgets_only() -> None:
     ctx = make_ctx(llm=StubLLM(intent=BY_REGION))
     state = await _state(ctx)
-    state |= await sql_generate(state, Runtime(context=ctx))
-    state |= await safety_check(state, Runtime(context=ctx))
-    state |= {"rows": [{"region": "west", "value": 3}], "executed": True, "resolved_at": 1.0}
+    state = as_state(state, await sql_generate(state, Runtime(context=ctx)))
+    state = as_state(state, await safety_check(state, Runtime(context=ctx)))
+    state = as_state(
+        state, {"rows": [{"region": "west", "value": 3}], "executed": True, "resolved_at": 1.0}
+    )
     out = await degrade_or_return(state, Runtime(context=ctx))
     assert out["response"]["trust"] == "compiled_from_metric"
     entry = await ctx.cache.get(state["cache_key"])
     assert entry is not None and entry["trust"] == "compiled_from_metric"
 
     plain = await _state(ctx, "claims-filed-by-region")
-    plain |= await sql_generate(plain, Runtime(context=ctx))
-    plain |= {"rows": [], "executed": True, "resolved_at": 1.0}
+    plain = as_state(plain, await sql_generate(plain, Runtime(context=ctx)))
+    plain = as_state(plain, {"rows": [], "executed": True, "resolved_at": 1.0})
     assert (await degrade_or_return(plain, Runtime(context=ctx)))["response"]["trust"] is None
 
 
@@ -163,7 +168,7 @@ async def test_row_filters_bind_the_grounded_way_and_approval_stays_per_tenant()
     state = await _state(ctx) | {"access": west}
     out = await sql_generate(state, Runtime(context=ctx))
     assert out["trust"] == "compiled_from_metric" and ":acme:" in out["generation"]["approved_key"]
-    checked = await safety_check(state | out, Runtime(context=ctx))
+    checked = await safety_check(as_state(state, out), Runtime(context=ctx))
     assert checked["safety"]["allowed"] is True
     assert "'west'" in checked["generated_sql"] and "'west'" not in out["candidate_sql"]
     # another tenant's identical question is grounded again (no reuse across tenants)

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 from domain.failures import FailureKind, PostgresFailure, WarehouseFailure
 from domain.models import DataIntent, RoutingEntry
 from graph.context import Context
+from graph.state import State
 from nodes.cache_lookup import cache_lookup
 from nodes.databricks_execute import databricks_execute
 from nodes.degrade_or_return import degrade_or_return
@@ -24,6 +25,7 @@ from tests.support.doubles import (
     StubGateway,
     StubLLM,
     StubWarehouse,
+    as_state,
     make_ctx,
 )
 from tests.support.servers import RESPONSE_FIELDS
@@ -77,6 +79,7 @@ async def test_route_bad_input_says_what_is_wrong() -> None:
         await run_route(make_ctx(), "nope")
     # an inline spec needs no registered id (the service's SQL generation passes None)
     spec = DictRegistry.demo().widget("open-issues-kpi")
+    assert spec is not None
     out = await route({"widget_id": None, "spec": spec}, Runtime(context=make_ctx()))  # type: ignore[typeddict-item]
     assert out["backend"] == "postgres"
     out = await route({"spec": spec}, Runtime(context=make_ctx()))
@@ -118,7 +121,7 @@ async def test_route_cache_key_changes_with_routing() -> None:
 
 async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     ctx = make_ctx()
-    state = {"cache_key": "k1", "routing": RoutingEntry(backend="postgres", ttl_seconds=60)}
+    state: State = {"cache_key": "k1", "routing": RoutingEntry(backend="postgres", ttl_seconds=60)}
     miss = await cache_lookup(state, Runtime(context=ctx))
     assert miss["cache_hit"] is False and miss["trace"][0]["outcome"] == "miss"
     await ctx.cache.set(
@@ -127,18 +130,18 @@ async def test_cache_lookup_hit_and_miss_and_bypass() -> None:
     hit = await cache_lookup(state, Runtime(context=ctx))
     assert hit["cache_hit"] is True and hit["rows"] == [{"v": 1}] and hit["resolved_at"] == NOW - 5
     assert not hit.get("stale")
-    refresh = await cache_lookup(state | {"refresh": True}, Runtime(context=ctx))
+    refresh = await cache_lookup(as_state(state, {"refresh": True}), Runtime(context=ctx))
     assert refresh["cache_hit"] is False and refresh["trace"][0]["outcome"] == "bypass_refresh"
     assert refresh["last_good"]["rows"] == [{"v": 1}]  # may stand in if the refresh fails
-    dry = await cache_lookup(state | {"dry_run": True}, Runtime(context=ctx))
+    dry = await cache_lookup(as_state(state, {"dry_run": True}), Runtime(context=ctx))
     assert dry["cache_hit"] is False
 
 
 # ------------------------------------------------------------------ postgres_query
 
 
-async def _pg_state(ctx: Context) -> dict:
-    return {"widget_id": "open-issues-kpi"} | await run_route(ctx, "open-issues-kpi")
+async def _pg_state(ctx: Context) -> State:
+    return as_state({"widget_id": "open-issues-kpi"}, await run_route(ctx, "open-issues-kpi"))
 
 
 async def test_postgres_query_ok() -> None:
@@ -173,15 +176,17 @@ async def test_postgres_query_failures(gateway: StubGateway | None, kind: str) -
 async def test_postgres_query_dry_run_runs_nothing() -> None:
     gw = StubGateway()
     ctx = make_ctx(postgres=gw)
-    out = await postgres_query(await _pg_state(ctx) | {"dry_run": True}, Runtime(context=ctx))
+    out = await postgres_query(
+        as_state(await _pg_state(ctx), {"dry_run": True}), Runtime(context=ctx)
+    )
     assert out["executed"] is False and out["generated_sql"] and gw.calls == []
 
 
 # ------------------------------------------------------------------ sql_generate / safety_check
 
 
-async def _wh_state(ctx: Context, widget_id: str = "claims-filed-by-region") -> dict:
-    return {"widget_id": widget_id} | await run_route(ctx, widget_id)
+async def _wh_state(ctx: Context, widget_id: str = "claims-filed-by-region") -> State:
+    return as_state({"widget_id": widget_id}, await run_route(ctx, widget_id))
 
 
 async def test_sql_generate_compiled() -> None:
@@ -205,7 +210,7 @@ async def test_sql_generate_llm_sends_schema_and_reuses_approved_sql() -> None:
     out = await sql_generate(state, Runtime(context=ctx))
     assert out["candidate_sql"] == llm.sql and out["generation"]["reused"] is False
     assert llm.requests[0].question.startswith("Which 5 device models")
-    checked = await safety_check(state | out, Runtime(context=ctx))
+    checked = await safety_check(as_state(state, out), Runtime(context=ctx))
     assert checked["safety"]["allowed"] is True
     again = await sql_generate(state, Runtime(context=ctx))
     assert again["generation"]["reused"] is True and len(llm.requests) == 1
@@ -295,10 +300,13 @@ async def test_degrade_or_return_live_caches_and_degraded_does_not() -> None:
     assert await ctx.cache.get(state["cache_key"]) is not None
 
     ctx2 = make_ctx()
-    degraded = state | {
-        "failure": {"kind": "postgres_timeout", "detail": "slow", "node": "postgres_query"},
-        "rows": [{"value": 42}],
-    }
+    degraded = as_state(
+        state,
+        {
+            "failure": {"kind": "postgres_timeout", "detail": "slow", "node": "postgres_query"},
+            "rows": [{"value": 42}],
+        },
+    )
     out = await degrade_or_return(degraded, Runtime(context=ctx2))
     r = out["response"]
     assert r["source"] == "postgres_timeout" and r["live_data_unavailable"] is True
@@ -313,7 +321,7 @@ async def test_degrade_or_return_answers_exactly_the_response_model() -> None:
         {"rows": [{"value": 1}], "executed": True, "resolved_at": NOW},
         {"failure": {"kind": "postgres_error", "detail": "x", "node": "postgres_query"}},
     ):
-        r = (await degrade_or_return(state | extra, Runtime(context=ctx)))["response"]
+        r = (await degrade_or_return(as_state(state, extra), Runtime(context=ctx)))["response"]
         assert set(r) == RESPONSE_FIELDS
         ResolveResponse.model_validate(r)
 
@@ -322,17 +330,20 @@ async def test_degrade_or_return_writes_generation_log() -> None:
     log = ListLog()
     ctx = make_ctx(generation_log=log)
     state = await _wh_state(ctx, "top-claimed-models")
-    state |= {
-        "generation": {
-            "metric_id": "claims_insights",
-            "question": "q",
-            "model_id": "m",
-            "reused": False,
+    state = as_state(
+        state,
+        {
+            "generation": {
+                "metric_id": "claims_insights",
+                "question": "q",
+                "model_id": "m",
+                "reused": False,
+            },
+            "safety": {"allowed": False, "rule": "single_statement"},
+            "failure": {"kind": "safety_violation", "detail": "x", "node": "safety_check"},
+            "rows": [],
         },
-        "safety": {"allowed": False, "rule": "single_statement"},
-        "failure": {"kind": "safety_violation", "detail": "x", "node": "safety_check"},
-        "rows": [],
-    }
+    )
     await degrade_or_return(state, Runtime(context=ctx))
     assert log.records and log.records[0]["safety_rule"] == "single_statement"
     assert log.records[0]["failure_kind"] == "safety_violation"
@@ -369,7 +380,7 @@ async def test_safety_check_binds_the_widgets_own_limit_and_dry_runs_cache_nothi
     ctx = make_ctx(llm=StubLLM(sql="SELECT region FROM main.claims.claim_events LIMIT 50"))
     state = await _wh_state(ctx, "top-claimed-models")  # its intent has limit 5
     out = await sql_generate(state, Runtime(context=ctx))
-    checked = await safety_check(state | out, Runtime(context=ctx))
+    checked = await safety_check(as_state(state, out), Runtime(context=ctx))
     assert (
         checked["failure"]["kind"] == "safety_violation"
         and checked["safety"]["rule"] == "row_limit"
@@ -377,7 +388,7 @@ async def test_safety_check_binds_the_widgets_own_limit_and_dry_runs_cache_nothi
 
     ok_ctx = make_ctx(llm=StubLLM())  # no LIMIT: the widget's limit is added
     out = await sql_generate(state, Runtime(context=ok_ctx))
-    dry = await safety_check(state | out | {"dry_run": True}, Runtime(context=ok_ctx))
+    dry = await safety_check(as_state(state, out, {"dry_run": True}), Runtime(context=ok_ctx))
     assert dry["generated_sql"].endswith("LIMIT 5")
     assert await ok_ctx.cache.get(out["generation"]["approved_key"]) is None
 
@@ -387,12 +398,12 @@ async def test_approved_sql_is_keyed_by_the_whole_intent() -> None:
     ctx = make_ctx(llm=llm)
     state = await _wh_state(ctx, "top-claimed-models")
     out = await sql_generate(state, Runtime(context=ctx))
-    await safety_check(state | out, Runtime(context=ctx))
+    await safety_check(as_state(state, out), Runtime(context=ctx))
     spec = state["spec"]
     other = spec.model_copy(
         update={"data_intent": spec.data_intent.model_copy(update={"dimensions": ["channel"]})}
     )
-    again = await sql_generate(state | {"spec": other}, Runtime(context=ctx))
+    again = await sql_generate(as_state(state, {"spec": other}), Runtime(context=ctx))
     assert again["generation"]["reused"] is False and len(llm.requests) == 2
 
 

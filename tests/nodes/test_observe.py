@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
@@ -119,6 +121,12 @@ async def test_llm_and_safety_families() -> None:
     assert value("wdr_safety_rejections_total", rule="read_only") - rejected == 1
 
 
+def attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    """A finished span's attributes (every span the observer ends has some)."""
+    assert span.attributes is not None, span.name
+    return span.attributes
+
+
 async def test_node_spans_carry_the_resolution_attributes() -> None:
     exporter = InMemorySpanExporter()
     tracing = setup_tracing({}, exporter=exporter)
@@ -132,13 +140,15 @@ async def test_node_spans_carry_the_resolution_attributes() -> None:
     assert set(spans) == {"request", "route", "cache_lookup", "postgres_query", "degrade_or_return"}
     root = spans["request"]
     for name in ("route", "cache_lookup", "postgres_query", "degrade_or_return"):
-        assert spans[name].parent is not None and spans[name].parent.span_id == root.context.span_id
+        parent = spans[name].parent
+        assert parent is not None and root.context is not None
+        assert parent.span_id == root.context.span_id
         assert spans[name].context.trace_id == root.context.trace_id
-        assert spans[name].attributes["wdr.widget_id"] == "open-issues-kpi"
-    pg = spans["postgres_query"].attributes
+        assert attributes(spans[name])["wdr.widget_id"] == "open-issues-kpi"
+    pg = attributes(spans["postgres_query"])
     assert pg["wdr.sql_hash"] == sql_hash(out["response"]["generated_sql"])
     assert "db.query.text" not in pg and pg["db.system"] == "postgresql"
-    final = spans["degrade_or_return"].attributes
+    final = attributes(spans["degrade_or_return"])
     assert final["wdr.source"] == "postgres" and final["wdr.row_count"] == 1
     assert final["wdr.cache_hit"] is False and final["wdr.metric_id"] == "active_issues_count"
     tracing.shutdown()

@@ -11,6 +11,7 @@ import itertools
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 
 from adapters.lease import LocalLeases
 from domain.access import UNRESTRICTED
@@ -20,9 +21,10 @@ from graph.builder import build_graph
 from graph.observe import GraphObserver
 from graph.routing import NEXT
 from graph.runner import LANE, GraphRunner
+from graph.state import InputState
 from nodes.node_timeout import TIMEOUT_KINDS
 from observability import metrics as m
-from tests.support.doubles import NOW, make_ctx
+from tests.support.doubles import NOW, StubGateway, make_ctx
 
 WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
 
@@ -83,7 +85,7 @@ async def _seed(ctx: Any, age_s: float, *, note: str | None = None) -> None:
         await ctx.cache.set(failure_note_key(key), n, policy.retention_s)
 
 
-async def _graph(ctx: Any, graph_input: dict[str, Any]) -> dict[str, Any]:
+async def _graph(ctx: Any, graph_input: InputState) -> dict[str, Any]:
     graph = build_graph().compile()
     out: dict[str, Any] = await graph.ainvoke(graph_input, context=ctx)
     return out
@@ -111,13 +113,14 @@ async def test_the_lane_answers_as_the_graph_does(
     age_s: float, note: str | None, steps: list[str]
 ) -> None:
     leases = CountingLeases()
-    ctx = make_ctx(leases=leases)
+    gateway = StubGateway()
+    ctx = make_ctx(leases=leases, postgres=gateway)
     _, policy = _key_and_policy(ctx)
     assert (age_s < policy.ttl_s) == (age_s == 5)  # 5 s is fresh, 70 s is past the TTL
     await _seed(ctx, age_s, note=note)
     lane = await answer({"widget_id": WIDGET}, ctx)
     assert [t["node"] for t in lane["trace"]] == steps
-    assert ctx.postgres.calls == [] and leases.asked == []  # read only
+    assert gateway.calls == [] and leases.asked == []  # read only
     _same(lane, await _graph(ctx, {"widget_id": WIDGET}))
     assert lane["response"]["data"] == [{"value": 41}]
     assert lane["response"]["freshness_seconds"] == age_s
@@ -126,6 +129,7 @@ async def test_the_lane_answers_as_the_graph_does(
 async def test_a_route_failure_is_the_graphs_flagged_mock() -> None:
     ctx = make_ctx()
     spec = ctx.registry.widget(WIDGET)
+    assert spec is not None
     broken = spec.model_copy(
         update={"data_intent": spec.data_intent.model_copy(update={"metric_id": "nope"})}
     )
@@ -150,7 +154,8 @@ async def test_a_miss_reads_the_entry_twice_and_leads_under_one_scope() -> None:
     ]
     assert cache.reads.count(key) == 2  # once to decide, once after taking the lease
     assert leases.asked == [key] and not leases.held(key)  # led, and released
-    assert (await ctx.cache.get(key))["rows"] == out["response"]["data"]
+    entry = await ctx.cache.get(key)
+    assert entry is not None and entry["rows"] == out["response"]["data"]
     # the same run in the compiled graph gives the same answer
     graph = await _graph(make_ctx(), {"widget_id": WIDGET})
     assert [(t["node"], t["outcome"]) for t in graph["trace"]] == steps
@@ -160,17 +165,17 @@ async def test_a_miss_reads_the_entry_twice_and_leads_under_one_scope() -> None:
 @pytest.mark.parametrize("how", ["raises", "cancelled"])
 async def test_the_lead_is_released_however_the_run_ends(how: str) -> None:
     leases = CountingLeases()
-    ctx = make_ctx(leases=leases)
-    key, _ = _key_and_policy(ctx)
     started = asyncio.Event()
 
-    async def query(*a: Any, **kw: Any) -> Any:
-        started.set()
-        if how == "raises":
-            raise RuntimeError("boom")
-        await asyncio.Event().wait()  # until cancelled
+    class Stuck(StubGateway):
+        async def run_metric(self, *a: Any, **kw: Any) -> Any:
+            started.set()
+            if how == "raises":
+                raise RuntimeError("boom")
+            await asyncio.Event().wait()  # until cancelled
 
-    ctx.postgres.run_metric = query  # type: ignore[union-attr]
+    ctx = make_ctx(leases=leases, postgres=Stuck())
+    key, _ = _key_and_policy(ctx)
     run = asyncio.create_task(answer({"widget_id": WIDGET}, ctx))
     await started.wait()
     assert leases.held(key)
@@ -233,10 +238,22 @@ async def test_the_lanes_spans_are_the_graphs_children_of_the_request() -> None:
     root = spans["request"]
     for name in nodes:
         span = spans[name]
-        assert span.parent is not None and span.parent.span_id == root.context.span_id
-        assert root.start_time <= span.start_time <= span.end_time <= root.end_time
-    assert all(spans[a].end_time <= spans[b].start_time for a, b in itertools.pairwise(nodes))
-    assert spans["degrade_or_return"].attributes["wdr.source"] == "postgres_timeout"
+        assert span.parent is not None and root.context is not None
+        assert span.parent.span_id == root.context.span_id
+        assert _start(root) <= _start(span) <= _end(span) <= _end(root)
+    assert all(_end(spans[a]) <= _start(spans[b]) for a, b in itertools.pairwise(nodes))
+    final = spans["degrade_or_return"].attributes
+    assert final is not None and final["wdr.source"] == "postgres_timeout"
     # the node that took over the failure (from the note) carries it, as in a graph run
     assert spans["cache_lookup"].status.status_code.name == "ERROR"
     tracing.shutdown()
+
+
+def _start(span: ReadableSpan) -> int:
+    assert span.start_time is not None, span.name
+    return span.start_time
+
+
+def _end(span: ReadableSpan) -> int:
+    assert span.end_time is not None, span.name  # ended: the exporter has it
+    return span.end_time

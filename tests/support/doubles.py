@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from domain.config import load_config
 from domain.failures import ResolverFailure
@@ -20,6 +20,7 @@ from domain.ports import (
 )
 from domain.results import Column, QueryResult
 from graph.context import Context
+from graph.state import State
 from service.settings import REPO_ROOT
 
 
@@ -198,3 +199,13 @@ def make_ctx(**kw: object) -> Context:
     }
     base.update(kw)
     return Context(**base)  # type: ignore[arg-type]
+
+
+def as_state(*updates: Mapping[str, Any]) -> State:
+    """The graph state after `updates` (an input, then node outputs, later keys winning):
+    what a node test hands the next node. Nodes return plain dicts (LangGraph's updates);
+    this is the one place a test turns them back into the typed `State`."""
+    merged: dict[str, Any] = {}
+    for update in updates:
+        merged.update(update)
+    return cast(State, merged)

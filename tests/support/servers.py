@@ -185,6 +185,31 @@ def copy_config(tmp: Path) -> Path:
     return dst
 
 
+def service_settings(
+    db_url: str, data_dir: Path, *, converse: Any = None, **overrides: Any
+) -> dict[str, Any]:
+    """The running_service keywords of the suite's usual service: over the real PostgreSQL
+    database `db_url` and the real Redis (under a key prefix of its own), its data in
+    `data_dir`. With `converse` (the local Converse API server, the `converse` fixture) the
+    model is Bedrock's behind that server, answering within 2 s unless `overrides` say
+    otherwise. `overrides`: any other setting (what a test module varies)."""
+    settings: dict[str, Any] = {
+        "database_url": db_url,
+        "redis_url": REDIS_URL,
+        "cache_prefix": f"wdr-test:{uuid.uuid4().hex[:8]}:",
+        "data_dir": data_dir,
+    }
+    if converse is not None:
+        from fakes.bedrock_converse import MODEL_ID
+
+        settings |= {
+            "bedrock_model_id": MODEL_ID,
+            "bedrock_endpoint_url": converse.url,
+            "bedrock_timeout_s": 2.0,
+        }
+    return settings | overrides
+
+
 @asynccontextmanager
 async def running_service(
     *, client_host: str = "127.0.0.1", clock: Callable[[], float] | None = None, **overrides: Any
@@ -253,19 +278,26 @@ FAKE_AWS_ENV = {
 
 
 @contextmanager
-def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
-    """The local Converse API server (`server`: its keyword arguments), with dummy AWS
-    credentials set for its lifetime (and the caller's environment restored after)."""
-    from fakes.bedrock_converse import ConverseServer
-
-    old = {k: os.environ.get(k) for k in FAKE_AWS_ENV}
-    os.environ.update(FAKE_AWS_ENV)
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` set in this process's environment for the block; the caller's values (or
+    their absence) restored after."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        with ConverseServer(**server) as srv:
-            yield srv
+        yield
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextmanager
+def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
+    """The local Converse API server (`server`: its keyword arguments), with dummy AWS
+    credentials set for its lifetime (and the caller's environment restored after)."""
+    from fakes.bedrock_converse import ConverseServer
+
+    with environment(FAKE_AWS_ENV), ConverseServer(**server) as srv:
+        yield srv

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -25,12 +26,12 @@ def failing_lifespan(exc: BaseException) -> Any:
 
 
 def startup_message(exc: BaseException) -> str:
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "lifespan.startup"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     asyncio.run(BootRefusalAsText(failing_lifespan(exc))({"type": "lifespan"}, receive, send))

@@ -215,9 +215,13 @@ async def test_rollups_rebuild_their_update_window_from_the_new_version() -> Non
     store = Rollups()
     rollup = store.rollups["r"]
     callback = rebuild_rollups(store)
-    await callback(TableChange("main.ops.nothing_rolled_up", 1, 2, 1000.0))
+    ignored = callback(TableChange("main.ops.nothing_rolled_up", 1, 2, 1000.0))
+    assert ignored is not None
+    await ignored
     assert store.calls == []
     source = rollup.definition.table.lower()
-    await callback(TableChange(source, 1, 2, 1_790_000_000.0))
+    rebuilt = callback(TableChange(source, 1, 2, 1_790_000_000.0))
+    assert rebuilt is not None
+    await rebuilt
     now = datetime.fromtimestamp(1_790_000_000.0, UTC)
     assert store.calls == [(rollup.name, update_window(rollup, now), "2")]

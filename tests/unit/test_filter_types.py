@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from domain.models import DataIntent, Filter, MetricDef, filter_type_problems
+from domain.models import DataIntent, Filter, MetricDef, MetricDefinition, filter_type_problems
 
 METRIC = MetricDef(
     name="m",
     description="d",
     unit="u",
     owner="o",
-    definition={
-        "table": "main.claims.claim_events",
-        "measure": "count(*)",
-        "time_column": "event_ts",
-        "dimensions": ["region"],
-        "filter_columns": ["amount", "event_id", "event_ts", "flag"],
-    },
+    definition=MetricDefinition(
+        table="main.claims.claim_events",
+        measure="count(*)",
+        time_column="event_ts",
+        dimensions=["region"],
+        filter_columns=["amount", "event_id", "event_ts", "flag"],
+    ),
 )
 TYPES = {
     "region": "STRING",

@@ -1,5 +1,6 @@
 """The layout's import rules (README "Layout"): dependencies point one way, pure packages
-import no framework, nothing outside tests/ imports tests, and no import cycle."""
+import no framework, nothing outside tests/ imports tests, the tests' helpers
+(tests/support) import no test module, and no import cycle anywhere (tests included)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,14 @@ HTTP_MODULES = (
 )
 
 
-def modules() -> dict[str, Path]:
+def modules(
+    root: Path = ROOT, packages: tuple[str, ...] = (*PACKAGES, "bench", "tests")
+) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of `packages` under `root`."""
     out = {}
-    for pkg in (*PACKAGES, "bench"):
-        for path in sorted((ROOT / pkg).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
+    for pkg in packages:
+        for path in sorted((root / pkg).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
             name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
             out[name] = path
     return out
@@ -112,12 +116,12 @@ def test_only_the_http_layer_speaks_http() -> None:
     assert bad == []
 
 
-def import_cycles() -> list[list[str]]:
-    """Every import cycle among the project's modules (function-level imports count: a
-    cycle deferred into a function is still one)."""
+def import_cycles(mods: dict[str, Path] = MODULES) -> list[list[str]]:
+    """Every import cycle among the modules `mods` (function-level imports count: a cycle
+    deferred into a function is still one)."""
     graph = {
-        name: {imp for imp in imports(path) if imp in MODULES and imp != name}
-        for name, path in MODULES.items()
+        name: {imp for imp in imports(path) if imp in mods and imp != name}
+        for name, path in mods.items()
     }
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
@@ -147,16 +151,38 @@ def test_no_import_cycle_among_modules() -> None:
 
 
 def test_the_cycle_check_sees_function_level_imports(tmp_path: Path) -> None:
-    a, b = tmp_path / "a.py", tmp_path / "b.py"
-    a.write_text("import b\n")
-    b.write_text("def f():\n    import a\n")
-    assert "a" in set(imports(b))
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.b import g\n")
+    (pkg / "b.py").write_text("def g():\n    from pkg.a import x  # deferred, still a cycle\n")
+    mods = modules(tmp_path, ("pkg",))
+    assert "pkg.a" in set(imports(mods["pkg.b"]))
+    assert import_cycles(mods) == [["pkg.a", "pkg.b", "pkg.a"]]
+    (pkg / "b.py").write_text("def g():\n    pass\n")
+    assert import_cycles(mods) == []
+
+
+def test_the_tests_helpers_import_no_test_module() -> None:
+    bad = [
+        f"{name} imports {imp}"
+        for name, path in MODULES.items()
+        if _under(name, ("tests.support",))
+        for imp in imports(path)
+        if _under(imp, ("tests",)) and not _under(imp, ("tests.support",))
+    ]
+    assert bad == []
 
 
 def test_the_layout_test_sees_the_project() -> None:
-    assert {"service.wiring", "domain.ports", "fakes.tcp_proxy", "service.routes.data"} <= set(
-        MODULES
-    )
+    assert {
+        "service.wiring",
+        "domain.ports",
+        "fakes.tcp_proxy",
+        "service.routes.data",
+        "tests.support.servers",
+        "tests.conftest",
+    } <= set(MODULES)
     assert "fastapi" in set(imports(MODULES["service.app"])) | set(imports(MODULES["service.deps"]))
 
 
@@ -166,9 +192,11 @@ DATA_HEAVY: frozenset[str] = frozenset()
 
 
 def test_modules_stay_small() -> None:
+    """Every module but the test modules themselves (the tests' helpers count)."""
     long = {
         name: n
         for name, path in MODULES.items()
+        if not _under(name, ("tests",)) or _under(name, ("tests.support", "tests.conftest"))
         if (n := len(path.read_text().splitlines())) > MAX_LINES and name not in DATA_HEAVY
     }
     assert long == {}

@@ -21,8 +21,18 @@ class Clock:
 
 
 def _hint(key: str, expires_at: float | None, **flags: bool) -> Freshness:
-    base = {"revalidate": False, "live": False, "hit": False, "skipped": False}
-    return Freshness(key=key, expires_at=expires_at, ttl_s=TTL, **(base | flags))
+    def flag(name: str) -> bool:
+        return flags.get(name, False)
+
+    return Freshness(
+        key=key,
+        expires_at=expires_at,
+        ttl_s=TTL,
+        revalidate=flag("revalidate"),
+        live=flag("live"),
+        hit=flag("hit"),
+        skipped=flag("skipped"),
+    )
 
 
 def _hit(expires_at: float, key: str = "k") -> dict[str, Any]:
