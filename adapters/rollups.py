@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from typing import Any, LiteralString, cast
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
+from adapters.rollup_tables import Built, built, prepare, stored_start, write_partition
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.lease import Lead, Leases, Outcome
@@ -43,17 +43,6 @@ from metricsql.rollups import build_sql, data_start_sql, partitions_between, upd
 from metricsql.rollups.timegrid import following, partition_of
 
 log = logging.getLogger(__name__)
-
-_PG_TYPES = {
-    "integer": "bigint",
-    "number": "numeric",
-    "string": 'text COLLATE "C"',
-    "timestamp": "timestamptz",
-    "date": "date",
-    "boolean": "boolean",
-    "json": "jsonb",
-}
-
 
 _COVERAGE = (
     "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
@@ -71,10 +60,15 @@ class BuildReport:
     failed: dict[str, str] = field(default_factory=dict)  # failure kind: detail
 
 
-@dataclass(frozen=True, slots=True)
-class _Built:
-    built_at: datetime
-    data_version: str | None
+def _at_least(have: str | None, wanted: str) -> bool:
+    """Whether a partition built from version `have` is current for `wanted`: the same, or
+    (Delta's integer versions) a later one: rows are read when built, never older than the
+    version they are labelled with, so a lagging instance never rebuilds a newer build."""
+    if have is None:
+        return False
+    if have.isdigit() and wanted.isdigit():
+        return int(have) >= int(wanted)
+    return have == wanted
 
 
 class PgRollups:
@@ -101,6 +95,9 @@ class PgRollups:
         self._timeout_ms = int(statement_timeout_ms)
         self._clock = clock
         self._by_metric: dict[str, tuple[Rollup, ...]] = {}
+        # (rollup, signature, partition start) -> the newest data version this process saw
+        # it built from
+        self._seen: dict[tuple[str, str, datetime], str] = {}
         for r in rollups.values():
             for m in r.definition.metrics:
                 self._by_metric[m] = (*self._by_metric.get(m, ()), r)
@@ -121,7 +118,10 @@ class PgRollups:
                 )
                 head = await conn.execute(_COVERAGE, (rollup.name,))
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(cast(LiteralString, query.sql))
+                    if query.template:  # prepared by the server after a few runs
+                        await cur.execute(cast(LiteralString, query.template), query.params())
+                    else:
+                        await cur.execute(cast(LiteralString, query.sql))
                     built = self._covering(rollup, query, now, await head.fetchall())
                     if built is None:
                         return None
@@ -188,17 +188,30 @@ class PgRollups:
         return report
 
     def _current(
-        self, have: _Built | None, data_version: str | None, stale_before: datetime | None
+        self, have: Built | None, data_version: str | None, stale_before: datetime | None
     ) -> bool:
         if have is None:
             return False
         if data_version is not None:
-            return have.data_version == data_version
+            return _at_least(have.data_version, data_version)
         # a partition built from a known version is rebuilt when the version moves, not
         # when it ages (nothing over a table is re-run while its version holds)
         return (
             stale_before is None or have.built_at >= stale_before or have.data_version is not None
         )
+
+    def _known(self, r: Rollup, start: datetime, data_version: str | None) -> bool:
+        """Whether this process saw the partition built from `data_version` or a later one
+        (no PostgreSQL round trip: a rollup read catches up on every resolution)."""
+        if data_version is None:
+            return False
+        return _at_least(self._seen.get((r.name, r.signature, start)), data_version)
+
+    def _remember(self, r: Rollup, start: datetime, have: Built | None) -> None:
+        if have is not None and have.data_version is not None:
+            key = (r.name, r.signature, start)
+            if not _at_least(self._seen.get(key), have.data_version):
+                self._seen[key] = have.data_version
 
     async def _build_one(
         self,
@@ -208,32 +221,45 @@ class PgRollups:
         stale_before: datetime | None,
         report: BuildReport,
     ) -> None:
-        if self._current(await self._built(r, start), data_version, stale_before):
-            return report.skipped.append(start.isoformat())
         label = start.isoformat()
+        if self._known(r, start, data_version):
+            return report.skipped.append(label)
+        have = await self._built(r, start)
+        if self._current(have, data_version, stale_before):
+            self._remember(r, start, have)
+            return report.skipped.append(label)
         key = f"rollup:{r.name}:{r.signature}:{label}"
-        async with self._lead(key) as lead:
-            if lead is not None and not lead.leads:
-                followed = lead.followed
-                assert followed is not None
-                if followed.ok:
-                    report.shared.append(label)
-                else:
-                    report.failed[label] = f"{followed.kind}: {followed.detail}"
+        for _ in range(3):  # a leader we followed may have built an older version
+            async with self._lead(key) as lead:
+                if lead is not None and not lead.leads:
+                    followed = lead.followed
+                    assert followed is not None
+                    if not followed.ok:
+                        report.failed[label] = f"{followed.kind}: {followed.detail}"
+                        return
+                    have = await self._built(r, start)
+                    if self._current(have, data_version, stale_before):
+                        self._remember(r, start, have)
+                        return report.shared.append(label)
+                    continue  # not as asked: lead (or follow) once more
+                outcome = Outcome(ok=True)
+                try:
+                    have = await self._built(r, start)
+                    if self._current(have, data_version, stale_before):
+                        self._remember(r, start, have)
+                        report.shared.append(label)  # built by another instance meanwhile
+                    else:
+                        await self._run_build(r, start, data_version)
+                        self._remember(r, start, Built(datetime.now(UTC), data_version))
+                        report.built.append(label)
+                except ResolverFailure as exc:
+                    outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
+                    report.failed[label] = f"{exc.kind.value}: {exc.detail}"
+                    log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
+                if lead is not None:
+                    lead.settle(outcome)
                 return
-            outcome = Outcome(ok=True)
-            try:
-                if self._current(await self._built(r, start), data_version, stale_before):
-                    report.shared.append(label)  # built by another instance meanwhile
-                else:
-                    await self._run_build(r, start, data_version)
-                    report.built.append(label)
-            except ResolverFailure as exc:
-                outcome = Outcome(ok=False, kind=exc.kind.value, detail=exc.detail)
-                report.failed[label] = f"{exc.kind.value}: {exc.detail}"
-                log.warning("rollup %s partition %s: %s", r.name, label, exc.detail)
-            if lead is not None:
-                lead.settle(outcome)
+        report.failed[label] = "conflict: built from other versions while this build waited"
 
     @contextlib.asynccontextmanager
     async def _lead(self, key: str) -> AsyncIterator[Lead | None]:
@@ -259,85 +285,23 @@ class PgRollups:
                 f"partition {start.isoformat()} has more than {self._max_rows} rollup rows"
             )
         build_ms = (time.perf_counter() - t0) * 1000
-        names = [c.name for c in result.columns]
-        table = sql.Identifier(r.table_name)
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (r.name,))
-                cur = await conn.execute("SELECT signature FROM rollups WHERE name = %s", (r.name,))
-                head = await cur.fetchone()
-                if head is None or head[0] != r.signature:
-                    raise WarehouseFailure("the rollup's definition changed during the build")
-                columns = sql.SQL(", ").join(
-                    sql.SQL("{} {}").format(
-                        sql.Identifier(c.name), sql.SQL(_PG_TYPES.get(c.type, "text"))
-                    )
-                    for c in result.columns
-                )
-                await conn.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {} (partition_start timestamptz NOT NULL, {})"
-                    ).format(table, columns)
-                )
-                for col in ("partition_start", "bucket"):  # replacing a partition; reading a range
-                    await conn.execute(
-                        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                            sql.Identifier(f"{r.table_name}_{col}_idx"), table, sql.Identifier(col)
-                        )
-                    )
-                await conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE partition_start = %s").format(table), (start,)
-                )
-                copy_sql = sql.SQL("COPY {} (partition_start, {}) FROM STDIN").format(
-                    table, sql.SQL(", ").join(map(sql.Identifier, names))
-                )
-                async with conn.cursor() as cur2, cur2.copy(copy_sql) as copy:
-                    for row in result.rows:
-                        await copy.write_row((start, *(row[n] for n in names)))
-                await conn.execute(
-                    "INSERT INTO rollup_partitions AS p (rollup, partition_start, partition_end,"
-                    " built_at, data_version, row_count, build_ms)"
-                    " VALUES (%s, %s, %s, now(), %s, %s, %s)"
-                    " ON CONFLICT (rollup, partition_start) DO UPDATE SET"
-                    " partition_end = excluded.partition_end, built_at = excluded.built_at,"
-                    " data_version = excluded.data_version, row_count = excluded.row_count,"
-                    " build_ms = excluded.build_ms",
-                    (r.name, start, end, data_version, len(result.rows), build_ms),
-                )
-        except psycopg.Error as exc:
-            raise postgres_failure(exc, what="rollup build") from exc
+        await write_partition(
+            self._pool, r, start, end, result, data_version=data_version, build_ms=build_ms
+        )
         log.info("rollup %s: built %s (%d rows)", r.name, start.isoformat(), len(result.rows))
 
-    async def _built(self, r: Rollup, start: datetime) -> _Built | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT p.built_at, p.data_version FROM rollup_partitions p"
-                " JOIN rollups r ON r.name = p.rollup AND r.signature = %s"
-                " WHERE p.rollup = %s AND p.partition_start = %s",
-                (r.signature, r.name, start),
-            )
-            row = await cur.fetchone()
-        return _Built(row[0], row[1]) if row else None
+    async def _built(self, r: Rollup, start: datetime) -> Built | None:
+        return await built(self._pool, r, start)
 
     async def _prepare(self, r: Rollup) -> None:
-        """Register the rollup; a changed definition drops its rows and partitions."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (r.name,))
-            cur = await conn.execute("SELECT signature FROM rollups WHERE name = %s", (r.name,))
-            head = await cur.fetchone()
-            if head is not None and head[0] == r.signature:
-                return
-            await conn.execute(
-                sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(r.table_name))
-            )
-            await conn.execute("DELETE FROM rollups WHERE name = %s", (r.name,))
-            await conn.execute(
-                "INSERT INTO rollups (name, signature) VALUES (%s, %s)", (r.name, r.signature)
-            )
+        await prepare(self._pool, r)
 
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         r = self.rollups[rollup]
         window = update_window(r, datetime.fromtimestamp(now, UTC))
+        starts = {partition_of(r, p)[0] for p in window}
+        if all(self._known(r, s, data_version) for s in starts):
+            return True  # seen built from this version (or a later one): no round trip
         try:
             report = await self.build_partitions(rollup, window, data_version=data_version)
         except psycopg.Error as exc:  # the store itself: a PostgresFailure, as for a read
@@ -347,39 +311,46 @@ class PgRollups:
     # ------------------------------------------------------------------ maintenance
 
     async def data_start(self, r: Rollup) -> tuple[bool, datetime | None]:
-        """(known, first time value) of the rollup's table; measured once, fleet-wide."""
+        """(known, first time value) of the rollup's table; measured once, fleet-wide, for
+        every rollup over the same table and time column (one statement for them all)."""
         await self._prepare(r)
         known, first = await self._stored_start(r)
         if known:
             return True, first
         if self._warehouse is None:
             return False, None
-        key = f"rollup:{r.name}:{r.signature}:start"
+        d = r.definition
+        siblings = [
+            x
+            for x in self.rollups.values()
+            if (x.definition.table, x.definition.time_column) == (d.table, d.time_column)
+        ]
+        key = f"rollup-start:{d.table}:{d.time_column}"
         async with self._lead(key) as lead:
             if lead is not None and not lead.leads:
                 return await self._stored_start(r)
-            known, first = await self._stored_start(r)
+            for x in siblings:  # measured for another rollup over the table already?
+                await self._prepare(x)
+                known, first = await self._stored_start(x)
+                if known:
+                    break
             if not known:
                 result = await self._warehouse.execute(data_start_sql(r), max_rows=1)
                 value = result.rows[0]["first_ts"] if result.rows else None
                 first = datetime.fromisoformat(value) if isinstance(value, str) else None
-                async with self._pool.connection() as conn:
+            async with self._pool.connection() as conn:
+                for x in siblings:
                     await conn.execute(
                         "UPDATE rollups SET data_start = %s, data_start_known = true,"
                         " updated_at = now() WHERE name = %s AND signature = %s",
-                        (first, r.name, r.signature),
+                        (first, x.name, x.signature),
                     )
             if lead is not None:
                 lead.settle(Outcome(ok=True))
             return True, first
 
     async def _stored_start(self, r: Rollup) -> tuple[bool, datetime | None]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT data_start_known, data_start FROM rollups WHERE name = %s", (r.name,)
-            )
-            row = await cur.fetchone()
-        return (bool(row[0]), row[1]) if row else (False, None)
+        return await stored_start(self._pool, r)
 
     async def maintain(
         self, now: datetime | None = None, *, rebuild_aged: bool = True

@@ -13,7 +13,8 @@ carry different `regions` (so different row filters) each load the demo dashboar
 batch endpoint) every INTERVAL s on each fleet.
 
 Phases, the same for both fleets:
-1. warm-up (the first build), then a QUIET s window with no data change: data statements
+1. warm-up (the first build: at least WARMUP s, then until the on fleet's warehouse has
+   had no data statement for 5 s), then a QUIET s window with no data change: data statements
    per fleet (target 0 with change refresh), probes counted separately (at most one per
    table per interval);
 2. rows appended to main.claims.claim_events in both warehouses at once: for every
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_http import pct  # noqa: E402
+from cost_breakdown import breakdown  # noqa: E402
 from cost_clients import rollup_latencies, snapshot, time_to_change, viewer  # noqa: E402
 from cost_fleet import (  # noqa: E402
     IDENTITIES,
@@ -125,9 +127,10 @@ async def main_async(args: argparse.Namespace) -> int:
                 name, envs[name], args.instances, tmp, start_warehouse(args.delay)
             )
         print(
-            f"{args.instances} instances per fleet up; {len(IDENTITIES)} identities; warehouse {args.delay:g} s/statement; probe interval {args.probe_s:g} s"
+            f"{args.instances} instances per fleet up; {len(IDENTITIES)} identities; warehouse {args.delay:g} s/statement; probe interval {args.probe_s:g} s; load average {os.getloadavg()[0]:.1f}"
         )
         stop = asyncio.Event()
+        t_start = time.time()
         viewers = [
             asyncio.create_task(
                 viewer(f, f.urls[i % len(f.urls)], tok, all_widgets, args.interval, stop, i)
@@ -136,20 +139,34 @@ async def main_async(args: argparse.Namespace) -> int:
             for i, tok in enumerate(toks.values())
         ]
         await asyncio.sleep(args.warmup)  # the first build
+        # ... done: no data statement on the on fleet's warehouse for 5 s (its rollups' first
+        # builds may outlast the warm-up; the off fleet never settles: its TTLs run on)
+        settled = -1
+        while (now_at := fleets["on"].warehouse.ask("stats")["data"]) != settled:
+            settled = now_at
+            if time.time() - t_start > args.warmup + 120:
+                break
+            await asyncio.sleep(5)
         built = time.time()
         for f in fleets.values():
             res[f.name]["warmup_statements"] = f.warehouse.ask("stats")["data"]
         # 1. quiet window
         before = {n: f.warehouse.ask("stats") for n, f in fleets.items()}
+        quiet_marks = {n: f.warehouse.ask("mark") for n, f in fleets.items()}
         print(f"quiet window: {args.quiet:g} s with no data change")
         await asyncio.sleep(args.quiet)
         for n, f in fleets.items():
             after = f.warehouse.ask("stats")
             res[n]["quiet_statements"] = after["data"] - before[n]["data"]
             res[n]["quiet_probes"] = after["probes"] - before[n]["probes"]
+            names = {str(p.pid): f"{n}{i}" for i, p in enumerate(f.procs)}
+            res[n]["quiet_breakdown"] = breakdown(
+                f.warehouse.ask("log_since", quiet_marks[n]), names, "main."
+            )
         # 2. rows appended to claim_events
         snaps = {n: await snapshot(f, over_table, toks) for n, f in fleets.items()}
         reads = {n: f.warehouse.ask("data_of", TABLE) for n, f in fleets.items()}
+        marks = {n: f.warehouse.ask("mark") for n, f in fleets.items()}
         appended = {n: f.warehouse.ask("append") for n, f in fleets.items()}
         print("appended 5 rows (one per region) to", TABLE)
         changed = await asyncio.gather(
@@ -158,12 +175,17 @@ async def main_async(args: argparse.Namespace) -> int:
                 for n, f in fleets.items()
             )
         )
+        await asyncio.sleep(args.settle)  # what the change still causes after the tiles show it
         for (n, f), seen in zip(fleets.items(), changed, strict=True):
             got = [v for v in seen.values() if v is not None]
             res[n]["append_tiles"] = len(seen)
             res[n]["append_changed"] = len(got)
             res[n]["append_s"] = got
             res[n]["append_statements"] = f.warehouse.ask("data_of", TABLE) - reads[n]
+            names = {str(p.pid): f"{n}{i}" for i, p in enumerate(f.procs)}
+            res[n]["append_breakdown"] = breakdown(
+                f.warehouse.ask("log_since", marks[n]), names, TABLE
+            )
         # 3. a kpi_metrics_history row
         kpi_before = {
             n: await snapshot(f, [KPI_WIDGET], {"ana": toks["ana"]}) for n, f in fleets.items()
@@ -219,6 +241,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
             f.warehouse.ask("stop")
+            res[f.name]["redis_fallbacks"] = sum(  # the cache's or the leases' breaker tripped
+                (tmp / f"{f.name}{i}.log").read_text(errors="replace").count(needle)
+                for i in range(len(f.procs))
+                for needle in ("using in-process leases", "treating as a miss")
+            )
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         if os.environ.get("BENCH_KEEP"):
@@ -255,7 +282,7 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
         f"{'append: time to reflect (target probe + 2 s)':46} {fmt(on['append_s']):>20} {fmt(off['append_s']):>16}"
     )
     print(
-        f"{'append: data statements over the table':46} {on['append_statements']:>20} {off['append_statements']:>16}"
+        f"{'append: data statements over the table (+' + format(args.settle, 'g') + ' s)':46} {on['append_statements']:>20} {off['append_statements']:>16}"
     )
     print(
         f"{'kpi row: time to reflect on every instance':46} {fmt(on['kpi_s']):>20} {fmt(off['kpi_s']):>16}"
@@ -266,10 +293,19 @@ def print_report(res: dict[str, Any], args: argparse.Namespace, over_table: list
     print(
         f"{'viewers after the build: p50 / p99 ms (dashboard)':46} {format(on['p50'], '.1f') + ' / ' + format(on['p99'], '.1f'):>20} {format(off['p50'], '.1f') + ' / ' + format(off['p99'], '.1f'):>16}"
     )
+    print(
+        f"{'Redis timeouts (breaker trips: unshared leases)':46} {on.get('redis_fallbacks', '?'):>20} {off.get('redis_fallbacks', '?'):>16}"
+    )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     ratio = (
         off["quiet_statements"] / on["quiet_statements"] if on["quiet_statements"] else float("inf")
     )
     print(f"quiet-window statements off/on: {ratio:g}; tiles over {TABLE}: {', '.join(over_table)}")
+    print("quiet window: the data statements, on (count x what, why, where, rows):")
+    print("\n".join(on["quiet_breakdown"]) or "    none")
+    for n, what in (("on", "on"), ("off", "off (today)")):
+        print(f"append: the data statements over {TABLE}, {what} (count x what, why, where, rows):")
+        print("\n".join(res[n]["append_breakdown"]) or "    none")
     ms = on.get("rollup_ms") or []
     if ms:
         print(
@@ -294,6 +330,12 @@ def main() -> int:
     p.add_argument("--quiet", type=float, default=60.0)
     p.add_argument("--probe-s", type=float, default=2.0, help="data version probe interval")
     p.add_argument("--limit", type=float, default=30.0, help="longest wait for a change to show")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="seconds the append's statements are counted after every tile showed it",
+    )
     p.add_argument("--delay", type=float, default=1.0, help="seconds per warehouse statement")
     p.add_argument("--rollup-n", type=int, default=100, help="timed rollup answers per widget")
     return asyncio.run(main_async(p.parse_args()))

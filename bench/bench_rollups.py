@@ -35,7 +35,12 @@ from bench_scale import free_port, wait_ready  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-WIDGETS = ("claims-paid-weekly", "avg-claim-amount-by-channel", "critical-alerts-by-service")
+WIDGETS = (
+    "claims-paid-weekly",
+    "avg-claim-amount-by-channel",
+    "critical-alerts-by-service",
+    "claims-filed-by-region",  # a distinct count, from claim_events_claims_daily's rows
+)
 
 
 async def until_rollup(conn: Conn, widget: str, timeout_s: float = 300) -> None:

@@ -45,6 +45,7 @@ def _warehouse(conn: Any, delay_s: float) -> None:
 
     from adapters.lakehouse import build_lakehouse, new_claim_events
     from fakes.databricks_sea import FakeSeaServer
+    from fakes.delta_history import is_history_probe
 
     con = duckdb.connect()
     build_lakehouse(con, now=datetime.now(UTC))
@@ -62,6 +63,17 @@ def _warehouse(conn: Any, delay_s: float) -> None:
             )
         elif cmd == "probes_of":
             conn.send(sum(1 for s in srv.statement_texts if "HISTORY" in s and arg in s))
+        elif cmd == "mark":  # where the statement log is now
+            conn.send(len(srv.statements))
+        elif cmd == "log_since":  # the data statements since a mark: tags and SQL
+            conn.send(
+                [
+                    {"tags": {t["key"]: t["value"] for t in s.request.get("query_tags") or []}}
+                    | {"sql": s.statement}
+                    for s in srv.statements[arg:]
+                    if not is_history_probe(s.statement)
+                ]
+            )
         elif cmd == "data_of":
             conn.send(sum(1 for s in srv.data_statements if arg in s))
         elif cmd == "append":

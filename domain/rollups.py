@@ -121,11 +121,19 @@ class RollupQuery:
     sqlglot, never formatted), and the time range it needs built: [start, end); `start`
     None for `all` (from the table's first row)."""
 
+    def params(self) -> dict[str, datetime]:
+        """The template's parameters."""
+        return {"end": self.end} | ({} if self.start is None else {"start": self.start})
+
     rollup: str
     sql: str
     start: datetime | None
     end: datetime
     approximate: bool = False
+    # the same read for the driver: `sql` with its time bounds as the named parameters
+    # %(start)s and %(end)s (the same text for every request of its shape, so the server
+    # prepares it once); empty: run `sql` as it is
+    template: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ the compiled graph holds (graph/builder.py::node_table, observed once: metrics a
 recorded as each node runs), merging each update through the graph's own channels (its
 reducers: `trace` appends). A compiled graph run costs about 2 ms here (the Pregel loop's
 channels, checkpoints and callbacks on every step) where the nodes of a cache answer take
-about 0.1 ms, so the steps that only read or shape the answer (`LANE`) run here; the first
-node outside it (a backend query, with its timeout policy) and everything after it run in
-the compiled graph, entered at that node with the state so far (`build_graph(entry=...)`).
+about 0.1 ms, so the steps that only read or shape the answer (`LANE`, and a rollup's read)
+run here; the first node outside it (a backend query, with its timeout policy) and
+everything after it run in the compiled graph, entered at that node with the state so far
+(`build_graph(entry=...)`).
 
 Before `cache_lookup` the runner reads the key's entry once (`nodes/cache_lookup.py::probe`)
 and hands the read on in `probe`. When that read cannot answer (the backend is needed), the
@@ -43,10 +44,13 @@ from graph.observe import GraphObserver
 from graph.routing import NEXT
 from nodes.cache_lookup import needs_lease, probe
 
-# the steps the runner takes itself when the fast lane is on (none queries a backend;
-# degrade_or_return writes the cache only for a live answer, which comes from a backend
-# step run in the compiled graph)
-LANE = frozenset({"route", "cache_lookup", "mock_data", "degrade_or_return"})
+# the steps the runner takes itself when the fast lane is on: none queries the warehouse,
+# the LLM or a PostgreSQL metric (the nodes with a timeout policy, which run in the compiled
+# graph); rollup_query reads a rollup (one pipelined PostgreSQL round trip, bounded by its
+# statement timeout; no timeout policy), so a rollup answer costs no graph run either, and
+# degrade_or_return writes the cache for it (a live answer of the warehouse's comes from
+# the compiled graph)
+LANE = frozenset({"route", "cache_lookup", "rollup_query", "mock_data", "degrade_or_return"})
 # the steps it always takes itself: the decision, and the lead around what follows it
 DECIDE = frozenset({"route", "cache_lookup"})
 # what the runner hands to cache_lookup only (never carried into the compiled graph)

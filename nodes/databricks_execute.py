@@ -24,6 +24,11 @@ def query_tags(state: State) -> dict[str, str]:
         tags["metric"] = metric.name
     access = state.get("access")
     tags["tenant"] = access.tenant if access is not None else DEFAULT_TENANT
+    # why it ran: a viewer's read, a viewer's refresh=true, or a background refresh
+    # (refresh-ahead, revalidation, a data change)
+    tags["run"] = (
+        "background" if state.get("background") else "refresh" if state.get("refresh") else "live"
+    )
     return {k: v for k, v in tags.items() if v}
 
 

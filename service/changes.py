@@ -287,20 +287,30 @@ class ChangeWatcher:
 def rebuild_rollups(rollups: Any) -> OnTableChanged:
     """The on_table_changed callback of adapters/rollups.py: each rollup over the changed
     table rebuilds its update window's partitions from the new version (one warehouse
-    statement per partition, once across the fleet; skipped where already built from it)."""
+    statement per partition, once across the fleet; skipped where already built from it),
+    the rollups over the table concurrently."""
     from metricsql.rollups import update_window
 
     async def rebuild(change: TableChange) -> None:
         now = datetime.fromtimestamp(change.seen_at, UTC)
-        for rollup in rollups.rollups.values():
-            if rollup.definition.table.lower() != change.source:
-                continue
+
+        async def one(rollup: Any) -> None:
             report = await rollups.build_partitions(
                 rollup.name, update_window(rollup, now), data_version=str(change.new)
             )
             log.info(
                 "rollup %s after %s moved to %s: %s", rollup.name, change.source, change.new, report
             )
+
+        # the rollups over the table at once (each its own statements): the answers over
+        # them wait for the slowest, not for the sum
+        await asyncio.gather(
+            *(
+                one(r)
+                for r in rollups.rollups.values()
+                if r.definition.table.lower() == change.source
+            )
+        )
 
     return rebuild
 

@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +50,8 @@ from observability.redact import loggable_error
 
 log = logging.getLogger("adapters.databricks")
 
+# which process ran a statement (its query_tags `instance`: host:pid)
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 SEA_SYNC_WAIT_S = 10.0  # the connector asks the server to hold POST /statements this long
 _CANCEL_WAIT_S = SEA_SYNC_WAIT_S + 5.0  # how long a cancel waits for a statement id
 
@@ -199,7 +203,10 @@ class DatabricksWarehouse:
         loop = asyncio.get_running_loop()
         connected: asyncio.Future[None] = loop.create_future()
         ticket = _Ticket(
-            sql, max_rows, on_connected=_resolver(loop, connected), tags=dict(tags or {})
+            sql,
+            max_rows,
+            on_connected=_resolver(loop, connected),
+            tags=dict(tags or {}) | {"instance": INSTANCE} if tags else {},
         )
         work = loop.run_in_executor(self._executor, self._work, ticket)
         work.add_done_callback(_consume_exception)

@@ -19,6 +19,10 @@ from metricsql import dialect
 from metricsql.rollups.timegrid import nests
 
 MetricKind = Literal["count", "sum", "min", "max", "avg", "count_distinct"]
+# how a measure is read back: a metric kind, or `distinct_dimension`, count(DISTINCT x) of a
+# rollup dimension x, counted over the rollup's rows themselves (exact at any grain and
+# dimensions: the rows keep every distinct x of every bucket and dimension value)
+ReadKind = Literal["count", "sum", "min", "max", "avg", "count_distinct", "distinct_dimension"]
 
 
 class RollupProblem(ValueError):
@@ -107,7 +111,7 @@ def compile_rollup(name: str, definition: RollupDef) -> Rollup:
 class MetricMeasure:
     """How a metric's measure is re-aggregated from rollup columns (`avg`: sum, count)."""
 
-    kind: MetricKind
+    kind: ReadKind
     columns: tuple[str, ...]
 
 
@@ -126,6 +130,8 @@ def metric_measure(rollup: Rollup, metric: MetricDef) -> MetricMeasure:
 
     if kind == "avg":
         return MetricMeasure("avg", (column("sum"), column("count")))
+    if kind == "count_distinct" and arg in rollup.definition.dimensions:
+        return MetricMeasure("distinct_dimension", (arg,))
     return MetricMeasure(kind, (column(kind),))
 
 

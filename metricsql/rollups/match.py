@@ -9,8 +9,11 @@ A rollup answers when all of these hold, else the intent takes today's path:
 - every row filter of the identity on the table is on a rollup dimension (one rollup
   serves every identity: the filter is applied to its rows as to the warehouse's);
 - the measure re-aggregates (count, sum, min, max; avg from sum and count); count-distinct
-  only when no two rollup rows merge into one answer row: the same grain, and every rollup
-  dimension grouped by or fixed to one value (by a filter or a one-value row filter);
+  of a rollup dimension always (counted over the rollup's rows, which keep every distinct
+  value per bucket: exact at any grain, dimensions, filters and row filters), of a
+  count-distinct measure column only when no two rollup rows merge into one answer row: the
+  same grain, and every rollup dimension grouped by or fixed to one value (by a filter or
+  a one-value row filter). Never approximated;
 - the time range is whole rollup buckets: an absolute range aligned at both ends; a
   relative one ends now (the rollup's newest bucket, as of its build) and starts aligned,
   or is floored to the rollup's grain when the rollup says `relative_ranges: floor`.
@@ -27,13 +30,14 @@ from domain.access import RowAccess
 from domain.models import (
     AbsoluteRange,
     DataIntent,
+    Filter,
     MetricDef,
     filter_type_problems,
     resolve_time_range,
 )
 from domain.rollups import Rollup, RollupQuery
-from metricsql.rollups.compile import RollupProblem, metric_measure
-from metricsql.rollups.sql import read_sql
+from metricsql.rollups.compile import MetricMeasure, RollupProblem, metric_measure
+from metricsql.rollups.sql import ReadTemplate, read_template
 from metricsql.rollups.timegrid import aligned, nests, trunc
 
 
@@ -106,15 +110,66 @@ def match(
         if d.relative_ranges != "floor":
             return no(f"the range does not start on a {d.grain} (relative_ranges: strict)")
         start = trunc(start, d.grain)
-    sql = read_sql(
+    template = _template(
         rollup,
         measure,
         dimensions=intent.dimensions,
         grain=intent.grain,
-        start=start,
-        end=end,
+        has_start=start is not None,
         filters=filters,
         row_filters=[(f.column, f.values) for f in row_filters],
         limit=min(intent.limit or default_limit, max_rows),
     )
-    return RollupQuery(rollup=rollup.name, sql=sql, start=start, end=end)
+    return RollupQuery(
+        rollup=rollup.name,
+        sql=template.display(start, end),
+        start=start,
+        end=end,
+        template=template.text,
+    )
+
+
+_TEMPLATES: dict[tuple[object, ...], ReadTemplate] = {}
+_TEMPLATES_MAX = 4096  # read shapes kept (a shape: rollup, measure, dimensions, filters...)
+
+
+def _template(
+    rollup: Rollup,
+    measure: MetricMeasure,
+    *,
+    dimensions: list[str],
+    grain: str,
+    has_start: bool,
+    filters: list[Filter],
+    row_filters: list[tuple[str, tuple[str, ...]]],
+    limit: int,
+) -> ReadTemplate:
+    """The read's template, written by sqlglot once per shape (everything but the time
+    bounds, which are its parameters)."""
+    key = (
+        rollup.name,
+        rollup.signature,
+        measure,
+        tuple(dimensions),
+        grain,
+        has_start,
+        tuple(f.model_dump_json() for f in filters),
+        tuple(row_filters),
+        limit,
+    )
+    found = _TEMPLATES.get(key)
+    if found is None:
+        found = read_template(
+            rollup,
+            measure,
+            dimensions=dimensions,
+            grain=grain,
+            has_start=has_start,
+            filters=filters,
+            row_filters=row_filters,
+            limit=limit,
+        )
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = found
+    return found

@@ -11,11 +11,14 @@ Build (one statement per partition, on the warehouse):
 Read (PostgreSQL, over `rollup_<name>`): the compiler's output shape (dimensions, bucket,
 value; the same order, NULL placement and limit, the same newest-buckets cap of a time
 series) with the measure re-aggregated: sum of counts and sums, min of mins, max of maxes,
-avg as sum / count. User values only ever become sqlglot literals.
+avg as sum / count, count(DISTINCT x) of a dimension x as itself over the rollup's rows.
+User values only ever become sqlglot literals.
 """
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlglot import exp
@@ -33,6 +36,11 @@ from metricsql.compiler import (
 from metricsql.rollups.compile import MetricMeasure, parse_aggregate
 
 PG = "postgres"
+# stand-ins for the read's time bounds while sqlglot writes it (a per-process random token:
+# no filter value can spell one), replaced by the bound parameters %(start)s and %(end)s
+_TOKEN = uuid.uuid4().hex
+_START = f"__rollup_start_{_TOKEN}__"
+_END = f"__rollup_end_{_TOKEN}__"
 
 
 def build_sql(rollup: Rollup, start: datetime, end: datetime) -> str:
@@ -63,9 +71,58 @@ def data_start_sql(rollup: Rollup) -> str:
     return exp.select(first).from_(exp.to_table(d.table, dialect=DIALECT)).sql(dialect=DIALECT)
 
 
-def _ts(ts: datetime) -> exp.Expr:
-    text = ts.astimezone(UTC).isoformat()
+def _ts(ts: datetime | str) -> exp.Expr:
+    text = ts if isinstance(ts, str) else ts.astimezone(UTC).isoformat()
     return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ", dialect=PG))
+
+
+def _cast_sql(ts: datetime | str) -> str:
+    """`_ts(ts)` as PostgreSQL text, without sqlglot (a test checks they agree)."""
+    text = ts if isinstance(ts, str) else ts.astimezone(UTC).isoformat()
+    return f"CAST('{text}' AS TIMESTAMPTZ)"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTemplate:
+    """A rollup read written once per shape (sqlglot is the slow part of a rollup answer)
+    and bound per request: `text` for psycopg, its time bounds the named parameters
+    `start` and `end` (a literal's `%` doubled), so the server can prepare it once;
+    `shown` the same with stand-ins, for the SQL an answer shows (`display`)."""
+
+    text: str
+    shown: str
+
+    def display(self, start: datetime | None, end: datetime) -> str:
+        out = self.shown.replace(_cast_sql(_END), _cast_sql(end))
+        return out if start is None else out.replace(_cast_sql(_START), _cast_sql(start))
+
+
+def read_template(
+    rollup: Rollup,
+    measure: MetricMeasure,
+    *,
+    dimensions: list[str],
+    grain: str,
+    has_start: bool,
+    filters: list[Filter],
+    row_filters: list[tuple[str, tuple[str, ...]]],
+    limit: int,
+) -> ReadTemplate:
+    """`read_sql` with its time bounds as parameters (see ReadTemplate)."""
+    shown = read_sql(
+        rollup,
+        measure,
+        dimensions=dimensions,
+        grain=grain,
+        start=_START if has_start else None,
+        end=_END,
+        filters=filters,
+        row_filters=row_filters,
+        limit=limit,
+    )
+    text = shown.replace("%", "%%")
+    text = text.replace(_cast_sql(_START), "%(start)s").replace(_cast_sql(_END), "%(end)s")
+    return ReadTemplate(text=text, shown=shown)
 
 
 def _sum(col: str) -> exp.Expr:
@@ -75,6 +132,9 @@ def _sum(col: str) -> exp.Expr:
 def _value(measure: MetricMeasure) -> exp.Expr:
     bigint = exp.DataType.build("BIGINT", dialect=PG)
     col = measure.columns[0]
+    if measure.kind == "distinct_dimension":
+        distinct = exp.Distinct(expressions=[exp.column(col)])
+        return exp.cast(exp.Count(this=distinct), bigint)
     if measure.kind in ("count", "count_distinct"):
         return exp.cast(exp.Coalesce(this=_sum(col), expressions=[exp.Literal.number(0)]), bigint)
     if measure.kind == "sum":
@@ -96,8 +156,8 @@ def read_sql(
     *,
     dimensions: list[str],
     grain: str,
-    start: datetime | None,
-    end: datetime,
+    start: datetime | str | None,
+    end: datetime | str,
     filters: list[Filter],
     row_filters: list[tuple[str, tuple[str, ...]]],
     limit: int,

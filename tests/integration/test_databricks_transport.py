@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.databricks import DatabricksWarehouse
+from adapters.databricks.warehouse import INSTANCE
 from fakes.databricks_sea import FakeSeaServer
 from service.settings import Settings
 from tests.support.servers import (
@@ -97,6 +98,8 @@ async def test_every_statement_is_tagged_with_widget_metric_and_tenant(
                 "widget": "claims-paid-weekly",
                 "metric": "claims_paid_amount",
                 "tenant": "default",  # the dev principal's
+                "run": "refresh",  # refresh=true
+                "instance": INSTANCE,  # which process ran it
             }
     finally:
         drop_database(url)

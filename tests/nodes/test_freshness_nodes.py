@@ -211,4 +211,7 @@ def test_query_tags_name_widget_metric_and_tenant() -> None:
         "widget": "w",
         "metric": "claims_filed_count",
         "tenant": "acme",
+        "run": "live",
     }
+    background = query_tags({"widget_id": "w", "background": True})  # type: ignore[typeddict-item]
+    assert background["run"] == "background"

@@ -109,10 +109,21 @@ async def test_the_identitys_row_filter_is_in_the_rollups_read() -> None:
 
 
 async def test_no_match_goes_on_to_todays_path() -> None:
-    store = FakeRollups()
-    out = await _run("claims-filed-by-region", store)  # count-distinct over 30 days
+    # count-distinct over 30 days, with only the rollup whose count-distinct is per day
+    store = FakeRollups(rollups={"claim_events_daily": ROLLUPS["claim_events_daily"]})
+    out = await _run("claims-filed-by-region", store)
     assert "rollup" not in out and out["trace"][0]["outcome"] == "no_match"
     assert store.queries == []
+
+
+async def test_a_distinct_count_is_answered_from_the_rollup_keeping_its_ids() -> None:
+    store = FakeRollups()
+    access = RowAccess(tables=(TableFilter("main.claims.claim_events", "region", ("west",)),))
+    out = await _run("claims-filed-by-region", store, access)
+    assert out["rollup"]["name"] == "claim_events_claims_daily"
+    assert [q.rollup for q in store.queries] == ["claim_events_claims_daily"]
+    assert "COUNT(DISTINCT claim_id)" in store.queries[0].sql
+    assert "region IN ('west')" in store.queries[0].sql
 
 
 async def test_a_range_not_built_goes_on_to_todays_path() -> None:

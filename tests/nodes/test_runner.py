@@ -22,6 +22,7 @@ from graph.observe import GraphObserver
 from graph.routing import NEXT
 from graph.runner import LANE, GraphRunner
 from graph.state import InputState
+from nodes.node_timeout import TIMEOUT_KINDS
 from observability import metrics as m
 from tests.support.doubles import NOW, StubGateway, make_ctx
 
@@ -213,7 +214,9 @@ def test_the_lane_only_holds_read_only_nodes_and_walks_the_graphs_edges() -> Non
             assert (name, after) in edges
         else:
             assert inspect.iscoroutinefunction(after), f"{name}'s router runs in a thread"
-    assert {"route", "cache_lookup", "mock_data", "degrade_or_return"} == LANE
+    assert {"route", "cache_lookup", "rollup_query", "mock_data", "degrade_or_return"} == LANE
+    # no node with a timeout policy (a backend query) runs outside the compiled graph
+    assert not LANE & set(TIMEOUT_KINDS)
 
 
 async def test_the_lanes_spans_are_the_graphs_children_of_the_request() -> None:

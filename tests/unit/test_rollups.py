@@ -33,6 +33,7 @@ ROLLUPS, PROBLEMS = validate_rollups(
     CONFIG.rollups, metrics=CONFIG.metrics, routing=CONFIG.routing, table_columns=COLUMNS
 )
 CLAIMS = ROLLUPS["claim_events_daily"]
+DISTINCT = ROLLUPS["claim_events_claims_daily"]  # claim_id is a dimension
 EVENTS = "main.claims.claim_events"
 
 
@@ -74,10 +75,10 @@ def test_the_demo_rollups_are_valid_and_cover_the_demo_warehouse_widgets() -> No
         assert metric in served, wid
         rollup = next(r for r in ROLLUPS.values() if metric in r.definition.metrics)
         out = run(spec.data_intent, rollup=rollup)
-        if wid == "claims-filed-by-region":  # count-distinct over 30 days: never exact
+        if wid == "claims-filed-by-region":  # count-distinct over 30 days: not from sums
             assert isinstance(out, NoMatch)
-        else:
-            assert isinstance(out, RollupQuery), (wid, out)
+            out = run(spec.data_intent, rollup=DISTINCT)  # from the claims' own rows
+        assert isinstance(out, RollupQuery), (wid, out)
 
 
 # ------------------------------------------------------------------ validation at boot
@@ -348,6 +349,45 @@ def test_count_distinct_that_would_not_be_exact(kw: dict[str, Any], access: RowA
 
 
 @pytest.mark.parametrize(
+    ("kw", "access"),
+    [
+        ({"grain": "day"}, UNRESTRICTED),
+        ({"dimensions": ["region"], "time_range": "last_30d"}, region("west", "midwest")),
+        ({"grain": "week", "dimensions": ["channel"]}, region("west", "midwest")),
+        ({"grain": "month"}, UNRESTRICTED),
+        (
+            {"filters": [Filter(column="region", op="!=", value="west")]},
+            region("west", "midwest"),
+        ),
+    ],
+)
+def test_count_distinct_of_a_rollup_dimension_is_exact_at_any_grain_and_dimensions(
+    kw: dict[str, Any], access: RowAccess
+) -> None:
+    # the exact cases the measure column declines: the claims are counted from the
+    # rollup's rows, which keep every distinct claim of every (dimensions, day)
+    out = run(intent("claims_filed_count", **kw), access, rollup=DISTINCT)
+    assert isinstance(out, RollupQuery), out
+    assert "CAST(COUNT(DISTINCT claim_id) AS BIGINT) AS value" in out.sql
+    assert "SUM(" not in out.sql and "event_type = 'filed'" in out.sql
+    if access.tables:
+        assert "region IN ('west', 'midwest')" in out.sql
+    assert "claim_id" not in out.sql.split(" AS value")[0].replace("COUNT(DISTINCT claim_id)", "")
+
+
+def test_count_distinct_of_a_dimension_no_rollup_declares_is_not_answered() -> None:
+    # claim_events_daily has claim_id neither as a dimension nor as count(DISTINCT) beyond
+    # its per-day measure: declined off its grain, never approximated
+    assert "count-distinct" in declined(intent("claims_filed_count", grain="week"))
+    no_measure = compile_rollup(
+        "n", DISTINCT.definition.model_copy(update={"dimensions": ["region", "event_type"]})
+    )
+    assert "no measure count(DISTINCT claim_id)" in declined(
+        intent("claims_filed_count", grain="week"), rollup=no_measure
+    )
+
+
+@pytest.mark.parametrize(
     "tr",
     [
         {"start": "2026-01-01T06:00:00Z", "end": "2026-02-01T00:00:00Z"},
@@ -473,3 +513,53 @@ def test_the_time_grid(unit: str, ts: datetime, start: datetime, after: datetime
     from metricsql.rollups.timegrid import following, trunc
 
     assert trunc(ts, unit) == start and following(start, unit) == after
+
+
+def test_a_read_is_one_template_per_shape_bound_per_request() -> None:
+    from datetime import timedelta
+
+    from metricsql.rollups.sql import read_sql
+
+    i = intent(dimensions=["channel"], filters=[Filter(column="channel", op="=", value="50%")])
+    a = used(i, region("west"))
+    later = match(
+        CLAIMS,
+        CONFIG.metrics[i.metric_id],
+        i,
+        region("west"),
+        now=NOW + timedelta(seconds=7),
+        column_types=TYPES,
+    )
+    assert isinstance(later, RollupQuery)
+    # the same text for the driver (prepared once by the server), the bounds its parameters
+    assert a.template == later.template and a.end != later.end
+    assert "%(start)s" in a.template and "%(end)s" in a.template
+    assert "channel = '50%%'" in a.template  # a literal's % is not a placeholder
+    assert a.params() == {"start": a.start, "end": a.end}
+    # what the answer shows: the literal SQL of this request's bounds
+    assert a.start is not None
+    measure = metric_measure_of(i.metric_id)
+    assert a.sql == read_sql(
+        CLAIMS,
+        measure,
+        dimensions=["channel"],
+        grain="none",
+        start=a.start,
+        end=a.end,
+        filters=[*CONFIG.metrics[i.metric_id].definition.default_filters, *i.filters],
+        row_filters=[("region", ("west",))],
+        limit=1000,
+    )
+
+
+def metric_measure_of(metric: str) -> Any:
+    from metricsql.rollups.compile import metric_measure
+
+    return metric_measure(CLAIMS, CONFIG.metrics[metric])
+
+
+def test_the_templates_time_bounds_are_written_as_sqlglot_writes_them() -> None:
+    from metricsql.rollups.sql import PG, _cast_sql, _ts
+
+    for ts in (NOW, datetime(2026, 1, 1, tzinfo=UTC), "__x__"):
+        assert _cast_sql(ts) == _ts(ts).sql(dialect=PG)
