@@ -130,6 +130,10 @@ class RollupQuery:
     start: datetime | None
     end: datetime
     approximate: bool = False
+    # the range's own start when `relative_ranges: floor` moved it back to the first
+    # bucket's start (`start`): the rows then cover up to one bucket more than the
+    # warehouse's answer, and the response says so; None when the range is exact
+    widened_from: datetime | None = None
     # the same read for the driver: `sql` with its time bounds as the named parameters
     # %(start)s and %(end)s (the same text for every request of its shape, so the server
     # prepares it once); empty: run `sql` as it is

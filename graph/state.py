@@ -7,7 +7,7 @@ output forms) needs it on Python < 3.12. Descriptions are `Field(description=...
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -90,10 +90,13 @@ class TraceEntry(TypedDict):
 
 
 class RollupUsed(TypedDict):
-    """The rollup an answer was read from: its name and when its data was built (epoch s)."""
+    """The rollup an answer was read from: its name and when its data was built (epoch s);
+    when its range was widened to whole buckets (`relative_ranges: floor`), the instant the
+    rows start from (epoch s), earlier than the range asked for."""
 
     name: str
     built_at: float
+    widened_to: NotRequired[float]
 
 
 class RequestInput(TypedDict, total=False):

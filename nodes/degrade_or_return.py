@@ -100,6 +100,7 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
             "name": rollup["name"],
             "built_at": _iso(rollup["built_at"]),
             "data_age_s": round(max(0.0, now - rollup["built_at"]), 3),
+            "range_widened_to": _iso(widened) if (widened := rollup.get("widened_to")) else None,
         }
         if rollup
         else None,

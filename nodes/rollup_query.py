@@ -74,6 +74,8 @@ async def rollup_query(state: State, runtime: Runtime[Context]) -> dict[str, Any
             outcome = "not_built"
             continue
         used: RollupUsed = {"name": answer.rollup, "built_at": answer.built_at}
+        if query.widened_from is not None and query.start is not None:
+            used["widened_to"] = query.start.timestamp()
         return {
             "rows": answer.rows,
             "schema": [c.as_dict() for c in answer.columns],

@@ -36,6 +36,13 @@ class RollupInfo(BaseModel):
     name: str = Field(description="The rollup (config/rollups.yaml) the answer was read from.")
     built_at: str = Field(description="When the rollup's data shown was built (ISO 8601).")
     data_age_s: float = Field(description="Seconds since then: the age of the data shown.")
+    range_widened_to: str | None = Field(
+        default=None,
+        description="Set when the rollup answered a relative range (e.g. last_30d) from the "
+        "start of its first bucket (`relative_ranges: floor`): the instant (ISO 8601) the "
+        "rows start from, earlier than the range asked for, so they cover up to one bucket "
+        "more than the warehouse's answer would. Null when the range is exact.",
+    )
 
 
 class Approximation(BaseModel):

@@ -103,13 +103,14 @@ def match(
         if intent.grain != d.grain or merged:
             return no("count-distinct is exact only at the rollup's grain and dimensions")
     start, end = resolve_time_range(intent.time_range, now)
+    widened_from = None
     if isinstance(intent.time_range, AbsoluteRange):
         if not (aligned(start, d.grain) and aligned(end, d.grain)):  # type: ignore[arg-type]
             return no(f"the range is not whole {d.grain}s")
     elif start is not None and not aligned(start, d.grain):
         if d.relative_ranges != "floor":
             return no(f"the range does not start on a {d.grain} (relative_ranges: strict)")
-        start = trunc(start, d.grain)
+        widened_from, start = start, trunc(start, d.grain)
     template = _template(
         rollup,
         measure,
@@ -126,6 +127,7 @@ def match(
         start=start,
         end=end,
         template=template.text,
+        widened_from=widened_from,
     )
 
 

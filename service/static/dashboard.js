@@ -329,7 +329,7 @@
       const age = formatAge(r.rollup.data_age_s + (performance.now() - tile.receivedAt) / 1000);
       return {
         status, icon: status === "live" ? "●" : "◷", text: `Rollup · ${age}`, kind: "rollup",
-        tip: `Read from the rollup ${r.rollup.name} in PostgreSQL, no ${backend} statement; its data was built ${age} ago${status === "cached" ? " (this answer from the cache)" : ""}.`,
+        tip: `Read from the rollup ${r.rollup.name} in PostgreSQL, no ${backend} statement; its data was built ${age} ago${status === "cached" ? " (this answer from the cache)" : ""}.${r.rollup.range_widened_to ? ` Counted from ${r.rollup.range_widened_to.slice(0, 16).replace("T", " ")} UTC, the start of the range's first bucket (up to one bucket more than asked).` : ""}`,
       };
     }
     switch (status) {

@@ -95,7 +95,13 @@ async def test_route_names_the_candidate_rollups_of_a_compiled_warehouse_metric(
 async def test_a_matching_rollup_answers() -> None:
     store = FakeRollups()
     out = await _run("avg-claim-amount-by-channel", store)
-    assert out["rollup"] == {"name": "claim_events_daily", "built_at": BUILT_AT}
+    used = out["rollup"]
+    assert (used["name"], used["built_at"]) == ("claim_events_daily", BUILT_AT)
+    # the widget's relative range starts mid-day: the rollup (relative_ranges: floor) reads
+    # from that day's start, and the answer says from when
+    assert used["widened_to"] % 86_400 == 0
+    since = datetime.fromtimestamp(used["widened_to"], UTC).isoformat()
+    assert f"bucket >= CAST('{since}' AS TIMESTAMPTZ)" in out["generated_sql"]
     assert out["rows"] == [{"channel": "app", "value": 1.5}] and out["executed"]
     assert out["trace"][0]["outcome"] == "rollup"
     assert "FROM rollup_claim_events_daily" in out["generated_sql"]
@@ -164,11 +170,13 @@ async def test_the_graph_answers_from_a_rollup_and_says_so() -> None:
         "degrade_or_return",
     ]
     assert r["source"] == "rollup" and r["backend"] == "databricks"
+    widened = r["rollup"].pop("range_widened_to")
     assert r["rollup"] == {
         "name": "claim_events_daily",
         "built_at": datetime.fromtimestamp(BUILT_AT, UTC).isoformat(),
         "data_age_s": 42.0,
     }
+    assert widened.endswith("T00:00:00+00:00")  # from the first day's start, said
     assert ctx.warehouse.executed == []  # type: ignore[union-attr]
     # the cached answer still says where it came from
     again = await graph.ainvoke({"widget_id": "avg-claim-amount-by-channel"}, context=ctx)

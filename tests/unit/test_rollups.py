@@ -3,7 +3,7 @@ that must NOT use a rollup), row filters on the rollup's read, and the SQL writt
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -250,13 +250,15 @@ def test_whole_buckets_of_an_absolute_range() -> None:
 def test_a_relative_range_is_floored_to_the_grain_when_the_rollup_says_so() -> None:
     q = used(intent(time_range="last_30d"))
     assert q.start == datetime(2026, 2, 13, tzinfo=UTC) and q.end == NOW
+    assert q.widened_from == NOW - timedelta(days=30)  # what was asked, for the response
 
 
 @pytest.mark.parametrize("tr", ["mtd", "ytd", "today", "all"])
 def test_aligned_relative_ranges_need_no_floor(tr: str) -> None:
     strict = compile_rollup("s", CLAIMS.definition.model_copy(update={"relative_ranges": "strict"}))
     m = CONFIG.metrics["claims_paid_amount"]
-    assert isinstance(match(strict, m, intent(time_range=tr), UNRESTRICTED, now=NOW), RollupQuery)
+    q = match(strict, m, intent(time_range=tr), UNRESTRICTED, now=NOW)
+    assert isinstance(q, RollupQuery) and q.widened_from is None  # exact: nothing to say
 
 
 # ------------------------------------------------------------------ decisions: must NOT use it
