@@ -40,7 +40,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 ABS_TOL = 0.01
 REL_TOL = 1e-6
@@ -58,16 +58,7 @@ Reason = Literal[
     "missing_rows",
     "wrong_values",
 ]
-FAILURE_REASONS: tuple[Reason, ...] = (
-    "refused",
-    "error",
-    "empty_result",
-    "extra_columns",
-    "missing_columns",
-    "extra_rows",
-    "missing_rows",
-    "wrong_values",
-)
+FAILURE_REASONS: tuple[Reason, ...] = tuple(r for r in get_args(Reason) if r != "correct")
 
 
 @dataclass(frozen=True)

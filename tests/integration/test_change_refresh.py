@@ -22,6 +22,7 @@ import yaml
 from adapters.identity import mint_token
 from adapters.lakehouse import CLAIM_EVENTS, new_claim_events
 from fakes.databricks_sea import FakeSeaServer
+from tests.support.clocks import until as support_until
 from tests.support.servers import (
     REDIS_URL,
     Served,
@@ -101,10 +102,7 @@ async def data(client: httpx.AsyncClient, inst: Served, widget: str) -> dict[str
 
 async def until(check: Any) -> None:
     """Wait for a condition (the watchers' own progress), within DEADLINE_S."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not check():
-        assert time.monotonic() < deadline, "condition not met"
-        await asyncio.sleep(0.02)
+    await support_until(check, timeout_s=DEADLINE_S, every_s=0.02)
 
 
 @asynccontextmanager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,10 +68,7 @@ def proxy(db_url: str) -> Iterator[TcpProxy]:
 
 
 async def eventually(check: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+    await until(check, timeout_s=deadline_s, every_s=0.05)
 
 
 # ------------------------------------------------------------------------------ snapshot + boot

@@ -13,7 +13,6 @@ warehouse and the local Converse API server, with JWT principals:
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import psycopg
@@ -96,12 +95,12 @@ async def sql_rows(svc: Service, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 async def until_flagged(svc: Service, question: str, timeout_s: float = 30.0) -> None:
     """Wait (polling PostgreSQL) until the verified answer to `question` is flagged."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
     sql = "SELECT 1 FROM verified_answers WHERE question = %s AND needs_reverification"
-    while not await sql_rows(svc, sql, question):
-        assert loop.time() < deadline, f"{question!r} was not flagged within {timeout_s:.0f}s"
-        await asyncio.sleep(0.05)
+
+    async def flagged() -> bool:
+        return bool(await sql_rows(svc, sql, question))
+
+    await until(flagged, timeout_s=timeout_s, every_s=0.05)
 
 
 def way(body: dict[str, Any]) -> str:

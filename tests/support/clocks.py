@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class FakeClock:
@@ -21,13 +22,24 @@ class FakeClock:
         self.now += seconds
 
 
-async def until(condition: Callable[[], bool], *, timeout_s: float = 30.0) -> None:
-    """Wait for `condition()` to hold (polled on the event loop), instead of sleeping for a
-    time a loaded machine may not meet; fails after `timeout_s` (a generous bound, never
-    an expectation of speed)."""
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    *,
+    timeout_s: float = 30.0,
+    every_s: float = 0.002,
+) -> None:
+    """Wait for `condition()` to hold (polled on the event loop; it may be a coroutine
+    function, e.g. a query), instead of sleeping for a time a loaded machine may not meet;
+    fails after `timeout_s` (a generous bound, never an expectation of speed). `every_s`
+    is only the polling pace (wider for a condition that costs a round trip)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not condition():
+
+    async def holds() -> bool:
+        result = condition()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s:.0f}s")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(every_s)
