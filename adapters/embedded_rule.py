@@ -68,7 +68,7 @@ _LITERAL_ARGS_OF: dict[type[exp.Expr], set[str]] = {
     exp.RegexpSplit: {"expression"},
     exp.RegexpLike: {"expression"},
     exp.RegexpILike: {"expression"},
-    exp.RegexpExtract: {"expression"},
+    exp.RegexpExtract: {"expression", "group"},  # the group: one the pattern has, or an error
     exp.RegexpCount: {"expression"},
     exp.RegexpReplace: {"expression", "replacement"},
 }

@@ -301,6 +301,10 @@ class Template:
     families: tuple[str, ...]
     generator: bool = False  # a table-generating function (explode ...): rows, not a value
     approximate: bool = False  # an estimate: checked against the exact answer's error bound
+    # a placeholder's own sample values (a pattern's matches and near misses) ahead of its
+    # family's, by placeholder position
+    samples: tuple[tuple[str, ...], ...] = ()
+    pattern: str | None = None  # a regular expression some sample must match, some not
 
 
 def template(c: Construct) -> Template | None:
@@ -343,17 +347,68 @@ def template(c: Construct) -> Template | None:
         kind = "aggregate"
     generator = isinstance(node, exp.Explode | exp.Posexplode | exp.Inline | exp.Unnest)
     approximate = c.name in APPROXIMATE_NAMES
-    return Template(kind, node.sql("databricks"), tuple(families), generator, approximate)
+    samples, pattern = _pattern_samples(c, marked)
+    return Template(
+        kind, node.sql("databricks"), tuple(families), generator, approximate, samples, pattern
+    )
+
+
+# regular expressions (the pattern is part of the key), and LIKE (the pattern is a value)
+_REGEXPS = (
+    exp.RegexpLike,
+    exp.RegexpILike,
+    exp.RegexpExtract,
+    exp.RegexpExtractAll,
+    exp.RegexpCount,
+    exp.RegexpReplace,
+    exp.RegexpSplit,
+    exp.RegexpInstr,
+)
+
+
+def _pattern_samples(
+    c: Construct, marked: list[Any]
+) -> tuple[tuple[tuple[str, ...], ...], str | None]:
+    """For a regular expression: the subject's samples are strings that match the pattern
+    and near misses (tests/support/patterns.py); for LIKE and ILIKE: subjects and patterns
+    in pairs (escapes, `_` and `%` over line terminators, case beyond ASCII)."""
+    from tests.support.patterns import LIKE_PAIRS, regex_samples, sql_string
+
+    node = c.node
+    out: list[tuple[str, ...]] = [() for _ in marked]
+    pattern = node.args.get("expression")
+    if isinstance(node, _REGEXPS) and isinstance(pattern, exp.Literal) and pattern.is_string:
+        for i, arg in enumerate(marked):
+            if arg.node is node.this:
+                out[i] = tuple(sql_string(s) for s in regex_samples(pattern.name))
+                return tuple(out), pattern.name
+    if isinstance(node, exp.Like | exp.ILike) and len(marked) == 2:
+        subjects, patterns = zip(*LIKE_PAIRS, strict=True)
+        for i, arg in enumerate(marked):
+            texts = subjects if arg.node is node.this else patterns
+            out[i] = tuple(sql_string(s) for s in texts)
+        return tuple(out), None
+    return (), None
 
 
 def _has_column(node: exp.Expr) -> bool:
     return any(isinstance(n, exp.Column) for n in node.walk())
 
 
+def pools_of(t: Template) -> list[list[str]]:
+    """Each placeholder's sample values: its own (a pattern's), then its family's."""
+    out = []
+    for i, family in enumerate(t.families):
+        own = list(t.samples[i]) if i < len(t.samples) else []
+        values = pool(family) or []
+        out.append([*values[:1], *own, *values[1:]])  # the typed NULL stays first
+    return out
+
+
 def cases(t: Template) -> list[tuple[str, ...]]:
     """Every sample value of every argument, each with two rotating partners (so that a
-    boundary is never skipped), at most MAX_CASES."""
-    pools = [pool(f) or [] for f in t.families]
+    boundary is never skipped), at most MAX_CASES (more for a pattern's samples)."""
+    pools = pools_of(t)
     out: list[tuple[str, ...]] = [] if pools else [()]
     for i, values in enumerate(pools):
         for j, v in enumerate(values):
@@ -361,7 +416,7 @@ def cases(t: Template) -> list[tuple[str, ...]]:
                 combo = tuple(v if x == i else p[(j + r + x) % len(p)] for x, p in enumerate(pools))
                 if combo not in out:
                     out.append(combo)
-    return out[:MAX_CASES]
+    return out[: MAX_CASES + sum(len(x) for x in t.samples)]
 
 
 def fill(sql: str, values: tuple[str, ...]) -> str:
@@ -372,7 +427,7 @@ def fill(sql: str, values: tuple[str, ...]) -> str:
 
 def rows_table(t: Template) -> str:
     """An inline table (__g group, __o order, __k order with ties, __p<i>_ values)."""
-    pools = [pool(f) or [] for f in t.families]
+    pools = pools_of(t)
     n = max([len(p) for p in pools] + [4])
     rows = []
     for i in range(n):  # group 1: every sample value
@@ -564,7 +619,25 @@ def verify(
             useful = useful or any(r[-1] is not None for r in sa.rows)
     if not useful:
         return None, "no case gave a value on Spark"
+    unexercised = _matched_both_ways(t, spark) if t.pattern is not None else None
+    if unexercised:
+        return None, unexercised
     return family, None
+
+
+def _matched_both_ways(t: Template, spark: Callable[[str], Answer]) -> str | None:
+    """None when Spark finds the pattern in some subject sample and not in another: the
+    cases exercised a match (its groups, anchors, replacement), not only misses."""
+    from tests.support.patterns import sql_string
+
+    subjects = max(t.samples, key=len)
+    pattern = sql_string(t.pattern or "")
+    found = spark("SELECT " + ", ".join(f"({s}) RLIKE {pattern}" for s in subjects))
+    if found.error or not found.rows:
+        return f"{t.sql}: the pattern's samples fail on Spark: {found.error}"
+    if not (True in found.rows[0] and False in found.rows[0]):
+        return f"{t.sql}: no sample matches the pattern (and another does not)"
+    return None
 
 
 # Spark's documented defaults: approx_count_distinct's relative standard deviation, and

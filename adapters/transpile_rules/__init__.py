@@ -40,7 +40,14 @@ from adapters.transpile_rules.temporal import (
     trunc,
     unix_timestamp,
 )
-from adapters.transpile_rules.text import colon_path, from_json, get_json_object, split, substring
+from adapters.transpile_rules.text import (
+    colon_path,
+    from_json,
+    get_json_object,
+    like_escape,
+    split,
+    substring,
+)
 
 Rule = Callable[[exp.Expr], exp.Expr]
 
@@ -69,6 +76,7 @@ RULES: tuple[Rule, ...] = (
     from_json,
     get_json_object,
     split,
+    like_escape,
 )
 
 

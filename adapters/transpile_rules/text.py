@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -143,3 +144,31 @@ def from_json(node: exp.Expr) -> exp.Expr:
         raise EmbeddedUnsupported("from_json() without a literal schema")
     structure = _json_structure(schema.name)
     return fn("FROM_JSON", node.this, exp.Literal.string(json.dumps(structure)))
+
+
+# a LIKE pattern Databricks accepts: its escape (the backslash) only before `_`, `%` or itself
+_LIKE_PATTERN = re.compile(r"(?:[^\\]|\\[_%\\])*", re.S)
+_LIKE_INVALID = (
+    "[INVALID_FORMAT.ESC_IN_THE_MIDDLE] the escape character may only precede _, % or \\"
+)
+
+
+def like_escape(node: exp.Expr) -> exp.Expr:
+    """LIKE and ILIKE escape with the backslash in Databricks (DuckDB: no escape unless
+    told), and a pattern with the escape before any other character, or at its end, is an
+    error there."""
+    if not isinstance(node, exp.Like | exp.ILike) or isinstance(node.parent, exp.Escape):
+        return node
+    if node.meta.get("escaped"):
+        return node
+    inner = node.copy()
+    inner.meta["escaped"] = True
+    escaped = exp.Escape(this=inner, expression=exp.Literal.string("\\"))
+    pattern = node.expression
+    failure = fn("ERROR", exp.Literal.string(_LIKE_INVALID))
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        return escaped if _LIKE_PATTERN.fullmatch(pattern.name) else failure
+    if isinstance(pattern, exp.Null):
+        return escaped
+    valid = fn("REGEXP_FULL_MATCH", pattern.copy(), exp.Literal.string(_LIKE_PATTERN.pattern))
+    return exp.Case().when(exp.Not(this=valid), failure).else_(exp.Paren(this=escaped))

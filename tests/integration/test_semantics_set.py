@@ -6,9 +6,9 @@ path (the safety layer's checked SQL; the embedded DuckDB warehouse with the com
 verified set) and on local Spark (ANSI, UTC): no silent difference. Either both answer
 the same (result types, values, NULLs, in order when ordered), or both fail (an ANSI
 runtime error on Spark is an error on the embedded engine too), or the embedded engine
-refuses by name ("not supported on the embedded engine"). And the safety layer's
-re-render means on Spark what the text as written means (the same answer or the same
-failure)."""
+refuses by name ("not supported on the embedded engine"). (That the safety layer's
+re-render means on Spark what the text as written means: tests/integration/
+test_rerender_meaning.py.)"""
 
 from __future__ import annotations
 
@@ -78,25 +78,3 @@ def test_no_silent_difference_on_the_production_path(
     )
     # not vacuous: the embedded engine answers a good part of the set itself
     assert len(ran) >= 20, ran
-
-
-@pytest.mark.slow
-def test_the_rerender_never_changes_what_spark_answers(spark: Any) -> None:
-    """The checked SQL (what runs on Databricks) against the text as written, on Spark:
-    the same answer (result types, rows), or a failure on both (a construct Spark rejects
-    stays rejected, never normalised into one it accepts). For the fidelity corpus,
-    tests/integration/test_fidelity.py compares the rows."""
-    changed = {}
-    for q in SET:
-        sql = checked(q)
-        if sql == q.sql:
-            continue
-        original = d.spark_answer(spark, q.sql)
-        rendered = d.spark_answer(spark, sql)
-        if original.error or rendered.error:
-            diff = None if original.error and rendered.error else d.disagreement(original, rendered)
-        else:
-            diff = d.query_difference(original, rendered, q.sql)
-        if diff:
-            changed[q.id] = f"{diff}\n{q.sql}\n->\n{sql}"
-    assert changed == {}, "\n".join(f"{k}: {v}" for k, v in changed.items())

@@ -249,3 +249,37 @@ def test_refusal_names_the_construct() -> None:
         EmbeddedUnsupported, match=r"skewness\(decimal\) is not supported on the embedded engine"
     ):
         to_duckdb("SELECT skewness(amount) FROM main.claims.claim_events")
+
+
+# (subject, pattern, what Spark 4 answers: a value, or None for its ESC_IN_THE_MIDDLE error)
+LIKE_CASES = [
+    ("a_b", r"a\_b", True),
+    ("axb", r"a\_b", False),
+    (r"a\xb", r"a\_b", False),
+    ("100%", r"100\%", True),
+    (r"a\b", r"a\\b", True),
+    ("ab", r"a\b", None),
+    ("a", "a\\", None),
+]
+
+
+@pytest.mark.parametrize(("subject", "pattern", "spark"), LIKE_CASES)
+@pytest.mark.parametrize("op", ["LIKE", "ILIKE"])
+def test_like_escapes_with_the_backslash(
+    con: duckdb.DuckDBPyConnection, subject: str, pattern: str, spark: bool | None, op: str
+) -> None:
+    lit = {"s": subject.replace("\\", "\\\\"), "p": pattern.replace("\\", "\\\\")}
+    literal = f"SELECT '{lit['s']}' {op} '{lit['p']}'"
+    column = f"SELECT s {op} p FROM VALUES ('{lit['s']}', '{lit['p']}') AS t(s, p)"
+    for sql in (literal, column):
+        if spark is None:
+            with pytest.raises(duckdb.Error, match="ESC_IN_THE_MIDDLE"):
+                _one(con, sql)
+        else:
+            assert _one(con, sql) == (spark,)
+    if spark is True and "\\" in pattern:
+        assert _sqlglot_plain(con, literal) != (spark,)  # DuckDB has no escape unless told
+
+
+def test_like_with_its_own_escape_or_a_null_pattern(con: duckdb.DuckDBPyConnection) -> None:
+    assert _one(con, "SELECT 'a_b' LIKE 'a!_b' ESCAPE '!', 'ab' LIKE NULL") == (True, None)
