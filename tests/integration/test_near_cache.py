@@ -4,6 +4,7 @@ read without a round trip until Redis names its key as changed, by anyone."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -49,16 +50,18 @@ async def opened(cache: NearCache) -> NearCache:
     return cache
 
 
+async def near_cache(
+    redis_url: str, prefix: str, inner: RedisCache | None = None, **kw: Any
+) -> NearCache:
+    """Near copies over the real Redis, under the test's own key prefix, tracking on."""
+    inner = inner or RedisCache(redis_url, prefix=prefix, socket_timeout_s=5)
+    return await opened(NearCache(inner, redis_url, prefix=prefix, near_prefix="r2:", **kw))
+
+
 @pytest.fixture
 async def near(redis_url: str, cache_namespace: str) -> AsyncIterator[NearCache]:
-    cache = NearCache(
-        RedisCache(redis_url, prefix=cache_namespace, socket_timeout_s=5),
-        redis_url,
-        prefix=cache_namespace,
-        near_prefix="r2:",
-        retry_s=0.05,
-    )
-    yield await opened(cache)
+    cache = await near_cache(redis_url, cache_namespace, retry_s=0.05)
+    yield cache
     await cache.aclose()
 
 
@@ -132,7 +135,7 @@ async def test_a_read_that_overlaps_a_change_keeps_no_copy(
             return blob
 
     inner = ChangedMeanwhile(redis_url, prefix=cache_namespace, socket_timeout_s=5)
-    near = await opened(NearCache(inner, redis_url, prefix=cache_namespace, near_prefix="r2:"))
+    near = await near_cache(redis_url, cache_namespace, inner)
     try:
         await near.set(K, {"v": 1}, 60)
         assert await near.sync()  # the message of this write is in
@@ -145,16 +148,7 @@ async def test_a_read_that_overlaps_a_change_keeps_no_copy(
 
 async def test_a_copy_lives_at_most_max_age(redis_url: str, cache_namespace: str) -> None:
     clock = FakeClock()
-    near = await opened(
-        NearCache(
-            RedisCache(redis_url, prefix=cache_namespace, socket_timeout_s=5),
-            redis_url,
-            prefix=cache_namespace,
-            near_prefix="r2:",
-            max_age_s=5.0,
-            clock=clock,
-        )
-    )
+    near = await near_cache(redis_url, cache_namespace, max_age_s=5.0, clock=clock)
     try:
         await near.set(K, {"v": 1}, 60)
         assert await near.sync()  # the message of this write is in
@@ -172,15 +166,7 @@ async def test_a_copy_lives_at_most_max_age(redis_url: str, cache_namespace: str
 
 
 async def test_copies_are_bounded_in_bytes(redis_url: str, cache_namespace: str) -> None:
-    near = await opened(
-        NearCache(
-            RedisCache(redis_url, prefix=cache_namespace, socket_timeout_s=5),
-            redis_url,
-            prefix=cache_namespace,
-            near_prefix="r2:",
-            max_bytes=16 * 1024,
-        )
-    )
+    near = await near_cache(redis_url, cache_namespace, max_bytes=16 * 1024)
     try:
         small = {"rows": "x" * 300}
         for i in range(60):  # ~19 KB of copies: the oldest go
