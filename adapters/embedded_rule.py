@@ -130,6 +130,8 @@ def check_verified(tree: exp.Expr, verified: VerifiedSet) -> tuple[exp.Expr, tup
     annotated = typed(tree)
     if verified.everything:
         return annotated, ()
+    if any(p.args.get("unpivot") for p in annotated.find_all(exp.Pivot)):
+        raise EmbeddedUnsupported("UNPIVOT (the type of its value column is not known here)")
     walker = _Walker(verified.results, collect=False)
     walker.run(annotated)
     return annotated, tuple(sorted(walker.approximate))

@@ -43,8 +43,10 @@ def safety_queries() -> dict[str, str]:
 
 
 # the row cap the safety layer adds is its own business (a bound, not a meaning): compared
-# with a cap no query reaches
-NO_CAP = 10**9
+# with a cap no query here reaches (Spark sizes a top-k buffer by it: not 10**9)
+NO_CAP = 1_000_000
+# Spark itself failing (the JVM gone, out of memory) is not an answer: never "both failed"
+HARNESS_FAILURE = ("An error occurred while calling", "Connection refused", "OutOfMemoryError")
 
 
 def rerendered(sql: str) -> str | None:
@@ -71,6 +73,8 @@ def meaning_changed(spark: Any, written: str, checked: str, *, digest: bool = Fa
             return d.disagreement(original, rendered)
     original = d.spark_answer(spark, written)
     rendered = d.spark_answer(spark, checked)
+    for answer in (original, rendered):
+        assert not any(m in (answer.error or "") for m in HARNESS_FAILURE), answer.error
     if original.error or rendered.error:
         return None if original.error and rendered.error else d.disagreement(original, rendered)
     return d.query_difference(original, rendered, written)

@@ -122,3 +122,26 @@ def test_regexp_replace_with_a_group_reference_is_refused(replacement: str) -> N
             f"SELECT regexp_replace(claim_id, '(CLM)-(\\\\d+)', {replacement}) {EVENTS}", verified
         )
     to_duckdb(f"SELECT regexp_replace(claim_id, '[0-9]', '') {EVENTS}", verified)
+
+
+def test_unpivot_is_refused_by_name() -> None:
+    sql = (
+        "SELECT device_id, k, v FROM (SELECT device_id, manufacturer, model FROM "
+        "main.claims.devices) UNPIVOT (v FOR k IN (manufacturer, model))"
+    )
+    with pytest.raises(EmbeddedUnsupported, match=r"^UNPIVOT .* runs on Databricks"):
+        to_duckdb(sql)
+
+
+def test_regexp_extract_counts_by_its_group_and_like_by_nothing_but_types() -> None:
+    keys = {c.key for c in constructs(parse_databricks(_REGEXP_SQL), {})}
+    assert "regexp_extract(string, '([0-9]+)', 1)" in keys
+    assert "like(string, string)" in keys
+    with pytest.raises(EmbeddedUnsupported, match=r"regexp_like\(string, 'ment\$'\)"):
+        to_duckdb("SELECT message RLIKE 'ment$' AS m FROM main.ops.alerts")
+
+
+_REGEXP_SQL = (
+    "SELECT regexp_extract(message, '([0-9]+)', 1) AS n, message LIKE '%a\\\\_b%' AS l "
+    "FROM main.ops.alerts"
+)
