@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any, LiteralString, cast
 
 import psycopg
 import psycopg.errors
+import psycopg.pq
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -270,8 +272,8 @@ class PgGateway:
     """Runs allowlisted metric queries on a pooled async connection (read-only, time-boxed).
 
     The pool opens without waiting for PostgreSQL, checks each connection before handing
-    it out (a connection broken by a restart or network cut is replaced, never reused), and
-    keeps retrying in the background with a short give-up period so it recovers within a
+    it out (a connection broken by a restart or network cut is replaced, never reused:
+    `check_connection`, without a round trip for a healthy idle one), and keeps retrying in the background with a short give-up period so it recovers within a
     few seconds of PostgreSQL coming back.
     """
 
@@ -306,7 +308,7 @@ class PgGateway:
                 "application_name": "resolver",
                 **connection_keepalives(connect_timeout_s, keepalives_idle_s),
             },
-            check=AsyncConnectionPool.check_connection,
+            check=check_connection,
             timeout=pool_timeout_s,
             reconnect_timeout=reconnect_timeout_s,
             name="resolver-pg",
@@ -405,6 +407,30 @@ class PgGateway:
         except (psycopg.Error, TimeoutError):  # includes PoolTimeout / PoolClosed
             return False
         return True
+
+
+async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check before it hands a connection out, without a round trip when the
+    connection is idle and its socket has nothing to read: the server has said nothing since
+    its last answer. A restart, `pg_terminate_backend` or an idle timeout sends an error and
+    closes the socket, and a dead peer noticed by the keepalives errors it: all readable,
+    so those (and anything not idle) get the pool's own check, an empty query, which fails
+    and has the connection replaced. Raises when the connection is not usable."""
+    pgconn = conn.pgconn
+    if (
+        pgconn.status == psycopg.pq.ConnStatus.OK
+        and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        and not _readable(pgconn.socket)
+    ):
+        return
+    await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or an error or hang-up) right now."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def connection_keepalives(connect_timeout_s: float, idle_s: int = 5) -> dict[str, Any]:

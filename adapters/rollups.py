@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, LiteralString, cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -44,6 +45,8 @@ from metricsql.rollups.timegrid import following, partition_of
 
 log = logging.getLogger(__name__)
 
+# the read's snapshot: coverage and rows agree (a build commits both or neither)
+_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 _COVERAGE = (
     "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
     " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
@@ -110,27 +113,15 @@ class PgRollups:
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         rollup = self.rollups[query.rollup]
         try:
-            # one snapshot, one round trip: coverage and rows (dropped if not covered)
-            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                await conn.execute(
-                    cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
-                )
-                head = await conn.execute(_COVERAGE, (rollup.name,))
-                async with conn.cursor(row_factory=dict_row) as cur:
-                    if query.template:  # prepared by the server after a few runs
-                        await cur.execute(cast(LiteralString, query.template), query.params())
-                    else:
-                        await cur.execute(cast(LiteralString, query.sql))
-                    built = self._covering(rollup, query, now, await head.fetchall())
-                    if built is None:
-                        return None
-                    raw = await cur.fetchall()
-                    description = list(cur.description or [])
+            async with self._pool.connection() as conn:
+                coverage, raw, description = await self._read(conn, rollup, query)
         except psycopg.errors.UndefinedTable:
             return None  # no partition built yet
         except psycopg.Error as exc:
             raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
+        built = self._covering(rollup, query, now, coverage)
+        if built is None:
+            return None  # not covered: its rows are dropped
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
         return RollupAnswer(
             rows=[{k: json_safe(v) for k, v in r.items()} for r in raw],
@@ -140,6 +131,37 @@ class PgRollups:
             built_at=built[0],
             partitions=built[1],
         )
+
+    async def _read(
+        self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery
+    ) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+        """The coverage and the rows in one snapshot and one round trip: the transaction's
+        statements (BEGIN to COMMIT) are queued in one pipeline and sent with its one sync
+        (psycopg's `transaction()` would sync at its start and end, and a fetch inside it
+        once more: three round trips). A failure leaves no transaction open."""
+        try:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                async with conn.pipeline():
+                    await conn.execute(_BEGIN)
+                    await conn.execute(
+                        cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
+                    )
+                    head = await conn.execute(_COVERAGE, (rollup.name,))
+                    if query.template:  # prepared by the server after a few runs
+                        await cur.execute(cast(LiteralString, query.template), query.params())
+                    else:
+                        await cur.execute(cast(LiteralString, query.sql))
+                    await conn.execute("COMMIT")
+                # the pipeline's sync has brought every result: no I/O from here
+                return await head.fetchall(), await cur.fetchall(), list(cur.description or [])
+        except BaseException:
+            if conn.info.transaction_status in (
+                TransactionStatus.INTRANS,
+                TransactionStatus.INERROR,
+            ):
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()  # else the pool rolls it back, with a warning
+            raise
 
     def _covering(
         self, rollup: Rollup, query: RollupQuery, now: float, rows: list[Any]
