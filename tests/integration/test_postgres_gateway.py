@@ -15,6 +15,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 import adapters.postgres as pg_module
+from adapters.pg_connections import _readable
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import load_catalog, load_widgets, seed
@@ -432,7 +433,7 @@ async def test_a_healthy_idle_connection_is_handed_out_without_a_round_trip_a_te
             assert again.info.backend_pid == pid
         assert checked == []  # idle, nothing to read: no round trip
         fetch(seeded_url, "SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
-        await until(lambda: pg_module._readable(conn.pgconn.socket))  # the server's goodbye
+        await until(lambda: _readable(conn.pgconn.socket))  # the server's goodbye
         async with gw.pool.connection() as fresh:
             assert fresh.info.backend_pid != pid
             assert await (await fresh.execute("SELECT 1")).fetchone() == (1,)
