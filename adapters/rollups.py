@@ -24,16 +24,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
-from adapters.rollup_tables import Built, built, prepare, stored_start, write_partition
+from adapters.rollup_tables import Built, built, prepare, read, stored_start, write_partition
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.lease import Lead, Leases, Outcome
@@ -44,13 +42,6 @@ from metricsql.rollups import build_sql, data_start_sql, partitions_between, upd
 from metricsql.rollups.timegrid import following, partition_of
 
 log = logging.getLogger(__name__)
-
-# the read's snapshot: coverage and rows agree (a build commits both or neither)
-_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-_COVERAGE = (
-    "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
-    " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
-)
 
 
 @dataclass
@@ -114,7 +105,9 @@ class PgRollups:
         rollup = self.rollups[query.rollup]
         try:
             async with self._pool.connection() as conn:
-                coverage, raw, description = await self._read(conn, rollup, query)
+                coverage, raw, description = await read(
+                    conn, rollup, query, timeout_ms=self._timeout_ms
+                )
         except psycopg.errors.UndefinedTable:
             return None  # no partition built yet
         except psycopg.Error as exc:
@@ -131,37 +124,6 @@ class PgRollups:
             built_at=built[0],
             partitions=built[1],
         )
-
-    async def _read(
-        self, conn: psycopg.AsyncConnection[Any], rollup: Rollup, query: RollupQuery
-    ) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
-        """The coverage and the rows in one snapshot and one round trip: the transaction's
-        statements (BEGIN to COMMIT) are queued in one pipeline and sent with its one sync
-        (psycopg's `transaction()` would sync at its start and end, and a fetch inside it
-        once more: three round trips). A failure leaves no transaction open."""
-        try:
-            async with conn.cursor(row_factory=dict_row) as cur:
-                async with conn.pipeline():
-                    await conn.execute(_BEGIN)
-                    await conn.execute(
-                        cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
-                    )
-                    head = await conn.execute(_COVERAGE, (rollup.name,))
-                    if query.template:  # prepared by the server after a few runs
-                        await cur.execute(cast(LiteralString, query.template), query.params())
-                    else:
-                        await cur.execute(cast(LiteralString, query.sql))
-                    await conn.execute("COMMIT")
-                # the pipeline's sync has brought every result: no I/O from here
-                return await head.fetchall(), await cur.fetchall(), list(cur.description or [])
-        except BaseException:
-            if conn.info.transaction_status in (
-                TransactionStatus.INTRANS,
-                TransactionStatus.INERROR,
-            ):
-                with contextlib.suppress(psycopg.Error):
-                    await conn.rollback()  # else the pool rolls it back, with a warning
-            raise
 
     def _covering(
         self, rollup: Rollup, query: RollupQuery, now: float, rows: list[Any]
