@@ -41,7 +41,7 @@ class MemoryTTLCache:
         self._max = max_entries
         self._clock = clock
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str, *, latest: bool = False) -> dict[str, Any] | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -117,7 +117,16 @@ class RedisCache:
             self._breaker_s,
         )
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout
+
+    async def get(self, key: str, *, latest: bool = False) -> dict[str, Any] | None:
+        blob = await self.read(key)
+        return None if blob is None else self.decode(key, blob)
+
+    async def read(self, key: str) -> bytes | None:
+        """The entry's serialized bytes, or None (absent, or Redis down or slow: a miss)."""
         if self._tripped():
             return None
         try:
@@ -126,8 +135,10 @@ class RedisCache:
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("get", exc)
             return None
-        if blob is None:
-            return None
+        return blob if isinstance(blob, bytes) else None  # decode_responses is off: bytes
+
+    @staticmethod
+    def decode(key: str, blob: bytes) -> dict[str, Any] | None:
         try:
             value: dict[str, Any] = orjson.loads(blob)
         except orjson.JSONDecodeError as exc:

@@ -12,6 +12,8 @@ from domain.access import RowAccess
 from domain.models import DataIntent, MetricDef, RoutingEntry
 
 CACHE_FORMAT_VERSION = 2  # 2: keys carry the tenant and the row filters applied
+# every resolved answer's key (and its failure note's) starts with this
+ANSWER_KEY_PREFIX = f"r{CACHE_FORMAT_VERSION}:"
 
 
 def access_scope(access: RowAccess, metric: MetricDef, backend: str, generator: str) -> Any:
@@ -65,7 +67,7 @@ def result_cache_key(
         {"access": access_scope(access, metric, routing.backend, generator)}
         | _dumped(intent, routing, metric)
     )
-    return f"r{CACHE_FORMAT_VERSION}:{access.tenant}:{widget_id}:{digest}"
+    return f"{ANSWER_KEY_PREFIX}{access.tenant}:{widget_id}:{digest}"
 
 
 # (intent, routing, metric) by identity -> their JSON forms in a key. The models are frozen

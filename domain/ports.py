@@ -36,9 +36,10 @@ class Registry(Protocol):
 
 
 class Cache(Protocol):
-    """Never raises: a cache that is down is a miss (get -> None) and a no-op set."""
+    """Never raises: a cache that is down is a miss (get -> None) and a no-op set.
+    `latest=True` reads past any copy kept near this process (the shared store's value)."""
 
-    async def get(self, key: str) -> dict[str, Any] | None: ...
+    async def get(self, key: str, *, latest: bool = False) -> dict[str, Any] | None: ...
     async def set(
         self, key: str, value: dict[str, Any], ttl_seconds: int, *, drop: Sequence[str] = ()
     ) -> None:

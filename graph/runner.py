@@ -30,6 +30,7 @@ after cache_lookup, so the answer steps are traced as a graph run there too.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.channels.binop import BinaryOperatorAggregate
@@ -37,12 +38,13 @@ from langgraph.graph import END
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
+from domain.freshness import Probe
 from domain.lease import Lead, Outcome
 from graph.builder import build_graph, node_table
 from graph.context import Context
 from graph.observe import GraphObserver
 from graph.routing import NEXT
-from nodes.cache_lookup import needs_lease, probe
+from nodes.cache_lookup import answers_from_cache, needs_lease, probe
 
 # the steps the runner takes itself when the fast lane is on: none queries the warehouse,
 # the LLM or a PostgreSQL metric (the nodes with a timeout policy, which run in the compiled
@@ -57,6 +59,18 @@ DECIDE = frozenset({"route", "cache_lookup"})
 _RUNNER_KEYS = ("probe", "lead")
 
 Chunk = dict[str, dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Decision:
+    """A run taken as far as its deciding read (GraphRunner.decide): the state so far, the
+    updates that built it, where the run goes on (`cache_lookup`, END, or the first step
+    outside the lane) and, at the cache, the entry as read."""
+
+    state: dict[str, Any]
+    chunks: list[Chunk] = field(default_factory=list)
+    at: str = "route"
+    read: Probe | None = None
 
 
 class GraphRunner:
@@ -109,21 +123,50 @@ class GraphRunner:
                 merged.update([value])
                 state[key] = merged.get()
 
-    async def astream(self, graph_input: Mapping[str, Any]) -> AsyncIterator[Chunk]:
+    async def decide(self, graph_input: Mapping[str, Any]) -> Decision:
+        """The steps up to and including the one read that decides (`route`, then the
+        entry's read), their updates kept in the decision. `answered(decision)` says whether
+        the rest is a cache answer (no backend, no lease); either way `astream(...,
+        decided=decision)` goes on from there without running a step or a read again."""
+        decision = Decision(state=dict(graph_input))
+        async for chunk in self._advance(decision):
+            decision.chunks.append(chunk)
+        return decision
+
+    def answered(self, decision: Decision) -> bool:
+        """Whether what follows the decision is answered without a backend: the run ended
+        before the cache (a routing failure's mock), or the read answers it (a hit, a stale
+        entry served while it revalidates, a last good entry within a failure's backoff)."""
+        if decision.at == END:
+            return True
+        return decision.at == "cache_lookup" and answers_from_cache(
+            decision.state,  # type: ignore[arg-type]
+            self.context,
+            decision.read,
+        )
+
+    async def astream(
+        self, graph_input: Mapping[str, Any], decided: Decision | None = None
+    ) -> AsyncIterator[Chunk]:
         """The run's node updates as they happen, `{node: update}` (as the compiled graph's
-        `astream(stream_mode="updates")` gives them)."""
-        state: dict[str, Any] = dict(graph_input)
-        name: str = "route"
-        while name != END and name != "cache_lookup":
-            if name not in self.lane:
-                async for chunk in self._hand_on(state, name):
-                    yield chunk
-                return
-            yield await self._step(state, name)
-            name = await self._next(state, name)
+        `astream(stream_mode="updates")` gives them); given a `decided` run (`decide`), its
+        updates so far, then the rest of it."""
+        if decided is None:
+            decision = Decision(state=dict(graph_input))
+            async for chunk in self._advance(decision):
+                yield chunk
+        else:
+            decision = decided
+            for chunk in decision.chunks:
+                yield chunk
+        state, name = decision.state, decision.at
         if name == END:
             return
-        read = await probe(state, self.context)  # type: ignore[arg-type]
+        if name != "cache_lookup":  # a step outside the lane before the cache
+            async for chunk in self._hand_on(state, name):
+                yield chunk
+            return
+        read = decision.read
         leases = self.context.leases
         if leases is None or not needs_lease(state, self.context, read):  # type: ignore[arg-type]
             async for chunk in self._rest(state, read, None):
@@ -137,6 +180,17 @@ class GraphRunner:
             async for chunk in self._rest(state, read, lead):
                 yield chunk
             lead.settle(_outcome(state))
+
+    async def _advance(self, decision: Decision) -> AsyncIterator[Chunk]:
+        """The lane's steps from `route` to the first of: the cache (then its one read, in
+        `decision.read`), the end, or a step outside the lane; `decision.at` says which."""
+        state, name = decision.state, "route"
+        while name != END and name != "cache_lookup" and name in self.lane:
+            yield await self._step(state, name)
+            name = await self._next(state, name)
+        decision.at = name
+        if name == "cache_lookup":
+            decision.read = await probe(state, self.context)  # type: ignore[arg-type]
 
     async def _rest(
         self, state: dict[str, Any], read: Any, lead: Lead | None
@@ -179,10 +233,12 @@ class GraphRunner:
                     self._merge(state, update)
             yield chunk
 
-    async def ainvoke(self, graph_input: Mapping[str, Any]) -> dict[str, Any]:
+    async def ainvoke(
+        self, graph_input: Mapping[str, Any], decided: Decision | None = None
+    ) -> dict[str, Any]:
         """The run's output: `response`, `trace` and (when cached) `freshness`."""
         out: dict[str, Any] = {"trace": []}
-        async for chunk in self.astream(graph_input):
+        async for chunk in self.astream(graph_input, decided):
             for update in chunk.values():
                 if not update:
                     continue

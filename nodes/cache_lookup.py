@@ -118,7 +118,17 @@ def needs_lease(state: State, ctx: Context, read: Probe | None) -> bool:
     policy = Policy.of(state["routing"])
     if state.get("background"):
         return _background_needed(state, ctx, read.entry, policy) and may_retry(read.note, read.at)
-    return read.entry is None or _from_entry(ctx, read, policy, refresh=_refresh(state)) is None
+    return not answers_from_cache(state, ctx, read)
+
+
+def answers_from_cache(state: State, ctx: Context, read: Probe | None) -> bool:
+    """Whether this read answers a foreground resolution as it stands (a hit, a stale entry
+    served while it revalidates, a last good one within a failure's backoff): no backend,
+    so no lease and nothing to share."""
+    if read is None or read.entry is None or state.get("background"):
+        return False
+    policy = Policy.of(state["routing"])
+    return _from_entry(ctx, read, policy, refresh=_refresh(state)) is not None
 
 
 def _refresh(state: State) -> bool:
@@ -193,7 +203,7 @@ def _from_entry(
 async def _fresh_again(ctx: Context, key: str, policy: Policy) -> dict[str, Any] | None:
     """The second read: the entry, if fresh now (filled by the leader we followed, or by
     another instance between our first read and our lease)."""
-    again = _valid(await ctx.cache.get(key))
+    again = _valid(await ctx.cache.get(key, latest=True))
     if again is None or gated_age(again, ctx.clock(), policy, ctx.data_versions) is not Age.fresh:
         return None
     return again
@@ -252,7 +262,7 @@ async def _background(
         return refresh
     if not lead.leads or not lead.held:
         return skip("skip_busy")
-    again = _valid(await ctx.cache.get(state["cache_key"]))
+    again = _valid(await ctx.cache.get(state["cache_key"], latest=True))
     if not _background_needed(state, ctx, again, policy):  # refreshed by another instance
         return skip("skip_fresh", again)
     return refresh

@@ -14,6 +14,7 @@ as a continuation (`  | `), so one record is exactly one line plus marked contin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -72,6 +73,65 @@ def current_request_id() -> str | None:
     return request_id_var.get()
 
 
+def _request_id(record: logging.LogRecord) -> str | None:
+    """The request the record was written under (kept on the record when its writing was
+    deferred), else the current one."""
+    rid: str | None = getattr(record, "request_id", None)
+    return rid if rid is not None else request_id_var.get()
+
+
+class DeferredStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose records written on an event loop's thread are formatted and
+    written at the loop's next turn, all of that turn's lines in one write: a request's
+    response goes out before its log line does, and a busy loop pays one write per turn,
+    not one per line. Records from other threads, or with no loop running, are written at
+    once; `flush` (at shutdown: logging.shutdown) writes whatever is pending."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[logging.LogRecord] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or loop.is_closed():
+            super().emit(record)
+            return
+        # what the formatters read from the context, kept with the record
+        record.request_id = request_id_var.get()
+        record.trace_id = current_trace_id()
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(record)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop.call_soon(self._write_pending)
+
+    def _write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            records, self._pending, self._scheduled = self._pending, [], False
+        if not records:
+            return
+        lines = []
+        for record in records:
+            try:
+                lines.append(self.format(record) + self.terminator)
+            except Exception:
+                self.handleError(record)
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except Exception:
+            self.handleError(records[-1])
+
+    def flush(self) -> None:
+        self._write_pending()
+        super().flush()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts, level, logger, msg, request_id, trace_id, and the
     record's `fields` extra (a dict) merged in."""
@@ -82,8 +142,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": safe_message(record),
-            "request_id": request_id_var.get(),
-            "trace_id": current_trace_id(),
+            "request_id": _request_id(record),
+            "trace_id": getattr(record, "trace_id", None) or current_trace_id(),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -102,7 +162,7 @@ class TextFormatter(logging.Formatter):
         safe.msg, safe.args = escape_controls(safe_message(record)), None
         safe.exc_info, safe.exc_text, safe.stack_info = None, None, None
         line = super().format(safe)
-        rid = request_id_var.get()
+        rid = _request_id(record)
         if rid:
             line = f"{line} request_id={rid}"
         extra = []
@@ -126,7 +186,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     if root.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = DeferredStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root.addHandler(handler)
     # uvicorn's own loggers may carry their handlers: route them through ours (redacted,

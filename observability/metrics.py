@@ -96,6 +96,16 @@ CACHE_LOOKUPS = Counter(
     "lookup and are not counted.",
     ("result",),
 )
+CACHE_NEAR_READS = Counter(
+    f"{PREFIX}_cache_near_reads",
+    "Reads of resolved-answer entries with near copies on (REDIS_URL, CACHE_NEAR): answered "
+    "from this process's copy (near) or by a Redis round trip (redis).",
+    ("source",),
+)
+CACHE_NEAR_INVALIDATIONS = Counter(
+    f"{PREFIX}_cache_near_invalidations",
+    "Keys Redis named as changed (client-side caching invalidation messages) to this process.",
+)
 SINGLEFLIGHT_FOLLOWERS = Counter(
     f"{PREFIX}_singleflight_followers",
     "Requests that joined an identical resolution already in flight in this process.",

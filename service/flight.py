@@ -61,9 +61,12 @@ class Flight:
 
 
 class Runs(Protocol):
-    """What runs a resolution: its node updates, `{node: update}`, as they happen."""
+    """What runs a resolution: its node updates, `{node: update}`, as they happen (given
+    a run already decided, GraphRunner.decide, from there on)."""
 
-    def astream(self, graph_input: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def astream(
+        self, graph_input: dict[str, Any], decided: Any = None
+    ) -> AsyncIterator[dict[str, Any]]: ...
 
 
 class Flights:
@@ -82,15 +85,16 @@ class Flights:
         self.inflight: dict[Hashable, Flight] = {}
         self._tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
-    def join(self, key: Hashable, graph_input: dict[str, Any]) -> Flight:
-        """The run for `key`: the one in flight (counted as a follower) or a new one."""
+    def join(self, key: Hashable, graph_input: dict[str, Any], decided: Any = None) -> Flight:
+        """The run for `key`: the one in flight (counted as a follower) or a new one (from
+        `decided` on, when the caller has taken it as far as its deciding read)."""
         flight = self.inflight.get(key)
         if flight is not None:
             m.SINGLEFLIGHT_FOLLOWERS.inc()
             return flight
         flight = Flight()
         self.inflight[key] = flight
-        task = asyncio.get_running_loop().create_task(self._run(key, flight, graph_input))
+        task = asyncio.get_running_loop().create_task(self._run(key, flight, graph_input, decided))
         flight.task = task
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -107,13 +111,13 @@ class Flights:
             log.debug("resolution failed: %r", task.exception())
 
     async def _run(
-        self, key: Hashable, flight: Flight, graph_input: dict[str, Any]
+        self, key: Hashable, flight: Flight, graph_input: dict[str, Any], decided: Any
     ) -> dict[str, Any]:
         response: dict[str, Any] | None = None
         freshness: dict[str, Any] | None = None
         trace: list[dict[str, Any]] = []
         try:
-            async for chunk in self.runner.astream(graph_input):
+            async for chunk in self.runner.astream(graph_input, decided):
                 for update in chunk.values():
                     if not update:
                         continue

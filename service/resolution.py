@@ -21,6 +21,20 @@ from graph.runner import GraphRunner
 from service.flight import Flight, Flights
 from service.refresh import Refresher
 
+
+def _flight_of(
+    widget_id: str, spec: WidgetSpec, refresh: bool, dry_run: bool, access: RowAccess
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The single-flight key of a resolution (identical runs share one) and its input."""
+    return (widget_id, id(spec), refresh, dry_run, access_fingerprint(access)), {
+        "widget_id": widget_id,
+        "refresh": refresh,
+        "dry_run": dry_run,
+        "spec": spec,
+        "access": access,
+    }
+
+
 # What a generation needs back from the graph, besides the response.
 GENERATION_KEYS = ("response", "failure", "safety", "candidate_sql", "generator", "generation")
 
@@ -100,16 +114,8 @@ class Resolver:
         expired tile on many open dashboards costs one backend query, not one per viewer;
         callers with different access never share one. The run is detached from its
         callers: one that goes away does not cancel it for the others."""
-        return self.flights.join(
-            (widget_id, id(spec), refresh, dry_run, access_fingerprint(access)),
-            {
-                "widget_id": widget_id,
-                "refresh": refresh,
-                "dry_run": dry_run,
-                "spec": spec,
-                "access": access,
-            },
-        )
+        key, graph_input = _flight_of(widget_id, spec, refresh, dry_run, access)
+        return self.flights.join(key, graph_input)
 
     async def resolve(
         self,
@@ -120,10 +126,25 @@ class Resolver:
         dry_run: bool,
         access: RowAccess = UNRESTRICTED,
     ) -> dict[str, Any]:
-        """Run (or join) the graph for one widget; returns `response` and `trace`."""
-        return await self.join(
-            widget_id, spec, refresh=refresh, dry_run=dry_run, access=access
-        ).result()
+        """Run (or join) the graph for one widget; returns `response` and `trace`.
+
+        With no identical run in flight, the run is taken as far as its deciding read in
+        the caller's task: when that read answers it (a cache answer: nothing to share, no
+        backend), the answer is finished there too; otherwise the run goes on as a shared
+        flight from that read (joined by identical callers meanwhile), never reading or
+        routing again."""
+        key, graph_input = _flight_of(widget_id, spec, refresh, dry_run, access)
+        if key not in self.flights.inflight:
+            decided = await self.runner.decide(graph_input)
+            if self.runner.answered(decided):
+                out = await self.runner.ainvoke(graph_input, decided)
+                if "response" not in out:
+                    raise RuntimeError("the graph finished without a response")
+                if "freshness" in out:
+                    self._answered(graph_input, out)
+                return out
+            return await self.flights.join(key, graph_input, decided).result()
+        return await self.flights.join(key, graph_input).result()
 
     async def aclose(self) -> None:
         await self.refresher.aclose()

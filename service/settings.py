@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     cache_socket_timeout_s: float = (
         0.1  # a Redis call slower than this is a miss (and trips the breaker); leases: >= 0.25
     )
+    # near copies of answers in each process, dropped when Redis says the key changed
+    # (client-side caching, CLIENT TRACKING BCAST: adapters/near_cache.py); REDIS_URL only
+    cache_near: bool = True
+    cache_near_max_age_s: float = Field(default=5.0, gt=0, le=3600)  # a copy's longest life
+    cache_near_max_mb: int = Field(default=64, ge=1)  # the copies' bytes, at most (LRU)
 
     # Warehouse: DATABRICKS_* or embedded DuckDB
     databricks_host: str | None = None  # the workspace host (with HTTP_PATH and TOKEN: Databricks)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.cache import MemoryTTLCache, RedisCache
 from adapters.deadline import within
 from adapters.identity import ApiKeyStore
 from adapters.lease import LocalLeases, RedisLeases
+from adapters.near_cache import NearCache
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import seed
@@ -41,6 +41,7 @@ from nodes.verified import watch_verified
 from service.auth import Authenticator, open_authenticator
 from service.changes import open_gate
 from service.settings import Settings
+from service.shared_state import open_cache, open_leases
 
 log = logging.getLogger("resolver")
 
@@ -99,31 +100,6 @@ def open_llm(settings: Settings) -> SqlGenerator | None:
         prompt_cache=settings.bedrock_prompt_cache,
         base_model_id=settings.bedrock_base_model_id,
     )
-
-
-def open_cache(settings: Settings) -> Cache:
-    if settings.redis_url:
-        return RedisCache(
-            settings.redis_url,
-            prefix=settings.cache_prefix,
-            socket_timeout_s=settings.cache_socket_timeout_s,
-        )
-    return MemoryTTLCache()
-
-
-def open_leases(settings: Settings) -> LocalLeases | RedisLeases:
-    """Leases per cache key: on Redis (shared by every instance) when REDIS_URL is set."""
-    ttl = settings.effective_lease_ttl_s
-    if settings.redis_url:
-        return RedisLeases(
-            settings.redis_url,
-            prefix=settings.cache_prefix,
-            ttl_s=ttl,
-            heartbeat_s=settings.lease_heartbeat_s,
-            # the cache's Redis timeout, at least the leases' own default (0.25 s)
-            socket_timeout_s=max(0.25, settings.cache_socket_timeout_s),
-        )
-    return LocalLeases(ttl_s=ttl)
 
 
 async def database_url(settings: Settings, stack: AsyncExitStack | None = None) -> str:
@@ -345,8 +321,11 @@ async def open_resources(
             await registry.wait_listening(settings.pg_deadline_s)
 
         if cache is None:
-            cache = open_cache(settings)
-            stack.push_async_callback(cache.aclose)  # type: ignore[attr-defined]
+            opened = open_cache(settings)
+            stack.push_async_callback(opened.aclose)
+            if isinstance(opened, NearCache):
+                await opened.start()
+            cache = opened
         if warehouse is None:
             warehouse = await open_warehouse(settings, stack)
         if llm is None:

@@ -14,6 +14,7 @@ column: `functions` is set and `columns` may be empty.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlglot import exp, parse_one
 from sqlglot.errors import SqlglotError
@@ -47,6 +48,9 @@ class Approximation:
 
 
 NONE = Approximation()
+# every approximate function's name holds one of these (a query without any calls none, and
+# is not parsed: a cache hit shapes its answer without parsing its SQL)
+_MARKERS = ("approx", "sketch", "hll_", "kll_")
 
 
 def _name(node: exp.Expr) -> str | None:
@@ -62,9 +66,18 @@ def _name(node: exp.Expr) -> str | None:
 
 def approximation(sql: str | None, dialect: str = "databricks") -> Approximation:
     """The approximate functions `sql` calls and the output columns they feed (NONE for
-    SQL that calls none, or that does not parse: then nothing ran)."""
+    SQL that calls none, or that does not parse: then nothing ran). Remembered per SQL text:
+    every answer over the same SQL (each cache hit) asks again."""
     if not sql:
         return NONE
+    lowered = sql.lower()
+    if not any(marker in lowered for marker in _MARKERS):
+        return NONE
+    return _approximation(sql, dialect)
+
+
+@lru_cache(maxsize=512)
+def _approximation(sql: str, dialect: str) -> Approximation:
     try:
         tree = parse_one(sql, read=dialect)
     except (SqlglotError, RecursionError, ValueError):

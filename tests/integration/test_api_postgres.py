@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from adapters.cache import RedisCache
+from adapters.near_cache import NearCache
 from domain.failures import InvalidIntent
 from domain.models import RESERVED_WIDGET_IDS, WidgetSpec
 from service.wiring import BootError
@@ -22,6 +23,7 @@ from tests.support.servers import (
     create_database,
     drop_database,
     free_port,
+    redis_client_of,
     running_service,
 )
 
@@ -50,8 +52,10 @@ async def test_postgres_widget_live_then_cached_then_refreshed(svc: Service) -> 
     assert b3["cache_hit"] is False and b3["source"] == "postgres"
     # the answer really lives in Redis, under the configured prefix
     cache = svc.res.context.cache
-    assert isinstance(cache, RedisCache)
-    keys = await cache._client.keys(svc.settings.cache_prefix + "r2:default:issues-by-severity:*")
+    assert isinstance(cache, NearCache) and isinstance(cache.redis, RedisCache)
+    keys = await redis_client_of(cache).keys(
+        svc.settings.cache_prefix + "r2:default:issues-by-severity:*"
+    )
     assert len(keys) == 1
 
 

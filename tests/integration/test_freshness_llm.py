@@ -24,6 +24,8 @@ from fakes.bedrock_converse import (
 )
 from tests.support.servers import (
     Service,
+    redis_client_of,
+    settled,
 )
 
 WIDGET = "q-last-good"
@@ -50,11 +52,12 @@ pytestmark = [
 async def _forget_approval(svc: Service) -> None:
     """What expiry (or a new model, schema or policy) does to the approval of the question."""
     cache = svc.res.context.cache
-    client = cache._client  # type: ignore[attr-defined]
+    client = redis_client_of(cache)
     prefix = svc.settings.cache_prefix
     approved = [k async for k in client.scan_iter(f"{prefix}g*:default:claims_insights:*")]
     if approved:
         await client.delete(*approved)
+        await settled(cache)
     url = svc.settings.database_url
     assert url is not None
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:

@@ -46,9 +46,9 @@ class CountingCache:
         self.inner = inner
         self.reads: list[str] = []
 
-    async def get(self, key: str) -> Any:
+    async def get(self, key: str, *, latest: bool = False) -> Any:
         self.reads.append(key)
-        return await self.inner.get(key)
+        return await self.inner.get(key, latest=latest)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

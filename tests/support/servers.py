@@ -307,3 +307,16 @@ def converse_with_fake_aws(**server: Any) -> Iterator[Any]:
 
     with environment(FAKE_AWS_ENV), ConverseServer(**server) as srv:
         yield srv
+
+
+def redis_client_of(cache: Any) -> Any:
+    """The Redis client under a service's cache (with near copies or without)."""
+    return getattr(cache, "redis", cache)._client
+
+
+async def settled(cache: Any) -> None:
+    """Every change made to Redis so far (by a test's own client too) is seen by the
+    cache's near copies (adapters/near_cache.py::NearCache.sync); a no-op without them."""
+    sync = getattr(cache, "sync", None)
+    if sync is not None:
+        assert await sync()

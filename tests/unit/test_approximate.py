@@ -100,3 +100,44 @@ def test_an_estimate_is_checked_against_the_exact_answer_within_its_error_bound(
     t = Template("aggregate", sql, ("integer",), approximate=True)
     found = _outside_error_bound(t, _exact(exact), Answer(None, ("integer", "integer"), duck))
     assert (found is None) is within, found
+
+
+def test_every_approximate_name_holds_a_marker_so_the_text_check_never_skips_one() -> None:
+    """SQL without any marker is not parsed (a cache hit asks for every answer): every
+    approximate function's name, and every name sqlglot reads as an approximate aggregate,
+    must hold one, or its answers would lose their `approximate` flag."""
+    from sqlglot.dialects.databricks import Databricks
+
+    from sqlsafety.approximate import _MARKERS, APPROXIMATE_FUNCTIONS
+
+    parsed_as_approximate = [
+        name
+        for name in Databricks.parser_class.FUNCTIONS
+        if _name_of(name) in APPROXIMATE_FUNCTIONS
+    ]
+    assert parsed_as_approximate  # the check below looks at something
+    for name in [*APPROXIMATE_FUNCTIONS, *parsed_as_approximate]:
+        assert any(m in name.lower() for m in _MARKERS), name
+
+
+def _name_of(function: str) -> str | None:
+    from sqlglot import parse_one
+
+    from sqlsafety.approximate import _name
+
+    try:
+        call = parse_one(f"SELECT {function}(x, 0.5)", read="databricks").expressions[0]
+    except Exception:
+        return None
+    return _name(call)
+
+
+def test_the_same_sql_is_answered_without_parsing_it_again() -> None:
+    from sqlsafety import approximate as a
+
+    sql = f"SELECT approx_count_distinct(device_id) AS n FROM {T} /* memo */"
+    first = approximation(sql)
+    before = a._approximation.cache_info().hits
+    assert approximation(sql) is first
+    assert a._approximation.cache_info().hits == before + 1
+    assert approximation(f"SELECT count(*) AS n FROM {T}") == Approximation()

@@ -28,7 +28,9 @@ class SteppedGraph:
         for g in self.gates:
             g.set()
 
-    async def astream(self, graph_input: dict[str, Any]) -> AsyncIterator[dict]:
+    async def astream(
+        self, graph_input: dict[str, Any], decided: Any = None
+    ) -> AsyncIterator[dict]:
         self.runs += 1
         for node, gate in zip(self.nodes, self.gates, strict=True):
             await gate.wait()
