@@ -89,6 +89,7 @@ class PgRollups:
         self._timeout_ms = int(statement_timeout_ms)
         self._clock = clock
         self._by_metric: dict[str, tuple[Rollup, ...]] = {}
+        self._answering: set[str] = set()  # rollups whose last read here answered
         # (rollup, signature, partition start) -> the newest data version this process saw
         # it built from
         self._seen: dict[tuple[str, str, datetime], str] = {}
@@ -98,6 +99,9 @@ class PgRollups:
 
     def for_metric(self, metric: str) -> tuple[Rollup, ...]:
         return self._by_metric.get(metric, ())
+
+    def answering(self, rollup: str) -> bool:
+        return rollup in self._answering
 
     # ------------------------------------------------------------------ read
 
@@ -109,12 +113,16 @@ class PgRollups:
                     conn, rollup, query, timeout_ms=self._timeout_ms
                 )
         except psycopg.errors.UndefinedTable:
+            self._answering.discard(rollup.name)
             return None  # no partition built yet
         except psycopg.Error as exc:
+            self._answering.discard(rollup.name)
             raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
         built = self._covering(rollup, query, now, coverage)
         if built is None:
+            self._answering.discard(rollup.name)
             return None  # not covered: its rows are dropped
+        self._answering.add(rollup.name)
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
         return RollupAnswer(
             rows=[{k: json_safe(v) for k, v in r.items()} for r in raw],

@@ -107,6 +107,11 @@ class RollupStore(Protocol):
         """The rows of a matched read, or None while a partition it needs is not built."""
         ...
 
+    def answering(self, rollup: str) -> bool:
+        """Whether this process's last read of `rollup` answered (no I/O): a run then reads
+        it before taking its key's lease (graph/runner.py)."""
+        ...
+
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         """Rebuild the rollup's update-window partitions not built from `data_version` (the
         table's version now; once across the fleet). False when a build failed."""
