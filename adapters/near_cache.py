@@ -84,6 +84,7 @@ class NearCache:
         self._bytes = 0
         self._epoch = 0  # moves with every invalidation: a read that overlapped one keeps nothing
         self._ready = False
+        self._warned = False
         self._task: asyncio.Task[None] | None = None
         self._conn: Any = None
         self._pongs: list[asyncio.Future[None]] = []
@@ -253,7 +254,7 @@ class NearCache:
                 await conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
                 await conn.read_response()
                 self._clear()  # whatever changed while nobody listened
-                self._conn, self._ready = conn, True
+                self._conn, self._ready, self._warned = conn, True, False
                 self._up.set()
                 log.info("near cache copies on (tracking %s*)", self._tracked)
                 while True:
@@ -261,8 +262,14 @@ class NearCache:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                if self._ready:
-                    log.warning("near cache copies off: tracking connection lost (%s)", exc)
+                if self._ready or not self._warned:  # once per outage, not every retry
+                    self._warned = True
+                    log.warning(
+                        "near cache copies off (every read asks Redis): tracking %s (%s: %s)",
+                        "connection lost" if self._ready else "not available",
+                        type(exc).__name__,
+                        exc,
+                    )
                 self._down()
             finally:
                 self._down()

@@ -222,7 +222,9 @@ async def test_no_copies_while_the_tracking_connection_is_down(
     assert (r.redis, r.near) == (1, 1)
 
 
-async def test_a_redis_that_is_down_is_a_miss_and_no_copy(cache_namespace: str) -> None:
+async def test_a_redis_that_is_down_is_a_miss_and_no_copy(
+    cache_namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
     from tests.support.servers import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
@@ -235,5 +237,7 @@ async def test_a_redis_that_is_down_is_a_miss_and_no_copy(cache_namespace: str) 
         assert not near.tracking
         assert not await near.wait_ready(0.2)
         assert "waiting" in near.describe()
+        warned = [r for r in caplog.records if "near cache copies off" in r.getMessage()]
+        assert len(warned) == 1 and "not available" in warned[0].getMessage()
     finally:
         await near.aclose()
