@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -52,7 +53,11 @@ class MemoryTTLCache:
         value: dict[str, Any] = orjson.loads(blob)
         return value
 
-    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+    async def set(
+        self, key: str, value: dict[str, Any], ttl_seconds: int, *, drop: Sequence[str] = ()
+    ) -> None:
+        for gone in drop:
+            self._data.pop(gone, None)
         if ttl_seconds <= 0:
             return
         blob = _encode(key, value)
@@ -141,15 +146,25 @@ class RedisCache:
             return None
         return value
 
-    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
-        if ttl_seconds <= 0 or self._tripped():
+    async def set(
+        self, key: str, value: dict[str, Any], ttl_seconds: int, *, drop: Sequence[str] = ()
+    ) -> None:
+        """The write and the deletes of `drop` in one round trip (MULTI/EXEC: a reader sees
+        both or neither)."""
+        if self._tripped():
             return
-        blob = _encode(key, value)
-        if blob is None:
-            return
+        blob = _encode(key, value) if ttl_seconds > 0 else None
         try:
             async with asyncio.timeout(self._timeout * 2):
-                await self._client.set(self._prefix + key, blob, ex=ttl_seconds)
+                if not drop:
+                    if blob is not None:
+                        await self._client.set(self._prefix + key, blob, ex=ttl_seconds)
+                    return
+                async with self._client.pipeline(transaction=True) as pipe:
+                    if blob is not None:
+                        pipe.set(self._prefix + key, blob, ex=ttl_seconds)
+                    pipe.delete(*(self._prefix + k for k in drop))
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip("set", exc)
 

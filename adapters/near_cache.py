@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -114,10 +114,14 @@ class NearCache:
                 self._keep(key, blob)
         return found
 
-    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
-        self._forget(key)
-        await self._redis.set(key, value, ttl_seconds)
-        self._forget(key)
+    async def set(
+        self, key: str, value: dict[str, Any], ttl_seconds: int, *, drop: Sequence[str] = ()
+    ) -> None:
+        for k in (key, *drop):
+            self._forget(k)
+        await self._redis.set(key, value, ttl_seconds, drop=drop)
+        for k in (key, *drop):
+            self._forget(k)
 
     async def delete(self, key: str) -> None:
         self._forget(key)

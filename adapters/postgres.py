@@ -36,6 +36,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.deadline import within
+from adapters.pg_connections import check_connection, connection_keepalives
 from adapters.pg_errors import postgres_failure
 from domain.access import SeriesFilter
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
@@ -270,8 +271,8 @@ class PgGateway:
     """Runs allowlisted metric queries on a pooled async connection (read-only, time-boxed).
 
     The pool opens without waiting for PostgreSQL, checks each connection before handing
-    it out (a connection broken by a restart or network cut is replaced, never reused), and
-    keeps retrying in the background with a short give-up period so it recovers within a
+    it out (a connection broken by a restart or network cut is replaced, never reused:
+    `check_connection`, without a round trip for a healthy idle one), and keeps retrying in the background with a short give-up period so it recovers within a
     few seconds of PostgreSQL coming back.
     """
 
@@ -306,7 +307,7 @@ class PgGateway:
                 "application_name": "resolver",
                 **connection_keepalives(connect_timeout_s, keepalives_idle_s),
             },
-            check=AsyncConnectionPool.check_connection,
+            check=check_connection,
             timeout=pool_timeout_s,
             reconnect_timeout=reconnect_timeout_s,
             name="resolver-pg",
@@ -405,15 +406,3 @@ class PgGateway:
         except (psycopg.Error, TimeoutError):  # includes PoolTimeout / PoolClosed
             return False
         return True
-
-
-def connection_keepalives(connect_timeout_s: float, idle_s: int = 5) -> dict[str, Any]:
-    """libpq options bounding connects and noticing a dead peer at the TCP level."""
-    return {
-        "connect_timeout": max(1, round(connect_timeout_s)),
-        "keepalives": 1,
-        "keepalives_idle": max(1, idle_s),
-        "keepalives_interval": 2,
-        "keepalives_count": 3,
-        "tcp_user_timeout": max(1, idle_s) * 2000,  # ms of unacknowledged data
-    }

@@ -1,22 +1,26 @@
 """The PostgreSQL side of rollups (adapters/rollups.py): registering a rollup, writing one
-partition's rows, and reading what is built. Each rollup's rows live in a typed table
+partition's rows, reading what is built, and a read (coverage and rows, one round trip). Each rollup's rows live in a typed table
 `rollup_<name>` (created from its first partition's columns; text in the "C" collation, so
 ORDER BY and comparisons are the warehouse's byte order), indexed for replacing a partition
 and for the reads (the time range, then the dimensions reads filter on)."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from domain.failures import WarehouseFailure
 from domain.results import QueryResult
-from domain.rollups import Rollup
+from domain.rollups import Rollup, RollupQuery
 
 _PG_TYPES = {
     "integer": "bigint",
@@ -27,6 +31,14 @@ _PG_TYPES = {
     "boolean": "boolean",
     "json": "jsonb",
 }
+
+
+# the read's snapshot: coverage and rows agree (a build commits both or neither)
+_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_COVERAGE = (
+    "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
+    " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +156,56 @@ async def stored_start(pool: AsyncConnectionPool, r: Rollup) -> tuple[bool, date
         )
         row = await cur.fetchone()
     return (bool(row[0]), row[1]) if row else (False, None)
+
+
+async def read(
+    conn: psycopg.AsyncConnection[Any], r: Rollup, query: RollupQuery, *, timeout_ms: int
+) -> tuple[list[Any], list[dict[str, Any]], list[Any]]:
+    """(coverage rows, rows, their description): in one snapshot and one round trip, the
+    transaction's statements (BEGIN to COMMIT) queued in one pipeline and sent with its
+    one sync (psycopg's `transaction()` in a pipeline syncs on entry, on exit and for a
+    fetch inside it: four round trips). A failure leaves no transaction open."""
+    try:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            head = await _sent(conn, cur, r, query, timeout_ms)
+            # the pipeline's sync has brought every result: no I/O from here
+            return await head.fetchall(), await cur.fetchall(), list(cur.description or [])
+    except BaseException:
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()  # else the pool rolls it back, with a warning
+        raise
+
+
+async def _sent(
+    conn: psycopg.AsyncConnection[Any],
+    cur: psycopg.AsyncCursor[Any],
+    r: Rollup,
+    query: RollupQuery,
+    timeout_ms: int,
+) -> psycopg.AsyncCursor[Any]:
+    """The read's statements through one pipeline; leaving it sends them with one sync and
+    brings every result back. Raises the first failure, not the `pipeline aborted` that an
+    early one leaves for the statements after it."""
+    failure: psycopg.Error | None = None
+    try:
+        async with conn.pipeline():
+            try:
+                await conn.execute(_BEGIN)
+                await conn.execute(
+                    cast(LiteralString, f"SET LOCAL statement_timeout = {timeout_ms}")
+                )
+                head = await conn.execute(_COVERAGE, (r.name,))
+                if query.template:  # prepared by the server after a few runs
+                    await cur.execute(cast(LiteralString, query.template), query.params())
+                else:
+                    await cur.execute(cast(LiteralString, query.sql))
+                await conn.execute("COMMIT")
+            except psycopg.Error as exc:  # an answer back early failed
+                failure = exc
+    except psycopg.Error:
+        if failure is None:
+            raise
+    if failure is not None:
+        raise failure
+    return head

@@ -24,15 +24,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.pg_errors import postgres_failure
 from adapters.postgres import _type_name
-from adapters.rollup_tables import Built, built, prepare, stored_start, write_partition
+from adapters.rollup_tables import Built, built, prepare, read, stored_start, write_partition
 from domain.failures import ResolverFailure, WarehouseFailure
 from domain.jsonsafe import json_safe, portable_type
 from domain.lease import Lead, Leases, Outcome
@@ -43,11 +42,6 @@ from metricsql.rollups import build_sql, data_start_sql, partitions_between, upd
 from metricsql.rollups.timegrid import following, partition_of
 
 log = logging.getLogger(__name__)
-
-_COVERAGE = (
-    "SELECT r.signature, r.data_start, r.data_start_known, p.partition_start, p.built_at"
-    " FROM rollups r LEFT JOIN rollup_partitions p ON p.rollup = r.name WHERE r.name = %s"
-)
 
 
 @dataclass
@@ -95,6 +89,7 @@ class PgRollups:
         self._timeout_ms = int(statement_timeout_ms)
         self._clock = clock
         self._by_metric: dict[str, tuple[Rollup, ...]] = {}
+        self._answering: set[str] = set()  # rollups whose last read here answered
         # (rollup, signature, partition start) -> the newest data version this process saw
         # it built from
         self._seen: dict[tuple[str, str, datetime], str] = {}
@@ -105,32 +100,29 @@ class PgRollups:
     def for_metric(self, metric: str) -> tuple[Rollup, ...]:
         return self._by_metric.get(metric, ())
 
+    def answering(self, rollup: str) -> bool:
+        return rollup in self._answering
+
     # ------------------------------------------------------------------ read
 
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         rollup = self.rollups[query.rollup]
         try:
-            # one snapshot, one round trip: coverage and rows (dropped if not covered)
-            async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                await conn.execute(
-                    cast(LiteralString, f"SET LOCAL statement_timeout = {self._timeout_ms}")
+            async with self._pool.connection() as conn:
+                coverage, raw, description = await read(
+                    conn, rollup, query, timeout_ms=self._timeout_ms
                 )
-                head = await conn.execute(_COVERAGE, (rollup.name,))
-                async with conn.cursor(row_factory=dict_row) as cur:
-                    if query.template:  # prepared by the server after a few runs
-                        await cur.execute(cast(LiteralString, query.template), query.params())
-                    else:
-                        await cur.execute(cast(LiteralString, query.sql))
-                    built = self._covering(rollup, query, now, await head.fetchall())
-                    if built is None:
-                        return None
-                    raw = await cur.fetchall()
-                    description = list(cur.description or [])
         except psycopg.errors.UndefinedTable:
+            self._answering.discard(rollup.name)
             return None  # no partition built yet
         except psycopg.Error as exc:
+            self._answering.discard(rollup.name)
             raise postgres_failure(exc, statement_timeout_ms=self._timeout_ms) from exc
+        built = self._covering(rollup, query, now, coverage)
+        if built is None:
+            self._answering.discard(rollup.name)
+            return None  # not covered: its rows are dropped
+        self._answering.add(rollup.name)
         columns = [Column(d.name, portable_type(_type_name(d.type_code))) for d in description]
         return RollupAnswer(
             rows=[{k: json_safe(v) for k, v in r.items()} for r in raw],

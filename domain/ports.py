@@ -40,7 +40,13 @@ class Cache(Protocol):
     `latest=True` reads past any copy kept near this process (the shared store's value)."""
 
     async def get(self, key: str, *, latest: bool = False) -> dict[str, Any] | None: ...
-    async def set(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
+    async def set(
+        self, key: str, value: dict[str, Any], ttl_seconds: int, *, drop: Sequence[str] = ()
+    ) -> None:
+        """Write `value` (not when `ttl_seconds` <= 0) and delete the keys `drop` with it,
+        in one step (Redis: one round trip, one transaction)."""
+        ...
+
     async def delete(self, key: str) -> None: ...
     async def ping(self) -> bool: ...
 
@@ -99,6 +105,11 @@ class RollupStore(Protocol):
 
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         """The rows of a matched read, or None while a partition it needs is not built."""
+        ...
+
+    def answering(self, rollup: str) -> bool:
+        """Whether this process's last read of `rollup` answered (no I/O): a run then reads
+        it before taking its key's lease (graph/runner.py)."""
         ...
 
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:

@@ -4,6 +4,8 @@ with the key's leadership as one scope around the work it protects.
     route -> [read the entry once] -> cache_lookup -> ... -> degrade_or_return
                                   \\-- backend needed: async with leases.lead(key) as lead:
                                         cache_lookup (lead or share) -> ... -> degrade_or_return
+                                  \\-- a rollup that answers here may answer it: first, no lease:
+                                        cache_lookup -> rollup_query -> degrade_or_return
 
 The runner walks the edge table (graph/routing.py::NEXT) and calls the same node functions
 the compiled graph holds (graph/builder.py::node_table, observed once: metrics and spans are
@@ -22,6 +24,13 @@ taken on entry and released on exit, with the outcome of the run (`settle`), or
 `abandoned` when the run raised, timed out or was cancelled. `lead` goes to cache_lookup
 (lead: read once more, another instance may have filled it; follow: the leader's answer
 or failure). No lease token ever enters the state.
+
+A rollup read needs no single flight (one PostgreSQL read any instance may make at once;
+its partitions are built under their own leases): when the backend is needed and one of
+the run's candidate rollups answered its last read in this process (`RollupStore.
+answering`), cache_lookup and rollup_query are tried without the lease; a rollup answer then
+finishes the run with no lease (two Redis round trips fewer), anything else is dropped and
+the run goes on under the lease as above.
 
 `fast_lane=False` (or run callbacks, LangSmith) hands every run to the compiled graph right
 after cache_lookup, so the answer steps are traced as a graph run there too.
@@ -172,6 +181,13 @@ class GraphRunner:
             async for chunk in self._rest(state, read, None):
                 yield chunk
             return
+        rolled = await self._rollup_unleased(state, read)
+        if rolled is not None:  # answered from a rollup: no lease taken
+            for chunk in rolled:
+                yield chunk
+            async for chunk in self._walk(state, await self._next(state, "rollup_query")):
+                yield chunk
+            return
         async with leases.lead(
             state["cache_key"],
             wait_s=self.context.lease_wait_s,
@@ -200,7 +216,39 @@ class GraphRunner:
         update = await self.nodes["cache_lookup"](given, self._runtime)
         self._merge(state, update)
         yield {"cache_lookup": update}
-        name = await self._next(state, "cache_lookup")
+        async for chunk in self._walk(state, await self._next(state, "cache_lookup")):
+            yield chunk
+
+    async def _rollup_unleased(self, state: dict[str, Any], read: Any) -> list[Chunk] | None:
+        """A rollup answer needs no lease: it is one PostgreSQL read that every instance may
+        make at once (its partitions are built under their own leases; two Redis round
+        trips saved), so a run one of whose candidate rollups answered its last read here
+        (`answering`) first tries cache_lookup (no lead) and rollup_query on a copy of the
+        state. Their updates when the rollup answered (the state then takes them); else
+        None, nothing kept, and the run goes on under the key's lease as if untried (once:
+        the store then says the rollup does not answer, until a read under a lease does)."""
+        store = self.context.rollups
+        if (
+            store is None
+            or "rollup_query" not in self.lane
+            or state.get("dry_run")
+            or state.get("background")
+            or not any(map(store.answering, state.get("rollup_candidates") or ()))
+        ):
+            return None
+        trial = dict(state)
+        update = await self.nodes["cache_lookup"](dict(trial, probe=read), self._runtime)
+        self._merge(trial, update)
+        if await self._next(trial, "cache_lookup") != "rollup_query":
+            return None
+        chunks = [{"cache_lookup": update}, await self._step(trial, "rollup_query")]
+        if not trial.get("rollup"):
+            return None
+        state.update(trial)
+        return chunks
+
+    async def _walk(self, state: dict[str, Any], name: str) -> AsyncIterator[Chunk]:
+        """Every step from `name` on: the lane's here, the rest in the compiled graph."""
         while name != END:
             if name not in self.lane:
                 async for chunk in self._hand_on(state, name):

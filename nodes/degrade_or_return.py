@@ -152,9 +152,9 @@ async def degrade_or_return(state: State, runtime: Runtime[Context]) -> dict[str
                 # fresh while its data versions hold (domain/data_versions.py)
                 entry["versions"] = state["data_versions"]
                 retention = max(retention, ctx.data_versions.retention_s)
-            await ctx.cache.set(key, entry, retention)
-            if policy.ttl_s > 0:
-                await ctx.cache.delete(failure_note_key(key))
+            # the entry, and the end of a failure note beside it: one round trip
+            notes = (failure_note_key(key),) if policy.ttl_s > 0 else ()
+            await ctx.cache.set(key, entry, retention, drop=notes)
         elif failure and failure["node"] not in ("route", "cache_lookup"):
             # this run queried the backend and it failed: never touch the entry, note the
             # failure so every instance answers from the last good entry until the retry

@@ -3,6 +3,7 @@ they depend on in service/deps.py, the wiring in service/wiring.py."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -50,6 +51,18 @@ class BootRefusalAsText:
         await self.app(scope, receive, relay)
 
 
+def freeze_boot_heap() -> int:
+    """Once booted: what the boot allocated (modules, the catalog, the compiled graphs,
+    sqlglot's and pydantic's tables: some 230,000 objects) is moved out of the cyclic
+    collector's reach (`gc.freeze`), after one collection of the boot's garbage. A full
+    collection then scans only what requests allocated since, instead of the whole heap
+    (about 90 ms here, paid by whichever request triggered it: a latency tail). Returns
+    how many objects are frozen; the shutdown unfreezes them."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], float] = time.time
 ) -> FastAPI:
@@ -82,8 +95,10 @@ def create_app(
                 try:
                     async with change_refresh(resources, resolver) as changes:
                         app.state.changes = changes  # service/changes.py (None: off)
+                        freeze_boot_heap()
                         yield
                 finally:
+                    gc.unfreeze()
                     await resolver.aclose()
         finally:
             tracing.shutdown()

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.deadline import cancel_and_wait, within
-from adapters.postgres import connection_keepalives
+from adapters.pg_connections import connection_keepalives
 from adapters.registry.store import CHANNEL
 from domain.failures import FailureKind, PostgresFailure
 

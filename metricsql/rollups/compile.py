@@ -4,6 +4,7 @@ could answer wrongly."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -44,10 +45,12 @@ def canonical(e: exp.Expr) -> str:
     return e.sql(dialect=dialect.DATABRICKS).lower()
 
 
+@functools.lru_cache(maxsize=1024)
 def aggregate_of(sql: str) -> tuple[MetricKind, str | None]:
     """(kind, canonical argument) of `count(*)`, `count(x)`, `count(DISTINCT x)`, `sum(x)`,
     `min(x)`, `max(x)` or `avg(x)`; RollupProblem for anything else (an expression over
-    aggregates, a FILTER clause, a window...)."""
+    aggregates, a FILTER clause, a window...). Remembered per text: a rollup read asks for
+    its metric's measure on every request (a parse is most of a match's time)."""
     tree = parse_aggregate(sql)
     if isinstance(tree, exp.Count):
         arg = tree.this

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from adapters.cache import MemoryTTLCache, RedisCache
@@ -40,6 +42,38 @@ async def test_redis_round_trip_with_ttl(redis_url: str, cache_namespace: str) -
         assert 0 < raw <= 1
     finally:
         await cache.aclose()
+
+
+async def test_a_write_drops_the_keys_it_is_given_in_one_round_trip(
+    redis_url: str, cache_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer's entry and the end of its failure note go together: one MULTI/EXEC."""
+    mem = MemoryTTLCache()
+    redis = RedisCache(redis_url, prefix=cache_namespace)
+    try:
+        for cache in (mem, redis):
+            await cache.set("note", {"kind": "timeout"}, 60)
+            await cache.set("k", {"rows": [1]}, 60, drop=("note", "absent"))
+            assert await cache.get("k") == {"rows": [1]} and await cache.get("note") is None
+            await cache.set("note", {"kind": "timeout"}, 60)
+            await cache.set("k", {"rows": [2]}, 0, drop=("note",))  # no write: still drops
+            assert await cache.get("k") == {"rows": [1]} and await cache.get("note") is None
+        sent: list[list[Any]] = []
+        execute = redis._client.connection_pool.connection_class.send_packed_command
+
+        async def counted(conn: Any, command: Any, check_health: bool = True) -> None:
+            sent.append(command)
+            await execute(conn, command, check_health)
+
+        monkeypatch.setattr(
+            redis._client.connection_pool.connection_class, "send_packed_command", counted
+        )
+        await redis.set("k", {"rows": [3]}, 60, drop=("note",))
+        monkeypatch.undo()
+        assert len(sent) == 1  # MULTI, SET, DEL, EXEC written at once
+        assert await redis.get("k") == {"rows": [3]}
+    finally:
+        await redis.aclose()
 
 
 async def test_redis_down_is_a_fast_miss_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:

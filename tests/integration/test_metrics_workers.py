@@ -70,7 +70,9 @@ def test_two_workers_report_the_sum_of_both(tmp_path: Path) -> None:
         for _ in range(20):
             assert _post(port, "/v1/widgets/issues-by-severity/data") == 200
         pids = {p.name.rsplit("_", 1)[1] for p in metrics_dir.glob("counter_*.db")}
-        assert len(pids) == 2  # both workers counted resolutions
+        # both workers counted resolutions (a third file: uvicorn replaced a worker that did
+        # not answer its health check in time on a loaded machine; its counts still add up)
+        assert len(pids) >= 2
         # whichever worker answers the scrape, it reports both workers' resolutions
         assert {_resolutions(port) - before for _ in range(6)} == {20.0}
     finally:

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from adapters.cache import RedisCache
 from adapters.near_cache import NearCache
+from domain.freshness import failure_note_key
 from tests.support.clocks import FakeClock, until
 
 K = "r2:acme:w:abc"  # an answer's key (domain/keys.py::ANSWER_KEY_PREFIX)
@@ -93,6 +94,15 @@ async def test_this_process_sees_its_own_writes_at_once(near: NearCache) -> None
     assert await near.get(K) == {"v": 2}
     await near.delete(K)
     assert await near.get(K) is None
+
+
+async def test_a_write_drops_the_copies_of_the_keys_it_drops(near: NearCache) -> None:
+    note = failure_note_key(K)  # an answer's failure note: kept near too
+    await near.set(note, {"kind": "timeout"}, 60)
+    assert await near.sync()
+    assert await near.get(note) == {"kind": "timeout"}  # a copy now
+    await near.set(K, {"v": 1}, 60, drop=(note,))  # no wait for Redis' message
+    assert await near.get(note) is None and await near.get(K) == {"v": 1}
 
 
 async def test_keys_outside_the_near_prefix_always_read_redis(

@@ -12,8 +12,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 import adapters.postgres as pg_module
+from adapters.pg_connections import _readable
 from adapters.pg_generation_log import PgGenerationLog
 from adapters.pg_migrate import migrate
 from adapters.pg_seed import load_catalog, load_widgets, seed
@@ -21,6 +23,7 @@ from adapters.postgres import PgGateway, PlannedQuery, postgres_problems
 from domain.failures import FailureKind, InvalidIntent, PostgresFailure
 from domain.models import DataIntent, Filter, MetricDef, MetricDefinition
 from fakes.tcp_proxy import TcpProxy
+from tests.support.clocks import until
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 CATALOG = load_catalog(CONFIG_DIR / "metrics.yaml")
@@ -406,6 +409,35 @@ async def test_outage_then_recovery_through_proxy(proxy: TcpProxy, seeded_url: s
         proxy.start()  # same port
         assert (await _eventually_ok(gw, di, 20)).rows
         assert await gw.ping()
+    finally:
+        await gw.close()
+
+
+async def test_a_healthy_idle_connection_is_handed_out_without_a_round_trip_a_terminated_one_is_replaced(
+    seeded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[int] = []  # the pool's own check (an empty query): which connections had it
+    empty_query = AsyncConnectionPool.check_connection
+
+    async def counted(conn: psycopg.AsyncConnection[Any]) -> None:
+        checked.append(conn.info.backend_pid)
+        await empty_query(conn)
+
+    monkeypatch.setattr(AsyncConnectionPool, "check_connection", staticmethod(counted))
+    gw = PgGateway(seeded_url, min_size=1, max_size=1)
+    await gw.open()
+    try:
+        async with gw.pool.connection() as conn:
+            pid = conn.info.backend_pid
+        async with gw.pool.connection() as again:
+            assert again.info.backend_pid == pid
+        assert checked == []  # idle, nothing to read: no round trip
+        fetch(seeded_url, "SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+        await until(lambda: _readable(conn.pgconn.socket))  # the server's goodbye
+        async with gw.pool.connection() as fresh:
+            assert fresh.info.backend_pid != pid
+            assert await (await fresh.execute("SELECT 1")).fetchone() == (1,)
+        assert checked == [pid]  # the terminated one had the real check, failed it, was replaced
     finally:
         await gw.close()
 

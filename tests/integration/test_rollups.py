@@ -10,6 +10,8 @@ only by the first day's part before the range)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.duckdb_warehouse import DuckDBWarehouse
@@ -352,6 +355,52 @@ async def test_a_changed_definition_is_never_read(
     assert isinstance(query, RollupQuery) and isinstance(current, RollupQuery)
     assert await store.answer(query, now=NOW.timestamp()) is None
     assert await inst.store.answer(current, now=NOW.timestamp()) is not None
+
+
+async def test_a_read_is_one_round_trip_and_a_failed_one_leaves_no_transaction(
+    built: tuple[Instance, CountingWarehouse],
+    db: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Coverage and rows in one snapshot, sent with one sync: one ReadyForQuery per read
+    in libpq's own trace of the connection (psycopg's `transaction()` would take three)."""
+    _, wh = built
+    intent = CFG.widgets["critical-alerts-by-service"].data_intent
+    query = match(
+        ROLLUPS["alerts_daily"], CFG.metrics[intent.metric_id], intent, UNRESTRICTED, now=NOW
+    )
+    assert isinstance(query, RollupQuery)
+    pool = AsyncConnectionPool(
+        db, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+    )  # one connection: the traced one
+    await pool.open()
+    trace = tmp_path / "libpq.trace"
+    try:
+        with trace.open("w") as out:
+            async with pool.connection() as conn:
+                conn.pgconn.trace(out.fileno())
+                conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            store = PgRollups(pool, dict(ROLLUPS), warehouse=wh)
+            answer = await store.answer(query, now=NOW.timestamp())
+            async with pool.connection() as conn:
+                conn.pgconn.untrace()
+        assert answer is not None and answer.rows
+        assert trace.read_text().count("ReadyForQuery") == 1
+        # a read that fails (its table is gone) answers None, and rolls its transaction
+        # back itself: the pool gets the connection idle (it would warn as it rolls back)
+        # (and says nothing: when the failure comes back before the pipeline's sync, the
+        # sync's `pipeline aborted` is not logged over it: the first failure is raised)
+        gone = dataclasses.replace(query, sql="SELECT 1 FROM rollup_gone", template="")
+        with caplog.at_level(logging.WARNING, logger="psycopg"):
+            for _ in range(50):
+                assert await store.answer(gone, now=NOW.timestamp()) is None
+        assert not [r for r in caplog.records if r.name.startswith("psycopg")]
+        async with pool.connection() as conn:
+            assert conn.info.transaction_status is pq.TransactionStatus.IDLE
+        assert await store.answer(query, now=NOW.timestamp()) is not None
+    finally:
+        await pool.close()
 
 
 # ------------------------------------------------------------------ the service

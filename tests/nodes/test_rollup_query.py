@@ -18,10 +18,11 @@ from domain.results import Column
 from domain.rollups import Rollup, RollupAnswer, RollupQuery
 from graph.builder import build_graph
 from graph.routing import route_after_cache_lookup, route_after_rollup_query
+from graph.runner import GraphRunner
 from metricsql.rollups import validate_rollups
 from nodes.rollup_query import rollup_query
 from nodes.route import route
-from tests.support.doubles import NOW, make_ctx
+from tests.support.doubles import NOW, CountingLeases, make_ctx
 
 CFG = load_config()
 ROLLUPS, _ = validate_rollups(
@@ -44,6 +45,7 @@ class FakeRollups:
 
     caught_up: list[tuple[str, str]] = field(default_factory=list)
     catch_up_ok: bool = True
+    answered: set[str] = field(default_factory=set)  # as the store: last read answered
 
     async def catch_up(self, rollup: str, *, data_version: str, now: float) -> bool:
         self.caught_up.append((rollup, data_version))
@@ -52,12 +54,17 @@ class FakeRollups:
     def for_metric(self, metric: str) -> tuple[Rollup, ...]:
         return tuple(r for r in self.rollups.values() if metric in r.definition.metrics)
 
+    def answering(self, rollup: str) -> bool:
+        return rollup in self.answered
+
     async def answer(self, query: RollupQuery, *, now: float) -> RollupAnswer | None:
         self.queries.append(query)
+        self.answered.discard(query.rollup)
         if self.error:
             raise self.error
         if not self.built:
             return None
+        self.answered.add(query.rollup)
         return RollupAnswer(
             rows=[{"channel": "app", "value": 1.5}],
             columns=[Column("channel", "string"), Column("value", "number")],
@@ -190,6 +197,44 @@ async def test_the_graph_falls_back_to_the_warehouse_when_not_built() -> None:
     assert [t["node"] for t in out["trace"]][2:4] == ["rollup_query", "sql_generate"]
     assert out["response"]["source"] == "databricks" and out["response"]["rollup"] is None
     assert len(ctx.warehouse.executed) == 1  # type: ignore[union-attr]
+
+
+async def test_a_rollup_answer_takes_no_lease_once_the_rollup_answers_here() -> None:
+    """A rollup read needs no single flight (one PostgreSQL read any instance may make): a
+    run reads the rollup before taking the key's lease once a read of it answered here;
+    one that then finds it not answering goes on under the lease as if untried."""
+    store, leases = FakeRollups(), CountingLeases()
+    ctx = make_ctx(rollups=store, leases=leases)
+    runner = GraphRunner(ctx)
+    body: dict[str, Any] = {"widget_id": "avg-claim-amount-by-channel", "refresh": True}
+    rolled = [
+        ("route", "databricks"),
+        ("cache_lookup", "bypass_refresh"),
+        ("rollup_query", "rollup"),
+        ("degrade_or_return", "live"),
+    ]
+
+    async def steps() -> list[tuple[str, str]]:
+        out = await runner.ainvoke(body)
+        return [(t["node"], t["outcome"]) for t in out["trace"]]
+
+    assert await steps() == rolled and len(leases.asked) == 1  # nothing read here yet
+    assert await steps() == rolled and len(leases.asked) == 1  # no lease now
+    compiled = await build_graph().compile().ainvoke(body, context=ctx)  # type: ignore[call-overload]
+    assert [(t["node"], t["outcome"]) for t in compiled["trace"]] == rolled
+    store.built = False  # a range no longer built: the warehouse, under the lease
+    reads = len(store.queries)
+    out = await runner.ainvoke(body)
+    assert [t["node"] for t in out["trace"]][:4] == [
+        "route",
+        "cache_lookup",
+        "rollup_query",
+        "sql_generate",
+    ]
+    assert len(leases.asked) == 2 and out["response"]["source"] == "databricks"
+    assert len(store.queries) == reads + 2  # tried without, then read under the lease
+    await runner.ainvoke(body)  # not answering here now: straight under the lease
+    assert len(leases.asked) == 3 and len(store.queries) == reads + 3
 
 
 async def test_a_degraded_answer_never_claims_a_rollup() -> None:

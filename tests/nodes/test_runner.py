@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from adapters.lease import LocalLeases
 from domain.access import UNRESTRICTED
 from domain.freshness import Policy, failure_note, failure_note_key, make_entry
 from domain.keys import result_cache_key
@@ -24,19 +23,9 @@ from graph.runner import LANE, GraphRunner
 from graph.state import InputState
 from nodes.node_timeout import TIMEOUT_KINDS
 from observability import metrics as m
-from tests.support.doubles import NOW, StubGateway, make_ctx
+from tests.support.doubles import NOW, CountingLeases, StubGateway, make_ctx
 
 WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
-
-
-class CountingLeases(LocalLeases):
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: list[str] = []
-
-    async def lead_or_follow(self, key: str, **kw: Any) -> Any:
-        self.asked.append(key)
-        return await super().lead_or_follow(key, **kw)
 
 
 class CountingCache:

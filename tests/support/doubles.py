@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from adapters.lease import LocalLeases
 from domain.config import load_config
 from domain.failures import ResolverFailure
 from domain.models import DataIntent, MetricDef, RoutingEntry, WidgetSpec
@@ -183,6 +184,18 @@ class ListLog:
 
 WAREHOUSE_TABLES = frozenset({"main.claims.claim_events", "main.claims.devices", "main.ops.alerts"})
 NOW = 1_790_000_000.0
+
+
+class CountingLeases(LocalLeases):
+    """In-process leases, recording each key a run asked to lead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    async def lead_or_follow(self, key: str, **kw: Any) -> Any:
+        self.asked.append(key)
+        return await super().lead_or_follow(key, **kw)
 
 
 def make_ctx(**kw: object) -> Context:

@@ -13,6 +13,7 @@ from domain.access import UNRESTRICTED, RowAccess, TableFilter
 from domain.config import ConfigError, load_config, load_rollups
 from domain.models import DataIntent, Filter, MetricDef
 from domain.rollups import Rollup, RollupDef, RollupQuery
+from metricsql import dialect
 from metricsql.rollups import (
     NoMatch,
     RollupProblem,
@@ -165,6 +166,22 @@ def test_aggregates(sql: str, kind: str, arg: str | None) -> None:
 def test_what_is_not_a_reaggregable_aggregate(sql: str) -> None:
     with pytest.raises(RollupProblem):
         aggregate_of(sql)
+
+
+def test_a_measure_is_parsed_once_per_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read matches on every request: its metric's measure is parsed once, not each time."""
+    parsed: list[str] = []
+    parse = dialect.parse
+
+    def counted(sql: str) -> Any:
+        parsed.append(sql)
+        return parse(sql)
+
+    monkeypatch.setattr(dialect, "parse", counted)
+    aggregate_of.cache_clear()
+    queries = [used(intent("avg_claim_amount")) for _ in range(3)]
+    assert parsed == [CONFIG.metrics["avg_claim_amount"].definition.measure]
+    assert len({q.sql for q in queries}) == 1
 
 
 def test_the_signature_follows_the_meaning() -> None:
