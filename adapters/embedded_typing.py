@@ -51,12 +51,33 @@ def typed(tree: exp.Expr) -> exp.Expr:
     for alias in list(annotated.find_all(exp.Alias)):
         if alias.this.meta.get("unaliased") and isinstance(alias.parent, exp.Select):
             alias.replace(alias.this)
-    # columns of a LATERAL VIEW keep their bare names (sqlglot's DuckDB output loses the alias)
-    laterals = {lat.alias for lat in annotated.find_all(exp.Lateral) if lat.alias}
+    # columns of a LATERAL VIEW keep their bare names (sqlglot's DuckDB output loses the
+    # alias), typed as Spark types them: an element of the array (sqlglot: the array), and
+    # posexplode's position an INT
+    laterals = {lat.alias: _lateral_types(lat) for lat in annotated.find_all(exp.Lateral)}
     for col in annotated.find_all(exp.Column):
         if col.table and col.table in laterals:
+            types = laterals[col.table]
+            col.type = types.get(col.name, exp.DataType.build("UNKNOWN"))
             col.set("table", None)
     return annotated
+
+
+def _lateral_types(lateral: exp.Lateral) -> dict[str, exp.DataType]:
+    """The type of each column a LATERAL VIEW explode/posexplode names (none when the
+    generator or its array's element type is unknown: the column is then unknown)."""
+    udtf, alias = lateral.this, lateral.args.get("alias")
+    if not isinstance(udtf, exp.Explode) or not isinstance(alias, exp.TableAlias):
+        return {}
+    array = udtf.this.type
+    if array is None or not array.is_type(exp.DataType.Type.ARRAY) or not array.expressions:
+        return {}
+    element = array.expressions[0]
+    if not isinstance(element, exp.DataType):
+        return {}
+    kinds = [exp.DataType.build("INT"), element] if isinstance(udtf, exp.Posexplode) else [element]
+    names = [c.name for c in alias.columns]
+    return dict(zip(names, kinds, strict=False)) if len(names) == len(kinds) else {}
 
 
 def column_sources(root: exp.Expr) -> dict[int, tuple[Scope, str]]:

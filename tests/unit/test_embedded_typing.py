@@ -130,3 +130,19 @@ def test_avg_of_a_decimal_of_unknown_precision_is_refused_not_run_as_a_double() 
         to_duckdb(nested)
     plain = f"WITH t AS (SELECT region, amount AS v FROM {EVENTS}) SELECT avg(v) FROM t"
     assert "AS DECIMAL(16, 6)" in to_duckdb(plain)
+
+
+def test_lateral_view_columns_are_the_element_and_an_int_position() -> None:
+    """sqlglot types a LATERAL VIEW's columns as the exploded array; Spark: its element, and
+    posexplode's position an INT (so ORDER BY either is not 'an ORDER BY over an array')."""
+    sql = (
+        "SELECT pos, upper(part) AS u FROM main.claims.claim_events "
+        "LATERAL VIEW posexplode(split(claim_id, '-')) t AS pos, part ORDER BY pos, part"
+    )
+    keys = {c.key for c in constructs(parse_databricks(sql), {})}
+    assert "upper(string)" in keys and not any("array<string>)" in k for k in keys if "upper" in k)
+    to_duckdb(sql)  # runs: every key is verified
+    exploded = (
+        "SELECT w FROM main.claims.claim_events LATERAL VIEW explode(split(region, 'e')) t AS w"
+    )
+    assert to_duckdb(f"{exploded} ORDER BY w")
