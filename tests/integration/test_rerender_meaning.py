@@ -80,16 +80,68 @@ def meaning_changed(spark: Any, written: str, checked: str, *, digest: bool = Fa
     return d.query_difference(original, rendered, written)
 
 
+def spelled_alike(written: str, checked: str) -> bool:
+    """Whether Spark reads the two texts as one query: the same tokens in the same order
+    (keywords and identifiers compared case-insensitively, as Spark reads them; string and
+    number literals by their exact spelling, quotes and escapes included: `'a\\'b'` and
+    `'a''b'` are not alike), whatever the whitespace and comments (a hint is a token), and
+    the row cap the safety layer appended (NO_CAP) set aside. Such a pair cannot answer
+    differently: it is not run."""
+    from sqlglot.dialects.databricks import Databricks
+    from sqlglot.tokens import TokenType
+
+    literal = {TokenType.STRING, TokenType.NUMBER, TokenType.NATIONAL_STRING}
+
+    def spelling(sql: str) -> list[tuple[Any, str]]:
+        return [
+            (t.token_type, sql[t.start : t.end + 1] if t.token_type in literal else t.text.lower())
+            for t in Databricks().tokenize(sql)
+        ]
+
+    try:
+        a, b = spelling(written), spelling(checked)
+    except Exception:  # a text sqlglot cannot tokenize: compared on Spark
+        return False
+    cap = [(TokenType.LIMIT, "limit"), (TokenType.NUMBER, str(NO_CAP))]
+    if b[-2:] == cap and a[-2:] != cap:
+        b = b[:-2]
+    return a == b
+
+
 QUERIES = {**fidelity_queries(), **safety_queries()}
 RERENDERED = {
     name: (sql, checked)
     for name, sql in QUERIES.items()
-    if (checked := rerendered(sql)) is not None and checked != sql
+    if (checked := rerendered(sql)) is not None and not spelled_alike(sql, checked)
 }
 
 
 def test_most_queries_are_rerendered() -> None:
-    assert len(RERENDERED) >= 250, len(RERENDERED)
+    """(Re-renders Spark reads as the written query are not run: about three in four.)"""
+    assert len(RERENDERED) >= 80, len(RERENDERED)
+
+
+@pytest.mark.parametrize(
+    ("written", "checked", "alike"),
+    [
+        ("select a from t -- why\n", "SELECT a FROM t", True),
+        ("select `a` from T", "SELECT `A` FROM t", True),
+        ("SELECT a FROM t", f"SELECT a FROM t LIMIT {NO_CAP}", True),
+        ("SELECT a FROM t LIMIT 5", "SELECT a FROM t LIMIT 5", True),
+        ("SELECT 'a\\'b' AS s", "SELECT 'a''b' AS s", False),  # Spark: 'a' 'b' is 'ab'
+        ("SELECT 'x' AS s", 'SELECT "x" AS s', False),
+        (
+            "SELECT timestampadd(FORTNIGHT, 1, t) FROM t",
+            "SELECT timestampadd(WEEK, 2, t) FROM t",
+            False,
+        ),
+        ("SELECT 1.50 AS n", "SELECT 1.5 AS n", False),
+        ("SELECT /*+ REPARTITION(2) */ a FROM t", "SELECT a FROM t", False),
+        ("SELECT a FROM t LIMIT 5", f"SELECT a FROM t LIMIT {NO_CAP}", False),
+    ],
+)
+def test_only_texts_spark_reads_alike_are_not_run(written: str, checked: str, alike: bool) -> None:
+    assert spelled_alike(written, checked) is alike
 
 
 def _digest(spark: Any, sql: str) -> d.Answer:
