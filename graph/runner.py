@@ -127,6 +127,10 @@ class GraphRunner:
             channel = self._reducers.get(key)
             if channel is None:
                 state[key] = value
+            elif key in state and type(value) is list:
+                # a plain list is never an Overwrite: the channel would apply its operator
+                # (without building a channel per update)
+                state[key] = channel.operator(state[key], value)
             else:
                 merged = channel.from_checkpoint(state[key]) if key in state else channel.copy()
                 merged.update([value])

@@ -181,6 +181,14 @@ def test_the_runner_merges_with_the_graphs_reducers() -> None:
     state: dict[str, Any] = {"trace": [{"node": "route"}], "rows": [1]}
     runner._merge(state, {"trace": [{"node": "cache_lookup"}], "rows": [2]})
     assert state == {"trace": [{"node": "route"}, {"node": "cache_lookup"}], "rows": [2]}
+    # an Overwrite takes the channel's own way, as in the graph
+    from langgraph.types import Overwrite
+
+    runner._merge(state, {"trace": Overwrite([{"node": "mock_data"}])})
+    assert state["trace"] == [{"node": "mock_data"}]
+    fresh: dict[str, Any] = {}
+    runner._merge(fresh, {"trace": [{"node": "route"}]})
+    assert fresh == {"trace": [{"node": "route"}]}
 
 
 async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
