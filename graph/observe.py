@@ -137,6 +137,12 @@ def record_metrics(name: str, state: State, update: dict[str, Any], ctx: Context
         ).inc()
 
 
+def _seen(state: State) -> State:
+    """What record_metrics reads of the state, as it was when the node ran."""
+    widget = state.get("widget_id")
+    return {} if widget is None else {"widget_id": widget}
+
+
 def _record_llm(
     update: dict[str, Any], outcome: str, failure: dict[str, Any] | None, seconds: float
 ) -> None:
@@ -215,7 +221,9 @@ class GraphObserver:
             @functools.wraps(fn)
             async def counted(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                 update: dict[str, Any] = await fn(state, runtime)
-                record_metrics(name, state, update, runtime.context)
+                # recorded at the loop's next turn (after the response goes out); of the
+                # state, metrics read the widget only (the runner goes on changing it)
+                m.later(record_metrics, name, _seen(state), update, runtime.context)
                 return update
 
             return counted
@@ -226,7 +234,7 @@ class GraphObserver:
                 update: dict[str, Any] = await fn(state, runtime)
                 self._describe(span, name, state, update)
             if metrics:
-                record_metrics(name, state, update, runtime.context)
+                m.later(record_metrics, name, _seen(state), update, runtime.context)
             return update
 
         return traced

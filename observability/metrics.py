@@ -13,7 +13,9 @@ module is imported (prometheus-client picks its value class at import time).
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -192,8 +194,42 @@ def registry() -> CollectorRegistry:
     return reg
 
 
+# what `later` holds until the event loop's next turn, and the loop that turn belongs to
+_pending: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+_flush_on: asyncio.AbstractEventLoop | None = None
+
+
+def later(record: Callable[..., None], *args: Any) -> None:
+    """Call `record(*args)` at the running event loop's next turn, with whatever else was
+    recorded in this one: a request's per-node metrics are recorded after its response is
+    written, not on its way (each Histogram.observe and Counter.inc takes a lock). With no
+    running loop, now. `render` (GET /metrics) and `flush` record what is pending first."""
+    global _flush_on
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        record(*args)
+        return
+    _pending.append((record, args))
+    if _flush_on is not loop:  # (a flush scheduled on a loop since closed never ran)
+        _flush_on = loop
+        loop.call_soon(flush)
+
+
+def flush() -> None:
+    """Record everything `later` holds, now."""
+    global _flush_on
+    _flush_on = None
+    while _pending:
+        batch = _pending[:]
+        del _pending[:]
+        for record, args in batch:
+            record(*args)
+
+
 def render() -> tuple[bytes, str]:
-    """The Prometheus text exposition and its content type."""
+    """The Prometheus text exposition and its content type (what is pending recorded first)."""
+    flush()
     return generate_latest(registry()), CONTENT_TYPE_LATEST
 
 

@@ -13,6 +13,7 @@ from domain.failures import FailureKind, PostgresFailure
 from graph.builder import build_graph
 from graph.context import Context
 from graph.observe import GraphObserver
+from observability.metrics import flush
 from observability.tracing import setup_tracing, sql_hash
 from tests.support.doubles import StubGateway, StubLLM, StubWarehouse, make_ctx
 
@@ -20,6 +21,7 @@ OBSERVED = build_graph(observer=GraphObserver(metrics=True)).compile()
 
 
 def value(name: str, **labels: str) -> float:
+    flush()  # what the last run's nodes recorded for the loop's next turn
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

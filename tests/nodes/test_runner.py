@@ -195,9 +195,12 @@ async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
     ctx = make_ctx()
     await _seed(ctx, 5)
     labels = [("route", "postgres"), ("cache_lookup", "hit"), ("degrade_or_return", "cached")]
+    m.flush()
     before = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
     hits = m.CACHE_LOOKUPS.labels("hit")._value.get()
     await answer({"widget_id": WIDGET}, ctx, GraphObserver(metrics=True))
+    assert [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels] == before  # not yet
+    await asyncio.sleep(0)  # the loop's next turn records them
     after = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
     assert m.CACHE_LOOKUPS.labels("hit")._value.get() == hits + 1

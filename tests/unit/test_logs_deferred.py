@@ -62,3 +62,44 @@ def test_without_a_running_loop_a_line_is_written_at_once() -> None:
     handler.setFormatter(TextFormatter("%(message)s"))
     _logger(handler).warning("now")
     assert stream.getvalue() == "now\n"
+
+
+async def test_metrics_recorded_later_are_recorded_at_the_loops_next_turn() -> None:
+    from observability import metrics as m
+
+    seen: list[int] = []
+    m.later(seen.append, 1)
+    m.later(seen.append, 2)
+    assert seen == []  # not on the request's way
+    await asyncio.sleep(0)
+    assert seen == [1, 2]
+    m.later(seen.append, 3)
+    m.render()  # a scrape records what is pending first
+    assert seen == [1, 2, 3]
+
+
+def test_metrics_recorded_later_without_a_loop_are_recorded_now() -> None:
+    from observability import metrics as m
+
+    seen: list[int] = []
+    m.later(seen.append, 1)
+    assert seen == [1]
+
+
+def test_a_flush_scheduled_on_a_loop_that_closed_is_scheduled_again() -> None:
+    from observability import metrics as m
+
+    seen: list[str] = []
+
+    async def record_and_leave(tag: str) -> None:
+        m.later(seen.append, tag)
+
+    asyncio.run(record_and_leave("a"))  # the loop closes with its turn still pending
+    assert seen in ([], ["a"])
+
+    async def next_loop() -> None:
+        m.later(seen.append, "b")
+        await asyncio.sleep(0)
+
+    asyncio.run(next_loop())
+    assert seen == ["a", "b"]
