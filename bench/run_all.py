@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -47,7 +48,14 @@ def main() -> int:
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         "CACHE_PREFIX": f"wdr-bench:{uuid.uuid4().hex[:8]}:",
     }
-    server = subprocess.Popen([str(Path(PY).parent / "resolver"), "serve"], cwd=ROOT, env=env)
+    # its log (one INFO line per resolution) to a file, not through this terminal: a
+    # console reading thousands of lines would compete with the service for the CPU
+    log_path = Path(tempfile.gettempdir()) / f"wdr-bench-{port}.log"
+    log = log_path.open("wb")
+    print(f"service log: {log_path}")
+    server = subprocess.Popen(
+        [str(Path(PY).parent / "resolver"), "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url)
@@ -56,6 +64,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
+        log.close()
     for script in ("bench_safety.py", "bench_warehouse.py", "bench_auth.py"):
         if (ROOT / "bench" / script).exists():
             print(f"== {script}")
