@@ -270,7 +270,6 @@ class NearCache:
                         type(exc).__name__,
                         exc,
                     )
-                self._down()
             finally:
                 self._down()
                 await conn.disconnect()

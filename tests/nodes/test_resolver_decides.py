@@ -12,6 +12,7 @@ from typing import Any
 from domain.access import UNRESTRICTED
 from service.resolution import Resolver
 from tests.nodes.test_runner import WIDGET, CountingCache, CountingLeases, _key_and_policy, _seed
+from tests.support.clocks import until
 from tests.support.doubles import StubGateway, make_ctx
 
 
@@ -95,8 +96,7 @@ async def test_a_caller_that_goes_away_leaves_the_shared_run_going() -> None:
     resolver, ctx, _ = _resolver(leases=CountingLeases(), postgres=gateway)
     spec = ctx.registry.widget(WIDGET)
     caller = asyncio.ensure_future(resolver.resolve(WIDGET, spec, refresh=False, dry_run=False))
-    while not resolver.flights.inflight:
-        await asyncio.sleep(0)
+    await until(lambda: bool(resolver.flights.inflight))
     caller.cancel()
     gate.set()
     (flight,) = resolver.flights.inflight.values()

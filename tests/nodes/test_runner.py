@@ -23,6 +23,7 @@ from graph.runner import LANE, GraphRunner
 from graph.state import InputState
 from nodes.node_timeout import TIMEOUT_KINDS
 from observability import metrics as m
+from tests.support.clocks import next_turn
 from tests.support.doubles import NOW, CountingLeases, StubGateway, make_ctx
 
 WIDGET = "open-issues-kpi"  # a Postgres widget of the demo config
@@ -200,7 +201,7 @@ async def test_the_lane_counts_its_nodes_once_through_the_observer() -> None:
     hits = m.CACHE_LOOKUPS.labels("hit")._value.get()
     await answer({"widget_id": WIDGET}, ctx, GraphObserver(metrics=True))
     assert [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels] == before  # not yet
-    await asyncio.sleep(0)  # the loop's next turn records them
+    await next_turn()  # the loop's next turn records them
     after = [m.NODE_OUTCOMES.labels(*lv)._value.get() for lv in labels]
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
     assert m.CACHE_LOOKUPS.labels("hit")._value.get() == hits + 1

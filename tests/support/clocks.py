@@ -43,3 +43,13 @@ async def until(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s:.0f}s")
         await asyncio.sleep(every_s)
+
+
+async def next_turn() -> None:
+    """Return once the event loop has run every callback scheduled before this call (a
+    callback queued now runs after them, in order): for code that defers work to the
+    loop's next turn (`loop.call_soon`). No clock involved."""
+    loop = asyncio.get_running_loop()
+    turned: asyncio.Future[None] = loop.create_future()
+    loop.call_soon(turned.set_result, None)
+    await turned

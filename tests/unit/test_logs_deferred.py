@@ -8,6 +8,7 @@ import io
 import logging
 
 from observability.logs import DeferredStreamHandler, JsonFormatter, TextFormatter, request_id_var
+from tests.support.clocks import next_turn
 
 
 def _logger(handler: logging.Handler) -> logging.Logger:
@@ -38,7 +39,7 @@ async def test_lines_written_on_the_loop_go_out_at_its_next_turn_with_their_requ
     log.info("second")
     request_id_var.reset(token)
     assert stream.getvalue() == ""  # not on the request's path
-    await asyncio.sleep(0)
+    await next_turn()
     assert stream.getvalue() == "INFO first request_id=req-a\nINFO second request_id=req-b\n"
     assert stream.writes == 1  # one write for the turn's lines
 
@@ -71,7 +72,7 @@ async def test_metrics_recorded_later_are_recorded_at_the_loops_next_turn() -> N
     m.later(seen.append, 1)
     m.later(seen.append, 2)
     assert seen == []  # not on the request's way
-    await asyncio.sleep(0)
+    await next_turn()
     assert seen == [1, 2]
     m.later(seen.append, 3)
     m.render()  # a scrape records what is pending first
@@ -99,7 +100,7 @@ def test_a_flush_scheduled_on_a_loop_that_closed_is_scheduled_again() -> None:
 
     async def next_loop() -> None:
         m.later(seen.append, "b")
-        await asyncio.sleep(0)
+        await next_turn()
 
     asyncio.run(next_loop())
     assert seen == ["a", "b"]
